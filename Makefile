@@ -1,0 +1,41 @@
+# Two commands matter: `make demo` and `make test`. Both create ./.venv on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+WORKSPACE ?= workspace
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench install dev clean help
+
+help:
+	@echo "make demo   install into $(VENV) and run the whole chain on generated sample data"
+	@echo "make test   install the dev extra into $(VENV) and run pytest"
+	@echo "make bench  run every benchmark in benchmarks/ (slow; each says how long first)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+
+# Stamps re-run pip only when setup.py changes.
+$(VENV)/.installed: setup.py | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: setup.py | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
+
+demo: install
+	$(BIN)/opinionrec demo --workspace $(WORKSPACE)
+
+test: dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: dev
+	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(WORKSPACE) .pytest_cache build *.egg-info

@@ -1,0 +1,90 @@
+"""The `opinionrec` command: one sub-command per stage, each importing its heavy code lazily."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+# name -> (module, one-line help). A module provides `add_arguments(parser)` and
+# `run(args, beam_args) -> int`; it is imported only when its command runs, so `--help` is fast.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sample-data": ("pipelines.sample_data", "Generate reviews and news with planted structure."),
+    "ingest": ("pipelines.ingest", "Beam job: parse, clean and validate raw reviews/news."),
+    "vocab": ("pipelines.vocab", "Train the SentencePiece vocabulary and mine aspect terms."),
+    "pretrain": ("pipelines.pretrain", "Pretrain ALBERT with MLM + sentence-order prediction."),
+    "finetune": ("pipelines.finetune", "Fine-tune sentiment/topic heads; export text_features."),
+    "features": ("pipelines.features", "Beam RunInference job: text features and profiles."),
+    "train-recommender": ("pipelines.train_recommender", "Train the TFRS two-tower retrieval model."),
+    "export": ("pipelines.export", "Assemble the TF Serving model folder and models.config."),
+    "serve": ("pipelines.serve", "Serve exported models over the TF Serving REST API."),
+    "recommend": ("pipelines.recommend", "Ask the server for a user's explained recommendations."),
+    "demo": ("pipelines.demo", "Run the whole chain on sample data, skipping up-to-date stages."),
+}
+
+# Commands whose unknown arguments are Beam pipeline options (--runner, --direct_num_workers, ...).
+BEAM_COMMANDS = {"ingest", "features", "demo"}
+
+
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    for token in argv:
+        if token in COMMANDS:
+            return token
+        if not token.startswith("-"):
+            return None
+    return None
+
+
+def build_parser(chosen: str | None) -> argparse.ArgumentParser:
+    """Top-level parser; only the chosen sub-command's module is imported to add its arguments."""
+    parser = argparse.ArgumentParser(
+        prog="opinionrec",
+        description=(
+            "Opinion mining and explained recommendations from reviews and news. Each stage reads "
+            "and writes a workspace folder (default ./workspace); `opinionrec demo` runs them all."
+        ),
+        epilog="Run `opinionrec COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub_parser)
+            if name in BEAM_COMMANDS:
+                sub_parser.epilog = (
+                    "Other arguments are passed to Beam as pipeline options, e.g. --runner "
+                    "FlinkRunner, --direct_num_workers 2 --direct_running_mode multi_processing."
+                )
+    return parser
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname).1s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # TensorFlow and Beam are chatty at INFO.
+    for noisy in ("apache_beam", "absl", "tensorflow", "h5py", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = _chosen_command(argv)
+    parser = build_parser(chosen)
+    if chosen in BEAM_COMMANDS:
+        args, beam_args = parser.parse_known_args(argv)
+    else:
+        args, beam_args = parser.parse_args(argv), []
+    configure_logging(args.verbose)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    return int(module.run(args, beam_args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""The workspace folder: where each stage writes, and whether a stage's outputs are up to date.
+
+Every stage writes into `<workspace>/<stage>/` and, when it finishes, a `_stage.json` record with the
+parameters it ran with, a fingerprint of each input, a fresh run id and its wall time. A stage is up to
+date when its record exists and its parameters and input fingerprints are unchanged; a downstream
+stage fingerprints an upstream stage by that stage's run id, so re-running a stage invalidates
+everything after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+STAGE_RECORD = "_stage.json"
+DEFAULT_WORKSPACE = "workspace"
+
+log = logging.getLogger("opinionrec")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths of every artifact in a workspace folder (see DESIGN.md "Layout")."""
+
+    root: Path
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / stage.replace("-", "_")
+
+    # sample-data
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    # ingest
+    @property
+    def ingest(self) -> Path:
+        return self.stage_dir("ingest")
+
+    @property
+    def docs(self) -> Path:
+        """Canonical documents: `docs/*.parquet` and `docs/*.tfrecord`."""
+        return self.ingest / "docs"
+
+    @property
+    def interactions(self) -> Path:
+        """Click logs (MIND behaviours): `interactions/*.parquet`."""
+        return self.ingest / "interactions"
+
+    @property
+    def items(self) -> Path:
+        """Item metadata (Amazon meta files): `items/*.parquet`."""
+        return self.ingest / "items"
+
+    @property
+    def rejected(self) -> Path:
+        return self.ingest / "rejected"
+
+    @property
+    def ingest_stats(self) -> Path:
+        return self.ingest / "stats.json"
+
+    # vocab
+    @property
+    def spm_model(self) -> Path:
+        return self.stage_dir("vocab") / "spm.model"
+
+    @property
+    def aspect_lexicon(self) -> Path:
+        return self.stage_dir("vocab") / "aspects.json"
+
+    # pretrain / finetune
+    @property
+    def pretrained_preset(self) -> Path:
+        return self.stage_dir("pretrain") / "preset"
+
+    @property
+    def text_features_model(self) -> Path:
+        """The raw-text SavedModel that `features` runs and `export` versions."""
+        return self.stage_dir("finetune") / "text_features"
+
+    # features
+    @property
+    def features(self) -> Path:
+        return self.stage_dir("features")
+
+    # train-recommender
+    @property
+    def recommender_model(self) -> Path:
+        return self.stage_dir("train-recommender") / "recommender"
+
+    # export
+    @property
+    def export(self) -> Path:
+        return self.stage_dir("export")
+
+    @property
+    def models_root(self) -> Path:
+        """TF Serving's model base: `<name>/<version>/` folders and `models.config`."""
+        return self.export / "models"
+
+
+def add_workspace_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workspace",
+        default=os.environ.get("OPINIONREC_WORKSPACE", DEFAULT_WORKSPACE),
+        help="workspace folder every stage reads and writes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--if-stale",
+        action="store_true",
+        help="do nothing when this stage's outputs are up to date with its inputs and options",
+    )
+
+
+def workspace_from_args(args: argparse.Namespace) -> Workspace:
+    return Workspace(Path(args.workspace))
+
+
+def fingerprint_path(path: Path) -> str:
+    """A cheap content fingerprint: relative name, size and mtime of every file under `path`."""
+    digest = hashlib.sha1()
+    path = Path(path)
+    if not path.exists():
+        return "missing"
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        stat = file.stat()
+        rel = file.name if file == path else str(file.relative_to(path))
+        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def read_stage_record(workspace: Workspace, stage: str) -> dict[str, Any] | None:
+    record_path = workspace.stage_dir(stage) / STAGE_RECORD
+    if not record_path.exists():
+        return None
+    try:
+        return json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def input_fingerprints(
+    workspace: Workspace, inputs: Mapping[str, str | Path]
+) -> dict[str, str]:
+    """Fingerprint each input: `stage:NAME` by that stage's run id, anything else by its files."""
+    prints = {}
+    for key, value in inputs.items():
+        value = str(value)
+        if value.startswith("stage:"):
+            record = read_stage_record(workspace, value.removeprefix("stage:"))
+            prints[key] = record["run_id"] if record else "missing"
+        else:
+            prints[key] = fingerprint_path(Path(value))
+    return prints
+
+
+def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(params), sort_keys=True, default=str))
+
+
+def is_up_to_date(
+    workspace: Workspace,
+    stage: str,
+    params: Mapping[str, Any],
+    inputs: Mapping[str, str | Path],
+) -> bool:
+    record = read_stage_record(workspace, stage)
+    if record is None:
+        return False
+    return record.get("params") == _jsonable(params) and record.get(
+        "inputs"
+    ) == input_fingerprints(workspace, inputs)
+
+
+@contextlib.contextmanager
+def stage_run(
+    workspace: Workspace,
+    stage: str,
+    params: Mapping[str, Any],
+    inputs: Mapping[str, str | Path],
+) -> Iterator[dict[str, Any]]:
+    """Run a stage body and, only if it succeeds, write its `_stage.json` record.
+
+    The yielded dict is the record; the body may add a `summary` (counts, metrics) to it.
+    """
+    stage_dir = workspace.stage_dir(stage)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    (stage_dir / STAGE_RECORD).unlink(missing_ok=True)
+    record: dict[str, Any] = {
+        "stage": stage,
+        "params": _jsonable(params),
+        "inputs": input_fingerprints(workspace, inputs),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    start = time.perf_counter()
+    log.info("%s: started", stage)
+    yield record
+    record["wall_s"] = round(time.perf_counter() - start, 2)
+    record["run_id"] = uuid.uuid4().hex
+    (stage_dir / STAGE_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    log.info("%s: done in %.1f s", stage, record["wall_s"])
+
+
+def skip_if_fresh(
+    args: argparse.Namespace,
+    workspace: Workspace,
+    stage: str,
+    params: Mapping[str, Any],
+    inputs: Mapping[str, str | Path],
+) -> bool:
+    """True (and a log line) when `--if-stale` was given and the stage is up to date."""
+    if getattr(args, "if_stale", False) and is_up_to_date(workspace, stage, params, inputs):
+        log.info("%s: up to date, skipped", stage)
+        return True
+    return False
