@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "scikit-learn==1.9.1",
     "matplotlib==3.11.2",
     "tqdm==4.70.1",
+    "tensorboard==2.21.0",
     "grpcio==1.85.3",
     "protobuf==6.33.6",
 ]

@@ -165,7 +165,7 @@ def input_fingerprints(
     return prints
 
 
-def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
+def jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(dict(params), sort_keys=True, default=str))
 
 
@@ -178,7 +178,7 @@ def is_up_to_date(
     record = read_stage_record(workspace, stage)
     if record is None:
         return False
-    return record.get("params") == _jsonable(params) and record.get(
+    return record.get("params") == jsonable(params) and record.get(
         "inputs"
     ) == input_fingerprints(workspace, inputs)
 
@@ -199,7 +199,7 @@ def stage_run(
     (stage_dir / STAGE_RECORD).unlink(missing_ok=True)
     record: dict[str, Any] = {
         "stage": stage,
-        "params": _jsonable(params),
+        "params": jsonable(params),
         "inputs": input_fingerprints(workspace, inputs),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -30,3 +30,44 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"{SHARED_DATA} not found (set OPINIONREC_SHARED_DATA)")
     return SHARED_DATA
+
+
+# A small review-like corpus for tokenizer and model tests (written for the tests, not real data).
+ASPECT_PHRASES = {
+    "battery": ["The battery life is excellent.", "The battery dies after an hour."],
+    "sound": ["The sound is crisp and clear.", "Terrible sound, muffled and tinny."],
+    "comfort": ["Very comfortable to wear all day.", "They hurt my ears after a while."],
+    "price": ["The price is great.", "The price is too high, a real waste."],
+}
+FILLER = ["Arrived on Tuesday.", "Bought these for my commute.", "My son uses them for school.",
+          "I have had them for two months now."]
+
+
+def make_review_corpus(n: int = 400, seed: int = 0) -> list[list[str]]:
+    """Documents of 2-5 sentences mixing aspect opinions and filler."""
+    import random
+
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n):
+        doc = []
+        for _ in range(rng.randint(2, 5)):
+            if rng.random() < 0.7:
+                doc.append(rng.choice(rng.choice(list(ASPECT_PHRASES.values()))))
+            else:
+                doc.append(rng.choice(FILLER))
+        docs.append(doc)
+    return docs
+
+
+@pytest.fixture(scope="session")
+def spm_model(tmp_path_factory) -> Path:
+    """A SentencePiece model with ALBERT's special tokens, trained on the test corpus."""
+    from albert_tf.tokenizer import train_sentencepiece
+
+    sentences = [s for doc in make_review_corpus(300) for s in doc]
+    sentences += [f"Headline number {i} about markets and football." for i in range(50)]
+    sentences += ["电池很好，音质一般。", "价格便宜，质量不错。"] * 5
+    return train_sentencepiece(
+        sentences, tmp_path_factory.mktemp("spm") / "spm.model", vocabulary_size=300
+    )

@@ -1,0 +1,187 @@
+"""Multi-task text classifier: one ALBERT backbone, a sentiment head and a topic head.
+
+Each training example carries a label for one task and -1 for the other; the missing label gets
+sample weight 0, so reviews teach sentiment and news teach topics through the same encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import keras
+import keras_hub
+import numpy as np
+import tensorflow as tf
+
+from albert_tf.heads import ClassificationHead
+
+SENTIMENT_LABELS = ("negative", "neutral", "positive")
+MISSING = -1
+
+
+def rating_to_sentiment(rating: float) -> int:
+    """1-2 stars negative, 3 neutral, 4-5 positive (indices into SENTIMENT_LABELS)."""
+    if rating <= 2:
+        return 0
+    if rating < 4:
+        return 1
+    return 2
+
+
+@dataclass
+class LabelledTexts:
+    """Texts with a sentiment label and a topic label each (-1 where unknown)."""
+
+    texts: list[str] = field(default_factory=list)
+    sentiment: list[int] = field(default_factory=list)
+    topic: list[int] = field(default_factory=list)
+
+    def add(self, text: str, sentiment: int = MISSING, topic: int = MISSING) -> None:
+        self.texts.append(text)
+        self.sentiment.append(sentiment)
+        self.topic.append(topic)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: Sequence[int]) -> "LabelledTexts":
+        return LabelledTexts(
+            [self.texts[i] for i in indices],
+            [self.sentiment[i] for i in indices],
+            [self.topic[i] for i in indices],
+        )
+
+
+def balanced_weights(labels: np.ndarray, num_classes: int, max_weight: float = 10.0) -> np.ndarray:
+    """Per-example weights inversely proportional to class frequency (0 for missing labels)."""
+    labels = np.asarray(labels)
+    present = labels >= 0
+    counts = np.bincount(labels[present], minlength=num_classes).astype("float64")
+    class_weight = np.where(counts > 0, present.sum() / (num_classes * np.maximum(counts, 1)), 0)
+    class_weight = np.minimum(class_weight, max_weight)
+    return np.where(present, class_weight[np.maximum(labels, 0)], 0.0).astype("float32")
+
+
+@keras.saving.register_keras_serializable(package="albert_tf")
+class OpinionClassifier(keras.Model):
+    """ALBERT backbone -> pooled output -> sentiment logits and topic logits.
+
+    Args:
+        backbone: a `keras_hub.models.AlbertBackbone`.
+        num_sentiments: sentiment classes (3: negative, neutral, positive).
+        num_topics: topic classes (0 disables the topic head's training signal but keeps 1 unit).
+        dropout: dropout before each classifier.
+    """
+
+    def __init__(self, backbone, num_sentiments: int = 3, num_topics: int = 1,
+                 dropout: float = 0.1, **kwargs):
+        # === Layers ===
+        sentiment_head = ClassificationHead(
+            num_sentiments, dropout=dropout, dtype=backbone.dtype_policy, name="sentiment_head"
+        )
+        topic_head = ClassificationHead(
+            max(num_topics, 1), dropout=dropout, dtype=backbone.dtype_policy, name="topic_head"
+        )
+        # === Functional Model ===
+        inputs = backbone.input
+        pooled = backbone(inputs)["pooled_output"]
+        super().__init__(
+            inputs=inputs,
+            outputs={"sentiment": sentiment_head(pooled), "topic": topic_head(pooled)},
+            **kwargs,
+        )
+        self.backbone = backbone
+        self.sentiment_head = sentiment_head
+        self.topic_head = topic_head
+        # === Config ===
+        self.num_sentiments = num_sentiments
+        self.num_topics = num_topics
+        self.dropout = dropout
+
+    def get_config(self):
+        return {
+            "backbone": keras.layers.serialize(self.backbone),
+            "num_sentiments": self.num_sentiments,
+            "num_topics": self.num_topics,
+            "dropout": self.dropout,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.layers.deserialize(config["backbone"])
+        return cls(**config)
+
+
+def compile_classifier(model: OpinionClassifier, optimizer, jit_compile: bool = True) -> None:
+    model.compile(
+        optimizer=optimizer,
+        loss={
+            "sentiment": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            "topic": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        },
+        weighted_metrics={
+            "sentiment": [keras.metrics.SparseCategoricalAccuracy("accuracy")],
+            "topic": [keras.metrics.SparseCategoricalAccuracy("accuracy")],
+        },
+        jit_compile=jit_compile,
+    )
+
+
+def make_text_preprocessor(tokenizer, sequence_length: int):
+    """keras-hub's ALBERT classifier preprocessor: tokenize and pack `[CLS] text [SEP]`."""
+    return keras_hub.models.AlbertTextClassifierPreprocessor(
+        tokenizer=tokenizer, sequence_length=sequence_length
+    )
+
+
+def classification_dataset(
+    data: LabelledTexts,
+    preprocessor,
+    batch_size: int,
+    num_topics: int,
+    seed: int = 0,
+    start_step: int = 0,
+    num_steps: int | None = None,
+    shuffle: bool = True,
+    balance_sentiment: bool = True,
+) -> tf.data.Dataset:
+    """Batches of `(x, {"sentiment", "topic"}, weights)`; a pure function of (seed, step)."""
+    from albert_tf.pretraining import example_order
+
+    sentiment = np.asarray(data.sentiment, dtype="int32")
+    topic = np.asarray(data.topic, dtype="int32")
+    sentiment_w = (
+        balanced_weights(sentiment, len(SENTIMENT_LABELS))
+        if balance_sentiment
+        else (sentiment >= 0).astype("float32")
+    )
+    topic_w = (topic >= 0).astype("float32") if num_topics > 0 else np.zeros_like(topic, "float32")
+    if shuffle:
+        order = example_order(len(data), seed, start_step * batch_size, (num_steps or 1) * batch_size)
+    else:
+        order = np.arange(len(data))
+    tensors = (
+        tf.constant(data.texts),
+        tf.constant(np.maximum(sentiment, 0)),
+        tf.constant(np.maximum(topic, 0)),
+        tf.constant(sentiment_w),
+        tf.constant(topic_w),
+    )
+
+    def gather(index):
+        texts, s, t, sw, tw = (tf.gather(x, index) for x in tensors)
+        return preprocessor(texts), {"sentiment": s, "topic": t}, {"sentiment": sw, "topic": tw}
+
+    ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=shuffle)
+    return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def predict_probabilities(model: OpinionClassifier, preprocessor, texts: Sequence[str],
+                          batch_size: int = 128) -> dict[str, np.ndarray]:
+    """Softmax probabilities of both heads for `texts`, in order."""
+    ds = tf.data.Dataset.from_tensor_slices(list(texts)).batch(batch_size).map(preprocessor)
+    logits = model.predict(ds, verbose=0)
+    return {name: keras.ops.convert_to_numpy(keras.ops.softmax(v)) for name, v in logits.items()}

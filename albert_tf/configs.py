@@ -1,0 +1,91 @@
+"""Named ALBERT sizes and their BERT equivalents (same depth and width, no sharing, E = H)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AlbertConfig:
+    """Architecture of an ALBERT encoder; arguments named as in keras-hub's `AlbertBackbone`.
+
+    `num_groups` = 1 shares one transformer layer across all `num_layers` (the paper's default).
+    """
+
+    num_layers: int
+    num_heads: int
+    hidden_dim: int
+    intermediate_dim: int
+    embedding_dim: int
+    num_groups: int = 1
+    num_inner_repetitions: int = 1
+    dropout: float = 0.0
+    max_sequence_length: int = 512
+    vocabulary_size: int = 30000
+
+    def __post_init__(self) -> None:
+        if self.num_layers % self.num_groups:
+            raise ValueError(
+                "`num_layers` must be divisible by `num_groups`. Received: "
+                f"num_layers={self.num_layers}, num_groups={self.num_groups}"
+            )
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(
+                "`hidden_dim` must be divisible by `num_heads`. Received: "
+                f"hidden_dim={self.hidden_dim}, num_heads={self.num_heads}"
+            )
+
+    def replace(self, **changes) -> "AlbertConfig":
+        return dataclasses.replace(self, **changes)
+
+    def backbone_kwargs(self) -> dict:
+        """Keyword arguments for `keras_hub.models.AlbertBackbone`."""
+        return dataclasses.asdict(self)
+
+    def bert_equivalent_kwargs(self) -> dict:
+        """Keyword arguments for `keras_hub.models.BertBackbone` of the same depth and width."""
+        return {
+            "vocabulary_size": self.vocabulary_size,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "hidden_dim": self.hidden_dim,
+            "intermediate_dim": self.intermediate_dim,
+            "dropout": self.dropout,
+            "max_sequence_length": self.max_sequence_length,
+        }
+
+
+CONFIGS: dict[str, AlbertConfig] = {
+    # For unit tests: builds and runs in well under a second.
+    "nano": AlbertConfig(
+        num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64, embedding_dim=16,
+        max_sequence_length=128,
+    ),
+    # For the demo on 2 CPU cores: learns the sample data's vocabulary in a few minutes.
+    "mini": AlbertConfig(
+        num_layers=4, num_heads=4, hidden_dim=128, intermediate_dim=512, embedding_dim=64,
+        max_sequence_length=256,
+    ),
+    # albert_tiny (brightmart's Chinese ALBERT): ~4M parameters with a 21k vocabulary.
+    "tiny": AlbertConfig(
+        num_layers=4, num_heads=12, hidden_dim=312, intermediate_dim=1248, embedding_dim=128
+    ),
+    "small": AlbertConfig(
+        num_layers=6, num_heads=8, hidden_dim=512, intermediate_dim=2048, embedding_dim=128
+    ),
+    # The paper's ALBERT-base: 12M parameters with a 30k vocabulary.
+    "base": AlbertConfig(
+        num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072, embedding_dim=128
+    ),
+    "large": AlbertConfig(
+        num_layers=24, num_heads=16, hidden_dim=1024, intermediate_dim=4096, embedding_dim=128
+    ),
+}
+
+
+def get_config(name: str, **overrides) -> AlbertConfig:
+    """A named config with fields overridden, e.g. `get_config("tiny", vocabulary_size=8000)`."""
+    if name not in CONFIGS:
+        raise ValueError(f"Unknown ALBERT config {name!r}. Choose one of: {', '.join(CONFIGS)}")
+    return CONFIGS[name].replace(**overrides)

@@ -1,0 +1,78 @@
+"""Task heads on an ALBERT backbone's outputs: sentence order (SOP) and text classification."""
+
+from __future__ import annotations
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="albert_tf")
+class SentenceOrderHead(keras.layers.Layer):
+    """Predicts whether two segments are in their original order (ALBERT's SOP task).
+
+    Reads the backbone's `pooled_output` ([CLS] through a tanh dense layer) and returns 2 logits:
+    0 = in order, 1 = swapped.
+
+    Args:
+        dropout: dropout rate applied to the pooled output before the classifier.
+    """
+
+    def __init__(self, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        # === Config ===
+        self.dropout = dropout
+        # === Layers ===
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.logits = keras.layers.Dense(
+            2,
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            dtype=self.dtype_policy,
+            name="logits",
+        )
+
+    def build(self, input_shape):
+        self.logits.build(input_shape)
+        self.built = True
+
+    def call(self, pooled_output, training=None):
+        return self.logits(self.dropout_layer(pooled_output, training=training))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"dropout": self.dropout})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="albert_tf")
+class ClassificationHead(keras.layers.Layer):
+    """Dropout + dense classifier over a pooled sentence representation; returns logits.
+
+    Args:
+        num_classes: number of output classes.
+        dropout: dropout rate before the classifier.
+    """
+
+    def __init__(self, num_classes: int, dropout: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        # === Config ===
+        self.num_classes = num_classes
+        self.dropout = dropout
+        # === Layers ===
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.logits = keras.layers.Dense(
+            num_classes,
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            dtype=self.dtype_policy,
+            name="logits",
+        )
+
+    def build(self, input_shape):
+        self.logits.build(input_shape)
+        self.built = True
+
+    def call(self, pooled_output, training=None):
+        return self.logits(self.dropout_layer(pooled_output, training=training))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_classes": self.num_classes, "dropout": self.dropout})
+        return config

@@ -1,0 +1,66 @@
+"""SentencePiece vocabularies with the special tokens keras-hub's `AlbertTokenizer` expects."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Iterable
+
+# Ids as in Google's ALBERT vocabularies: <pad>=0, <unk>=1, [CLS]=2, [SEP]=3, [MASK]=4.
+SPECIAL_TOKENS = {"pad": "<pad>", "unk": "<unk>", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
+
+
+def train_sentencepiece(
+    sentences: Iterable[str],
+    output_path: Path,
+    vocabulary_size: int = 8000,
+    character_coverage: float = 0.9995,
+    model_type: str = "unigram",
+    max_sentences: int = 2_000_000,
+    seed_sentencepiece_size: int = 1_000_000,
+) -> Path:
+    """Train a SentencePiece model on `sentences` and write it to `output_path` (`*.model`).
+
+    Case is folded inside the model (`nmt_nfkc_cf`), so the same proto lowercases in TF Serving.
+    The vocabulary may come out smaller than asked on a small corpus (`hard_vocab_limit=False`).
+    """
+    import sentencepiece as spm
+
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=(s for s in sentences if s and s.strip()),
+        model_writer=model,
+        vocab_size=vocabulary_size,
+        model_type=model_type,
+        character_coverage=character_coverage,
+        normalization_rule_name="nmt_nfkc_cf",
+        pad_id=0,
+        unk_id=1,
+        bos_id=2,
+        eos_id=3,
+        pad_piece=SPECIAL_TOKENS["pad"],
+        unk_piece=SPECIAL_TOKENS["unk"],
+        bos_piece=SPECIAL_TOKENS["cls"],
+        eos_piece=SPECIAL_TOKENS["sep"],
+        user_defined_symbols=[SPECIAL_TOKENS["mask"]],
+        hard_vocab_limit=False,
+        input_sentence_size=max_sentences,
+        shuffle_input_sentence=True,
+        seed_sentencepiece_size=seed_sentencepiece_size,
+        max_sentence_length=8192,
+        num_threads=2,
+        minloglevel=2,
+    )
+    output_path.write_bytes(model.getvalue())
+    return output_path
+
+
+def load_tokenizer(proto: Path | str | bytes, sequence_length: int | None = None):
+    """A keras-hub `AlbertTokenizer` over a SentencePiece proto (path or bytes)."""
+    import keras_hub
+
+    if isinstance(proto, (str, Path)):
+        proto = Path(proto).read_bytes()
+    return keras_hub.models.AlbertTokenizer(proto=proto, sequence_length=sequence_length)

@@ -1,0 +1,232 @@
+"""Training plumbing shared by pretraining and fine-tuning: schedule, resumable checkpoints, logs.
+
+Training runs as `fit` over "epochs" of `steps_per_checkpoint` steps each. After every such chunk the
+full state (weights and optimizer, hence the step and the learning-rate schedule position) is saved;
+a restarted run restores the newest checkpoint, and the data pipeline, which is a pure function of
+(seed, step), continues from that step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+log = logging.getLogger("opinionrec")
+
+CHECKPOINT_STATE = "checkpoint.json"
+
+
+@keras.saving.register_keras_serializable(package="albert_tf")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to `peak_learning_rate`, then linear decay to zero at `total_steps`."""
+
+    def __init__(self, peak_learning_rate: float, warmup_steps: int, total_steps: int):
+        self.peak_learning_rate = peak_learning_rate
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warmup = keras.ops.cast(max(self.warmup_steps, 1), "float32")
+        total = keras.ops.cast(max(self.total_steps, self.warmup_steps + 1), "float32")
+        rise = step / warmup
+        fall = keras.ops.maximum(0.0, (total - step) / (total - warmup))
+        return self.peak_learning_rate * keras.ops.where(step < warmup, rise, fall)
+
+    def get_config(self):
+        return {
+            "peak_learning_rate": self.peak_learning_rate,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+        }
+
+
+def make_optimizer(
+    name: str,
+    learning_rate: float,
+    warmup_steps: int,
+    total_steps: int,
+    weight_decay: float = 0.01,
+    clipnorm: float | None = 1.0,
+) -> keras.optimizers.Optimizer:
+    """AdamW or LAMB with warm-up + linear decay; no weight decay on biases and LayerNorms."""
+    schedule = WarmupLinearDecay(learning_rate, warmup_steps, total_steps)
+    if name == "adamw":
+        optimizer = keras.optimizers.AdamW(
+            schedule, weight_decay=weight_decay, epsilon=1e-6, clipnorm=clipnorm
+        )
+    elif name == "lamb":
+        optimizer = keras.optimizers.Lamb(schedule, weight_decay=weight_decay, epsilon=1e-6)
+    else:
+        raise ValueError(f"`optimizer` must be 'adamw' or 'lamb'. Received: {name!r}")
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+
+
+class StepCheckpoint(keras.callbacks.Callback):
+    """Saves weights + optimizer state at the end of every chunk; keeps the newest `keep`."""
+
+    def __init__(self, directory: Path, keep: int = 3):
+        super().__init__()
+        self.directory = Path(directory)
+        self.keep = keep
+
+    @staticmethod
+    def latest(directory: Path) -> dict | None:
+        state_path = Path(directory) / CHECKPOINT_STATE
+        if not state_path.exists():
+            return None
+        state = json.loads(state_path.read_text())
+        return state if (Path(directory) / state["latest"]).exists() else None
+
+    @classmethod
+    def restore(cls, model: keras.Model, directory: Path) -> int:
+        """Load the newest checkpoint into a built, compiled model; return its step (0 if none)."""
+        state = cls.latest(directory)
+        if state is None:
+            return 0
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(Path(directory) / state["latest"])
+        log.info("resumed from %s at step %d", state["latest"], state["step"])
+        return int(state["step"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        step = int(self.model.optimizer.iterations.numpy())
+        name = f"ckpt-{step:08d}.weights.h5"
+        tmp = self.directory / f".{name}.tmp.weights.h5"
+        self.model.save_weights(tmp)
+        tmp.replace(self.directory / name)
+        state = self.latest(self.directory) or {"checkpoints": []}
+        checkpoints = [c for c in state.get("checkpoints", []) if c != name] + [name]
+        for old in checkpoints[: -self.keep]:
+            (self.directory / old).unlink(missing_ok=True)
+        state = {"latest": name, "step": step, "checkpoints": checkpoints[-self.keep :]}
+        tmp_state = self.directory / (CHECKPOINT_STATE + ".tmp")
+        tmp_state.write_text(json.dumps(state, indent=2))
+        tmp_state.replace(self.directory / CHECKPOINT_STATE)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training at the first chunk boundary after `max_minutes` of this run."""
+
+    def __init__(self, max_minutes: float | None):
+        super().__init__()
+        self.max_seconds = None if max_minutes is None else max_minutes * 60.0
+        self.start = time.perf_counter()
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.max_seconds is not None and time.perf_counter() - self.start >= self.max_seconds:
+            log.info("time budget of %.1f min reached; stopping", self.max_seconds / 60)
+            self.model.stop_training = True
+
+
+class MetricsLog(keras.callbacks.Callback):
+    """Writes every chunk's metrics against the global step: TensorBoard scalars + history.jsonl.
+
+    `tokens_per_step` turns step time into throughput (sequence slots per second).
+    """
+
+    def __init__(self, log_dir: Path, tokens_per_step: int | None = None):
+        super().__init__()
+        self.log_dir = Path(log_dir)
+        self.tokens_per_step = tokens_per_step
+        self.writer = None
+        self.chunk_start = time.perf_counter()
+        self.chunk_start_step = 0
+        self.run_start = time.perf_counter()
+
+    def on_train_begin(self, logs=None):
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = tf.summary.create_file_writer(str(self.log_dir))
+        self.run_start = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.chunk_start = time.perf_counter()
+        self.chunk_start_step = int(self.model.optimizer.iterations.numpy())
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        seconds = time.perf_counter() - self.chunk_start
+        record = {k: float(v) for k, v in (logs or {}).items()}
+        record["learning_rate"] = float(
+            keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+        )
+        steps = step - self.chunk_start_step
+        if steps > 0 and seconds > 0:
+            record["steps_per_second"] = steps / seconds
+            if self.tokens_per_step:
+                record["tokens_per_second"] = steps * self.tokens_per_step / seconds
+        with self.writer.as_default():
+            for key, value in record.items():
+                tf.summary.scalar(key, value, step=step)
+        self.writer.flush()
+        record.update(step=step, wall_s=round(time.perf_counter() - self.run_start, 2))
+        with open(self.log_dir / "history.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.close()
+
+
+def fit_resumable(
+    model: keras.Model,
+    make_train_dataset: Callable[[int], tf.data.Dataset],
+    total_steps: int,
+    steps_per_checkpoint: int,
+    checkpoint_dir: Path,
+    log_dir: Path,
+    validation_data: tf.data.Dataset | None = None,
+    keep_checkpoints: int = 3,
+    max_minutes: float | None = None,
+    tokens_per_step: int | None = None,
+    extra_callbacks: list[keras.callbacks.Callback] | None = None,
+    verbose: int | str = "auto",
+) -> int:
+    """Train `model` to `total_steps`, resuming from the newest checkpoint; return the final step.
+
+    `make_train_dataset(start_step)` must return batches starting at global step `start_step`.
+    """
+    start_step = StepCheckpoint.restore(model, checkpoint_dir)
+    steps_per_checkpoint = max(1, min(steps_per_checkpoint, total_steps))
+    epochs = math.ceil(total_steps / steps_per_checkpoint)
+    initial_epoch = start_step // steps_per_checkpoint
+    if initial_epoch >= epochs:
+        log.info("already trained to step %d of %d", start_step, total_steps)
+        return start_step
+    callbacks = [
+        StepCheckpoint(checkpoint_dir, keep=keep_checkpoints),
+        MetricsLog(log_dir, tokens_per_step=tokens_per_step),
+        TimeBudget(max_minutes),
+        *(extra_callbacks or []),
+    ]
+    model.fit(
+        make_train_dataset(start_step),
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=steps_per_checkpoint,
+        validation_data=validation_data,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    return int(model.optimizer.iterations.numpy())
+
+
+def read_history(log_dir: Path) -> list[dict]:
+    """The per-chunk records `MetricsLog` wrote, oldest first."""
+    path = Path(log_dir) / "history.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,184 @@
+"""Mine aspect terms from review sentences: frequent nouns and noun bigrams near opinion words.
+
+The slice's stand-in for a learned aspect tagger (issue 5 replaces it). Without a part-of-speech
+tagger, a "noun" is a word that is not a stop word, an opinion word or a generic review word; a
+candidate that appears near an opinion word in a good share of its occurrences ("the battery is
+great", "terrible sound quality") is an aspect term. A bigram joins the aspect of its first word
+when that word is an aspect too ("battery life" -> battery), so the two never count twice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable
+
+POSITIVE_WORDS = frozenset("""
+good great excellent amazing awesome love loved loves lovely perfect perfectly fantastic wonderful
+nice best better superb outstanding impressive comfortable comfy solid sturdy reliable crisp clear
+clean rich smooth fast quick easy happy pleased satisfied recommend recommended beautiful pretty
+gorgeous stylish sleek elegant decent fine favorite favourite brilliant incredible terrific
+fabulous excellent exceptional remarkable flawless durable affordable cheap inexpensive worth
+glad enjoy enjoyed enjoying like liked likes soft gentle fresh pleasant lightweight light strong
+powerful responsive accurate convenient handy useful effective works worked tasty delicious
+friendly helpful quiet long-lasting sharp vivid bright loud punchy deep warm
+""".split())
+
+NEGATIVE_WORDS = frozenset("""
+bad poor terrible awful horrible worst worse hate hated hates disappointing disappointed
+disappointment useless broken broke breaks cheap flimsy weak uncomfortable painful hurts hurt
+annoying annoyed slow laggy buggy noisy loud muffled tinny harsh dull distorted distortion
+expensive overpriced pricey fragile faulty defective unreliable mediocre meh awkward bulky heavy
+ugly tight loose sticky greasy itchy dry burning irritated irritation smelly stinks stinky
+fake flimsy garbage junk waste wasted refund returned return problem problems issue issues dies
+died dead drains drained fails failed failing failure lousy subpar inferior rough scratchy short
+""".split())
+
+OPINION_WORDS = POSITIVE_WORDS | NEGATIVE_WORDS
+
+STOP_WORDS = frozenset("""
+a an the and or but if then else so than that this these those there here it its it's itself
+i me my mine myself we us our ours you your yours he him his she her hers they them their theirs
+what which who whom whose when where why how all any both each few more most other some such no
+nor not only own same too very can will just don't should now is are was were be been being have
+has had having do does did doing am would could might must shall may also really even still much
+many lot lots bit quite rather pretty well just about above after again against before below
+between during from into of off on once out over through to under until up with at by for as in
+get gets got getting make makes made use used uses using buy bought buying try tried trying come
+comes came go goes went going take took put keep kept give gave say said see seen look looks
+looked feel feels felt seem seems seemed know think thought want wanted need needs needed way
+thing things something anything everything nothing one ones someone anyone everyone product
+products item items purchase purchased order ordered review reviews star stars amazon time times
+day days week weeks month months year years back first second last another lot little big new
+old same sure yes ok okay etc also however although though because since while yet still ever
+never always sometimes often usually again already maybe perhaps actually definitely absolutely
+totally completely highly extremely super so-so kind sort type bit couple half every able
+i'm i've i'd i'll you're you've we're they're it's that's there's isn't aren't doesn't don't
+didn't can't couldn't won't wouldn't wasn't weren't haven't hasn't let's
+""".split())
+
+# Words that introduce a noun phrase: nouns follow them, verbs rarely do.
+DETERMINERS = frozenset("""
+the a an this that these those my your his her its our their some any no every each
+""".split())
+
+_WORD = re.compile(r"[a-z][a-z'\-]+")
+_CLAUSE = re.compile(r"\b(?:but|however|although|though|whereas|while|yet|except)\b|[;:,!?.]")
+
+
+def _is_candidate(word: str) -> bool:
+    return len(word) >= 3 and word not in STOP_WORDS and word not in OPINION_WORDS
+
+
+@dataclass
+class AspectLexicon:
+    """Aspects, each a name and its surface terms, ordered by how often they carry an opinion."""
+
+    aspects: list[dict] = field(default_factory=list)  # {"name", "terms", "count"}
+
+    @property
+    def names(self) -> list[str]:
+        return [a["name"] for a in self.aspects]
+
+    @property
+    def term_to_aspect(self) -> dict[str, str]:
+        return {term: a["name"] for a in self.aspects for term in a["terms"]}
+
+    def to_json(self) -> dict:
+        return {"aspects": self.aspects, "terms": self.term_to_aspect}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "AspectLexicon":
+        return cls(list(data["aspects"]))
+
+
+def mine_aspects(
+    sentences: Iterable[str],
+    max_aspects: int = 30,
+    min_count: int = 5,
+    window: int = 3,
+    min_opinion_ratio: float = 0.15,
+    min_bigram_share: float = 0.25,
+    min_determiner_ratio: float = 0.15,
+) -> AspectLexicon:
+    """Mine up to `max_aspects` aspects from `sentences` (English).
+
+    A candidate counts as "near an opinion" when an opinion word lies within `window` words in the
+    same clause. Kept: candidates near an opinion at least `min_count` times and in at least
+    `min_opinion_ratio` of their occurrences; a bigram also needs to make up `min_bigram_share` of
+    its first word's occurrences (a collocation such as "battery life", not "battery died"). A
+    unigram must follow a determiner within two words in `min_determiner_ratio` of its
+    occurrences: nouns do ("the price", "my hair"), verbs rarely do ("it smells great").
+    """
+    total: Counter[str] = Counter()
+    near: Counter[str] = Counter()
+    determined: Counter[str] = Counter()
+    for sentence in sentences:
+        for clause in _CLAUSE.split(sentence.lower()):
+            words = _WORD.findall(clause)
+            if not words:
+                continue
+            opinion_at = [i for i, w in enumerate(words) if w in OPINION_WORDS]
+            for i, word in enumerate(words):
+                if not _is_candidate(word):
+                    continue
+                terms = [word]
+                if i + 1 < len(words) and _is_candidate(words[i + 1]):
+                    terms.append(f"{word} {words[i + 1]}")
+                span = len(terms[-1].split()) - 1
+                is_near = any(i - window <= j <= i + span + window for j in opinion_at)
+                if any(w in DETERMINERS for w in words[max(0, i - 2) : i]):
+                    determined[word] += 1
+                for term in terms:
+                    total[term] += 1
+                    if is_near:
+                        near[term] += 1
+
+    def qualifies(term: str) -> bool:
+        return near[term] >= min_count and near[term] >= min_opinion_ratio * total[term]
+
+    # The share of a word's occurrences taken by its most frequent collocation as second word:
+    # "life" is nearly always "battery life", so it is no aspect of its own.
+    inside: Counter[str] = Counter()
+    for term, count in total.items():
+        if " " in term:
+            second = term.split()[1]
+            inside[second] = max(inside[second], count)
+    unigrams = [
+        t for t in near
+        if " " not in t and qualifies(t) and determined[t] >= min_determiner_ratio * total[t]
+        and inside[t] < 0.5 * total[t]
+    ]
+    unigrams.sort(key=lambda t: (-near[t], t))
+    groups: dict[str, dict] = {}
+    owner_of: dict[str, str] = {}  # surface word -> key of its aspect group
+    candidates = set(unigrams)
+    for word in unigrams:  # most opinionated first
+        stem = next((s for s in (word[:-1], word[:-2]) if word.endswith("s") and s in candidates),
+                    word)  # "cards" -> "card", "smells" -> "smell"
+        if stem not in groups:
+            if len(groups) >= max_aspects:
+                continue
+            groups[stem] = {"name": stem, "terms": []}
+        groups[stem]["terms"].append(word)
+        owner_of[word] = stem
+    bigrams = [
+        t for t in near
+        if " " in t and qualifies(t) and total[t] >= min_bigram_share * total[t.split()[0]]
+    ]
+    for bigram in sorted(bigrams, key=lambda t: (-near[t], t)):
+        first, second = bigram.split()
+        owner = owner_of.get(first) or owner_of.get(second)
+        if owner is not None:
+            groups[owner]["terms"].append(bigram)
+        elif len(groups) < max_aspects:
+            groups[bigram] = {"name": bigram, "terms": [bigram]}
+    for key, group in groups.items():
+        # Name an aspect by its singular, or by a collocation that is more frequent still
+        # ("battery life" over "battery"); never by a plural or verb form ("smells").
+        names = [key] + [t for t in group["terms"] if " " in t]
+        group["name"] = max(names, key=lambda t: (near[t], -len(t)))
+        group["count"] = sum(near[t] for t in group["terms"] if " " not in t) or near[group["name"]]
+    ordered = sorted(groups.values(), key=lambda g: (-g["count"], g["name"]))[:max_aspects]
+    return AspectLexicon(ordered)

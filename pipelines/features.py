@@ -1,0 +1,425 @@
+"""`opinionrec features`: a Beam job that runs the `text_features` SavedModel over every sentence.
+
+read docs -> one element per sentence -> RunInference (a ModelHandler on `tf.saved_model.load`)
+-> per-sentence features -> per-document features -> per-item and per-user aspect/sentiment
+profiles, plus the user-item interactions of reviews. Outputs under `<workspace>/features/`:
+`sentences/`, `docs/` (sharded Parquet) and `items.parquet`, `users.parquet`,
+`interactions.parquet`, `aspects.json` — the input contract of `train-recommender`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+from apache_beam.ml.inference.base import (
+    KeyedModelHandler, ModelHandler, PredictionResult, RunInference,
+)
+
+from pipelines import workspace as ws_lib
+
+log = logging.getLogger("opinionrec")
+
+MAX_QUOTE_CHARS = 220  # a quoted sentence must read as one line
+
+
+class SavedModelHandler(ModelHandler[str, PredictionResult, Any]):
+    """Runs a raw-text SavedModel signature with `tf.saved_model.load` (no Keras, no TF Hub).
+
+    Beam's stock TF handler loads with `tf.keras.models.load_model` and needs tensorflow-hub; a
+    serving signature is all we need, and it is exactly what TF Serving runs.
+    """
+
+    def __init__(self, model_dir: str, signature: str = "serving_default", input_name: str = "text",
+                 min_batch_size: int = 32, max_batch_size: int = 256):
+        self._model_dir = model_dir
+        self._signature = signature
+        self._input_name = input_name
+        self._batching = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
+
+    def load_model(self):
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401  registers the SentencePiece ops
+
+        return tf.saved_model.load(self._model_dir).signatures[self._signature]
+
+    def run_inference(self, batch: Sequence[str], model, inference_args=None
+                      ) -> Iterable[PredictionResult]:
+        import tensorflow as tf
+
+        outputs = model(**{self._input_name: tf.constant(list(batch), dtype=tf.string)})
+        arrays = {name: value.numpy() for name, value in outputs.items()}
+        for i, text in enumerate(batch):
+            yield PredictionResult(text, {name: value[i] for name, value in arrays.items()})
+
+    def batch_elements_kwargs(self):
+        return dict(self._batching)
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def explode_sentences(doc: dict) -> Iterable[tuple[str, str]]:
+    """(key "doc_id\\tindex", sentence) for every body sentence of a document."""
+    sentences = doc.get("sentences") or ([doc["text"]] if doc.get("text") else [])
+    for i, sentence in enumerate(sentences):
+        if sentence and sentence.strip():
+            yield f"{doc['id']}\t{i}", sentence
+
+
+def sentence_record(keyed: tuple[str, PredictionResult]) -> dict:
+    key, result = keyed
+    doc_id, index = key.rsplit("\t", 1)
+    out = result.inference
+    count = int(out["aspect_count"])
+    record = {
+        "doc_id": doc_id,
+        "sentence_index": int(index),
+        "text": result.example,
+        "embedding": out["embedding"].astype("float32").tolist(),
+        "sentiment": out["sentiment"].astype("float32").tolist(),
+        "sentiment_label": _text(out["sentiment_label"]),
+        "aspects": [_text(a) for a in out["aspect_terms"][:count]],
+        "aspect_polarity": out["aspect_polarity"][:count].astype("float32").tolist(),
+        "topic_label": _text(out["topic_label"]) if "topic_label" in out else "",
+    }
+    return record
+
+
+def doc_record(element: tuple[str, dict]) -> Iterable[dict]:
+    """Join a document with its sentences' features into one per-document feature row."""
+    doc_id, grouped = element
+    docs, sentences = grouped["doc"], sorted(grouped["sentences"], key=lambda s: s["sentence_index"])
+    if not docs or not sentences:
+        return
+    doc = docs[0]
+    embedding = np.mean([s["embedding"] for s in sentences], axis=0)
+    sentiment = np.mean([s["sentiment"] for s in sentences], axis=0)
+    topics = [s["topic_label"] for s in sentences if s["topic_label"]]
+    yield {
+        "doc_id": doc_id,
+        "kind": doc["kind"],
+        "user": doc.get("user") or "",
+        "item": doc.get("item") or "",
+        "rating": doc.get("rating"),
+        "timestamp": doc.get("timestamp"),
+        "position": doc.get("source_position"),
+        "source": doc.get("source") or "",
+        "embedding": embedding.astype("float32").tolist(),
+        "sentiment": sentiment.astype("float32").tolist(),
+        "topic_label": max(set(topics), key=topics.count) if topics else "",
+        "mentions": [
+            {"aspect": a, "polarity": float(p), "sentence": s["text"]}
+            for s in sentences for a, p in zip(s["aspects"], s["aspect_polarity"])
+        ],
+    }
+
+
+class ItemProfileFn(beam.CombineFn):
+    """Per item: mean review embedding, per-aspect mean polarity, mentions, praise and best quote."""
+
+    def __init__(self, aspects: Sequence[str]):
+        self._index = {a: i for i, a in enumerate(aspects)}
+
+    def create_accumulator(self):
+        size = len(self._index)
+        return {"n": 0, "emb": None, "score": [0.0] * size, "count": [0] * size,
+                "positive": [0] * size, "best": [(-math.inf, "")] * size}
+
+    def add_input(self, acc, doc):
+        acc["n"] += 1
+        emb = np.asarray(doc["embedding"], dtype="float64")
+        acc["emb"] = emb if acc["emb"] is None else acc["emb"] + emb
+        for mention in doc["mentions"]:
+            i = self._index.get(mention["aspect"])
+            if i is None:
+                continue
+            polarity, sentence = mention["polarity"], mention["sentence"]
+            acc["score"][i] += polarity
+            acc["count"][i] += 1
+            acc["positive"][i] += polarity > 0
+            # Quote the most positive sentence, preferring short ones that read as one line.
+            if polarity > 0 and len(sentence) <= MAX_QUOTE_CHARS:
+                rank = polarity - len(sentence) / 10_000
+                if rank > acc["best"][i][0]:
+                    acc["best"][i] = (rank, sentence)
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        merged = self.create_accumulator()
+        for acc in accumulators:
+            merged["n"] += acc["n"]
+            if acc["emb"] is not None:
+                merged["emb"] = acc["emb"] if merged["emb"] is None else merged["emb"] + acc["emb"]
+            for i in range(len(self._index)):
+                merged["score"][i] += acc["score"][i]
+                merged["count"][i] += acc["count"][i]
+                merged["positive"][i] += acc["positive"][i]
+                if acc["best"][i][0] > merged["best"][i][0]:
+                    merged["best"][i] = acc["best"][i]
+        return merged
+
+    def extract_output(self, acc):
+        return {
+            "n_reviews": acc["n"],
+            "embedding": (acc["emb"] / max(acc["n"], 1)).astype("float32").tolist()
+            if acc["emb"] is not None else [],
+            "aspect_score": [s / c if c else 0.0 for s, c in zip(acc["score"], acc["count"])],
+            "aspect_count": list(acc["count"]),
+            "aspect_positive": list(acc["positive"]),
+            "aspect_sentence": [best[1] for best in acc["best"]],
+        }
+
+
+class UserProfileFn(beam.CombineFn):
+    """Per user: mean review embedding and how often each aspect comes up in their reviews."""
+
+    def __init__(self, aspects: Sequence[str]):
+        self._index = {a: i for i, a in enumerate(aspects)}
+
+    def create_accumulator(self):
+        return {"n": 0, "emb": None, "count": [0] * len(self._index)}
+
+    def add_input(self, acc, doc):
+        acc["n"] += 1
+        emb = np.asarray(doc["embedding"], dtype="float64")
+        acc["emb"] = emb if acc["emb"] is None else acc["emb"] + emb
+        for aspect in {m["aspect"] for m in doc["mentions"]}:  # once per review
+            if aspect in self._index:
+                acc["count"][self._index[aspect]] += 1
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        merged = self.create_accumulator()
+        for acc in accumulators:
+            merged["n"] += acc["n"]
+            if acc["emb"] is not None:
+                merged["emb"] = acc["emb"] if merged["emb"] is None else merged["emb"] + acc["emb"]
+            merged["count"] = [a + b for a, b in zip(merged["count"], acc["count"])]
+        return merged
+
+    def extract_output(self, acc):
+        return {
+            "n_reviews": acc["n"],
+            "embedding": (acc["emb"] / max(acc["n"], 1)).astype("float32").tolist()
+            if acc["emb"] is not None else [],
+            "aspect_count": list(acc["count"]),
+        }
+
+
+def user_aspect_weights(counts: Sequence[int], n_reviews: int, aspect_rate: Sequence[float]
+                        ) -> list[float]:
+    """How much a user cares about each aspect: how much more often they mention it than others do.
+
+    `aspect_rate[a]` is the share of all reviews that mention aspect a. The user's own rate is
+    smoothed towards it (two pseudo-reviews), and the weight is the excess over it (lift - 1, at
+    least 0), normalised to sum to 1 (all zero when the user stands out on no aspect).
+    """
+    prior = 2.0
+    lifts = []
+    for count, rate in zip(counts, aspect_rate):
+        if rate <= 0:
+            lifts.append(0.0)
+            continue
+        user_rate = (count + prior * rate) / (n_reviews + prior)
+        lifts.append(max(user_rate / rate - 1.0, 0.0))
+    total = sum(lifts)
+    return [l / total for l in lifts] if total > 0 else [0.0] * len(lifts)
+
+
+SENTENCE_SCHEMA = pa.schema([
+    ("doc_id", pa.string()), ("sentence_index", pa.int64()), ("text", pa.string()),
+    ("embedding", pa.list_(pa.float32())), ("sentiment", pa.list_(pa.float32())),
+    ("sentiment_label", pa.string()), ("aspects", pa.list_(pa.string())),
+    ("aspect_polarity", pa.list_(pa.float32())), ("topic_label", pa.string()),
+])
+
+DOC_FEATURE_SCHEMA = pa.schema([
+    ("doc_id", pa.string()), ("kind", pa.string()), ("user", pa.string()), ("item", pa.string()),
+    ("rating", pa.float64()), ("timestamp", pa.int64()), ("embedding", pa.list_(pa.float32())),
+    ("sentiment", pa.list_(pa.float32())), ("topic_label", pa.string()),
+    ("aspects", pa.list_(pa.string())), ("aspect_polarity", pa.list_(pa.float32())),
+])
+
+ITEM_SCHEMA = pa.schema([
+    ("item", pa.string()), ("title", pa.string()), ("n_reviews", pa.int64()),
+    ("embedding", pa.list_(pa.float32())), ("aspect_score", pa.list_(pa.float32())),
+    ("aspect_count", pa.list_(pa.int32())), ("aspect_positive", pa.list_(pa.int32())),
+    ("aspect_sentence", pa.list_(pa.string())),
+])
+
+USER_SCHEMA = pa.schema([
+    ("user", pa.string()), ("n_reviews", pa.int64()), ("aspect_weight", pa.list_(pa.float32())),
+    ("aspect_count", pa.list_(pa.int32())), ("embedding", pa.list_(pa.float32())),
+])
+
+INTERACTION_SCHEMA = pa.schema([
+    ("user", pa.string()), ("item", pa.string()), ("rating", pa.float64()),
+    ("timestamp", pa.int64()), ("position", pa.int64()), ("source", pa.string()),
+])
+
+
+def _doc_feature_row(doc: dict) -> dict:
+    row = {k: doc[k] for k in DOC_FEATURE_SCHEMA.names if k in doc}
+    row["aspects"] = [m["aspect"] for m in doc["mentions"]]
+    row["aspect_polarity"] = [m["polarity"] for m in doc["mentions"]]
+    return row
+
+
+def _write_single(pcoll, path: Path, schema: pa.Schema, label: str):
+    return pcoll | label >> beam.io.WriteToParquet(
+        str(path), schema, num_shards=1, shard_name_template=""
+    )
+
+
+def build_pipeline(pipeline: beam.Pipeline, docs_pattern: str, model_dir: str, out_dir: Path,
+                   aspects: Sequence[str], titles: dict[str, str], batch_size: int) -> None:
+    """The features job's graph (see module doc)."""
+    docs = (
+        pipeline
+        | "ReadDocs" >> beam.io.ReadFromParquet(docs_pattern, columns=[
+            "id", "kind", "user", "item", "rating", "timestamp", "text", "sentences",
+            "source", "source_position"])
+        | "KeepReviewsAndNews" >> beam.Filter(lambda d: d["kind"] in ("review", "news"))
+    )
+    handler = KeyedModelHandler(SavedModelHandler(model_dir, max_batch_size=batch_size))
+    sentences = (
+        docs
+        | "Sentences" >> beam.FlatMap(explode_sentences)
+        | "TextFeatures" >> RunInference(handler)
+        | "SentenceRecords" >> beam.Map(sentence_record)
+    )
+    sentences | "WriteSentences" >> beam.io.WriteToParquet(
+        str(out_dir / "sentences" / "sentences"), SENTENCE_SCHEMA, file_name_suffix=".parquet")
+
+    doc_features = (
+        {
+            "doc": docs | "KeyDocs" >> beam.Map(lambda d: (d["id"], d)),
+            "sentences": sentences | "KeySentences" >> beam.Map(lambda s: (s["doc_id"], s)),
+        }
+        | "JoinSentences" >> beam.CoGroupByKey()
+        | "DocFeatures" >> beam.FlatMap(doc_record)
+    )
+    doc_features | "DocRows" >> beam.Map(_doc_feature_row) | "WriteDocs" >> beam.io.WriteToParquet(
+        str(out_dir / "docs" / "docs"), DOC_FEATURE_SCHEMA, file_name_suffix=".parquet")
+
+    reviews = doc_features | "Reviews" >> beam.Filter(
+        lambda d: d["kind"] == "review" and d["user"] and d["item"])
+    items = (
+        reviews
+        | "KeyByItem" >> beam.Map(lambda d: (d["item"], d))
+        | "ItemProfiles" >> beam.CombinePerKey(ItemProfileFn(aspects))
+        | "ItemRows" >> beam.MapTuple(lambda item, p: {"item": item, "title": titles.get(item, ""), **p})
+    )
+    _write_single(items, out_dir / "items.parquet", ITEM_SCHEMA, "WriteItems")
+
+    users = (
+        reviews
+        | "KeyByUser" >> beam.Map(lambda d: (d["user"], d))
+        | "UserProfiles" >> beam.CombinePerKey(UserProfileFn(aspects))
+    )
+    aspect_rate = (
+        users
+        | "AspectTotals" >> beam.Map(lambda kv: (kv[1]["n_reviews"], kv[1]["aspect_count"]))
+        | "SumTotals" >> beam.CombineGlobally(
+            lambda rows: _sum_rows(list(rows), len(aspects))).without_defaults()
+        | "AspectRate" >> beam.Map(lambda t: [c / max(t[0], 1) for c in t[1]])
+    )
+    user_rows = users | "UserRows" >> beam.Map(
+        lambda kv, rate: {
+            "user": kv[0], **kv[1],
+            "aspect_weight": user_aspect_weights(kv[1]["aspect_count"], kv[1]["n_reviews"], rate),
+        },
+        rate=beam.pvalue.AsSingleton(aspect_rate),
+    )
+    _write_single(user_rows, out_dir / "users.parquet", USER_SCHEMA, "WriteUsers")
+
+    interactions = reviews | "Interactions" >> beam.Map(lambda d: {
+        "user": d["user"], "item": d["item"], "rating": d["rating"], "timestamp": d["timestamp"],
+        "position": d["position"], "source": d["source"]})
+    _write_single(interactions, out_dir / "interactions.parquet", INTERACTION_SCHEMA,
+                  "WriteInteractions")
+
+
+def _sum_rows(rows: list, size: int) -> tuple[int, list[int]]:
+    """Sum (n, counts) pairs; also re-combines partial sums (CombineGlobally may call it twice)."""
+    n, counts = 0, [0] * size
+    for row_n, row_counts in rows:
+        n += row_n
+        counts = [a + b for a, b in zip(counts, row_counts)]
+    return n, counts
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    ws_lib.add_workspace_argument(parser)
+    parser.add_argument("--model", default=None,
+                        help="text_features SavedModel (default: the finetune stage's export)")
+    parser.add_argument("--batch-size", type=int, default=256,
+                        help="largest inference batch (default: %(default)s)")
+
+
+def _item_titles(items_dir: Path) -> dict[str, str]:
+    from pipelines.corpus import read_parquet_dir
+
+    try:
+        items = read_parquet_dir(items_dir, ["item", "title"])
+    except FileNotFoundError:
+        return {}
+    return {i: t or "" for i, t in zip(items["item"], items["title"]) if i}
+
+
+def run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipelines.beam_options import pipeline_options
+
+    ws = ws_lib.workspace_from_args(args)
+    model_dir = Path(args.model) if args.model else ws.text_features_model
+    params = {"batch_size": args.batch_size}
+    inputs = {"ingest": "stage:ingest",
+              "model": str(model_dir) if args.model else "stage:finetune"}
+    if ws_lib.skip_if_fresh(args, ws, "features", params, inputs):
+        return 0
+    if not (model_dir / "saved_model.pb").exists():
+        raise SystemExit(f"features: no SavedModel at {model_dir}; run `opinionrec finetune` first")
+    heads = json.loads((ws.stage_dir("finetune") / "heads.json").read_text()) if not args.model \
+        else None
+    aspects = heads["aspects"] if heads else _aspects_from_lexicon(ws)
+    out_dir = ws.features
+    with ws_lib.stage_run(ws, "features", params, inputs) as record:
+        for old in ("sentences", "docs"):
+            for f in (out_dir / old).glob("*.parquet"):
+                f.unlink()
+        (out_dir / "aspects.json").write_text(json.dumps({"aspects": aspects}, indent=2) + "\n")
+        options = pipeline_options(beam_args)
+        with beam.Pipeline(options=options) as pipeline:
+            build_pipeline(pipeline, str(ws.docs / "*.parquet"), str(model_dir), out_dir,
+                           aspects, _item_titles(ws.items), args.batch_size)
+        summary = _summarise(out_dir)
+        record["summary"] = summary
+        log.info("features: %(sentences)d sentences, %(items)d items, %(users)d users, "
+                 "%(interactions)d interactions -> %(dir)s", summary)
+    return 0
+
+
+def _aspects_from_lexicon(ws: ws_lib.Workspace) -> list[str]:
+    from pipelines.aspect_mining import AspectLexicon
+
+    return AspectLexicon.from_json(json.loads(ws.aspect_lexicon.read_text())).names
+
+
+def _summarise(out_dir: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    def rows(pattern: str) -> int:
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in out_dir.glob(pattern))
+
+    return {"sentences": rows("sentences/*.parquet"), "items": rows("items.parquet"),
+            "users": rows("users.parquet"), "interactions": rows("interactions.parquet"),
+            "dir": str(out_dir)}

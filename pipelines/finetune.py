@@ -1,0 +1,200 @@
+"""`opinionrec finetune`: sentiment (from review ratings) and topic (from news) heads on ALBERT.
+
+Also measures both heads on held-out documents beside a TF-IDF + logistic-regression baseline on
+the same split, and exports the `text_features` SavedModel that the `features` job runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+
+from pipelines import workspace as ws_lib
+
+log = logging.getLogger("opinionrec")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    ws_lib.add_workspace_argument(parser)
+    parser.add_argument("--preset", default=None,
+                        help="keras-hub ALBERT preset to start from (default: the pretrain stage's)")
+    parser.add_argument("--sequence-length", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=float, default=3.0,
+                        help="passes over the labelled documents (default: %(default)s)")
+    parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument("--learning-rate", type=float, default=2e-4)
+    parser.add_argument("--held-out", type=float, default=0.1,
+                        help="fraction of labelled documents held out for evaluation")
+    parser.add_argument("--max-aspects", type=int, default=8,
+                        help="width of the padded aspect outputs of text_features")
+    parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-xla", action="store_true", help="train without jit_compile")
+
+
+def _params(args: argparse.Namespace) -> dict:
+    keys = ["preset", "sequence_length", "batch_size", "epochs", "learning_rate", "held_out",
+            "max_aspects", "checkpoint_every", "seed", "no_xla"]
+    return {k: getattr(args, k) for k in keys}
+
+
+def _labelled_texts(docs):
+    """Reviews with a rating teach sentiment; news with a category teach topics."""
+    import pandas as pd
+
+    from albert_tf.classifier import MISSING, LabelledTexts, rating_to_sentiment
+
+    topic_labels = sorted(
+        {l for l in docs.loc[docs["kind"] == "news", "label"].dropna() if str(l).strip()}
+    )
+    topic_index = {label: i for i, label in enumerate(topic_labels)}
+    data, ids = LabelledTexts(), []
+    for row in docs.itertuples(index=False):
+        text = " ".join(filter(None, [row.title, row.text])) if row.kind == "news" else row.text
+        if not text or not text.strip():
+            continue
+        if row.kind == "review" and row.rating is not None and not pd.isna(row.rating):
+            data.add(text, sentiment=rating_to_sentiment(float(row.rating)))
+        elif row.kind == "news" and row.label in topic_index:
+            data.add(text, topic=topic_index[row.label])
+        else:
+            continue
+        ids.append(row.id)
+    return data, ids, topic_labels
+
+
+def _scores(y_true, y_pred) -> dict:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro")),
+        "n": int(len(y_true)),
+    }
+
+
+def _tfidf_baseline(train_texts, train_y, test_texts) -> list[int]:
+    """TF-IDF (word 1-2 + char 2-4 grams) + logistic regression, as in EVAL.md."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline, make_union
+
+    features = make_union(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, min_df=2),
+    )
+    model = make_pipeline(features, LogisticRegression(max_iter=2000, C=4.0,
+                                                        class_weight="balanced"))
+    model.fit(train_texts, train_y)
+    return list(model.predict(test_texts))
+
+
+def evaluate_heads(model, preprocessor, train, test, topic_labels) -> dict:
+    """Held-out accuracy and macro-F1 of each head, beside TF-IDF + LR on the same split."""
+    import numpy as np
+
+    from albert_tf.classifier import predict_probabilities
+
+    probs = predict_probabilities(model, preprocessor, test.texts)
+    results = {}
+    for task, labels_of in (("sentiment", lambda d: d.sentiment), ("topic", lambda d: d.topic)):
+        if task == "topic" and not topic_labels:
+            continue
+        test_y = np.asarray(labels_of(test))
+        train_y = np.asarray(labels_of(train))
+        keep, keep_train = test_y >= 0, train_y >= 0
+        if keep.sum() == 0 or len(set(train_y[keep_train])) < 2:
+            continue
+        pred = probs[task][keep].argmax(-1)
+        baseline = _tfidf_baseline(
+            [t for t, k in zip(train.texts, keep_train) if k], train_y[keep_train],
+            [t for t, k in zip(test.texts, keep) if k],
+        )
+        results[task] = {"albert": _scores(test_y[keep], pred),
+                         "tfidf_lr": _scores(test_y[keep], baseline)}
+    return results
+
+
+def run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    ws = ws_lib.workspace_from_args(args)
+    params = _params(args)
+    inputs = {"ingest": "stage:ingest", "vocab": "stage:vocab"}
+    inputs["preset"] = args.preset if args.preset else "stage:pretrain"
+    if ws_lib.skip_if_fresh(args, ws, "finetune", params, inputs):
+        return 0
+
+    import keras_hub
+    import tensorflow as tf
+
+    from albert_tf.classifier import (
+        SENTIMENT_LABELS, OpinionClassifier, classification_dataset, compile_classifier,
+        make_text_preprocessor,
+    )
+    from albert_tf.export import TextFeatures, export_text_features
+    from albert_tf.training import fit_resumable, make_optimizer
+    from pipelines.aspect_mining import AspectLexicon
+    from pipelines.corpus import held_out, read_docs
+
+    stage_dir = ws.stage_dir("finetune")
+    preset = args.preset or str(ws.pretrained_preset)
+    # A fine-tune always starts from the preset: stale checkpoints would resume the wrong run.
+    shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)
+    shutil.rmtree(stage_dir / "logs", ignore_errors=True)
+
+    with ws_lib.stage_run(ws, "finetune", params, inputs) as record:
+        docs = read_docs(ws.docs, kinds=["review", "news"],
+                         columns=["title", "text", "rating", "label"])
+        data, ids, topic_labels = _labelled_texts(docs)
+        if not len(data):
+            raise SystemExit("finetune: no rated reviews or labelled news in the ingested documents")
+        test_mask = held_out(ids, args.held_out, salt="finetune")
+        train = data.subset([i for i, h in enumerate(test_mask) if not h])
+        test = data.subset([i for i, h in enumerate(test_mask) if h])
+        log.info("finetune: %d training, %d held-out texts; %d topics: %s", len(train), len(test),
+                 len(topic_labels), ", ".join(topic_labels))
+
+        tokenizer = keras_hub.models.AlbertTokenizer.from_preset(preset)
+        backbone = keras_hub.models.AlbertBackbone.from_preset(preset)
+        preprocessor = make_text_preprocessor(tokenizer, args.sequence_length)
+        model = OpinionClassifier(backbone, len(SENTIMENT_LABELS), len(topic_labels))
+        steps = max(1, int(args.epochs * len(train) / args.batch_size))
+        optimizer = make_optimizer("adamw", args.learning_rate, steps // 10, steps)
+        compile_classifier(model, optimizer, jit_compile=not args.no_xla)
+
+        def train_ds(start_step: int):
+            return classification_dataset(
+                train, preprocessor, args.batch_size, len(topic_labels), seed=args.seed,
+                start_step=start_step, num_steps=steps - start_step,
+            )
+
+        fit_resumable(
+            model, train_ds, total_steps=steps, steps_per_checkpoint=args.checkpoint_every,
+            checkpoint_dir=stage_dir / "checkpoints", log_dir=stage_dir / "logs",
+            keep_checkpoints=1, max_minutes=args.max_minutes,
+            tokens_per_step=args.batch_size * args.sequence_length,
+        )
+        metrics = evaluate_heads(model, preprocessor, train, test, topic_labels) if len(test) else {}
+        for task, scores in metrics.items():
+            log.info("finetune: held-out %s accuracy %.3f (TF-IDF + LR %.3f), macro-F1 %.3f (%.3f)",
+                     task, scores["albert"]["accuracy"], scores["tfidf_lr"]["accuracy"],
+                     scores["albert"]["macro_f1"], scores["tfidf_lr"]["macro_f1"])
+        model.save_weights(stage_dir / "classifier.weights.h5")
+        lexicon = AspectLexicon.from_json(json.loads(ws.aspect_lexicon.read_text()))
+        heads = {"sentiment_labels": list(SENTIMENT_LABELS), "topic_labels": topic_labels,
+                 "aspects": lexicon.names, "sequence_length": args.sequence_length}
+        (stage_dir / "heads.json").write_text(json.dumps(heads, indent=2) + "\n")
+        (stage_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+        module = TextFeatures(
+            model, preprocessor, SENTIMENT_LABELS, topic_labels, lexicon.term_to_aspect,
+            max_aspects=args.max_aspects,
+        )
+        shutil.rmtree(ws.text_features_model, ignore_errors=True)
+        export_text_features(module, ws.text_features_model)
+        probe = module.serve(tf.constant(["This works well."]))
+        record["summary"] = {"metrics": metrics, "outputs": sorted(probe)}
+        log.info("finetune: text_features SavedModel -> %s", ws.text_features_model)
+    return 0

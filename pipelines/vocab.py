@@ -1,0 +1,63 @@
+"""`opinionrec vocab`: train the SentencePiece vocabulary and mine the aspect lexicon."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from pipelines import workspace as ws_lib
+
+log = logging.getLogger("opinionrec")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    ws_lib.add_workspace_argument(parser)
+    parser.add_argument("--vocabulary-size", type=int, default=8000,
+                        help="SentencePiece pieces; smaller if the corpus is small (default: %(default)s)")
+    parser.add_argument("--max-aspects", type=int, default=30,
+                        help="aspects to keep in the mined lexicon (default: %(default)s)")
+    parser.add_argument("--min-aspect-count", type=int, default=5,
+                        help="times a term must appear near an opinion word (default: %(default)s)")
+
+
+def run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from albert_tf.tokenizer import train_sentencepiece
+    from pipelines.aspect_mining import mine_aspects
+    from pipelines.corpus import read_docs
+
+    ws = ws_lib.workspace_from_args(args)
+    params = {
+        "vocabulary_size": args.vocabulary_size,
+        "max_aspects": args.max_aspects,
+        "min_aspect_count": args.min_aspect_count,
+    }
+    inputs = {"ingest": "stage:ingest"}
+    if ws_lib.skip_if_fresh(args, ws, "vocab", params, inputs):
+        return 0
+    with ws_lib.stage_run(ws, "vocab", params, inputs) as record:
+        docs = read_docs(ws.docs, columns=["title", "text", "sentences"])
+        lines = []
+        for title, sentences, text in zip(docs["title"], docs["sentences"], docs["text"]):
+            if title:
+                lines.append(title)
+            lines.extend(sentences if sentences is not None and len(sentences) else [text])
+        log.info("vocab: training SentencePiece on %d lines", len(lines))
+        train_sentencepiece(lines, ws.spm_model, vocabulary_size=args.vocabulary_size)
+
+        reviews = docs[docs["kind"] == "review"]
+        source = reviews if len(reviews) else docs
+        review_sentences = [s for row in source["sentences"] if row is not None for s in row]
+        lexicon = mine_aspects(
+            review_sentences, max_aspects=args.max_aspects, min_count=args.min_aspect_count
+        )
+        ws.aspect_lexicon.write_text(json.dumps(lexicon.to_json(), indent=2) + "\n")
+
+        import sentencepiece as spm
+
+        pieces = spm.SentencePieceProcessor(model_file=str(ws.spm_model)).get_piece_size()
+        record["summary"] = {"pieces": pieces, "aspects": lexicon.names}
+        log.info("vocab: %d pieces -> %s", pieces, ws.spm_model)
+        log.info("vocab: %d aspects -> %s: %s", len(lexicon.names), ws.aspect_lexicon,
+                 ", ".join(lexicon.names[:12]) + (" ..." if len(lexicon.names) > 12 else ""))
+    return 0

@@ -1,0 +1,124 @@
+"""Pretraining learns, training resumes from checkpoints, presets round-trip."""
+
+import json
+
+import keras_hub
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from albert_tf.classifier import (
+    LabelledTexts, OpinionClassifier, classification_dataset, compile_classifier,
+    make_text_preprocessor,
+)
+from albert_tf.configs import get_config
+from albert_tf.pretraining import (
+    AlbertPretrainer, build_sop_pairs, compile_pretrainer, make_masked_lm_preprocessor,
+    pretraining_dataset,
+)
+from albert_tf.tokenizer import load_tokenizer
+from albert_tf.training import StepCheckpoint, fit_resumable, make_optimizer, read_history
+from tests.conftest import make_review_corpus
+
+
+def nano_backbone(tokenizer):
+    config = get_config("nano", vocabulary_size=tokenizer.vocabulary_size())
+    return keras_hub.models.AlbertBackbone(**config.backbone_kwargs())
+
+
+def ordered_corpus(n: int, seed: int = 0) -> list[list[str]]:
+    """Reviews told in order: an opening sentence, then a verdict; SOP can learn which comes first."""
+    import random
+
+    rng = random.Random(seed)
+    opening = ["I bought these last month.", "First impressions were mixed.", "I ordered them on sale."]
+    verdict = ["Then the battery died.", "Later the sound got worse.", "In the end I returned them."]
+    return [[rng.choice(opening), rng.choice(verdict)] for _ in range(n)]
+
+
+@pytest.mark.slow
+def test_pretraining_learns_masked_lm_and_sop(spm_model, tmp_path):
+    tokenizer = load_tokenizer(spm_model)
+    pairs = build_sop_pairs(make_review_corpus(300) + ordered_corpus(600), max_chars=160)
+    preprocessor = make_masked_lm_preprocessor(tokenizer, sequence_length=48)
+    model = AlbertPretrainer(nano_backbone(tokenizer))
+    compile_pretrainer(model, make_optimizer("adamw", 3e-3, 20, 300), jit_compile=True)
+    fit_resumable(
+        model, lambda s: pretraining_dataset(pairs, preprocessor, 32, start_step=s, num_steps=300 - s),
+        total_steps=300, steps_per_checkpoint=100, checkpoint_dir=tmp_path / "ckpt",
+        log_dir=tmp_path / "logs", verbose=0,
+    )
+    history = read_history(tmp_path / "logs")
+    assert [h["step"] for h in history] == [100, 200, 300]
+    assert history[-1]["mlm_loss"] < 0.85 * history[0]["mlm_loss"]
+    assert history[-1]["mlm_accuracy"] > history[0]["mlm_accuracy"] + 0.05
+    assert history[-1]["sop_accuracy"] > 0.75  # chance is 0.5
+    assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
+
+
+def _classifier_run(tokenizer, tmp_path, total_steps, max_minutes=None):
+    texts = LabelledTexts()
+    for i, doc in enumerate(make_review_corpus(200)):
+        texts.add(" ".join(doc), sentiment=i % 3)
+    preprocessor = make_text_preprocessor(tokenizer, 32)
+    model = OpinionClassifier(nano_backbone(tokenizer), num_sentiments=3, num_topics=0)
+    compile_classifier(model, make_optimizer("adamw", 1e-3, 5, total_steps), jit_compile=False)
+    fit_resumable(
+        model, lambda s: classification_dataset(texts, preprocessor, 16, 0, start_step=s,
+                                                num_steps=total_steps - s),
+        total_steps=total_steps, steps_per_checkpoint=10, checkpoint_dir=tmp_path / "ckpt",
+        log_dir=tmp_path / "logs", keep_checkpoints=2, max_minutes=max_minutes, verbose=0,
+    )
+    return model
+
+
+def _fresh_classifier(tokenizer):
+    model = OpinionClassifier(nano_backbone(tokenizer), num_sentiments=3, num_topics=0)
+    compile_classifier(model, make_optimizer("adamw", 1e-3, 5, 30), jit_compile=False)
+    return model
+
+
+def test_interrupted_training_resumes_at_its_checkpoint(spm_model, tmp_path):
+    tokenizer = load_tokenizer(spm_model)
+    # A zero time budget stops at the first checkpoint, as an interruption would.
+    first = _classifier_run(tokenizer, tmp_path, total_steps=30, max_minutes=0)
+    assert int(first.optimizer.iterations.numpy()) == 10
+
+    # The checkpoint holds the whole state: a fresh model restores weights and step exactly.
+    fresh = _fresh_classifier(tokenizer)
+    assert StepCheckpoint.restore(fresh, tmp_path / "ckpt") == 10
+    assert int(fresh.optimizer.iterations.numpy()) == 10
+    for restored, trained in zip(fresh.get_weights(), first.get_weights()):
+        np.testing.assert_array_equal(restored, trained)
+
+    # Running the same command again continues from step 10 to the end.
+    second = _classifier_run(tokenizer, tmp_path, total_steps=30)
+    assert int(second.optimizer.iterations.numpy()) == 30
+    assert [h["step"] for h in read_history(tmp_path / "logs")] == [10, 20, 30]
+    state = json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())
+    assert state["step"] == 30 and len(state["checkpoints"]) == 2
+    assert sorted(p.name for p in (tmp_path / "ckpt").glob("*.h5")) == state["checkpoints"]
+
+
+def test_restore_without_checkpoint_starts_at_zero(spm_model, tmp_path):
+    tokenizer = load_tokenizer(spm_model)
+    assert StepCheckpoint.restore(_fresh_classifier(tokenizer), tmp_path / "nothing") == 0
+
+
+def test_preset_round_trip_gives_identical_outputs(spm_model, tmp_path):
+    tokenizer = load_tokenizer(spm_model)
+    backbone = nano_backbone(tokenizer)
+    backbone.save_to_preset(str(tmp_path / "preset"))
+    tokenizer.save_to_preset(str(tmp_path / "preset"))
+
+    loaded = keras_hub.models.AlbertBackbone.from_preset(str(tmp_path / "preset"))
+    loaded_tokenizer = keras_hub.models.AlbertTokenizer.from_preset(str(tmp_path / "preset"))
+    preprocessor = make_text_preprocessor(tokenizer, 24)
+    x = preprocessor(tf.constant(["The battery life is excellent.", "电池很好"]))
+    np.testing.assert_array_equal(
+        np.asarray(tokenizer("Great sound, 电池很好")),
+        np.asarray(loaded_tokenizer("Great sound, 电池很好")),
+    )
+    np.testing.assert_allclose(
+        backbone(x)["sequence_output"].numpy(), loaded(x)["sequence_output"].numpy(), atol=1e-6
+    )
