@@ -14,7 +14,7 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
-from albert_tf.heads import ClassificationHead
+from albert_tf.heads import ClassificationHead, MaskedMeanPooling
 
 SENTIMENT_LABELS = ("negative", "neutral", "positive")
 MISSING = -1
@@ -65,7 +65,7 @@ def balanced_weights(labels: np.ndarray, num_classes: int, max_weight: float = 1
 
 @keras.saving.register_keras_serializable(package="albert_tf")
 class OpinionClassifier(keras.Model):
-    """ALBERT backbone -> pooled output -> sentiment logits and topic logits.
+    """ALBERT backbone -> mean over tokens -> sentiment logits and topic logits.
 
     Args:
         backbone: a `keras_hub.models.AlbertBackbone`.
@@ -83,15 +83,17 @@ class OpinionClassifier(keras.Model):
         topic_head = ClassificationHead(
             max(num_topics, 1), dropout=dropout, dtype=backbone.dtype_policy, name="topic_head"
         )
+        pooling = MaskedMeanPooling(dtype=backbone.dtype_policy, name="mean_pooling")
         # === Functional Model ===
         inputs = backbone.input
-        pooled = backbone(inputs)["pooled_output"]
+        pooled = pooling(backbone(inputs)["sequence_output"], inputs["padding_mask"])
         super().__init__(
             inputs=inputs,
             outputs={"sentiment": sentiment_head(pooled), "topic": topic_head(pooled)},
             **kwargs,
         )
         self.backbone = backbone
+        self.pooling = pooling
         self.sentiment_head = sentiment_head
         self.topic_head = topic_head
         # === Config ===

@@ -75,16 +75,11 @@ class TextFeatures(tf.Module):
         # Trim the batch to its longest text: sentences are far shorter than the packed length.
         longest = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(x["padding_mask"], tf.int32), 1)), 1)
         x = {name: value[:, :longest] for name, value in x.items()}
-        backbone_out = self.classifier.backbone(x, training=False)
-        pooled = backbone_out["pooled_output"]
-        sentiment = tf.nn.softmax(self.classifier.sentiment_head(pooled, training=False))
-        topic = tf.nn.softmax(self.classifier.topic_head(pooled, training=False))
-        mask = tf.cast(x["padding_mask"], backbone_out["sequence_output"].dtype)[:, :, None]
-        summed = tf.reduce_sum(backbone_out["sequence_output"] * mask, axis=1)
-        embedding = summed / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
-        return tf.cast(embedding, tf.float32), tf.cast(sentiment, tf.float32), tf.cast(
-            topic, tf.float32
-        )
+        sequence = self.classifier.backbone(x, training=False)["sequence_output"]
+        embedding = self.classifier.pooling(sequence, x["padding_mask"])
+        sentiment = tf.nn.softmax(self.classifier.sentiment_head(embedding, training=False))
+        topic = tf.nn.softmax(self.classifier.topic_head(embedding, training=False))
+        return tuple(tf.cast(t, tf.float32) for t in (embedding, sentiment, topic))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve(self, text):

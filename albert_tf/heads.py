@@ -6,6 +6,20 @@ import keras
 
 
 @keras.saving.register_keras_serializable(package="albert_tf")
+class MaskedMeanPooling(keras.layers.Layer):
+    """Mean of a sequence's vectors over its real tokens: `(sequence_output, padding_mask)`.
+
+    A briefly pretrained encoder's [CLS] vector barely depends on the input (it saturates the
+    pooler's tanh), while the mean over tokens carries the sentence; heads and embeddings read it.
+    """
+
+    def call(self, sequence_output, padding_mask):
+        mask = keras.ops.cast(padding_mask, sequence_output.dtype)[:, :, None]
+        total = keras.ops.sum(sequence_output * mask, axis=1)
+        return total / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="albert_tf")
 class SentenceOrderHead(keras.layers.Layer):
     """Predicts whether two segments are in their original order (ALBERT's SOP task).
 
@@ -44,7 +58,7 @@ class SentenceOrderHead(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="albert_tf")
 class ClassificationHead(keras.layers.Layer):
-    """Dropout + dense classifier over a pooled sentence representation; returns logits.
+    """Dropout + dense classifier over a pooled sentence vector (`MaskedMeanPooling`); logits.
 
     Args:
         num_classes: number of output classes.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -183,7 +184,7 @@ class MetricsLog(keras.callbacks.Callback):
 
 def fit_resumable(
     model: keras.Model,
-    make_train_dataset: Callable[[int], tf.data.Dataset],
+    make_train_dataset: Callable[[int, int], tf.data.Dataset],
     total_steps: int,
     steps_per_checkpoint: int,
     checkpoint_dir: Path,
@@ -193,15 +194,17 @@ def fit_resumable(
     max_minutes: float | None = None,
     tokens_per_step: int | None = None,
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
-    verbose: int | str = "auto",
+    verbose: int | str | None = None,
 ) -> int:
     """Train `model` to `total_steps`, resuming from the newest checkpoint; return the final step.
 
-    `make_train_dataset(start_step)` must return batches starting at global step `start_step`.
+    `make_train_dataset(start_step, num_steps)` must return `num_steps` batches starting at global
+    step `start_step`.
     """
     start_step = StepCheckpoint.restore(model, checkpoint_dir)
-    steps_per_checkpoint = max(1, min(steps_per_checkpoint, total_steps))
-    epochs = math.ceil(total_steps / steps_per_checkpoint)
+    # Equal chunks that cover `total_steps` (overshooting by less than one step per chunk).
+    epochs = math.ceil(total_steps / max(1, min(steps_per_checkpoint, total_steps)))
+    steps_per_checkpoint = math.ceil(total_steps / epochs)
     initial_epoch = start_step // steps_per_checkpoint
     if initial_epoch >= epochs:
         log.info("already trained to step %d of %d", start_step, total_steps)
@@ -213,13 +216,14 @@ def fit_resumable(
         *(extra_callbacks or []),
     ]
     model.fit(
-        make_train_dataset(start_step),
+        make_train_dataset(start_step, epochs * steps_per_checkpoint - start_step),
         epochs=epochs,
         initial_epoch=initial_epoch,
         steps_per_epoch=steps_per_checkpoint,
         validation_data=validation_data,
         callbacks=callbacks,
-        verbose=verbose,
+        # A live progress bar on a terminal; one line per checkpoint in logs and CI.
+        verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2),
     )
     return int(model.optimizer.iterations.numpy())
 

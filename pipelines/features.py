@@ -217,22 +217,17 @@ class UserProfileFn(beam.CombineFn):
 
 def user_aspect_weights(counts: Sequence[int], n_reviews: int, aspect_rate: Sequence[float]
                         ) -> list[float]:
-    """How much a user cares about each aspect: how much more often they mention it than others do.
+    """How much a user cares about each aspect: mentions beyond what an average reviewer makes.
 
-    `aspect_rate[a]` is the share of all reviews that mention aspect a. The user's own rate is
-    smoothed towards it (two pseudo-reviews), and the weight is the excess over it (lift - 1, at
-    least 0), normalised to sum to 1 (all zero when the user stands out on no aspect).
+    `aspect_rate[a]` is the share of all reviews that mention aspect a, so a user with n reviews
+    would mention it `n * rate` times by chance. The weight is the excess `count - n * rate` (at
+    least 0), normalised to sum to 1; all zero when the user stands out on no aspect. Counting
+    excess mentions, not their ratio, keeps one mention of a rare word from outweighing an aspect
+    the user brings up in most of their reviews.
     """
-    prior = 2.0
-    lifts = []
-    for count, rate in zip(counts, aspect_rate):
-        if rate <= 0:
-            lifts.append(0.0)
-            continue
-        user_rate = (count + prior * rate) / (n_reviews + prior)
-        lifts.append(max(user_rate / rate - 1.0, 0.0))
-    total = sum(lifts)
-    return [l / total for l in lifts] if total > 0 else [0.0] * len(lifts)
+    excess = [max(count - n_reviews * rate, 0.0) for count, rate in zip(counts, aspect_rate)]
+    total = sum(excess)
+    return [e / total for e in excess] if total > 0 else [0.0] * len(excess)
 
 
 SENTENCE_SCHEMA = pa.schema([

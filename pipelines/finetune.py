@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=float, default=3.0,
                         help="passes over the labelled documents (default: %(default)s)")
     parser.add_argument("--max-minutes", type=float, default=None)
-    parser.add_argument("--learning-rate", type=float, default=2e-4)
+    parser.add_argument("--learning-rate", type=float, default=1e-3,
+                        help="peak learning rate (small models pretrained here like it high)")
     parser.add_argument("--held-out", type=float, default=0.1,
                         help="fraction of labelled documents held out for evaluation")
     parser.add_argument("--max-aspects", type=int, default=8,
@@ -42,7 +43,10 @@ def _params(args: argparse.Namespace) -> dict:
 
 
 def _labelled_texts(docs):
-    """Reviews with a rating teach sentiment; news with a category teach topics."""
+    """Rated reviews (text and title) teach sentiment; news with a category teach topics.
+
+    Returns the examples, the document id of each (to split by document) and the topic names.
+    """
     import pandas as pd
 
     from albert_tf.classifier import MISSING, LabelledTexts, rating_to_sentiment
@@ -57,7 +61,13 @@ def _labelled_texts(docs):
         if not text or not text.strip():
             continue
         if row.kind == "review" and row.rating is not None and not pd.isna(row.rating):
-            data.add(text, sentiment=rating_to_sentiment(float(row.rating)))
+            sentiment = rating_to_sentiment(float(row.rating))
+            data.add(text, sentiment=sentiment)
+            if row.title and row.title.strip():
+                # A review's title is a short, one-sided opinion: the clause-sized text that
+                # aspect polarity is computed on later.
+                data.add(row.title, sentiment=sentiment)
+                ids.append(row.id)
         elif row.kind == "news" and row.label in topic_index:
             data.add(text, topic=topic_index[row.label])
         else:
@@ -164,10 +174,10 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         optimizer = make_optimizer("adamw", args.learning_rate, steps // 10, steps)
         compile_classifier(model, optimizer, jit_compile=not args.no_xla)
 
-        def train_ds(start_step: int):
+        def train_ds(start_step: int, num_steps: int):
             return classification_dataset(
                 train, preprocessor, args.batch_size, len(topic_labels), seed=args.seed,
-                start_step=start_step, num_steps=steps - start_step,
+                start_step=start_step, num_steps=num_steps,
             )
 
         fit_resumable(

@@ -113,10 +113,10 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         if len(eval_pairs):
             eval_ds = eval_ds.cache()  # masks drawn once, so every evaluation sees the same ones
 
-        def train_ds(start_step: int):
+        def train_ds(start_step: int, num_steps: int):
             return pretraining_dataset(
                 train_pairs, preprocessor, args.batch_size, seed=args.seed,
-                start_step=start_step, num_steps=args.steps - start_step,
+                start_step=start_step, num_steps=num_steps,
             )
 
         step = fit_resumable(

@@ -44,7 +44,7 @@ def test_pretraining_learns_masked_lm_and_sop(spm_model, tmp_path):
     model = AlbertPretrainer(nano_backbone(tokenizer))
     compile_pretrainer(model, make_optimizer("adamw", 3e-3, 20, 300), jit_compile=True)
     fit_resumable(
-        model, lambda s: pretraining_dataset(pairs, preprocessor, 32, start_step=s, num_steps=300 - s),
+        model, lambda s, n: pretraining_dataset(pairs, preprocessor, 32, start_step=s, num_steps=n),
         total_steps=300, steps_per_checkpoint=100, checkpoint_dir=tmp_path / "ckpt",
         log_dir=tmp_path / "logs", verbose=0,
     )
@@ -64,8 +64,8 @@ def _classifier_run(tokenizer, tmp_path, total_steps, max_minutes=None):
     model = OpinionClassifier(nano_backbone(tokenizer), num_sentiments=3, num_topics=0)
     compile_classifier(model, make_optimizer("adamw", 1e-3, 5, total_steps), jit_compile=False)
     fit_resumable(
-        model, lambda s: classification_dataset(texts, preprocessor, 16, 0, start_step=s,
-                                                num_steps=total_steps - s),
+        model, lambda s, n: classification_dataset(texts, preprocessor, 16, 0, start_step=s,
+                                                   num_steps=n),
         total_steps=total_steps, steps_per_checkpoint=10, checkpoint_dir=tmp_path / "ckpt",
         log_dir=tmp_path / "logs", keep_checkpoints=2, max_minutes=max_minutes, verbose=0,
     )

@@ -1,0 +1,67 @@
+"""Beam pipeline options from the arguments the `opinionrec` command did not recognise.
+
+Every Beam option passes through untouched, so the same job runs on Flink, Spark or Dataflow with
+their usual flags (`--runner FlinkRunner --flink_master ...`, `--setup_file ./setup.py` to ship this
+package to the workers). Two defaults differ from Beam's:
+
+- the runner is the explicitly named `DirectRunner`: since Beam 2.68, leaving it unset makes Beam
+  try to download the Prism runner binary first, which fails (slowly) offline;
+- on the DirectRunner, `--direct_running_mode` is `in_memory`: on a small machine multi-processing
+  costs more in serialisation than it gains (DESIGN.md "Beam").
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    StandardOptions,
+)
+
+DEFAULT_RUNNER = "DirectRunner"
+DEFAULT_DIRECT_RUNNING_MODE = "in_memory"
+
+
+def _has_flag(args: Sequence[str], flag: str) -> bool:
+    """True when `--flag value` or `--flag=value` appears in `args`."""
+    return any(arg == flag or arg.startswith(flag + "=") for arg in args)
+
+
+def with_defaults(beam_args: Sequence[str]) -> list[str]:
+    """`beam_args` plus our defaults for the options the user did not give."""
+    args = list(beam_args)
+    if not _has_flag(args, "--runner"):
+        args.append(f"--runner={DEFAULT_RUNNER}")
+    if not _has_flag(args, "--direct_running_mode"):
+        args.append(f"--direct_running_mode={DEFAULT_DIRECT_RUNNING_MODE}")
+    return args
+
+
+def pipeline_options(beam_args: Sequence[str] = ()) -> PipelineOptions:
+    """`PipelineOptions` for a job: the user's Beam flags, with the defaults above filled in.
+
+    Example:
+        >>> options = pipeline_options(["--direct_num_workers", "2"])
+        >>> runner_name(options)
+        'DirectRunner'
+    """
+    return PipelineOptions(with_defaults(beam_args))
+
+
+def runner_name(options: PipelineOptions) -> str:
+    """The runner's name as the user gave it (a class name such as "FlinkRunner")."""
+    runner = options.view_as(StandardOptions).runner
+    if runner is None:
+        return DEFAULT_RUNNER
+    return runner if isinstance(runner, str) else type(runner).__name__
+
+
+def describe(options: PipelineOptions) -> str:
+    """A short description for logs: the runner and, for the DirectRunner, its mode and workers."""
+    name = runner_name(options)
+    if name in ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"):
+        direct = options.view_as(DirectOptions)
+        return f"{name} ({direct.direct_running_mode}, {direct.direct_num_workers} worker(s))"
+    return name

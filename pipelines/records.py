@@ -1,0 +1,317 @@
+"""The canonical records that `ingest` writes and every later stage reads.
+
+Three outputs, each with a pyarrow schema (the Parquet files carry exactly these columns) and a
+TypedDict naming the same fields for code that builds or reads rows:
+
+- `docs/`: one `Document` per review or news article (and, later, per labelled example).
+- `items/`: one `ItemRecord` per product in an Amazon metadata file.
+- `interactions/`: `InteractionRecord` rows from MIND behaviours: one per (impression, candidate)
+  with its click label, plus one per (impression, history click) with `clicked=True` and
+  `history=True` (the click happened at an unknown time before the impression's `timestamp`).
+
+The text helpers here (`clean_text`, `split_sentences`, `detect_language`) define how the `text` and
+`sentences` fields are derived, so a later stage (or the server) can normalise new text exactly the
+way ingest did. Nothing in this module imports Beam or TensorFlow at import time.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+import unicodedata
+from pathlib import Path
+from typing import Any, Literal, Mapping, TypedDict
+
+import pyarrow as pa
+
+# === Record kinds and dead-letter reasons ===
+
+DocKind = Literal["review", "news", "labelled"]
+DOC_KINDS: tuple[str, ...] = ("review", "news", "labelled")
+
+# Why a raw record was rejected; `ingest` writes one of these in each dead-letter row.
+REJECT_INVALID_UTF8 = "invalid_utf8"
+REJECT_INVALID_JSON = "invalid_json"
+REJECT_WRONG_COLUMN_COUNT = "wrong_column_count"
+REJECT_MISSING_FIELD = "missing_field"
+REJECT_WRONG_TYPE = "wrong_type"
+REJECT_OUT_OF_RANGE = "out_of_range"
+REJECT_EMPTY_TEXT = "empty_text"
+REJECT_TEXT_TOO_LONG = "text_too_long"
+REJECT_REASONS: tuple[str, ...] = (
+    REJECT_INVALID_UTF8,
+    REJECT_INVALID_JSON,
+    REJECT_WRONG_COLUMN_COUNT,
+    REJECT_MISSING_FIELD,
+    REJECT_WRONG_TYPE,
+    REJECT_OUT_OF_RANGE,
+    REJECT_EMPTY_TEXT,
+    REJECT_TEXT_TOO_LONG,
+)
+
+# === Schemas ===
+
+DOC_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # "<file name>:<source_position>", unique
+        pa.field("kind", pa.string(), nullable=False),  # one of DOC_KINDS
+        pa.field("user", pa.string()),  # reviewer id; null for news
+        pa.field("item", pa.string()),  # asin or news id
+        pa.field("rating", pa.float32()),  # 1-5 stars; null for news
+        pa.field("timestamp", pa.int64()),  # seconds since the epoch (UTC); null if unknown
+        pa.field("title", pa.string()),  # review summary or news title (cleaned)
+        pa.field("text", pa.string(), nullable=False),  # review text or news abstract (cleaned)
+        pa.field("label", pa.string()),  # news category
+        pa.field("labels", pa.list_(pa.string())),  # [category, subcategory]
+        pa.field("language", pa.string(), nullable=False),  # "en", "zh" or "und"
+        pa.field("source", pa.string(), nullable=False),  # input path as given
+        pa.field("source_position", pa.int64(), nullable=False),  # 0-based record index in source
+        pa.field("sentences", pa.list_(pa.string())),  # `text` split into sentences
+    ]
+)
+
+ITEM_SCHEMA = pa.schema(
+    [
+        pa.field("item", pa.string(), nullable=False),  # asin
+        pa.field("title", pa.string()),
+        pa.field("brand", pa.string()),
+        pa.field("categories", pa.list_(pa.string())),
+        pa.field("description", pa.string()),  # the description paragraphs, cleaned and joined
+        pa.field("price", pa.float64()),  # null unless the source gives one plain price
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_position", pa.int64(), nullable=False),
+    ]
+)
+
+INTERACTION_SCHEMA = pa.schema(
+    [
+        pa.field("impression_id", pa.string(), nullable=False),
+        pa.field("user", pa.string(), nullable=False),
+        pa.field("item", pa.string(), nullable=False),  # news id
+        pa.field("timestamp", pa.int64()),  # the impression's time, seconds since the epoch (UTC)
+        pa.field("clicked", pa.bool_()),  # null for unlabelled impressions (MIND test split)
+        pa.field("history", pa.bool_(), nullable=False),  # True: from the History column
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_position", pa.int64(), nullable=False),
+    ]
+)
+
+# Field order of a dead-letter JSON line (`rejected/*.jsonl`); `raw_b64` only for invalid UTF-8.
+REJECTED_FIELDS: tuple[str, ...] = ("source", "source_position", "reason", "detail", "raw")
+
+
+class Document(TypedDict):
+    """One row of `docs/` (see DOC_SCHEMA for what each field holds)."""
+
+    id: str
+    kind: str
+    user: str | None
+    item: str | None
+    rating: float | None
+    timestamp: int | None
+    title: str | None
+    text: str
+    label: str | None
+    labels: list[str]
+    language: str
+    source: str
+    source_position: int
+    sentences: list[str]
+
+
+class ItemRecord(TypedDict):
+    """One row of `items/` (see ITEM_SCHEMA)."""
+
+    item: str
+    title: str | None
+    brand: str | None
+    categories: list[str]
+    description: str | None
+    price: float | None
+    source: str
+    source_position: int
+
+
+class InteractionRecord(TypedDict):
+    """One row of `interactions/` (see INTERACTION_SCHEMA)."""
+
+    impression_id: str
+    user: str
+    item: str
+    timestamp: int | None
+    clicked: bool | None
+    history: bool
+    source: str
+    source_position: int
+
+
+# === Text normalisation ===
+
+# A tag must start with a letter, "/" or "!" so that "<3" or "a < b" survive; an unterminated tag
+# at the end of a field (seen in Amazon metadata titles) is dropped too.
+_TAG = re.compile(r"<(?:!--.*?--|/?[A-Za-z][^<>]*)(?:>|$)", re.DOTALL)
+# C0/C1 controls become spaces (they often separate words); format characters and lone surrogates
+# (JSON can encode them as "\ud800") are removed.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_INVISIBLE = re.compile(r"[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\ud800-\udfff]")
+_SPACE = re.compile(r"\s+")
+
+
+def clean_text(value: str) -> str:
+    """Light cleaning applied to every text field: what a reader would see, on one line.
+
+    HTML entities are unescaped and tags stripped, Unicode is NFKC-normalised (full-width forms,
+    ligatures), control and invisible characters are removed and whitespace runs collapse to one
+    space. Deeper cleaning (boilerplate, URLs, emoji) is left to later stages.
+    """
+    text = value
+    if "<" in text:
+        text = _TAG.sub(" ", text)
+    if "&" in text:
+        text = html.unescape(text)
+        if "<" in text:  # tags that were entity-escaped ("&lt;br&gt;")
+            text = _TAG.sub(" ", text)
+    if not text.isascii():
+        text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    text = _CONTROL.sub(" ", text)
+    return _SPACE.sub(" ", text).strip()
+
+
+def normalise_for_dedup(value: str) -> str:
+    """The form two texts must share to count as exact duplicates: cleaned, case-folded."""
+    return _SPACE.sub(" ", value.casefold()).strip()
+
+
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_KANA_HANGUL = re.compile(r"[\u3040-\u30ff\uac00-\ud7af]")
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
+
+
+def detect_language(text: str) -> str:
+    """"zh", "en" or "und" from the share of Han and Latin letters: enough to route text now.
+
+    Text with kana or hangul is "und" (not Chinese); so is text with no letters at all.
+    """
+    if text.isascii():  # the common case, without counting
+        return "en" if _LATIN.search(text) else "und"
+    han = len(_HAN.findall(text))
+    latin = len(_LATIN.findall(text))
+    other_cjk = len(_KANA_HANGUL.findall(text))
+    letters = han + latin + other_cjk
+    if letters == 0:
+        return "und"
+    if other_cjk / letters > 0.1:
+        return "und"
+    if han / letters >= 0.3:
+        return "zh"
+    if latin / letters >= 0.5:
+        return "en"
+    return "und"
+
+
+# A sentence ends at Chinese end punctuation (no space needed), at Latin end punctuation followed
+# by whitespace, or at "!"/"?" directly followed by a Han character (NFKC turns the full-width "！？"
+# of Chinese text into ASCII); closing quotes and brackets stay with the sentence they close.
+_SENTENCE_END = re.compile(
+    r"[。！？]+[”’」』）)\"']*\s*"
+    r"|(?:[.!?]+|…)[\"'”’)\]]*\s+"
+    r"|[!?]+[\"'”’)\]]*(?=[\u3400-\u4dbf\u4e00-\u9fff])"
+)
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof sr jr st vs etc e.g i.e approx no fig inc ltd co u.s a.m p.m".split()
+)
+
+
+def _ends_in_abbreviation(text: str, start: int, end: int) -> bool:
+    """True when the word before `text[end]` (a period) is an abbreviation or an initial."""
+    word = text[max(start, text.rfind(" ", start, end) + 1) : end].casefold()
+    return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split cleaned English or Chinese text into sentences (simple rules, no model).
+
+    A period after a common abbreviation ("Dr.", "e.g.") or a single capital initial does not end a
+    sentence. Text without end punctuation is one sentence.
+    """
+    sentences: list[str] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        if text[match.start()] == "." and _ends_in_abbreviation(text, start, match.start()):
+            continue
+        piece = text[start : match.end()].strip()
+        if piece:
+            sentences.append(piece)
+        start = match.end()
+    tail = text[start:].strip()
+    if tail:
+        sentences.append(tail)
+    return sentences
+
+
+# === TFRecord encoding (TensorFlow is imported only when these run) ===
+
+_STRING_FIELDS = ("id", "kind", "user", "item", "title", "text", "label", "language", "source")
+_LIST_FIELDS = ("labels", "sentences")
+
+
+def document_to_example(doc: Mapping[str, Any]) -> Any:
+    """A `tf.train.Example` with the same fields as DOC_SCHEMA.
+
+    A null field is left out of the Example (so `tf_feature_spec` gives it its default): strings
+    default to "", `rating` to NaN and `timestamp` to -1. Fields are appended in place, which is
+    about 4x faster than building `tf.train.Feature` objects and copying them into the map.
+    """
+    import tensorflow as tf
+
+    example = tf.train.Example()
+    feature = example.features.feature
+    for name in _STRING_FIELDS:
+        value = doc.get(name)
+        if value is not None:
+            feature[name].bytes_list.value.append(str(value).encode("utf-8"))
+    for name in _LIST_FIELDS:
+        feature[name].bytes_list.value.extend(
+            [str(v).encode("utf-8") for v in doc.get(name) or ()]
+        )
+    if doc.get("rating") is not None:
+        feature["rating"].float_list.value.append(float(doc["rating"]))
+    for name in ("timestamp", "source_position"):
+        if doc.get(name) is not None:
+            feature[name].int64_list.value.append(int(doc[name]))
+    return example
+
+
+def tf_feature_spec() -> dict[str, Any]:
+    """The `tf.io.parse_example` spec for `docs/*.tfrecord` (lists come back as RaggedTensors)."""
+    import tensorflow as tf
+
+    spec: dict[str, Any] = {
+        name: tf.io.FixedLenFeature([], tf.string, default_value="") for name in _STRING_FIELDS
+    }
+    for name in _LIST_FIELDS:
+        spec[name] = tf.io.RaggedFeature(tf.string)
+    spec["rating"] = tf.io.FixedLenFeature([], tf.float32, default_value=math.nan)
+    spec["timestamp"] = tf.io.FixedLenFeature([], tf.int64, default_value=-1)
+    spec["source_position"] = tf.io.FixedLenFeature([], tf.int64, default_value=-1)
+    return spec
+
+
+def read_table(folder: str | Path, schema: pa.Schema) -> pa.Table:
+    """All `*.parquet` shards of an ingest output folder as one table with `schema`.
+
+    Use this (or a `*.parquet` glob) rather than `pq.read_table(folder)`: `docs/` also holds the
+    TFRecord shards, which a whole-folder Parquet read would trip over.
+    """
+    import pyarrow.parquet as pq
+
+    files = sorted(Path(folder).glob("*.parquet"))
+    if not files:
+        return schema.empty_table()
+    return pa.concat_tables(pq.read_table(f, schema=schema) for f in files)
+
+
+def tfrecord_files(folder: str | Path) -> list[str]:
+    """The `*.tfrecord` shards of `docs/`, sorted (for `tf.data.TFRecordDataset`)."""
+    return [str(p) for p in sorted(Path(folder).glob("*.tfrecord"))]

@@ -1,0 +1,105 @@
+"""`opinionrec serve`: serve the exported models over TF Serving's REST and gRPC APIs.
+
+Serves `<workspace>/export/models/models.config` by default (or `--models-config`, or one
+`--model-name`/`--model-base-path` pair, as `tensorflow_model_server` takes them), on 127.0.0.1
+unless `--host` says otherwise, until SIGINT/SIGTERM. Port 0 turns a front end off, as in TF
+Serving; `auto` picks a free port (see `--port-file`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipelines import workspace as ws_lib
+
+if TYPE_CHECKING:
+    from serving.server import ModelServer
+
+log = logging.getLogger("opinionrec")
+
+
+def _port(text: str) -> int | None:
+    """`8501` -> 8501, `0` -> None (off, as TF Serving), `auto` -> 0 (a free port)."""
+    if text == "auto":
+        return 0
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a port number or 'auto', got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range: {port}")
+    return port or None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    ws_lib.add_workspace_argument(parser)
+    parser.add_argument("--models-config", "--model_config_file", dest="models_config",
+                        help="ModelServerConfig file (default: WORKSPACE/export/models/"
+                             "models.config)")
+    parser.add_argument("--model-name", "--model_name", dest="model_name",
+                        help="serve one model under this name (with --model-base-path)")
+    parser.add_argument("--model-base-path", "--model_base_path", dest="model_base_path",
+                        help="folder of integer version folders of the one model to serve")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default: %(default)s; 0.0.0.0 exposes the server)")
+    parser.add_argument("--rest-port", "--rest_api_port", dest="rest_port", type=_port,
+                        default=8501, help="REST port, 0 = off, auto = free (default: 8501)")
+    parser.add_argument("--grpc-port", dest="grpc_port", type=_port, default=8500,
+                        help="gRPC port, 0 = off, auto = free (default: 8500)")
+    parser.add_argument("--poll-seconds", "--file_system_poll_wait_seconds", dest="poll_seconds",
+                        type=float, default=1.0,
+                        help="how often to look for new model versions; 0 = never (default: 1)")
+    parser.add_argument("--port-file",
+                        help="write the bound ports as JSON here once the server is ready")
+
+
+def run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from serving.models import ModelRegistry
+
+    if args.model_base_path or args.model_name:
+        if not (args.model_base_path and args.model_name):
+            raise SystemExit("serve: give --model-name and --model-base-path together")
+        registry = ModelRegistry.from_base_path(args.model_name, args.model_base_path)
+    else:
+        workspace = ws_lib.workspace_from_args(args)
+        config = Path(args.models_config or workspace.models_root / "models.config")
+        if not config.exists():
+            raise SystemExit(f"serve: {config} not found; run `opinionrec export` first")
+        try:
+            registry = ModelRegistry.from_config_file(config)
+        except ValueError as error:
+            raise SystemExit(f"serve: {error}") from None
+    if args.rest_port is None and args.grpc_port is None:
+        raise SystemExit("serve: both REST and gRPC are off; give --rest-port or --grpc-port")
+
+    from serving.server import ModelServer
+
+    server = ModelServer(registry, host=args.host, rest_port=args.rest_port,
+                         grpc_port=args.grpc_port, poll_seconds=args.poll_seconds)
+    try:
+        server.serve_until_signal(port_file=args.port_file, on_ready=_print_usage)
+    except OSError as error:  # e.g. the port is taken
+        raise SystemExit(f"serve: cannot listen on {args.host}: {error}") from None
+    return 0
+
+
+def _print_usage(server: ModelServer) -> None:
+    """What answers where, and curl lines to try it."""
+    available = server.registry.available()
+    print("Models: " + ", ".join(f"{name} (versions {versions or 'none yet'})"
+                                 for name, versions in available.items()))
+    if server.rest_url:
+        base = server.rest_url
+        print(f"REST  {base}/v1/models/<name>[/versions/<v>][/metadata|:predict], e.g.")
+        for name in available:
+            print(f"  curl {base}/v1/models/{name}/metadata")
+        if "text_features" in available:
+            print(f"  curl -d '{{\"instances\": [\"Great battery, poor sound.\"]}}' "
+                  f"{base}/v1/models/text_features:predict")
+    if server.grpc_target:
+        print(f"gRPC  {server.grpc_target}  (tensorflow.serving.PredictionService, ModelService)")
+    print("Ctrl-C stops the server.", flush=True)

@@ -1,0 +1,135 @@
+"""TF Serving's gRPC API (`PredictionService`, `ModelService`) over a `ModelRegistry`.
+
+Uses the official service stubs and messages from `tensorflow_serving.apis`, so a client built on
+`prediction_service_pb2_grpc.PredictionServiceStub` talks to this server and to real TF Serving
+alike. Predict responses carry `model_spec` (name, version, resolved signature name) and outputs in
+the typed `*_val` fields, as TF Serving fills them. Classify, Regress, MultiInference and config
+reloads answer UNIMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import grpc
+from tensorflow_serving.apis import (
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from serving.models import ModelRegistry
+from serving.responses import model_metadata_response, model_status_response
+from serving.signatures import (
+    DEFAULT_SIGNATURE,
+    array_from_tensor_proto,
+    dtype_name,
+    tensor_proto_from_array,
+)
+from serving.status import ServingStatus, from_tf_error, invalid_argument
+
+
+def _answers_status(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a `ServingStatus` (or any failure) into the gRPC status of the same code."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except ServingStatus as status:
+            context.abort(grpc.StatusCode[status.code], status.message)
+        except Exception as error:  # noqa: BLE001  a server fault: report it, keep serving
+            status = from_tf_error(error)
+            context.abort(grpc.StatusCode[status.code], f"{type(error).__name__}: {error}")
+
+    return wrapper
+
+
+def _spec_of(request: Any) -> tuple[str, int | None, str | None]:
+    spec = request.model_spec
+    version = spec.version.value if spec.HasField("version") else None
+    label = spec.version_label if spec.WhichOneof("version_choice") == "version_label" else None
+    return spec.name, version, label
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Predict and GetModelMetadata."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    @_answers_status
+    def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        name, version, label = _spec_of(request)
+        servable = self.registry.get(name, version, label)
+        signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        signature_def = servable.signature_defs.get(signature_name)
+        if signature_def is None:
+            raise ServingStatus("FAILED_PRECONDITION",
+                                f'Serving signature key "{signature_name}" not found.')
+        try:
+            inputs = {k: array_from_tensor_proto(v) for k, v in request.inputs.items()}
+        except (TypeError, ValueError) as error:
+            raise invalid_argument(f"Cannot read an input TensorProto: {error}") from None
+        outputs = servable.predict(signature_name, inputs, request.output_filter)
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = signature_name
+        for alias, array in outputs.items():
+            dtype = dtype_name(signature_def.outputs[alias])
+            response.outputs[alias].CopyFrom(tensor_proto_from_array(array, dtype))
+        return response
+
+    @_answers_status
+    def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        if not request.metadata_field:
+            raise invalid_argument("GetModelMetadataRequest must specify at least one "
+                                   "metadata_field")
+        for field in request.metadata_field:
+            if field != "signature_def":
+                raise invalid_argument(f"Metadata field {field} is not supported")
+        return model_metadata_response(self.registry.get(*_spec_of(request)))
+
+    @_answers_status
+    def Classify(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        raise ServingStatus("UNIMPLEMENTED", "Classify is not implemented by this local server")
+
+    @_answers_status
+    def Regress(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        raise ServingStatus("UNIMPLEMENTED", "Regress is not implemented by this local server")
+
+    @_answers_status
+    def MultiInference(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        raise ServingStatus("UNIMPLEMENTED",
+                            "MultiInference is not implemented by this local server")
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    """GetModelStatus."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    @_answers_status
+    def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        return model_status_response(self.registry, *_spec_of(request))
+
+    @_answers_status
+    def HandleReloadConfigRequest(  # noqa: N802
+        self, request: Any, context: grpc.ServicerContext
+    ) -> Any:
+        raise ServingStatus("UNIMPLEMENTED", "Config reloads are not implemented by this local "
+                            "server; restart it with the new models.config")
+
+
+def add_services(server: grpc.Server, registry: ModelRegistry) -> None:
+    """Register both services on a gRPC server."""
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(registry), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(registry), server)

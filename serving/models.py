@@ -1,0 +1,347 @@
+"""The models a server holds: which versions to load, loading them, and looking them up.
+
+Follows TF Serving's model manager where a client can see it:
+- models come from a text-format `ModelServerConfig` (`model_config_list`) or one
+  `--model_name`/`--model_base_path` pair; each version is an integer folder under the base path;
+- `model_version_policy` picks the versions to serve (`latest { num_versions }`, default 1;
+  `all {}`; `specific { versions }`) and `version_labels` names versions;
+- each version goes START -> LOADING -> AVAILABLE (or END with the load error), and END when the
+  policy drops it; `refresh()` re-reads the folders, so a version exported while the server runs
+  is picked up (TF Serving polls its file system the same way);
+- a version replays `assets.extra/tf_serving_warmup_requests` before it becomes AVAILABLE;
+- lookups fail with TF Serving's messages ("Servable not found for request: Latest(name)", ...).
+
+A loaded version (`Servable`) runs signatures with `tf.saved_model.load` and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from serving.layout import WARMUP_FILE, read_models_config, read_warmup_requests, version_dirs
+from serving.signatures import (
+    DEFAULT_SIGNATURE,
+    SERVE_TAG,
+    array_from_tensor_proto,
+    input_dtypes,
+    read_meta_graph,
+)
+from serving.status import ServingStatus, from_tf_error, invalid_argument, not_found
+
+log = logging.getLogger("opinionrec.serving")
+
+DOCKER_MODELS_PREFIX = "/models"
+_SERVING_METHODS = ("tensorflow/serving/predict", "tensorflow/serving/classify",
+                    "tensorflow/serving/regress")
+_MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many warm-up records
+
+
+@dataclass(frozen=True)
+class VersionPolicy:
+    """Which versions on disk to serve (TF Serving's `ServableVersionPolicy`)."""
+
+    kind: str = "latest"  # "latest", "all" or "specific"
+    num_versions: int = 1
+    versions: tuple[int, ...] = ()
+
+    def select(self, available: Sequence[int]) -> list[int]:
+        available = sorted(available)
+        if self.kind == "all":
+            return available
+        if self.kind == "specific":
+            return [v for v in available if v in self.versions]
+        return available[-max(self.num_versions, 1):] if available else []
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """One served model: its name, base folder, version policy and version labels."""
+
+    name: str
+    base_path: Path
+    policy: VersionPolicy = VersionPolicy()
+    labels: Mapping[str, int] = field(default_factory=dict)
+
+
+def resolve_base_path(base_path: str, config_dir: Path) -> Path:
+    """A config's base path on this machine.
+
+    `/models/<name>` is where the TF Serving container mounts the model folder; when it does not
+    exist here it means `<config folder>/<name>`. Relative paths are relative to the config folder.
+    """
+    path = Path(base_path)
+    if not path.is_absolute():
+        return (config_dir / path).resolve()
+    if path.exists():
+        return path
+    parts = path.parts
+    if len(parts) >= 2 and "/" + parts[1] == DOCKER_MODELS_PREFIX:
+        return config_dir.joinpath(*parts[2:]).resolve()
+    return path
+
+
+def sources_from_config(config_path: str | Path) -> list[ModelSource]:
+    """Model sources of a text-format `ModelServerConfig` file."""
+    config_path = Path(config_path).resolve()
+    config = read_models_config(config_path)
+    if config.WhichOneof("config") != "model_config_list":
+        raise ValueError(f"{config_path}: only `model_config_list` is supported")
+    sources = []
+    for entry in config.model_config_list.config:
+        if entry.model_platform not in ("", "tensorflow"):
+            raise ValueError(f"{config_path}: model {entry.name!r} has model_platform "
+                             f"{entry.model_platform!r}; only 'tensorflow' is supported")
+        sources.append(ModelSource(
+            name=entry.name,
+            base_path=resolve_base_path(entry.base_path, config_path.parent),
+            policy=_policy_from_proto(entry.model_version_policy),
+            labels=dict(entry.version_labels),
+        ))
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{config_path}: model names repeat: {names}")
+    return sources
+
+
+def _policy_from_proto(policy: Any) -> VersionPolicy:
+    kind = policy.WhichOneof("policy_choice")
+    if kind == "all":
+        return VersionPolicy("all")
+    if kind == "specific":
+        return VersionPolicy("specific", versions=tuple(policy.specific.versions))
+    if kind == "latest":
+        return VersionPolicy("latest", num_versions=policy.latest.num_versions or 1)
+    return VersionPolicy()
+
+
+class Servable:
+    """One loaded model version: its signature defs and callable signatures."""
+
+    def __init__(self, name: str, version: int, path: Path) -> None:
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401  TF Serving links TF Text ops in; register them too
+
+        self.name, self.version, self.path = name, version, Path(path)
+        self.signature_defs = dict(read_meta_graph(self.path).signature_def)
+        self._model = tf.saved_model.load(str(self.path), tags=[SERVE_TAG])
+        self._functions = dict(self._model.signatures)
+        self._input_specs = {sig: dict(fn.structured_input_signature[1])
+                             for sig, fn in self._functions.items()}
+
+    def input_dtypes(self, signature_name: str) -> dict[str, str]:
+        """Input name -> `DT_*` of a signature (as TF Serving's REST handler looks it up)."""
+        name = signature_name or DEFAULT_SIGNATURE
+        if name not in self.signature_defs:
+            raise invalid_argument(f'Serving signature name: "{name}" not found in signature def')
+        return input_dtypes(self.signature_defs[name])
+
+    def predict(
+        self,
+        signature_name: str,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str] = (),
+    ) -> dict[str, np.ndarray]:
+        """Run a signature on numpy inputs; outputs by alias (all, or those in `output_filter`)."""
+        import tensorflow as tf
+
+        name = signature_name or DEFAULT_SIGNATURE
+        signature_def = self.signature_defs.get(name)
+        if signature_def is None or name not in self._functions:
+            raise ServingStatus("FAILED_PRECONDITION", f'Serving signature key "{name}" not found.')
+        if signature_def.method_name not in _SERVING_METHODS:
+            raise ServingStatus("INTERNAL", "Expected prediction signature method_name to be one "
+                                f"of {{{', '.join(_SERVING_METHODS)}}}. Was: "
+                                f"{signature_def.method_name}")
+        _verify_input_names(set(inputs), set(signature_def.inputs))
+        outputs_wanted = _verify_output_filter(output_filter, set(signature_def.outputs))
+
+        tensors = {}
+        for input_name, spec in self._input_specs[name].items():
+            tensor = tf.convert_to_tensor(inputs[input_name])
+            if tensor.dtype != spec.dtype:
+                raise invalid_argument(f"Input {input_name} has dtype {tensor.dtype.name}, but "
+                                       f"signature {name} expects {spec.dtype.name}")
+            if not spec.shape.is_compatible_with(tensor.shape):
+                raise invalid_argument(
+                    f"Input {input_name} has shape {_shape_text(tensor.shape)}, but signature "
+                    f"{name} expects {_shape_text(spec.shape)}"
+                )
+            tensors[input_name] = tensor
+        try:
+            outputs = self._functions[name](**tensors)
+        except tf.errors.OpError as error:
+            raise from_tf_error(error) from None
+        except (TypeError, ValueError) as error:
+            raise invalid_argument(str(error)) from None
+        return {alias: outputs[alias].numpy() for alias in (outputs_wanted or outputs)}
+
+    def warm_up(self) -> int:
+        """Replay the version's warm-up requests (a failure fails the load, as in TF Serving)."""
+        path = self.path / WARMUP_FILE
+        if not path.exists():
+            return 0
+        count = 0
+        for record in read_warmup_requests(path)[:_MAX_WARMUP_RECORDS]:
+            if record.WhichOneof("log_type") != "predict_log":
+                log.warning("%s v%d: skipped a warm-up record of type %s (predict only)",
+                            self.name, self.version, record.WhichOneof("log_type"))
+                continue
+            request = record.predict_log.request
+            inputs = {k: array_from_tensor_proto(v) for k, v in request.inputs.items()}
+            self.predict(request.model_spec.signature_name, inputs, request.output_filter)
+            count += 1
+        return count
+
+
+def _verify_input_names(sent: set[str], expected: set[str]) -> None:
+    if sent != expected:
+        raise invalid_argument(
+            f"input size does not match signature: {len(sent)}!={len(expected)} "
+            f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
+            f"Sent extra: {{{','.join(sorted(sent - expected))}}}. Missing but required: "
+            f"{{{','.join(sorted(expected - sent))}}}."
+        )
+
+
+def _verify_output_filter(output_filter: Sequence[str], outputs: set[str]) -> list[str]:
+    seen: list[str] = []
+    for alias in output_filter:
+        if alias not in outputs:
+            raise invalid_argument(f"output tensor alias not found in signature: {alias} Outputs "
+                                   f"expected to be in the set {{{','.join(sorted(outputs))}}}.")
+        if alias in seen:
+            raise invalid_argument(f"duplicate output tensor alias: {alias}")
+        seen.append(alias)
+    return seen
+
+
+def _shape_text(shape: Any) -> str:
+    dims = shape.as_list() if shape.rank is not None else None
+    if dims is None:
+        return "[?]"
+    return "[" + ",".join("-1" if d is None else str(d) for d in dims) + "]"
+
+
+@dataclass
+class VersionState:
+    """Where a version is in its life (TF Serving's `ModelVersionStatus`)."""
+
+    version: int
+    state: str = "START"  # START, LOADING, AVAILABLE, UNLOADING, END
+    error_code: str = "OK"
+    error_message: str = ""
+    servable: Servable | None = None
+
+
+class ModelRegistry:
+    """Loads the versions each `ModelSource` asks for and answers lookups by name/version/label."""
+
+    def __init__(self, sources: Sequence[ModelSource], *, warm_up: bool = True) -> None:
+        self.sources = {source.name: source for source in sources}
+        self._warm_up = warm_up
+        self._states: dict[str, dict[int, VersionState]] = {name: {} for name in self.sources}
+        self._reported_empty: set[str] = set()  # models whose empty base path was logged
+        self._lock = threading.Lock()  # guards _states
+        self._refresh_lock = threading.Lock()  # one refresh at a time
+
+    @classmethod
+    def from_config_file(cls, path: str | Path, **kwargs: Any) -> "ModelRegistry":
+        return cls(sources_from_config(path), **kwargs)
+
+    @classmethod
+    def from_base_path(cls, name: str, base_path: str | Path, **kwargs: Any) -> "ModelRegistry":
+        return cls([ModelSource(name, Path(base_path).resolve())], **kwargs)
+
+    def refresh(self) -> None:
+        """Load versions the policies now select and unload those they dropped."""
+        with self._refresh_lock:
+            for source in self.sources.values():
+                self._refresh_model(source)
+
+    def _refresh_model(self, source: ModelSource) -> None:
+        folders = version_dirs(source.base_path)
+        wanted = set(source.policy.select(list(folders)))
+        states = self._states[source.name]
+        for version in sorted(wanted, reverse=True):
+            state = states.get(version)
+            if state is not None and (state.state != "END" or state.error_code != "OK"):
+                continue  # loaded, loading, or failed (TF Serving does not retry a failed load)
+            self._load(source.name, version, folders[version])
+        for version, state in list(states.items()):
+            if version not in wanted and state.state == "AVAILABLE":
+                with self._lock:
+                    states[version] = VersionState(version, "END")
+                log.info("%s: unloaded version %d", source.name, version)
+        if folders:
+            self._reported_empty.discard(source.name)
+        elif source.name not in self._reported_empty:  # once, not at every poll
+            self._reported_empty.add(source.name)
+            log.warning("%s: no versions found under %s", source.name, source.base_path)
+
+    def _load(self, name: str, version: int, path: Path) -> None:
+        with self._lock:
+            self._states[name][version] = VersionState(version, "LOADING")
+        try:
+            servable = Servable(name, version, path)
+            warmed = servable.warm_up() if self._warm_up else 0
+        except Exception as error:  # a bad version must not stop the server: record and go on
+            status = error if isinstance(error, ServingStatus) else from_tf_error(error)
+            message = (f"Failed to load {name} version {version} from {path}: "
+                       f"{type(error).__name__}: {status.message}")
+            with self._lock:
+                self._states[name][version] = VersionState(version, "END", status.code, message)
+            log.error("%s: version %d failed to load: %s", name, version, error)
+            return
+        with self._lock:
+            self._states[name][version] = VersionState(version, "AVAILABLE", servable=servable)
+        log.info("%s: version %d available (%s, %d warm-up requests)", name, version, path, warmed)
+
+    def resolve_label(self, name: str, label: str) -> int:
+        source = self.sources.get(name)
+        if source is None or label not in source.labels:
+            raise invalid_argument(f"Unrecognized servable version label: {label}")
+        return int(source.labels[label])
+
+    def get(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
+        """The servable for a request (latest available version unless one is named)."""
+        if label is not None:
+            version = self.resolve_label(name, label)
+        with self._lock:
+            states = self._states.get(name, {})
+            available = {v: s.servable for v, s in states.items()
+                         if s.state == "AVAILABLE" and s.servable is not None}
+        if version is None:
+            if not available:
+                raise not_found(f"Servable not found for request: Latest({name})")
+            return available[max(available)]
+        if version not in available:
+            raise not_found(f"Servable not found for request: Specific({name}, {version})")
+        return available[version]
+
+    def status(
+        self, name: str, version: int | None = None, label: str | None = None
+    ) -> list[VersionState]:
+        """Version states of a model, newest first (TF Serving's GetModelStatus)."""
+        if label is not None:
+            version = self.resolve_label(name, label)
+        with self._lock:
+            states = dict(self._states.get(name, {}))
+        if version is not None:
+            if version not in states:
+                raise not_found(f"Could not find version {version} of model {name}")
+            return [states[version]]
+        if not states:
+            raise not_found(f"Could not find any versions of model {name}")
+        return [states[v] for v in sorted(states, reverse=True)]
+
+    def available(self) -> dict[str, list[int]]:
+        """Model name -> versions now AVAILABLE (for logs and the ready line)."""
+        with self._lock:
+            return {name: sorted(v for v, s in states.items() if s.state == "AVAILABLE")
+                    for name, states in self._states.items()}

@@ -1,0 +1,223 @@
+"""TF Serving's REST API over a `ModelRegistry`, and a threaded stdlib HTTP server for it.
+
+Routing, status codes and bodies follow tensorflow/serving `model_servers/http_rest_api_handler.cc`
+and `http_rest_api_util.cc` (same path regexes, case-insensitive; model names and labels
+URL-decoded; `{"error": "..."}` with the HTTP status of the canonical error code):
+
+    GET  /v1/models/{name}[/versions/{v}|/labels/{l}]            model status
+    GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata   signature defs
+    POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    predict (row or columnar JSON)
+    POST ...:classify, ...:regress                               501 here (tf.Example APIs)
+
+`RestApi.handle` is a pure function of (method, path, body), so it is tested without sockets;
+`make_http_server` puts it behind `ThreadingHTTPServer` (one thread per connection, HTTP/1.1
+keep-alive) and logs one line per request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import sys
+import time
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from serving.json_tensor import (
+    parse_json_body,
+    predict_inputs_from_json,
+    predict_response_json,
+    signature_name_of,
+)
+from serving.models import ModelRegistry
+from serving.responses import model_metadata_json, model_status_json
+from serving.status import ServingStatus, invalid_argument
+
+log = logging.getLogger("opinionrec.serving")
+
+_PREDICTION_PATH = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
+    re.IGNORECASE,
+)
+_STATUS_PATH = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
+    re.IGNORECASE,
+)
+_API_PATH = re.compile(r"/v1/.*", re.IGNORECASE)
+_INT64_MAX = 2**63 - 1
+
+
+class RestApi:
+    """Answers TF Serving REST requests from the models in a registry."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    def handle(self, method: str, path: str, body: bytes) -> tuple[int, str]:
+        """HTTP status and JSON body for one request; never raises."""
+        try:
+            return 200, self._dispatch(method, path, body)
+        except ServingStatus as status:
+            return status.http_status, _error_body(status.message)
+        except Exception as error:  # a server fault: answer 500 and keep serving
+            log.error("internal error on %s %s:\n%s", method, path, traceback.format_exc())
+            return 500, _error_body(f"Internal error: {type(error).__name__}: {error}")
+
+    def _dispatch(self, method: str, path: str, body: bytes) -> str:
+        if not _API_PATH.fullmatch(path):
+            raise ServingStatus("NOT_FOUND", f"Not found: {method} {path} (the API is under /v1/)")
+        malformed = invalid_argument(f"Malformed request: {method} {path}")
+        if method == "POST":
+            match = _PREDICTION_PATH.fullmatch(path)
+            if not match:
+                raise malformed
+            name, version, label, verb = match.groups()
+            spec = _model_spec(name, version, label)
+            if verb == "predict":
+                return self._predict(*spec, body)
+            if verb in ("classify", "regress"):
+                raise ServingStatus(
+                    "UNIMPLEMENTED",
+                    f"The {verb} API (tf.Example input) is not implemented by this local server; "
+                    "use :predict, or real TF Serving for classify/regress signatures.",
+                )
+            raise malformed  # the verb matched case-insensitively, e.g. ":PREDICT"
+        if method == "GET":
+            match = _STATUS_PATH.fullmatch(path)
+            if not match:
+                raise malformed
+            name, version, label, subresource = match.groups()
+            if not name:
+                raise invalid_argument("Missing model name in request.")
+            spec = _model_spec(name, version, label)
+            if subresource == "metadata":
+                return self._metadata(*spec)
+            return self._status(*spec)
+        raise malformed
+
+    def _status(self, name: str, version: int | None, label: str | None) -> str:
+        return model_status_json(self.registry, name, version, label)
+
+    def _metadata(self, name: str, version: int | None, label: str | None) -> str:
+        return model_metadata_json(self.registry.get(name, version, label))
+
+    def _predict(self, name: str, version: int | None, label: str | None, body: bytes) -> str:
+        doc = parse_json_body(body)
+        signature_name = signature_name_of(doc)
+        servable = self.registry.get(name, version, label)
+        dtypes = servable.input_dtypes(signature_name)
+        inputs, request_format = predict_inputs_from_json(doc, dtypes)
+        outputs = servable.predict(signature_name, inputs)
+        return predict_response_json(outputs, request_format)
+
+
+def _model_spec(name: str, version: str | None, label: str | None
+                ) -> tuple[str, int | None, str | None]:
+    """Decoded model name, version number and label, as TF Serving's ParseModelInfo."""
+    number = None
+    if version:
+        number = int(version)
+        if number > _INT64_MAX:
+            raise invalid_argument(f"Failed to convert version: {version} to numeric.")
+    return unquote(name), number, unquote(label) if label else None
+
+
+def _error_body(message: str) -> str:
+    return json.dumps({"error": message}, ensure_ascii=False)
+
+
+class _RestHandler(BaseHTTPRequestHandler):
+    """Reads a request, asks the `RestApi`, writes JSON; one log line per request."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as TF Serving's HTTP server
+    server_version = "opinionrec-serving"
+    timeout = 300  # seconds an idle keep-alive connection (and its thread) may linger
+    disable_nagle_algorithm = True  # else a kept-alive reply waits ~40 ms for a delayed ACK
+    api: RestApi  # set by make_http_server on a subclass
+
+    def do_GET(self) -> None:  # noqa: N802 (BaseHTTPRequestHandler naming)
+        self._answer()
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._answer()
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._answer()
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._answer()
+
+    def _answer(self) -> None:
+        start = time.perf_counter()
+        path = urlsplit(self.path).path
+        try:
+            body = self._read_body()
+        except ValueError as error:
+            status, payload = 400, _error_body(str(error))
+            self.close_connection = True
+        else:
+            status, payload = self.api.handle(self.command, path, body)
+        data = payload.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        log.info("%s %s %d %.1f ms", self.command, path, status,
+                 (time.perf_counter() - start) * 1000)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        length = self.headers.get("Content-Length")
+        if not length:
+            return b""
+        if not length.isdigit():
+            raise ValueError(f"Bad Content-Length header: {length!r}")
+        return self.rfile.read(int(length))
+
+    def _read_chunked(self) -> bytes:
+        chunks = []
+        while True:
+            size_line = self.rfile.readline(1024).split(b";")[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                raise ValueError(f"Bad chunk size in a chunked body: {size_line!r}") from None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailer headers
+                return b"".join(chunks)
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(1024)  # CRLF after each chunk
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Silence the stdlib's stderr access log: `_answer` logs each request once."""
+
+
+class RestServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer whose request threads do not block shutdown."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up is routine; anything else is logged with its traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            log.debug("connection from %s ended: %s", client_address, error)
+        else:
+            log.exception("error while answering %s", client_address)
+
+
+def make_http_server(host: str, port: int, api: RestApi) -> RestServer:
+    """A bound (not yet serving) HTTP server for `api`; port 0 picks a free port."""
+    handler = type("RestHandler", (_RestHandler,), {"api": api})
+    server_class = RestServer
+    if ":" in host:  # an IPv6 address
+        server_class = type("RestServer6", (RestServer,), {"address_family": socket.AF_INET6})
+    return server_class((host.strip("[]"), port), handler)

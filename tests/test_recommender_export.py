@@ -1,0 +1,204 @@
+"""The `recommender` SavedModel and the `train-recommender` command.
+
+The export must answer in a fresh process that imports only TensorFlow (no TFRS, no tf-keras), with
+the signature names and outputs TF Serving clients use, seen items excluded, unknown users served,
+and no XLA compile attributes (TF Serving runs without XLA).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.test_recommender import make_features
+
+OUTPUTS = {"item_ids", "scores", "explanations", "titles"}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from recommender import evaluate as evaluation
+    from recommender.data import load_features
+    from recommender.serving_module import build_serving_module, export_recommender
+    from recommender.train import TrainConfig, train_retrieval
+
+    root = tmp_path_factory.mktemp("export")
+    make_features(root / "features", num_users=120, num_items=40, per_user=8)
+    features = load_features(root / "features")
+    split = evaluation.split_interactions(features.interactions)
+    result = train_retrieval(features, split, TrainConfig(epochs=2, patience=0))
+    module = build_serving_module(result.model, features, k=10)
+    path = export_recommender(module, root / "recommender")
+    return {"features": features, "model": result.model, "module": module, "path": path}
+
+
+def _decode(array: np.ndarray) -> list:
+    return [[s.decode() for s in row] for row in array]
+
+
+def _seen(features, user: str) -> set[str]:
+    inter = features.interactions
+    return set(inter.item[inter.user == user])
+
+
+def test_serving_module_returns_unseen_top_k_with_explanations(exported):
+    import tensorflow as tf
+
+    from recommender.explain import ExplanationTables, explain_reference
+    from recommender.train import embed, item_inputs, user_inputs
+
+    features, model, module = exported["features"], exported["model"], exported["module"]
+    users = ["u0", "u5", "u7", "u33"]
+    out = module.serve(tf.constant(users))
+    assert set(out) == OUTPUTS
+    assert all(v.shape == (4, 10) for v in out.values())
+
+    # Independent computation: dot products of the towers' embeddings, seen items dropped.
+    rows = np.array([features.user_index[u] for u in users])
+    queries = embed(model.query_tower, user_inputs(features, rows))
+    candidates = embed(model.candidate_tower, item_inputs(features, np.arange(len(features.items))))
+    tables = ExplanationTables.from_features(features)
+    ids, scores = _decode(out["item_ids"].numpy()), out["scores"].numpy()
+    explanations = _decode(out["explanations"].numpy())
+    for b, user in enumerate(users):
+        seen = _seen(features, user)
+        full = queries[b] @ candidates.T
+        unseen = [i for i in range(len(features.items)) if features.items.ids[i] not in seen]
+        expected = np.sort(full[unseen])[::-1][:10]
+        np.testing.assert_allclose(scores[b], expected, rtol=1e-4, atol=1e-4)
+        assert not seen & set(ids[b]) and len(set(ids[b])) == 10
+        for j, item in enumerate(ids[b]):
+            item_row = features.item_index[item]
+            assert scores[b, j] == pytest.approx(full[item_row], abs=1e-4)
+            assert explanations[b][j] == explain_reference(tables, int(rows[b]), item_row)
+        titles = [features.items.titles[features.item_index[i]] for i in ids[b]]
+        assert _decode(out["titles"].numpy())[b] == titles
+
+
+def test_unknown_users_get_popular_unseen_items_and_k_is_chosen_at_query_time(exported):
+    import tensorflow as tf
+
+    features, module = exported["features"], exported["module"]
+    out = module.recommend(tf.constant(["nobody", "u1"]), tf.constant(3))
+    assert all(v.shape == (2, 3) for v in out.values())
+    counts = features.interactions.item.value_counts()
+    ids = _decode(out["item_ids"].numpy())
+    assert [counts[i] for i in ids[0]] == sorted(counts, reverse=True)[:3]
+    assert all(e.startswith(("Reviewers praise", f"{counts[i]} review"))
+               for e, i in zip(_decode(out["explanations"].numpy())[0], ids[0]))
+    # the same user's top 3 are the first 3 of the default top 10
+    default = _decode(module.serve(tf.constant(["u1"]))["item_ids"].numpy())[0]
+    assert ids[1] == default[:3]
+    # k beyond the catalogue is clamped to it (then padded: u1 has seen some items)
+    big = module.recommend(tf.constant(["u1"]), tf.constant(1000))
+    assert big["item_ids"].shape == (1, len(features.items))
+    tail = _decode(big["item_ids"].numpy())[0][-len(_seen(features, "u1")):]
+    assert set(tail) == {""}
+
+
+def test_users_who_saw_nearly_everything_get_padding(tmp_path):
+    import tensorflow as tf
+
+    from recommender.data import load_features
+    from recommender.model import query_tower
+    from recommender.serving_module import RecommenderModule
+
+    make_features(tmp_path, num_users=3, num_items=12, per_user=10, num_new=0)
+    features = load_features(tmp_path)
+    tower = query_tower(features.users.ids.astype(str), embedding_dim=4)
+    candidates = np.random.default_rng(0).normal(size=(12, 4)).astype("float32")
+    module = RecommenderModule(tower, candidates, features, np.ones(12) / 12, k=10)
+    out = module.recommend(tf.constant(["u0"]), tf.constant(3))
+    ids = _decode(out["item_ids"].numpy())[0]
+    assert ids[2] == "" and "" not in ids[:2] and not set(ids[:2]) & _seen(features, "u0")
+    assert _decode(out["explanations"].numpy())[0][2] == ""
+    assert out["scores"].numpy()[0, 2] == 0.0
+
+
+@pytest.mark.slow
+def test_savedmodel_answers_in_a_fresh_process_with_only_tensorflow(exported, tmp_path):
+    import tensorflow as tf
+
+    module, path = exported["module"], exported["path"]
+    users = ["u2", "nobody", "u9"]
+    expected_default = {k: v.numpy() for k, v in module.serve(tf.constant(users)).items()}
+    expected_k3 = {k: v.numpy() for k, v in
+                   module.recommend(tf.constant(users), tf.constant(3)).items()}
+    script = f"""
+import json, sys
+import tensorflow as tf
+loaded = tf.saved_model.load({str(path)!r})
+result = {{"signatures": sorted(loaded.signatures)}}
+for name, kwargs in [("serving_default", {{}}), ("recommend", {{"k": tf.constant(3)}})]:
+    fn = loaded.signatures[name]
+    result[name + "_outputs"] = sorted(fn.structured_outputs)
+    result[name + "_inputs"] = sorted(fn.structured_input_signature[1])
+    out = fn(user_id=tf.constant({users!r}), **kwargs)
+    result[name] = {{k: v.numpy().tolist() if v.dtype != tf.string else
+                    [[s.decode() for s in row] for row in v.numpy()] for k, v in out.items()}}
+result["modules"] = sorted(m for m in sys.modules if m.split(".")[0] in
+                           ("tensorflow_recommenders", "tf_keras", "recommender", "pipelines"))
+print(json.dumps(result))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300, env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["modules"] == []
+    assert result["signatures"] == ["recommend", "serving_default"]
+    assert result["serving_default_inputs"] == ["user_id"]
+    assert result["recommend_inputs"] == ["k", "user_id"]
+    for name, expected, k in [("serving_default", expected_default, 10),
+                              ("recommend", expected_k3, 3)]:
+        assert result[name + "_outputs"] == sorted(OUTPUTS)
+        got = result[name]
+        for key in ("item_ids", "explanations", "titles"):
+            assert got[key] == _decode(expected[key]), key
+        np.testing.assert_allclose(got["scores"], expected["scores"], rtol=1e-5, atol=1e-6)
+        assert np.array(got["item_ids"]).shape == (3, k)
+    assert all(not i.startswith("You care") for i in result["serving_default"]["explanations"][1])
+
+    # TF Serving runs without XLA: no function in the SavedModel may ask for compilation.
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((path / "saved_model.pb").read_bytes())
+    functions = [f for meta in saved.meta_graphs for f in meta.graph_def.library.function]
+    assert functions
+    for function in functions:
+        assert not function.attr["_XlaMustCompile"].b, function.signature.name
+        for node in function.node_def:
+            assert not node.attr["_XlaMustCompile"].b, node.name
+
+
+@pytest.mark.slow
+def test_cli_trains_evaluates_and_exports(tmp_path, capsys):
+    from pipelines import cli
+    from pipelines.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    make_features(ws.features, num_users=150, num_items=40, per_user=8)
+    argv = ["train-recommender", "--workspace", str(ws.root), "--epochs", "2",
+            "--embedding-dim", "16", "--batch-size", "64", "--k", "5", "--seed", "1"]
+    assert cli.main(argv) == 0
+    metrics = json.loads((ws.stage_dir("train-recommender") / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"two-tower", "most-popular", "item-knn"}
+    for parts in metrics["test"].values():
+        assert set(parts["all"]) == {"recall@5", "ndcg@5", "mrr", "users"}
+        assert parts["all"]["users"] == 150
+        assert parts["cold_start"]["users"] == len(range(3, 150, 20))
+    assert metrics["training"]["config"]["embedding_dim"] == 16
+    assert (ws.recommender_model / "saved_model.pb").exists()
+    assert "two-tower" in capsys.readouterr().out
+    record = json.loads((ws.stage_dir("train-recommender") / "_stage.json").read_text())
+    assert record["params"]["k"] == 5 and "two-tower" in record["summary"]["test"]
+    # Up to date: --if-stale does nothing.
+    assert cli.main(argv + ["--if-stale"]) == 0
+    again = json.loads((ws.stage_dir("train-recommender") / "_stage.json").read_text())
+    assert again["run_id"] == record["run_id"]

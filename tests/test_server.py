@@ -1,0 +1,456 @@
+"""The local TF-Serving-compatible server over real HTTP and gRPC, against the models called
+directly (expected outputs never come from the server's own conversion code)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serving import layout
+from serving.models import ModelRegistry
+from serving.server import ModelServer
+from serving.testing import save_toy_model
+
+REPO = Path(__file__).resolve().parents[1]
+TEXTS = ["great battery life", "ok", "Très bon son"]
+# Replayed by the server when it loads each version (a failure would fail the load).
+WARMUP = {"serving_default": {"text": ["warm up"]}, "scaled": {"k": 2}, "words": {}}
+
+
+# === Fixtures and helpers ===
+
+
+@pytest.fixture(scope="module")
+def models_root(tmp_path_factory) -> Path:
+    """`toy` with version 1 (scale 1) and version 2 (scale 2); models.config serving both."""
+    tmp = tmp_path_factory.mktemp("serving")
+    root = tmp / "models"
+    for scale in (1.0, 2.0):
+        layout.export_model(save_toy_model(tmp / f"src_{scale}", scale), root, "toy",
+                            warmup_inputs=WARMUP)
+    layout.write_models_config(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(models_root):
+    registry = ModelRegistry.from_config_file(models_root / "models.config")
+    with ModelServer(registry, rest_port=0, grpc_port=0, poll_seconds=0) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def direct(models_root):
+    """Call a signature of a version directly: (version, signature, **inputs) -> numpy dict."""
+    import tensorflow as tf
+
+    loaded = {v: tf.saved_model.load(str(models_root / "toy" / str(v))) for v in (1, 2)}
+
+    def call(version: int, signature: str, **inputs) -> dict[str, np.ndarray]:
+        outputs = loaded[version].signatures[signature](**{k: tf.constant(v)
+                                                             for k, v in inputs.items()})
+        return {k: v.numpy() for k, v in outputs.items()}
+
+    return call
+
+
+def http(server: ModelServer, method: str, path: str, body: object = None
+         ) -> tuple[int, dict, str]:
+    """(status, parsed JSON, raw text) of one request; `body` dict/list -> JSON, bytes as is."""
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    request = urllib.request.Request(server.rest_url + path, data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, raw = response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read().decode()
+    return status, json.loads(raw), raw
+
+
+def predict(server: ModelServer, body: object, path: str = "/v1/models/toy:predict") -> dict:
+    status, reply, raw = http(server, "POST", path, body)
+    assert status == 200, raw
+    return reply
+
+
+def decoded(values):
+    return [v.decode() for v in values]
+
+
+
+# === Status and metadata ===
+
+
+def test_status_lists_every_version_newest_first(server):
+    status, reply, _ = http(server, "GET", "/v1/models/toy")
+    assert status == 200
+    assert reply == {"model_version_status": [
+        {"version": v, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        for v in ("2", "1")
+    ]}
+    status, reply, _ = http(server, "GET", "/v1/models/toy/versions/1")
+    assert status == 200 and [s["version"] for s in reply["model_version_status"]] == ["1"]
+
+
+def test_metadata_renders_the_saved_model_signature_defs(server, models_root):
+    from google.protobuf import json_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    status, reply, _ = http(server, "GET", "/v1/models/toy/metadata")
+    assert status == 200
+    assert reply["model_spec"] == {"name": "toy", "version": "2", "signature_name": ""}
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((models_root / "toy" / "2" / "saved_model.pb").read_bytes())
+    expected = {
+        name: json_format.MessageToDict(signature, preserving_proto_field_name=True,
+                                        always_print_fields_with_no_presence=True)
+        for name, signature in saved_model.meta_graphs[0].signature_def.items()
+    }
+    assert reply["metadata"]["signature_def"]["signature_def"] == expected
+    text = expected["serving_default"]["inputs"]["text"]
+    assert text["dtype"] == "DT_STRING" and text["tensor_shape"]["dim"][0]["size"] == "-1"
+
+    status, reply, _ = http(server, "GET", "/v1/models/toy/versions/1/metadata")
+    assert status == 200 and reply["model_spec"]["version"] == "1"
+
+
+# === Predict ===
+
+
+def test_row_format_with_several_outputs_gives_one_object_per_row(server, direct):
+    expected = direct(2, "serving_default", text=TEXTS)
+    reply = predict(server, {"instances": TEXTS})
+    rows = reply["predictions"]
+    assert len(rows) == len(TEXTS)
+    for i, row in enumerate(rows):
+        assert sorted(row) == ["length", "scores", "text_bytes", "tokens"]
+        np.testing.assert_array_equal(np.float32(row["scores"]), expected["scores"][i])
+        assert row["tokens"] == decoded(expected["tokens"][i])
+        assert row["length"] == int(expected["length"][i])
+        # `text_bytes` ends in _bytes: TF Serving writes it base64-encoded.
+        assert base64.b64decode(row["text_bytes"]["b64"]) == TEXTS[i].encode()
+
+
+def test_columnar_format_gives_an_object_of_outputs(server, direct):
+    expected = direct(2, "serving_default", text=TEXTS)
+    outputs = predict(server, {"inputs": TEXTS})["outputs"]
+    np.testing.assert_array_equal(np.float32(outputs["scores"]), expected["scores"])
+    assert outputs["length"] == expected["length"].tolist()
+    assert [decoded(t) for t in expected["tokens"]] == outputs["tokens"]
+    named = predict(server, {"inputs": {"text": TEXTS}})["outputs"]
+    assert named == outputs
+
+
+def test_a_single_output_is_written_without_its_name(server, direct):
+    expected = direct(2, "length", text=TEXTS)["length"].tolist()
+    assert predict(server, {"instances": TEXTS, "signature_name": "length"}) == {
+        "predictions": expected}
+    assert predict(server, {"inputs": TEXTS, "signature_name": "length"}) == {"outputs": expected}
+    assert predict(server, {"instances": [{"text": t} for t in TEXTS],
+                            "signature_name": "length"}) == {"predictions": expected}
+
+
+def test_binary_inputs_as_b64_anywhere_a_string_goes(server, direct):
+    raw = [b"\xff\xfe not utf-8", "naïve".encode()]
+    encoded = [{"b64": base64.b64encode(v).decode()} for v in raw]
+    expected = direct(2, "serving_default", text=raw)
+    for body in ({"instances": encoded}, {"instances": [{"text": e} for e in encoded]}):
+        rows = predict(server, body)["predictions"]
+        assert [base64.b64decode(r["text_bytes"]["b64"]) for r in rows] == raw
+        assert [r["length"] for r in rows] == expected["length"].tolist()
+    outputs = predict(server, {"inputs": {"text": encoded}})["outputs"]
+    assert [base64.b64decode(v["b64"]) for v in outputs["text_bytes"]] == raw
+
+
+def test_two_named_inputs_of_different_dtypes(server, direct):
+    weights = [0.5, 2, -1.25]  # a JSON integer is a valid float
+    expected = direct(2, "pair", text=TEXTS, weight=np.float32(weights))
+    rows = predict(server, {"signature_name": "pair", "instances": [
+        {"text": t, "weight": w} for t, w in zip(TEXTS, weights)]})["predictions"]
+    np.testing.assert_array_equal(np.float32([r["weighted"] for r in rows]), expected["weighted"])
+    assert [r["echo"] for r in rows] == TEXTS
+    outputs = predict(server, {"signature_name": "pair",
+                               "inputs": {"text": TEXTS, "weight": weights}})["outputs"]
+    np.testing.assert_array_equal(np.float32(outputs["weighted"]), expected["weighted"])
+
+
+def test_scalar_inputs_and_outputs_need_the_columnar_format(server, direct):
+    x = [[1.0, 2.0, 3.0], [0.5, -1.0, 4.0]]
+    expected = direct(2, "scaled", x=np.float32(x), k=np.int32(3))
+    outputs = predict(server, {"signature_name": "scaled", "inputs": {"x": x, "k": 3}})["outputs"]
+    np.testing.assert_array_equal(np.float32(outputs["y"]), expected["y"])
+    assert np.float32(outputs["total"]) == expected["total"]
+    # Row format batches every input along a new first dimension: `k` becomes [2], not [].
+    status, reply, _ = http(server, "POST", "/v1/models/toy:predict", {
+        "signature_name": "scaled", "instances": [{"x": row, "k": 3} for row in x]})
+    assert status == 400 and "Input k has shape [2]" in reply["error"]
+
+
+def test_floats_are_written_as_tf_serving_writes_them(server, direct):
+    weights = [0.1, float("nan"), float("inf"), 1e-30]
+    expected = direct(2, "pair", text=["abc"] * 4, weight=np.float32(weights))["weighted"]
+    status, reply, raw = http(server, "POST", "/v1/models/toy:predict", {
+        "signature_name": "pair", "inputs": {"text": ["abc"] * 4, "weight": weights}})
+    assert status == 200
+    assert "NaN" in raw and "Infinity" in raw  # TF Serving's tokens for non-finite floats
+    values = np.float32(reply["outputs"]["weighted"])
+    assert values[0] == expected[0] and math.isnan(values[1]) and values[2] == expected[2]
+    assert values[3] == expected[3]
+    whole = predict(server, {"signature_name": "length", "inputs": ["ab"]})
+    assert whole == {"outputs": [2]}  # ints stay ints; whole floats keep a ".0"
+    assert '"scores": [[4.0, 8.0, 12.0]]' in http(
+        server, "POST", "/v1/models/toy:predict", {"inputs": ["ab"]})[2]
+
+
+def test_versions_are_selected_by_path(server, direct):
+    for version in (1, 2):
+        reply = predict(server, {"instances": ["ab"]}, f"/v1/models/toy/versions/{version}:predict")
+        np.testing.assert_array_equal(np.float32(reply["predictions"][0]["scores"]),
+                                      direct(version, "serving_default", text=["ab"])["scores"][0])
+    latest = predict(server, {"instances": ["ab"]})["predictions"][0]["scores"]
+    assert latest == [4.0, 8.0, 12.0]  # version 2 (scale 2): the latest
+
+
+# === Errors: 4xx with a message, and the server keeps answering ===
+
+PAIR = "/v1/models/toy:predict"
+BAD_REQUESTS = [
+    ("POST", PAIR, b"{not json", 400, "JSON Parse error"),
+    ("POST", PAIR, b"", 400, "The document is empty"),
+    ("POST", PAIR, [1, 2], 400, "Is not object"),
+    ("POST", PAIR, {"signature_name": 3, "instances": ["a"]}, 400, "must be a string"),
+    ("POST", PAIR, {"signature_name": "length"}, 400, "Missing 'inputs' or 'instances' key"),
+    ("POST", PAIR, {"instances": ["a"], "inputs": ["a"]}, 400, "expecting only one of"),
+    ("POST", PAIR, {"instances": []}, 400, "No values in 'instances' array"),
+    ("POST", PAIR, {"instances": "a"}, 400, "to be an list/array"),
+    ("POST", PAIR, {"instances": [1]}, 400, "is not of expected type: string"),
+    ("POST", PAIR, {"instances": [["a"]]}, 400, "Input text has shape [1,1]"),
+    ("POST", PAIR, {"instances": [{"b64": "***"}]}, 400, "Unable to base64 decode"),
+    ("POST", PAIR, {"signature_name": "pair", "instances": ["a"]}, 400,
+     "expecting list of objects"),
+    ("POST", PAIR, {"signature_name": "pair", "instances": [{"text": "a"}]}, 400,
+     "keys must be equal to: text,weight"),
+    ("POST", PAIR, {"signature_name": "pair", "instances": [{"text": "a", "weight": "x"}]}, 400,
+     "is not of expected type: float"),
+    ("POST", PAIR, {"signature_name": "pair", "instances": [{"text": "a", "weight": True}]},
+     400, "Type: True is not of expected type: float"),
+    ("POST", PAIR, {"signature_name": "pair", "inputs": {"text": ["a"], "weight": [16777217]}},
+     400, "without loss of precision"),
+    ("POST", PAIR, {"signature_name": "pair", "inputs": {"text": ["a"]}}, 400,
+     "Missing named input: weight in 'inputs' object."),
+    ("POST", PAIR, {"signature_name": "pair", "inputs": ["a"]}, 400, "expecting an object"),
+    ("POST", PAIR, {"signature_name": "scaled", "inputs": {"x": [[1, 2, 3], [4, 5]], "k": 1}},
+     400, "Encountered list at unexpected size: 2 at level: 1 expected size: 3"),
+    ("POST", PAIR, {"signature_name": "scaled", "inputs": {"x": [[1, 2]], "k": 1}}, 400,
+     "Input x has shape [1,2], but signature scaled expects [-1,3]"),
+    ("POST", PAIR, {"signature_name": "scaled", "inputs": {"x": [[1, 2, 3]], "k": 1.5}}, 400,
+     "is not of expected type: int32"),
+    ("POST", PAIR, {"signature_name": "nope", "instances": ["a"]}, 400,
+     'Serving signature name: "nope" not found in signature def'),
+    ("POST", "/v1/models/nope:predict", {"instances": ["a"]}, 404,
+     "Servable not found for request: Latest(nope)"),
+    ("POST", "/v1/models/toy/versions/7:predict", {"instances": ["a"]}, 404,
+     "Servable not found for request: Specific(toy, 7)"),
+    ("POST", "/v1/models/toy/labels/stable:predict", {"instances": ["a"]}, 400,
+     "Unrecognized servable version label: stable"),
+    ("POST", "/v1/models/toy:classify", {"examples": [{}]}, 501, "not implemented"),
+    ("POST", "/v1/models/toy:explain", {"instances": ["a"]}, 400, "Malformed request"),
+    ("GET", "/v1/models/nope", None, 404, "Could not find any versions of model nope"),
+    ("GET", "/v1/models/toy/versions/7", None, 404, "Could not find version 7 of model toy"),
+    ("GET", "/v1/models/toy/versions/x", None, 400, "Malformed request: GET"),
+    ("GET", "/v1/models/toy/versions/99999999999999999999", None, 400, "Failed to convert"),
+    ("GET", "/v1/models", None, 400, "Missing model name in request."),
+    ("GET", "/v1/models/nope/metadata", None, 404, "Servable not found"),
+    ("DELETE", "/v1/models/toy", None, 400, "Malformed request: DELETE"),
+    ("GET", "/healthz", None, 404, "Not found"),
+]
+
+
+@pytest.mark.parametrize("method,path,body,status,message", BAD_REQUESTS,
+                         ids=[f"{r[0]} {r[1]} -> {r[4][:30]}" for r in BAD_REQUESTS])
+def test_bad_requests_answer_4xx_with_a_message(server, method, path, body, status, message):
+    got, reply, raw = http(server, method, path, body)
+    assert got == status, raw
+    assert set(reply) == {"error"} and message in reply["error"], reply
+    assert http(server, "GET", "/v1/models/toy")[0] == 200  # still serving
+
+
+def test_concurrent_requests_all_get_their_own_answer(server, direct):
+    texts = [f"{'word ' * n}end" for n in range(24)]
+    expected = direct(2, "serving_default", text=texts)
+
+    def one(i: int) -> tuple[int, dict]:
+        body = {"instances": [texts[i]]} if i % 2 else {"inputs": {"text": [texts[i]]}}
+        return i, predict(server, body)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(one, range(len(texts))))
+    for i, reply in results:
+        scores = (reply["predictions"][0] if i % 2 else
+                  {k: v[0] for k, v in reply["outputs"].items()})["scores"]
+        np.testing.assert_array_equal(np.float32(scores), expected["scores"][i])
+
+
+def test_request_lines_are_logged_with_status_and_time(server, caplog):
+    def logged() -> bool:
+        return any(r.getMessage().startswith("GET /v1/models/nope 404 ") and
+                   r.getMessage().endswith(" ms") for r in caplog.records)
+
+    with caplog.at_level("INFO", logger="opinionrec.serving"):
+        http(server, "GET", "/v1/models/nope")
+        deadline = time.monotonic() + 5  # the line is written just after the response
+        while not logged() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert logged()
+
+
+# === gRPC, with the official stubs ===
+
+
+def test_grpc_predict_status_and_metadata(server, direct):
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import (
+        get_model_metadata_pb2,
+        get_model_status_pb2,
+        model_service_pb2_grpc,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+    )
+
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "toy"
+        request.model_spec.version.value = 1
+        request.inputs["text"].CopyFrom(tf.make_tensor_proto(TEXTS))
+        response = stub.Predict(request, timeout=30)
+        expected = direct(1, "serving_default", text=TEXTS)
+        assert response.model_spec.signature_name == "serving_default"
+        assert response.model_spec.version.value == 1
+        for name, value in expected.items():
+            np.testing.assert_array_equal(tf.make_ndarray(response.outputs[name]), value)
+        assert list(response.outputs["length"].int_val) == expected["length"].tolist()
+
+        request.output_filter.append("length")
+        assert list(stub.Predict(request, timeout=30).outputs) == ["length"]
+
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = "toy"
+        metadata = stub.GetModelMetadata(request, timeout=30)
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        metadata.metadata["signature_def"].Unpack(signatures)
+        assert {"serving_default", "pair", "scaled", "length"} <= set(signatures.signature_def)
+        assert metadata.model_spec.version.value == 2
+
+        models = model_service_pb2_grpc.ModelServiceStub(channel)
+        status = models.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(
+            model_spec={"name": "toy"}), timeout=30)
+        assert [(s.version, s.state) for s in status.model_version_status] == [
+            (2, get_model_status_pb2.ModelVersionStatus.AVAILABLE),
+            (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE)]
+
+        bad = predict_pb2.PredictRequest()
+        bad.model_spec.name = "nope"
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Predict(bad, timeout=30)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        bad.model_spec.name = "toy"
+        bad.inputs["text"].CopyFrom(tf.make_tensor_proto([1.0, 2.0]))
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Predict(bad, timeout=30)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "expects string" in caught.value.details()
+
+
+# === Model life cycle ===
+
+
+def test_new_versions_are_picked_up_and_old_ones_unloaded(tmp_path, models_root):
+    import shutil
+
+    root = tmp_path / "models"
+    shutil.copytree(models_root, root)
+    registry = ModelRegistry.from_config_file(root / "models.config")
+    with ModelServer(registry, rest_port=0, grpc_port=None, poll_seconds=0) as running:
+        layout.export_model(save_toy_model(tmp_path / "src3", 3.0), root, "toy", keep=3)
+        registry.refresh()  # what the poll thread does every --poll-seconds
+        states = http(running, "GET", "/v1/models/toy")[1]["model_version_status"]
+        assert [(s["version"], s["state"]) for s in states] == [
+            ("3", "AVAILABLE"), ("2", "AVAILABLE"), ("1", "END")]
+        reply = predict(running, {"instances": ["ab"]})
+        assert reply["predictions"][0]["scores"] == [6.0, 12.0, 18.0]
+        status, reply, _ = http(running, "POST", "/v1/models/toy/versions/1:predict",
+                                {"instances": ["ab"]})
+        assert status == 404
+
+
+def test_a_version_that_fails_to_load_is_reported_not_fatal(tmp_path, models_root):
+    import shutil
+
+    base = tmp_path / "toy"
+    shutil.copytree(models_root / "toy" / "2", base / "2")
+    (base / "3").mkdir()
+    (base / "3" / "saved_model.pb").write_bytes(b"not a SavedModel")
+    registry = ModelRegistry.from_base_path("toy", base)
+    registry.refresh()
+    (state,) = registry.status("toy")
+    assert state.version == 3 and state.state == "END" and state.error_code != "OK"
+    assert "Failed to load toy version 3" in state.error_message
+    with pytest.raises(Exception, match="Servable not found"):
+        registry.get("toy")
+
+
+def test_config_base_paths_under_slash_models_resolve_next_to_the_config(models_root):
+    from serving.models import resolve_base_path
+
+    assert resolve_base_path("/models/toy", models_root) == (models_root / "toy").resolve()
+    assert resolve_base_path("toy", models_root) == (models_root / "toy").resolve()
+    assert resolve_base_path(str(models_root / "toy"), Path("/elsewhere")) == models_root / "toy"
+
+
+def test_serve_command_runs_until_sigterm(models_root, tmp_path):
+    port_file = tmp_path / "ports.json"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "serve", "--models-config",
+         str(models_root / "models.config"), "--rest-port", "auto", "--grpc-port", "0",
+         "--port-file", str(port_file)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not port_file.exists():
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+        ports = json.loads(port_file.read_text())
+        assert ports["grpc_port"] is None and ports["rest_url"].startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(ports["rest_url"] + "/v1/models/toy", timeout=10) as reply:
+            assert b"AVAILABLE" in reply.read()
+        # The `words` signature runs a TF Text op: the server registered TF Text's kernels.
+        request = urllib.request.Request(
+            ports["rest_url"] + "/v1/models/toy:predict",
+            data=json.dumps({"signature_name": "words", "instances": ["a b c"]}).encode())
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert json.loads(reply.read()) == {"predictions": [["a", "b", "c", ""]]}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        output = process.stdout.read()
+        assert "curl " in output and "GET /v1/models/toy 200" in output and "stopping" in output
+    finally:
+        if process.poll() is None:
+            process.kill()
