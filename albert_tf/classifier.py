@@ -84,6 +84,8 @@ class OpinionClassifier(keras.Model):
             max(num_topics, 1), dropout=dropout, dtype=backbone.dtype_policy, name="topic_head"
         )
         pooling = MaskedMeanPooling(dtype=backbone.dtype_policy, name="mean_pooling")
+        # The heads read the mean over tokens, so the [CLS] pooler gets no gradient: freeze it.
+        backbone.get_layer("pooled_dense").trainable = False
         # === Functional Model ===
         inputs = backbone.input
         pooled = pooling(backbone(inputs)["sequence_output"], inputs["padding_mask"])
@@ -148,7 +150,7 @@ def classification_dataset(
     start_step: int = 0,
     num_steps: int | None = None,
     shuffle: bool = True,
-    balance_sentiment: bool = True,
+    balance_sentiment: bool = False,
 ) -> tf.data.Dataset:
     """Batches of `(x, {"sentiment", "topic"}, weights)`; a pure function of (seed, step)."""
     from albert_tf.pretraining import example_order

@@ -13,6 +13,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +21,10 @@ import keras
 import tensorflow as tf
 
 log = logging.getLogger("opinionrec")
+
+# Our datasets are ordered on purpose (a pure function of seed and step, for exact resumption);
+# Keras' reminder that it does not shuffle a tf.data.Dataset is noise here.
+warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 
 CHECKPOINT_STATE = "checkpoint.json"
 

@@ -12,11 +12,8 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from pipelines import workspace as ws_lib
@@ -47,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, default=3,
                         help="how many sample users to show recommendations for")
     parser.add_argument("--k", type=int, default=5, help="recommendations per user")
-    parser.add_argument("--port", type=int, default=8501, help="REST port of the demo server")
+    parser.add_argument("--port", default="8501",
+                        help="REST port of the demo server; auto = any free port (default: 8501)")
     parser.add_argument("--serve", action="store_true",
                         help="keep serving after the demo (Ctrl-C to stop)")
     parser.add_argument("--reviews", type=int, default=None,
@@ -87,37 +85,6 @@ def run_stages(args: argparse.Namespace, beam_args: list[str]) -> list[dict]:
     return report
 
 
-def _free_port(preferred: int) -> int:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
-
-def start_server(ws: ws_lib.Workspace, port: int) -> tuple[subprocess.Popen, str]:
-    """`opinionrec serve` in a child process; returns it once the recommender answers."""
-    base = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "serve", "--workspace", str(ws.root),
-         "--rest-port", str(port), "--grpc-port", "0"],
-    )
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"demo: the server exited with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{base}/v1/models/recommender", timeout=2) as reply:
-                if b"AVAILABLE" in reply.read():
-                    return process, base
-        except OSError:
-            time.sleep(0.5)
-    process.terminate()
-    raise SystemExit("demo: the server did not become ready within 3 minutes")
-
-
 def sample_users(ws: ws_lib.Workspace, count: int) -> list[str]:
     """Users with the most reviews: their profiles say the most."""
     import pyarrow.parquet as pq
@@ -138,6 +105,7 @@ def print_report(report: list[dict]) -> None:
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.recommend import print_recommendations
+    from pipelines.serve import start_server_process
 
     started = time.perf_counter()
     ws = ws_lib.workspace_from_args(args)
@@ -145,8 +113,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     (ws.root / "demo_timings.json").write_text(json.dumps(report, indent=2) + "\n")
     print_report(report)
 
-    port = _free_port(args.port)
-    server, base = start_server(ws, port)
+    server, base = start_server_process(ws.root, rest_port=args.port)
     try:
         for user in sample_users(ws, args.users):
             print_recommendations(base, user, args.k)

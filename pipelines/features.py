@@ -28,6 +28,13 @@ from pipelines import workspace as ws_lib
 log = logging.getLogger("opinionrec")
 
 MAX_QUOTE_CHARS = 220  # a quoted sentence must read as one line
+PRAISE = 0.3  # a mention praises its aspect when P(positive) - P(negative) of its clause >= this
+
+
+def quote_rank(polarity: float, sentence: str, alone: bool) -> float:
+    """How well a sentence quotes praise of an aspect: confident praise first, then a sentence
+    about that aspect alone (not "great sound but the battery dies"), then the shorter one."""
+    return (polarity >= PRAISE) * 2.0 + alone * 1.0 + polarity - len(sentence) / 10_000
 
 
 class SavedModelHandler(ModelHandler[str, PredictionResult, Any]):
@@ -117,7 +124,8 @@ def doc_record(element: tuple[str, dict]) -> Iterable[dict]:
         "sentiment": sentiment.astype("float32").tolist(),
         "topic_label": max(set(topics), key=topics.count) if topics else "",
         "mentions": [
-            {"aspect": a, "polarity": float(p), "sentence": s["text"]}
+            {"aspect": a, "polarity": float(p), "sentence": s["text"],
+             "alone": len(set(s["aspects"])) == 1}
             for s in sentences for a, p in zip(s["aspects"], s["aspect_polarity"])
         ],
     }
@@ -145,10 +153,9 @@ class ItemProfileFn(beam.CombineFn):
             polarity, sentence = mention["polarity"], mention["sentence"]
             acc["score"][i] += polarity
             acc["count"][i] += 1
-            acc["positive"][i] += polarity > 0
-            # Quote the most positive sentence, preferring short ones that read as one line.
+            acc["positive"][i] += polarity >= PRAISE
             if polarity > 0 and len(sentence) <= MAX_QUOTE_CHARS:
-                rank = polarity - len(sentence) / 10_000
+                rank = quote_rank(polarity, sentence, mention.get("alone", True))
                 if rank > acc["best"][i][0]:
                     acc["best"][i] = (rank, sentence)
         return acc

@@ -20,25 +20,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ws_lib.add_workspace_argument(parser)
     parser.add_argument("--preset", default=None,
                         help="keras-hub ALBERT preset to start from (default: the pretrain stage's)")
-    parser.add_argument("--sequence-length", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--sequence-length", type=int, default=128,
+                        help="tokens per text; longer texts are truncated (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="texts per step (default: %(default)s)")
     parser.add_argument("--epochs", type=float, default=3.0,
                         help="passes over the labelled documents (default: %(default)s)")
-    parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop at the first checkpoint after this many minutes")
     parser.add_argument("--learning-rate", type=float, default=1e-3,
-                        help="peak learning rate (small models pretrained here like it high)")
+                        help="peak learning rate; small models pretrained here like it high "
+                        "(default: %(default)s)")
     parser.add_argument("--held-out", type=float, default=0.1,
                         help="fraction of labelled documents held out for evaluation")
+    parser.add_argument("--balance-classes", action="store_true",
+                        help="weight sentiment classes inversely to their frequency")
     parser.add_argument("--max-aspects", type=int, default=8,
                         help="width of the padded aspect outputs of text_features")
-    parser.add_argument("--checkpoint-every", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint-every", type=int, default=100,
+                        help="steps between checkpoints (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="data order (default: %(default)s)")
     parser.add_argument("--no-xla", action="store_true", help="train without jit_compile")
 
 
 def _params(args: argparse.Namespace) -> dict:
     keys = ["preset", "sequence_length", "batch_size", "epochs", "learning_rate", "held_out",
-            "max_aspects", "checkpoint_every", "seed", "no_xla"]
+            "balance_classes", "max_aspects", "checkpoint_every", "seed", "no_xla"]
     return {k: getattr(args, k) for k in keys}
 
 
@@ -178,6 +185,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             return classification_dataset(
                 train, preprocessor, args.batch_size, len(topic_labels), seed=args.seed,
                 start_step=start_step, num_steps=num_steps,
+                balance_sentiment=args.balance_classes,
             )
 
         fit_resumable(

@@ -16,23 +16,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ws_lib.add_workspace_argument(parser)
     parser.add_argument("--config", default="tiny",
                         help="model size: nano, mini, tiny, small, base, large (default: %(default)s)")
-    parser.add_argument("--sequence-length", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--sequence-length", type=int, default=128,
+                        help="tokens per training instance (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="instances per step (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=10000, help="training steps (default: %(default)s)")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop at the first checkpoint after this many minutes")
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--learning-rate", type=float, default=1e-3,
+                        help="peak learning rate after warm-up (default: %(default)s)")
     parser.add_argument("--warmup-steps", type=int, default=None,
                         help="default: 10%% of --steps, at most 500")
-    parser.add_argument("--optimizer", choices=["adamw", "lamb"], default="adamw")
+    parser.add_argument("--optimizer", choices=["adamw", "lamb"], default="adamw",
+                        help="AdamW or LAMB, both with linear decay (default: %(default)s)")
     parser.add_argument("--checkpoint-every", type=int, default=200,
-                        help="steps between checkpoints and held-out evaluations")
-    parser.add_argument("--keep-checkpoints", type=int, default=3)
+                        help="steps between checkpoints and held-out evaluations "
+                        "(default: %(default)s)")
+    parser.add_argument("--keep-checkpoints", type=int, default=3,
+                        help="newest checkpoints kept on disk (default: %(default)s)")
     parser.add_argument("--held-out", type=float, default=0.05,
                         help="fraction of documents held out for evaluation (default: %(default)s)")
     parser.add_argument("--eval-batches", type=int, default=20,
-                        help="held-out batches evaluated at each checkpoint")
-    parser.add_argument("--seed", type=int, default=0)
+                        help="held-out batches evaluated at each checkpoint (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="data order and SOP swaps")
     parser.add_argument("--no-xla", action="store_true", help="train without jit_compile")
     parser.add_argument("--init-from-preset", default=None,
                         help="start from a keras-hub ALBERT preset folder instead of scratch")

@@ -739,16 +739,18 @@ def _observed_polarity(quality: int, rng: random.Random) -> int:
     return quality
 
 
-def review_text(user: User, item: Item, rating: int, rng: random.Random) -> tuple[str, str]:
-    """(reviewText, summary): 2-6 sentences, opinions mostly on the user's own aspects.
+def review_text(user: User, item: Item, rng: random.Random) -> tuple[str, int, str]:
+    """(reviewText, rating, summary): 2-6 sentences, opinions mostly on the user's own aspects.
 
     An opinion sentence is about one of the user's aspects 80% of the time; a quarter of them
     add a second aspect of opposite polarity ("... but ..."); a quarter of the other sentences are
-    filler with no opinion on an aspect.
+    filler with no opinion on an aspect. The rating follows what the review says (see
+    `planted_rating`), as a real reviewer's does.
     """
     own, others = user.aspects, user.other_aspects
     quality = item.quality_map
     used: list[str] = []
+    mentions: list[tuple[str, int]] = []
     sentences: list[str] = []
     for slot in range(2 + int(rng.random() * 5)):
         if slot > 0 and rng.random() < 0.25:
@@ -759,20 +761,23 @@ def review_text(user: User, item: Item, rating: int, rng: random.Random) -> tupl
         aspect = _pick(fresh, rng)
         used.append(aspect)
         polarity = _observed_polarity(quality[aspect], rng)
+        mentions.append((aspect, polarity))
         if polarity != 0 and rng.random() < 0.25:
             partners = [a for a in ASPECT_NAMES if a not in used and quality[a] == -polarity]
             if partners:
                 partner = _pick([a for a in partners if a in own] or partners, rng)
                 used.append(partner)
+                mentions.append((partner, -polarity))
                 sentences.append(contrast_sentence(aspect, polarity, partner, rng))
                 continue
         sentences.append(opinion_sentence(aspect, polarity, rng))
+    rating = planted_rating(user, mentions, rng)
     if len(sentences) < 6 and rng.random() < 0.3:
         sentences.append(_pick(CLOSING_SENTENCES[(rating >= 4) - (rating <= 2)], rng))
     text = " ".join(sentences)
     if rng.random() < 0.03:  # a few reviews carry HTML, as scraped reviews do
         text = text.replace(". ", ".<br /><br />", 1).replace("'", "&#39;")
-    return text, _summary(user, rating, rng)
+    return text, rating, _summary(user, rating, rng)
 
 
 _STARS = ["One Star", "Two Stars", "Three Stars", "Four Stars", "Five Stars"]
@@ -790,10 +795,16 @@ def _summary(user: User, rating: int, rng: random.Random) -> str:
     return _pick(options, rng)
 
 
-def planted_rating(user: User, item: Item, rng: random.Random) -> int:
-    """Stars from the item's mean quality on the user's aspects, plus noise (sd 0.7)."""
-    score = sum(item.quality_map[a] for a in user.aspects) / len(user.aspects)
-    return int(min(5, max(1, round(3.3 + 1.6 * score + rng.gauss(0.0, 0.7)))))
+def planted_rating(user: User, mentions: Sequence[tuple[str, int]], rng: random.Random) -> int:
+    """Stars from the opinions the review voices, the user's own aspects counting double.
+
+    A weighted mean of the mentioned polarities (own aspects weight 2, others 1) plus noise
+    (sd 0.5): reviewers rate what they write about, so ratings teach opinion words, and the
+    aspects a user cares about move their ratings most.
+    """
+    weights = [2.0 if aspect in user.aspects else 1.0 for aspect, _ in mentions]
+    score = sum(w * p for w, (_, p) in zip(weights, mentions)) / sum(weights) if weights else 0.0
+    return int(min(5, max(1, round(3.4 + 1.7 * score + rng.gauss(0.0, 0.5)))))
 
 
 def review_time(day: int) -> str:
@@ -804,8 +815,7 @@ def review_time(day: int) -> str:
 
 def review_record(user: User, item: Item, day: int, rng: random.Random) -> dict[str, Any]:
     """One review in Amazon 2018 field names and order."""
-    rating = planted_rating(user, item, rng)
-    text, summary = review_text(user, item, rating, rng)
+    text, rating, summary = review_text(user, item, rng)
     return {
         "overall": float(rating),
         "verified": rng.random() < 0.9,

@@ -9,6 +9,7 @@ Serving; `auto` picks a free port (see `--port-file`).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,7 +37,7 @@ def _port(text: str) -> int | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    ws_lib.add_workspace_argument(parser)
+    ws_lib.add_workspace_argument(parser, stage=False)
     parser.add_argument("--models-config", "--model_config_file", dest="models_config",
                         help="ModelServerConfig file (default: WORKSPACE/export/models/"
                              "models.config)")
@@ -103,3 +104,37 @@ def _print_usage(server: ModelServer) -> None:
     if server.grpc_target:
         print(f"gRPC  {server.grpc_target}  (tensorflow.serving.PredictionService, ModelService)")
     print("Ctrl-C stops the server.", flush=True)
+
+
+def start_server_process(
+    workspace_dir: str | Path, rest_port: int | str = "auto", timeout_s: float = 180.0,
+    models: tuple[str, ...] = ("recommender",),
+) -> tuple["subprocess.Popen[bytes]", str]:
+    """`opinionrec serve` in a child process (REST only); returns it and its base URL once every
+    model in `models` is AVAILABLE. The caller stops it (SIGINT) when done."""
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    import urllib.request
+
+    port_file = Path(tempfile.mkdtemp(prefix="opinionrec-serve-")) / "ports.json"
+    process = subprocess.Popen([
+        sys.executable, "-m", "pipelines.cli", "serve", "--workspace", str(workspace_dir),
+        "--rest-port", str(rest_port), "--grpc-port", "0", "--port-file", str(port_file),
+    ])
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with code {process.returncode}")
+        if port_file.exists():
+            base = json.loads(port_file.read_text())["rest_url"]
+            try:
+                if all(b"AVAILABLE" in urllib.request.urlopen(
+                        f"{base}/v1/models/{name}", timeout=5).read() for name in models):
+                    return process, base
+            except OSError:
+                pass
+        time.sleep(0.3)
+    process.terminate()
+    raise RuntimeError(f"the server did not answer within {timeout_s:.0f} s")

@@ -109,12 +109,15 @@ class Workspace:
         return self.export / "models"
 
 
-def add_workspace_argument(parser: argparse.ArgumentParser) -> None:
+def add_workspace_argument(parser: argparse.ArgumentParser, stage: bool = True) -> None:
+    """`--workspace`, and for a stage that writes outputs, `--if-stale`."""
     parser.add_argument(
         "--workspace",
         default=os.environ.get("OPINIONREC_WORKSPACE", DEFAULT_WORKSPACE),
         help="workspace folder every stage reads and writes (default: %(default)s)",
     )
+    if not stage:
+        return
     parser.add_argument(
         "--if-stale",
         action="store_true",

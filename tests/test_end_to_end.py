@@ -1,0 +1,99 @@
+"""The whole chain on a tiny generated dataset, ending with explained recommendations over HTTP."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+
+import pytest
+
+from pipelines import cli
+from pipelines.corpus import read_docs
+from pipelines.serve import start_server_process
+
+PERSONAL = re.compile(r'^You care about (?P<aspect>.+?): "(?P<sentence>.+)" \((?P<support>.+)\)$')
+
+CHAIN = [
+    ["sample-data", "--reviews", "600", "--users", "60", "--items", "20", "--news", "120",
+     "--impressions", "200"],
+    ["ingest"],
+    ["vocab", "--vocabulary-size", "400", "--min-aspect-count", "3"],
+    ["pretrain", "--config", "nano", "--sequence-length", "48", "--batch-size", "16",
+     "--steps", "40", "--checkpoint-every", "20", "--learning-rate", "3e-3"],
+    ["finetune", "--sequence-length", "48", "--epochs", "1"],
+    ["features"],
+    ["train-recommender", "--epochs", "2"],
+    ["export"],
+]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("e2e")
+    for stage in CHAIN:
+        assert cli.main([stage[0], "--workspace", str(ws), *stage[1:]]) == 0, stage[0]
+    return ws
+
+
+@pytest.mark.slow
+def test_chain_serves_explanations_citing_planted_aspects_and_real_sentences(workspace):
+    from serving.client import ServingClient
+
+    truth = json.loads((workspace / "raw" / "truth.json").read_text())
+    surface = {form.lower(): name for name, forms in truth["aspects"].items() for form in forms}
+    lexicon = {a["name"]: a["terms"] for a in
+               json.loads((workspace / "vocab" / "aspects.json").read_text())["aspects"]}
+    docs = read_docs(workspace / "ingest" / "docs", kinds=["review"],
+                     columns=["item", "user", "sentences"])
+    sentences_of = {}
+    for item, sentences in zip(docs["item"], docs["sentences"]):
+        sentences_of.setdefault(item, set()).update(sentences)
+    # Active users (their profiles say the most) who still have at least 5 unseen items.
+    counts = docs.drop_duplicates(["user", "item"])["user"].value_counts()
+    users = [user for user, n in counts.items() if n <= docs["item"].nunique() - 5][:5]
+
+    def planted(aspect: str, user: str) -> bool:
+        """True when a mined aspect is (a surface form of) one the user was planted to care about."""
+        forms = [aspect, *lexicon.get(aspect, [])]
+        return any(surface.get(form) in truth["users"][user]["aspects"] for form in forms)
+
+    server, base = start_server_process(workspace)
+    try:
+        client = ServingClient(base)
+        assert client.status("recommender")["model_version_status"][0]["state"] == "AVAILABLE"
+        response = client.predict("recommender", inputs={"user_id": users, "k": 3},
+                                  signature_name="recommend")["outputs"]
+        personal = cited_planted = 0
+        for row, user in enumerate(users):
+            assert len(response["item_ids"][row]) == 3
+            for item, explanation in zip(response["item_ids"][row], response["explanations"][row]):
+                assert item, "a catalogue of 20 items leaves every user 3 unseen ones"
+                match = PERSONAL.match(explanation)
+                if match is None:
+                    assert explanation.startswith("Reviewers praise its"), explanation
+                    continue
+                personal += 1
+                cited_planted += planted(match["aspect"], user)
+                # The quote is verbatim a sentence of one of this item's reviews.
+                assert match["sentence"] in sentences_of[item], (item, explanation)
+        assert personal >= 10, response["explanations"]
+        assert cited_planted >= 0.8 * personal, response["explanations"]
+
+        # Raw text in, features out, through the same server.
+        features = client.predict("text_features", instances=["The sound is great."])
+        assert features["predictions"][0]["sentiment_label"] in ("negative", "neutral", "positive")
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_stages_reconcile_and_skip_when_up_to_date(workspace):
+    stats = json.loads((workspace / "ingest" / "stats.json").read_text())
+    assert stats["read"] == stats["written"] + stats["rejected"] + stats["deduplicated"]
+    assert stats["rejected"] > 0 and stats["deduplicated"] > 0  # the planted bad lines
+    record = json.loads((workspace / "features" / "_stage.json").read_text())
+    assert cli.main(["features", "--workspace", str(workspace), "--if-stale"]) == 0
+    assert json.loads((workspace / "features" / "_stage.json").read_text())["run_id"] == \
+        record["run_id"]

@@ -1,0 +1,81 @@
+"""The features job's profile logic: user aspect weights and per-item aspect profiles."""
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines.features import ItemProfileFn, UserProfileFn, explode_sentences, user_aspect_weights
+
+ASPECTS = ["battery", "sound", "price"]
+
+
+def review(item, user, mentions, embedding=(1.0, 0.0)):
+    return {"item": item, "user": user, "embedding": list(embedding),
+            "mentions": [{"aspect": a, "polarity": p, "sentence": s} for a, p, s in mentions]}
+
+
+def test_user_weights_count_mentions_beyond_chance():
+    # 10 reviews; everyone mentions battery in half their reviews, sound in 10%, price in 1%.
+    weights = user_aspect_weights([5, 6, 1], 10, [0.5, 0.1, 0.01])
+    expected = np.array([0.0, 5.0, 0.9]) / 5.9  # excess: 5-5, 6-1, 1-0.1
+    np.testing.assert_allclose(weights, expected)
+    assert user_aspect_weights([1, 0, 0], 10, [0.5, 0.1, 0.01]) == [0.0, 0.0, 0.0]
+
+
+def test_item_profiles_average_polarity_and_quote_the_best_short_praise():
+    docs = [
+        review("i1", "u1", [("battery", 0.9, "The battery lasts forever."),
+                            ("sound", -0.8, "The sound is muffled.")], (1.0, 0.0)),
+        review("i1", "u2", [("battery", 0.9, "Battery is great, it lasts and lasts, I charge it "
+                                               "once a week and it never lets me down."),
+                            ("battery", 0.3, "Battery is fine.")], (0.0, 1.0)),
+        review("i2", "u1", [("price", 0.5, "Good price.")]),
+    ]
+    with TestPipeline() as p:
+        profiles = (p | beam.Create(docs) | beam.Map(lambda d: (d["item"], d))
+                    | beam.CombinePerKey(ItemProfileFn(ASPECTS)))
+        assert_that(profiles, equal_to([
+            ("i1", {"n_reviews": 2, "embedding": [0.5, 0.5],
+                    "aspect_score": [pytest.approx(0.7), -0.8, 0.0],
+                    "aspect_count": [3, 1, 0], "aspect_positive": [3, 0, 0],
+                    # equal polarity: the shorter sentence wins; negative mentions are never quoted
+                    "aspect_sentence": ["The battery lasts forever.", "", ""]}),
+            ("i2", {"n_reviews": 1, "embedding": [1.0, 0.0], "aspect_score": [0.0, 0.0, 0.5],
+                    "aspect_count": [0, 0, 1], "aspect_positive": [0, 0, 1],
+                    "aspect_sentence": ["", "", "Good price."]}),
+        ]))
+
+
+def test_quotes_prefer_confident_praise_of_the_aspect_alone():
+    docs = [review("i1", "u1", [
+        ("sound", 0.95, "Great sound but the battery dies."),
+        ("battery", -0.9, "Great sound but the battery dies."),
+        ("sound", 0.6, "The sound is good, I listen every day on the long train ride."),
+        ("sound", 0.2, "Sound ok."),
+    ])]
+    fn = ItemProfileFn(ASPECTS)
+    for doc in docs:  # mark which sentences mention more than one aspect, as doc_record does
+        for m in doc["mentions"]:
+            m["alone"] = sum(o["sentence"] == m["sentence"] for o in doc["mentions"]) == 1
+    out = fn.extract_output(fn.add_input(fn.create_accumulator(), docs[0]))
+    assert out["aspect_sentence"][1] == ("The sound is good, I listen every day on the long "
+                                         "train ride.")
+    assert out["aspect_positive"][1] == 2  # 0.95 and 0.6 praise; 0.2 is lukewarm
+    assert out["aspect_sentence"][0] == ""  # the battery is only criticised
+
+
+def test_user_profiles_count_each_aspect_once_per_review():
+    fn = UserProfileFn(ASPECTS)
+    acc = fn.create_accumulator()
+    acc = fn.add_input(acc, review("i1", "u1", [("battery", 0.5, "a"), ("battery", -0.5, "b")]))
+    other = fn.add_input(fn.create_accumulator(), review("i2", "u1", [("sound", 0.5, "c")]))
+    out = fn.extract_output(fn.merge_accumulators([acc, other]))
+    assert out["n_reviews"] == 2 and out["aspect_count"] == [1, 1, 0]
+
+
+def test_sentences_are_keyed_by_document_and_position():
+    doc = {"id": "reviews.json.gz:7", "text": "A. B.", "sentences": ["A.", " ", "B."]}
+    assert list(explode_sentences(doc)) == [("reviews.json.gz:7\t0", "A."),
+                                            ("reviews.json.gz:7\t2", "B.")]
