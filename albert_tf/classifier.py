@@ -64,59 +64,51 @@ def balanced_weights(labels: np.ndarray, num_classes: int, max_weight: float = 1
 
 
 @keras.saving.register_keras_serializable(package="albert_tf")
-class OpinionClassifier(keras.Model):
+class OpinionClassifier(keras_hub.models.Task):
     """ALBERT backbone -> mean over tokens -> sentiment logits and topic logits.
 
     Args:
         backbone: a `keras_hub.models.AlbertBackbone`.
+        preprocessor: optional keras-hub preprocessor (tokenization usually runs in tf.data).
         num_sentiments: sentiment classes (3: negative, neutral, positive).
         num_topics: topic classes (0 disables the topic head's training signal but keeps 1 unit).
         dropout: dropout before each classifier.
     """
 
-    def __init__(self, backbone, num_sentiments: int = 3, num_topics: int = 1,
-                 dropout: float = 0.1, **kwargs):
+    def __init__(self, backbone, preprocessor=None, num_sentiments: int = 3,
+                 num_topics: int = 1, dropout: float = 0.1, **kwargs):
         # === Layers ===
-        sentiment_head = ClassificationHead(
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        self.pooling = MaskedMeanPooling(dtype=backbone.dtype_policy, name="mean_pooling")
+        self.sentiment_head = ClassificationHead(
             num_sentiments, dropout=dropout, dtype=backbone.dtype_policy, name="sentiment_head"
         )
-        topic_head = ClassificationHead(
+        self.topic_head = ClassificationHead(
             max(num_topics, 1), dropout=dropout, dtype=backbone.dtype_policy, name="topic_head"
         )
-        pooling = MaskedMeanPooling(dtype=backbone.dtype_policy, name="mean_pooling")
         # The heads read the mean over tokens, so the [CLS] pooler gets no gradient: freeze it.
         backbone.get_layer("pooled_dense").trainable = False
+
         # === Functional Model ===
         inputs = backbone.input
-        pooled = pooling(backbone(inputs)["sequence_output"], inputs["padding_mask"])
+        pooled = self.pooling(backbone(inputs)["sequence_output"], inputs["padding_mask"])
         super().__init__(
             inputs=inputs,
-            outputs={"sentiment": sentiment_head(pooled), "topic": topic_head(pooled)},
+            outputs={"sentiment": self.sentiment_head(pooled), "topic": self.topic_head(pooled)},
             **kwargs,
         )
-        self.backbone = backbone
-        self.pooling = pooling
-        self.sentiment_head = sentiment_head
-        self.topic_head = topic_head
+
         # === Config ===
         self.num_sentiments = num_sentiments
         self.num_topics = num_topics
         self.dropout = dropout
 
     def get_config(self):
-        return {
-            "backbone": keras.layers.serialize(self.backbone),
-            "num_sentiments": self.num_sentiments,
-            "num_topics": self.num_topics,
-            "dropout": self.dropout,
-            "name": self.name,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.layers.deserialize(config["backbone"])
-        return cls(**config)
+        config = super().get_config()
+        config.update({"num_sentiments": self.num_sentiments, "num_topics": self.num_topics,
+                       "dropout": self.dropout})
+        return config
 
 
 def compile_classifier(model: OpinionClassifier, optimizer, jit_compile: bool = True) -> None:

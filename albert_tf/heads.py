@@ -20,43 +20,6 @@ class MaskedMeanPooling(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="albert_tf")
-class SentenceOrderHead(keras.layers.Layer):
-    """Predicts whether two segments are in their original order (ALBERT's SOP task).
-
-    Reads the backbone's `pooled_output` ([CLS] through a tanh dense layer) and returns 2 logits:
-    0 = in order, 1 = swapped.
-
-    Args:
-        dropout: dropout rate applied to the pooled output before the classifier.
-    """
-
-    def __init__(self, dropout: float = 0.0, **kwargs):
-        super().__init__(**kwargs)
-        # === Config ===
-        self.dropout = dropout
-        # === Layers ===
-        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
-        self.logits = keras.layers.Dense(
-            2,
-            kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
-            dtype=self.dtype_policy,
-            name="logits",
-        )
-
-    def build(self, input_shape):
-        self.logits.build(input_shape)
-        self.built = True
-
-    def call(self, pooled_output, training=None):
-        return self.logits(self.dropout_layer(pooled_output, training=training))
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"dropout": self.dropout})
-        return config
-
-
-@keras.saving.register_keras_serializable(package="albert_tf")
 class ClassificationHead(keras.layers.Layer):
     """Dropout + dense classifier over a pooled sentence vector (`MaskedMeanPooling`); logits.
 
@@ -90,3 +53,19 @@ class ClassificationHead(keras.layers.Layer):
         config = super().get_config()
         config.update({"num_classes": self.num_classes, "dropout": self.dropout})
         return config
+
+
+@keras.saving.register_keras_serializable(package="albert_tf")
+class SentenceOrderHead(ClassificationHead):
+    """Predicts whether two segments are in their original order (ALBERT's SOP task).
+
+    Reads the backbone's `pooled_output` ([CLS] through a tanh dense layer) and returns 2 logits:
+    0 = in order, 1 = swapped.
+
+    Args:
+        dropout: dropout rate applied to the pooled output before the classifier.
+    """
+
+    def __init__(self, dropout: float = 0.0, **kwargs):
+        kwargs.pop("num_classes", None)
+        super().__init__(num_classes=2, dropout=dropout, **kwargs)

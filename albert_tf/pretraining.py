@@ -152,14 +152,16 @@ def pretraining_dataset(
 
 
 @keras.saving.register_keras_serializable(package="albert_tf")
-class AlbertPretrainer(keras.Model):
+class AlbertPretrainer(keras_hub.models.Task):
     """An `AlbertBackbone` with a tied masked-LM head and a sentence-order head.
 
     Outputs `{"mlm": logits [batch, masks, vocabulary], "sop": logits [batch, 2]}`; the loss is
-    MLM + SOP (see `compile_pretrainer`).
+    MLM + SOP (see `compile_pretrainer`). Preprocessing runs in tf.data (`pretraining_dataset`),
+    so `preprocessor` is usually None.
 
     Args:
         backbone: a `keras_hub.models.AlbertBackbone`.
+        preprocessor: optional keras-hub preprocessor applied by `fit` / `predict`.
         dropout: dropout before the SOP classifier.
 
     Example:
@@ -169,9 +171,11 @@ class AlbertPretrainer(keras.Model):
     ```
     """
 
-    def __init__(self, backbone, dropout: float = 0.0, **kwargs):
+    def __init__(self, backbone, preprocessor=None, dropout: float = 0.0, **kwargs):
         # === Layers ===
-        mlm_head = keras_hub.layers.MaskedLMHead(
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        self.mlm_head = keras_hub.layers.MaskedLMHead(
             vocabulary_size=backbone.vocabulary_size,
             token_embedding=backbone.token_embedding,
             intermediate_activation=keras.activations.gelu,
@@ -179,7 +183,9 @@ class AlbertPretrainer(keras.Model):
             dtype=backbone.dtype_policy,
             name="mlm_head",
         )
-        sop_head = SentenceOrderHead(dropout=dropout, dtype=backbone.dtype_policy, name="sop_head")
+        self.sop_head = SentenceOrderHead(
+            dropout=dropout, dtype=backbone.dtype_policy, name="sop_head"
+        )
 
         # === Functional Model ===
         inputs = {
@@ -190,29 +196,19 @@ class AlbertPretrainer(keras.Model):
         super().__init__(
             inputs=inputs,
             outputs={
-                "mlm": mlm_head(outputs["sequence_output"], inputs["mask_positions"]),
-                "sop": sop_head(outputs["pooled_output"]),
+                "mlm": self.mlm_head(outputs["sequence_output"], inputs["mask_positions"]),
+                "sop": self.sop_head(outputs["pooled_output"]),
             },
             **kwargs,
         )
-        self.backbone = backbone
-        self.mlm_head = mlm_head
-        self.sop_head = sop_head
+
         # === Config ===
         self.dropout = dropout
 
     def get_config(self):
-        return {
-            "backbone": keras.layers.serialize(self.backbone),
-            "dropout": self.dropout,
-            "name": self.name,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.layers.deserialize(config["backbone"])
-        return cls(**config)
+        config = super().get_config()
+        config.update({"dropout": self.dropout})
+        return config
 
 
 def compile_pretrainer(

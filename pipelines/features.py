@@ -131,6 +131,18 @@ def doc_record(element: tuple[str, dict]) -> Iterable[dict]:
     }
 
 
+def _add_vectors(total: np.ndarray | None, vector) -> np.ndarray | None:
+    """Running sum of embeddings (None = nothing yet), for the profile combiners."""
+    if vector is None:
+        return total
+    vector = np.asarray(vector, dtype="float64")
+    return vector if total is None else total + vector
+
+
+def _mean_vector(total: np.ndarray | None, count: int) -> list[float]:
+    return [] if total is None else (total / max(count, 1)).astype("float32").tolist()
+
+
 class ItemProfileFn(beam.CombineFn):
     """Per item: mean review embedding, per-aspect mean polarity, mentions, praise and best quote."""
 
@@ -144,8 +156,7 @@ class ItemProfileFn(beam.CombineFn):
 
     def add_input(self, acc, doc):
         acc["n"] += 1
-        emb = np.asarray(doc["embedding"], dtype="float64")
-        acc["emb"] = emb if acc["emb"] is None else acc["emb"] + emb
+        acc["emb"] = _add_vectors(acc["emb"], doc["embedding"])
         for mention in doc["mentions"]:
             i = self._index.get(mention["aspect"])
             if i is None:
@@ -164,8 +175,7 @@ class ItemProfileFn(beam.CombineFn):
         merged = self.create_accumulator()
         for acc in accumulators:
             merged["n"] += acc["n"]
-            if acc["emb"] is not None:
-                merged["emb"] = acc["emb"] if merged["emb"] is None else merged["emb"] + acc["emb"]
+            merged["emb"] = _add_vectors(merged["emb"], acc["emb"])
             for i in range(len(self._index)):
                 merged["score"][i] += acc["score"][i]
                 merged["count"][i] += acc["count"][i]
@@ -177,8 +187,7 @@ class ItemProfileFn(beam.CombineFn):
     def extract_output(self, acc):
         return {
             "n_reviews": acc["n"],
-            "embedding": (acc["emb"] / max(acc["n"], 1)).astype("float32").tolist()
-            if acc["emb"] is not None else [],
+            "embedding": _mean_vector(acc["emb"], acc["n"]),
             "aspect_score": [s / c if c else 0.0 for s, c in zip(acc["score"], acc["count"])],
             "aspect_count": list(acc["count"]),
             "aspect_positive": list(acc["positive"]),
@@ -197,8 +206,7 @@ class UserProfileFn(beam.CombineFn):
 
     def add_input(self, acc, doc):
         acc["n"] += 1
-        emb = np.asarray(doc["embedding"], dtype="float64")
-        acc["emb"] = emb if acc["emb"] is None else acc["emb"] + emb
+        acc["emb"] = _add_vectors(acc["emb"], doc["embedding"])
         for aspect in {m["aspect"] for m in doc["mentions"]}:  # once per review
             if aspect in self._index:
                 acc["count"][self._index[aspect]] += 1
@@ -208,16 +216,14 @@ class UserProfileFn(beam.CombineFn):
         merged = self.create_accumulator()
         for acc in accumulators:
             merged["n"] += acc["n"]
-            if acc["emb"] is not None:
-                merged["emb"] = acc["emb"] if merged["emb"] is None else merged["emb"] + acc["emb"]
+            merged["emb"] = _add_vectors(merged["emb"], acc["emb"])
             merged["count"] = [a + b for a, b in zip(merged["count"], acc["count"])]
         return merged
 
     def extract_output(self, acc):
         return {
             "n_reviews": acc["n"],
-            "embedding": (acc["emb"] / max(acc["n"], 1)).astype("float32").tolist()
-            if acc["emb"] is not None else [],
+            "embedding": _mean_vector(acc["emb"], acc["n"]),
             "aspect_count": list(acc["count"]),
         }
 

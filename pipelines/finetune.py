@@ -176,7 +176,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         tokenizer = keras_hub.models.AlbertTokenizer.from_preset(preset)
         backbone = keras_hub.models.AlbertBackbone.from_preset(preset)
         preprocessor = make_text_preprocessor(tokenizer, args.sequence_length)
-        model = OpinionClassifier(backbone, len(SENTIMENT_LABELS), len(topic_labels))
+        model = OpinionClassifier(backbone, num_sentiments=len(SENTIMENT_LABELS),
+                                  num_topics=len(topic_labels))
         steps = max(1, int(args.epochs * len(train) / args.batch_size))
         optimizer = make_optimizer("adamw", args.learning_rate, steps // 10, steps)
         compile_classifier(model, optimizer, jit_compile=not args.no_xla)
