@@ -32,9 +32,9 @@ PRAISE = 0.3  # a mention praises its aspect when P(positive) - P(negative) of i
 
 
 def quote_rank(polarity: float, sentence: str, alone: bool) -> float:
-    """How well a sentence quotes praise of an aspect: confident praise first, then a sentence
-    about that aspect alone (not "great sound but the battery dies"), then the shorter one."""
-    return (polarity >= PRAISE) * 2.0 + alone * 1.0 + polarity - len(sentence) / 10_000
+    """How well a sentence of confident praise quotes it: one about that aspect alone first (not
+    "great sound but the battery dies"), then the more positive, then the shorter."""
+    return alone * 1.0 + polarity - len(sentence) / 10_000
 
 
 class SavedModelHandler(ModelHandler[str, PredictionResult, Any]):
@@ -144,7 +144,11 @@ def _mean_vector(total: np.ndarray | None, count: int) -> list[float]:
 
 
 class ItemProfileFn(beam.CombineFn):
-    """Per item: mean review embedding, per-aspect mean polarity, mentions, praise and best quote."""
+    """Per item: mean review embedding, per-aspect mean polarity, mentions, praise and best quote.
+
+    `aspect_positive` counts mentions whose clause polarity is at least `PRAISE`; the quote is the
+    best such sentence, kept only when praise is the majority of the aspect's mentions.
+    """
 
     def __init__(self, aspects: Sequence[str]):
         self._index = {a: i for i, a in enumerate(aspects)}
@@ -165,7 +169,7 @@ class ItemProfileFn(beam.CombineFn):
             acc["score"][i] += polarity
             acc["count"][i] += 1
             acc["positive"][i] += polarity >= PRAISE
-            if polarity > 0 and len(sentence) <= MAX_QUOTE_CHARS:
+            if polarity >= PRAISE and len(sentence) <= MAX_QUOTE_CHARS:
                 rank = quote_rank(polarity, sentence, mention.get("alone", True))
                 if rank > acc["best"][i][0]:
                     acc["best"][i] = (rank, sentence)
@@ -191,7 +195,12 @@ class ItemProfileFn(beam.CombineFn):
             "aspect_score": [s / c if c else 0.0 for s, c in zip(acc["score"], acc["count"])],
             "aspect_count": list(acc["count"]),
             "aspect_positive": list(acc["positive"]),
-            "aspect_sentence": [best[1] for best in acc["best"]],
+            # An aspect most mentions do not praise has nothing to quote: explanations then
+            # never hold up a lukewarm or criticised aspect as a reason to buy.
+            "aspect_sentence": [
+                best[1] if 2 * positive > count else ""
+                for best, positive, count in zip(acc["best"], acc["positive"], acc["count"])
+            ],
         }
 
 

@@ -66,6 +66,15 @@ def test_quotes_prefer_confident_praise_of_the_aspect_alone():
     assert out["aspect_sentence"][0] == ""  # the battery is only criticised
 
 
+def test_an_aspect_mostly_criticised_has_no_quote():
+    doc = review("i1", "u1", [("price", 0.8, "Great price."), ("price", -0.7, "Way too pricey."),
+                              ("price", -0.9, "Overpriced."), ("price", 0.1, "Price is ok.")])
+    fn = ItemProfileFn(ASPECTS)
+    out = fn.extract_output(fn.add_input(fn.create_accumulator(), doc))
+    assert out["aspect_positive"][2] == 1 and out["aspect_count"][2] == 4
+    assert out["aspect_sentence"][2] == ""
+
+
 def test_user_profiles_count_each_aspect_once_per_review():
     fn = UserProfileFn(ASPECTS)
     acc = fn.create_accumulator()
