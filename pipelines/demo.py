@@ -28,7 +28,7 @@ DEMO_STAGES: list[tuple[str, list[str]]] = [
     ("pretrain", ["--config", "mini", "--sequence-length", "64", "--batch-size", "32",
                   "--steps", "1200", "--max-minutes", "4", "--checkpoint-every", "200",
                   "--learning-rate", "2e-3"]),
-    ("finetune", ["--sequence-length", "96", "--epochs", "2", "--max-minutes", "3"]),
+    ("finetune", ["--sequence-length", "96", "--epochs", "1", "--max-minutes", "4"]),
     ("features", []),
     ("train-recommender", []),
     ("export", []),

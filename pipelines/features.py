@@ -28,7 +28,10 @@ from pipelines import workspace as ws_lib
 log = logging.getLogger("opinionrec")
 
 MAX_QUOTE_CHARS = 220  # a quoted sentence must read as one line
-PRAISE = 0.3  # a mention praises its aspect when P(positive) - P(negative) of its clause >= this
+# A mention praises its aspect when P(positive) - P(negative) of its clause is at least this. On
+# the demo data it marks a majority of mentions as praise for 96% of the item aspects planted good,
+# 28% of the neutral and 11% of the bad ones (0.3: 26%, 0%, 3%).
+PRAISE = 0.1
 
 
 def quote_rank(polarity: float, sentence: str, alone: bool) -> float:

@@ -33,8 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     parser.add_argument("--held-out", type=float, default=0.1,
                         help="fraction of labelled documents held out for evaluation")
-    parser.add_argument("--balance-classes", action="store_true",
-                        help="weight sentiment classes inversely to their frequency")
+    parser.add_argument("--class-weights", choices=["balanced", "none"], default="balanced",
+                        help="weight sentiment classes inversely to their frequency; ratings are "
+                        "mostly positive, and unweighted heads call most clauses positive "
+                        "(default: %(default)s)")
+    parser.add_argument("--no-sentence-examples", dest="sentence_examples", action="store_false",
+                        help="train on whole reviews and titles only, not also on their sentences")
     parser.add_argument("--max-aspects", type=int, default=8,
                         help="width of the padded aspect outputs of text_features")
     parser.add_argument("--checkpoint-every", type=int, default=100,
@@ -45,14 +49,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _params(args: argparse.Namespace) -> dict:
     keys = ["preset", "sequence_length", "batch_size", "epochs", "learning_rate", "held_out",
-            "balance_classes", "max_aspects", "checkpoint_every", "seed", "no_xla"]
+            "class_weights", "sentence_examples", "max_aspects", "checkpoint_every", "seed",
+            "no_xla"]
     return {k: getattr(args, k) for k in keys}
 
 
-def _labelled_texts(docs):
-    """Rated reviews (text and title) teach sentiment; news with a category teach topics.
+def _labelled_texts(docs, sentence_examples: bool = True):
+    """Rated reviews teach sentiment; news with a category teach topics.
 
-    Returns the examples, the document id of each (to split by document) and the topic names.
+    A review gives its text, its title and (with `sentence_examples`) each of its sentences, all
+    labelled with its rating: aspect polarity is computed on clauses, and a head that has seen only
+    whole reviews misreads short texts. Returns the examples, the document id of each (to split
+    by document), whether each is a whole document (metrics are on those) and the topic names.
     """
     import pandas as pd
 
@@ -62,7 +70,7 @@ def _labelled_texts(docs):
         {l for l in docs.loc[docs["kind"] == "news", "label"].dropna() if str(l).strip()}
     )
     topic_index = {label: i for i, label in enumerate(topic_labels)}
-    data, ids = LabelledTexts(), []
+    data, ids, whole = LabelledTexts(), [], []
     for row in docs.itertuples(index=False):
         text = " ".join(filter(None, [row.title, row.text])) if row.kind == "news" else row.text
         if not text or not text.strip():
@@ -70,17 +78,20 @@ def _labelled_texts(docs):
         if row.kind == "review" and row.rating is not None and not pd.isna(row.rating):
             sentiment = rating_to_sentiment(float(row.rating))
             data.add(text, sentiment=sentiment)
-            if row.title and row.title.strip():
-                # A review's title is a short, one-sided opinion: the clause-sized text that
-                # aspect polarity is computed on later.
-                data.add(row.title, sentiment=sentiment)
+            short_texts = [row.title] if row.title and row.title.strip() else []
+            if sentence_examples and row.sentences is not None and len(row.sentences) > 1:
+                short_texts += [s for s in row.sentences if s and s.strip()]
+            for short in short_texts:
+                data.add(short, sentiment=sentiment)
                 ids.append(row.id)
+                whole.append(False)
         elif row.kind == "news" and row.label in topic_index:
             data.add(text, topic=topic_index[row.label])
         else:
             continue
         ids.append(row.id)
-    return data, ids, topic_labels
+        whole.append(True)
+    return data, ids, whole, topic_labels
 
 
 def _scores(y_true, y_pred) -> dict:
@@ -143,6 +154,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     if ws_lib.skip_if_fresh(args, ws, "finetune", params, inputs):
         return 0
 
+    import keras
     import keras_hub
     import tensorflow as tf
 
@@ -163,16 +175,18 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     with ws_lib.stage_run(ws, "finetune", params, inputs) as record:
         docs = read_docs(ws.docs, kinds=["review", "news"],
-                         columns=["title", "text", "rating", "label"])
-        data, ids, topic_labels = _labelled_texts(docs)
+                         columns=["title", "text", "rating", "label", "sentences"])
+        data, ids, whole, topic_labels = _labelled_texts(docs, args.sentence_examples)
         if not len(data):
             raise SystemExit("finetune: no rated reviews or labelled news in the ingested documents")
         test_mask = held_out(ids, args.held_out, salt="finetune")
         train = data.subset([i for i, h in enumerate(test_mask) if not h])
-        test = data.subset([i for i, h in enumerate(test_mask) if h])
-        log.info("finetune: %d training, %d held-out texts; %d topics: %s", len(train), len(test),
-                 len(topic_labels), ", ".join(topic_labels))
+        # Held-out documents are scored whole (their titles and sentences are not scored apart).
+        test = data.subset([i for i, (h, w) in enumerate(zip(test_mask, whole)) if h and w])
+        log.info("finetune: %d training texts, %d held-out documents; %d topics: %s", len(train),
+                 len(test), len(topic_labels), ", ".join(topic_labels))
 
+        keras.utils.set_random_seed(args.seed)  # initial weights, dropout, masking
         tokenizer = keras_hub.models.AlbertTokenizer.from_preset(preset)
         backbone = keras_hub.models.AlbertBackbone.from_preset(preset)
         preprocessor = make_text_preprocessor(tokenizer, args.sequence_length)
@@ -186,7 +200,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             return classification_dataset(
                 train, preprocessor, args.batch_size, len(topic_labels), seed=args.seed,
                 start_step=start_step, num_steps=num_steps,
-                balance_sentiment=args.balance_classes,
+                balance_sentiment=args.class_weights == "balanced",
             )
 
         fit_resumable(

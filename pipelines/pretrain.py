@@ -59,6 +59,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     if ws_lib.skip_if_fresh(args, ws, "pretrain", params, inputs):
         return 0
 
+    import keras
     import keras_hub
 
     from albert_tf.configs import get_config
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         if not len(train_pairs):
             raise SystemExit("pretrain: no training text in the ingested documents")
 
+        keras.utils.set_random_seed(args.seed)  # initial weights, dropout, masking
         if args.init_from_preset:
             tokenizer = keras_hub.models.AlbertTokenizer.from_preset(args.init_from_preset)
             backbone = keras_hub.models.AlbertBackbone.from_preset(args.init_from_preset)

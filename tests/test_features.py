@@ -53,7 +53,7 @@ def test_quotes_prefer_confident_praise_of_the_aspect_alone():
         ("sound", 0.95, "Great sound but the battery dies."),
         ("battery", -0.9, "Great sound but the battery dies."),
         ("sound", 0.6, "The sound is good, I listen every day on the long train ride."),
-        ("sound", 0.2, "Sound ok."),
+        ("sound", 0.05, "Sound ok."),
     ])]
     fn = ItemProfileFn(ASPECTS)
     for doc in docs:  # mark which sentences mention more than one aspect, as doc_record does
@@ -62,13 +62,13 @@ def test_quotes_prefer_confident_praise_of_the_aspect_alone():
     out = fn.extract_output(fn.add_input(fn.create_accumulator(), docs[0]))
     assert out["aspect_sentence"][1] == ("The sound is good, I listen every day on the long "
                                          "train ride.")
-    assert out["aspect_positive"][1] == 2  # 0.95 and 0.6 praise; 0.2 is lukewarm
+    assert out["aspect_positive"][1] == 2  # 0.95 and 0.6 praise; 0.05 is lukewarm
     assert out["aspect_sentence"][0] == ""  # the battery is only criticised
 
 
 def test_an_aspect_mostly_criticised_has_no_quote():
     doc = review("i1", "u1", [("price", 0.8, "Great price."), ("price", -0.7, "Way too pricey."),
-                              ("price", -0.9, "Overpriced."), ("price", 0.1, "Price is ok.")])
+                              ("price", -0.9, "Overpriced."), ("price", 0.05, "Price is ok.")])
     fn = ItemProfileFn(ASPECTS)
     out = fn.extract_output(fn.add_input(fn.create_accumulator(), doc))
     assert out["aspect_positive"][2] == 1 and out["aspect_count"][2] == 4

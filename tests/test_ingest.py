@@ -111,7 +111,7 @@ def test_docs_parquet_has_canonical_schema_and_content(sample):
     for doc in reviews:
         assert doc["id"] == f"reviews.json.gz:{doc['source_position']}"
         assert doc["user"] in truth["users"] and doc["item"] in truth["items"]
-        assert 1 <= doc["rating"] <= 5 and doc["timestamp"] > 10**9
+        assert doc["rating"] in (1.0, 2.0, 3.0, 4.0, 5.0) and doc["timestamp"] > 10**9
         assert doc["language"] == "en" and doc["sentences"] and doc["label"] is None
         assert "<" not in doc["text"] and "&#39;" not in doc["text"]
         assert " ".join(doc["sentences"]) == doc["text"]
