@@ -64,7 +64,7 @@ def _labelled_texts(docs, sentence_examples: bool = True):
     """
     import pandas as pd
 
-    from albert_tf.classifier import MISSING, LabelledTexts, rating_to_sentiment
+    from albert_tf.classifier import LabelledTexts, rating_to_sentiment
 
     topic_labels = sorted(
         {l for l in docs.loc[docs["kind"] == "news", "label"].dropna() if str(l).strip()}

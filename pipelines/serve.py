@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from pipelines import workspace as ws_lib
 
 if TYPE_CHECKING:
+    import subprocess
+
     from serving.server import ModelServer
 
 log = logging.getLogger("opinionrec")

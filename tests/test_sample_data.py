@@ -186,7 +186,6 @@ def test_users_write_mostly_about_their_own_aspects(reviews: list[dict], truth: 
     aspects = truth["aspects"]
     own_mentions = other_mentions = 0
     mentioned = defaultdict(lambda: [0, 0])  # aspect -> [sentences by users who care, by others]
-    sentences_by = [0, 0]
     for record in reviews:
         own = set(truth["users"][record["reviewerID"]]["aspects"])
         for sentence in re.split(r"(?<=[.!?])\s+|<br />", record["reviewText"]):
