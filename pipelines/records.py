@@ -39,6 +39,7 @@ REJECT_WRONG_TYPE = "wrong_type"
 REJECT_OUT_OF_RANGE = "out_of_range"
 REJECT_EMPTY_TEXT = "empty_text"
 REJECT_TEXT_TOO_LONG = "text_too_long"
+REJECT_TEXT_TOO_SHORT = "text_too_short"
 REJECT_REASONS: tuple[str, ...] = (
     REJECT_INVALID_UTF8,
     REJECT_INVALID_JSON,
@@ -48,9 +49,24 @@ REJECT_REASONS: tuple[str, ...] = (
     REJECT_OUT_OF_RANGE,
     REJECT_EMPTY_TEXT,
     REJECT_TEXT_TOO_LONG,
+    REJECT_TEXT_TOO_SHORT,
 )
 
 # === Schemas ===
+
+# One annotated aspect (SemEval aspect term / opinion target, Dong-2014 target, Hu & Liu feature):
+# `term` as written, its character span in `text` ([start, end); -1 when the source gives none),
+# `polarity` ("positive", "negative", "neutral", "conflict" or "" when unannotated) and `category`
+# (SemEval 2015/16 "FOOD#QUALITY"-style, Hu & Liu strength such as "+2", or "").
+ASPECT_TYPE = pa.struct(
+    [
+        pa.field("term", pa.string()),
+        pa.field("start", pa.int32()),
+        pa.field("end", pa.int32()),
+        pa.field("polarity", pa.string()),
+        pa.field("category", pa.string()),
+    ]
+)
 
 DOC_SCHEMA = pa.schema(
     [
@@ -68,6 +84,8 @@ DOC_SCHEMA = pa.schema(
         pa.field("source", pa.string(), nullable=False),  # input path as given
         pa.field("source_position", pa.int64(), nullable=False),  # 0-based record index in source
         pa.field("sentences", pa.list_(pa.string())),  # `text` split into sentences
+        pa.field("split", pa.string()),  # the source's own split ("train", "test", ...), if any
+        pa.field("aspects", pa.list_(ASPECT_TYPE)),  # annotated aspect/opinion targets, if any
     ]
 )
 
@@ -101,6 +119,16 @@ INTERACTION_SCHEMA = pa.schema(
 REJECTED_FIELDS: tuple[str, ...] = ("source", "source_position", "reason", "detail", "raw")
 
 
+class Aspect(TypedDict):
+    """An annotated aspect of a document (see ASPECT_TYPE)."""
+
+    term: str
+    start: int
+    end: int
+    polarity: str
+    category: str
+
+
 class Document(TypedDict):
     """One row of `docs/` (see DOC_SCHEMA for what each field holds)."""
 
@@ -118,6 +146,8 @@ class Document(TypedDict):
     source: str
     source_position: int
     sentences: list[str]
+    split: str | None
+    aspects: list[Aspect]
 
 
 class ItemRecord(TypedDict):
@@ -252,8 +282,13 @@ def split_sentences(text: str) -> list[str]:
 
 # === TFRecord encoding (TensorFlow is imported only when these run) ===
 
-_STRING_FIELDS = ("id", "kind", "user", "item", "title", "text", "label", "language", "source")
+_STRING_FIELDS = (
+    "id", "kind", "user", "item", "title", "text", "label", "language", "source", "split",
+)
 _LIST_FIELDS = ("labels", "sentences")
+# Aspects are flattened into parallel lists: aspect_term[i], aspect_start[i], ...
+_ASPECT_STRING_FIELDS = ("term", "polarity", "category")
+_ASPECT_INT_FIELDS = ("start", "end")
 
 
 def document_to_example(doc: Mapping[str, Any]) -> Any:
@@ -280,6 +315,13 @@ def document_to_example(doc: Mapping[str, Any]) -> Any:
     for name in ("timestamp", "source_position"):
         if doc.get(name) is not None:
             feature[name].int64_list.value.append(int(doc[name]))
+    aspects = doc.get("aspects") or ()
+    for name in _ASPECT_STRING_FIELDS:
+        feature[f"aspect_{name}"].bytes_list.value.extend(
+            [str(a.get(name) or "").encode("utf-8") for a in aspects]
+        )
+    for name in _ASPECT_INT_FIELDS:
+        feature[f"aspect_{name}"].int64_list.value.extend([int(a.get(name, -1)) for a in aspects])
     return example
 
 
@@ -295,6 +337,10 @@ def tf_feature_spec() -> dict[str, Any]:
     spec["rating"] = tf.io.FixedLenFeature([], tf.float32, default_value=math.nan)
     spec["timestamp"] = tf.io.FixedLenFeature([], tf.int64, default_value=-1)
     spec["source_position"] = tf.io.FixedLenFeature([], tf.int64, default_value=-1)
+    for name in _ASPECT_STRING_FIELDS:
+        spec[f"aspect_{name}"] = tf.io.RaggedFeature(tf.string)
+    for name in _ASPECT_INT_FIELDS:
+        spec[f"aspect_{name}"] = tf.io.RaggedFeature(tf.int64)
     return spec
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -15,7 +16,7 @@ from pipelines import beam_options, workspace
 from pipelines.ingest.formats import FORMAT_NAMES
 from pipelines.ingest.inputs import IngestError, InputFile, resolve_inputs
 from pipelines.ingest.metrics import COUNTED_STATS
-from pipelines.ingest.parsing import DEFAULT_MAX_TEXT_CHARS
+from pipelines.ingest.parsing import DEFAULT_MAX_TEXT_CHARS, ParseOptions
 from pipelines.ingest.sinks import clear_outputs, write_outputs
 from pipelines.ingest.stats import NotReconciled, build_stats, counter_values, reconcile
 from pipelines.ingest.transform import Ingest
@@ -45,17 +46,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-text-chars", type=int, default=DEFAULT_MAX_TEXT_CHARS,
         help="reject documents whose cleaned text is longer (default: %(default)s)",
     )
+    parser.add_argument(
+        "--min-text-chars", type=int, default=1,
+        help="reject documents whose cleaned text is shorter (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--columns", metavar="FIELD=COLUMN,...", default="",
+        help="for CSV/TSV/JSON lines/Parquet: which source column holds each canonical field, by "
+        "header name or 0-based index, e.g. text=review_body,user=customer_id,label=category",
+    )
+    parser.add_argument(
+        "--near-duplicates", type=float, default=0.9, metavar="JACCARD",
+        help="drop a document whose word 5-gram Jaccard similarity (MinHash estimate) to an "
+        "earlier one reaches this; 0 turns near-duplicate removal off (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--keep-pii", dest="scrub_pii", action="store_false",
+        help="keep e-mail addresses, phone numbers and URLs (default: replace them with "
+        "<EMAIL>, <PHONE>, <URL>)",
+    )
+
+
+def parse_columns(spec: str) -> dict[str, str]:
+    """"text=review_body,user=0" -> {"text": "review_body", "user": "0"}."""
+    columns: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        field, sep, column = part.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise IngestError(f"`--columns` wants FIELD=COLUMN pairs. Received: {part!r}")
+        columns[field.strip()] = column.strip()
+    return columns
+
+
+def parse_options(args: argparse.Namespace) -> ParseOptions:
+    """The parsers' options from the command line (raises IngestError on bad values)."""
+    if args.num_shards < 0 or args.max_text_chars < 1 or args.min_text_chars < 0:
+        raise IngestError(
+            "`--num-shards` must be >= 0, `--max-text-chars` >= 1 and `--min-text-chars` >= 0. "
+            f"Received: {args.num_shards}, {args.max_text_chars}, {args.min_text_chars}"
+        )
+    if not 0.0 <= args.near_duplicates <= 1.0:
+        raise IngestError(
+            f"`--near-duplicates` must be within 0-1. Received: {args.near_duplicates}"
+        )
+    return ParseOptions(
+        max_text_chars=args.max_text_chars,
+        min_text_chars=args.min_text_chars,
+        columns=parse_columns(args.columns),
+        scrub_pii=args.scrub_pii,
+    )
 
 
 def run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     """Run the ingest job; 2 for bad inputs/options, 1 if the counts fail to reconcile."""
     ws = workspace.workspace_from_args(args)
     try:
-        if args.num_shards < 0 or args.max_text_chars < 1:
-            raise IngestError(
-                "`--num-shards` must be >= 0 and `--max-text-chars` >= 1. Received: "
-                f"{args.num_shards}, {args.max_text_chars}"
-            )
+        parse_opts = parse_options(args)
         inputs = resolve_inputs(args.input, args.format, ws.raw)
     except IngestError as error:
         log.error("ingest: %s", error)
@@ -65,7 +111,8 @@ def run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     params = {
         "inputs": [[i.path, i.format] for i in inputs],
         "num_shards": args.num_shards,
-        "max_text_chars": args.max_text_chars,
+        "options": dataclasses.asdict(parse_opts),
+        "near_duplicates": args.near_duplicates,
     }
     fingerprints = {i.path: i.path for i in inputs}
     if ws.ingest_stats.exists() and workspace.skip_if_fresh(args, ws, STAGE, params, fingerprints):
@@ -73,7 +120,8 @@ def run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     options = beam_options.pipeline_options(beam_args)
     try:
         with workspace.stage_run(ws, STAGE, params, fingerprints) as record:
-            stats = run_pipeline(inputs, ws, options, args.num_shards, args.max_text_chars)
+            stats = run_pipeline(inputs, ws, options, args.num_shards, parse_opts,
+                                 args.near_duplicates)
             record["summary"] = {k: stats[k] for k in COUNTED_STATS}
             print_summary(stats, ws)
             problems = reconcile(stats, ws)
@@ -91,14 +139,15 @@ def run_pipeline(
     ws: workspace.Workspace,
     options: PipelineOptions,
     num_shards: int = 1,
-    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+    parse_options: ParseOptions | None = None,
+    near_duplicates: float = 0.0,
 ) -> dict[str, Any]:
     """Build and run the pipeline, wait for it, write and return stats.json."""
     clear_outputs(ws)
     log.info("ingest: running on %s", beam_options.describe(options))
     start = time.perf_counter()
     pipeline = beam.Pipeline(options=options)
-    outputs = pipeline | "Ingest" >> Ingest(inputs, max_text_chars)
+    outputs = pipeline | "Ingest" >> Ingest(inputs, parse_options, near_duplicates)
     write_outputs(outputs, ws, num_shards)
     result = pipeline.run()
     result.wait_until_finish()

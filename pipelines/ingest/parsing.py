@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import dataclasses
 import json
 import posixpath
 from typing import Any, Iterator, Mapping, Sequence
@@ -23,7 +24,9 @@ from pipelines.records import (
     REJECT_MISSING_FIELD,
     REJECT_OUT_OF_RANGE,
     REJECT_TEXT_TOO_LONG,
+    REJECT_TEXT_TOO_SHORT,
     REJECT_WRONG_TYPE,
+    Aspect,
     Document,
     clean_text,
     detect_language,
@@ -32,6 +35,25 @@ from pipelines.records import (
 
 REJECTED_TAG = "rejected"
 DEFAULT_MAX_TEXT_CHARS = 100_000
+
+
+@dataclasses.dataclass(frozen=True)
+class ParseOptions:
+    """What the command line tells every parser.
+
+    Attributes:
+        max_text_chars: a longer cleaned text is rejected (`text_too_long`).
+        min_text_chars: a shorter cleaned text is rejected (`empty_text` when 0 characters remain,
+            `text_too_short` otherwise).
+        columns: for tabular formats, canonical field -> source column (a header name or a 0-based
+            index), from `--columns text=review_body,user=customer_id`.
+        scrub_pii: replace e-mail addresses, phone numbers and URLs with placeholders.
+    """
+
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
+    min_text_chars: int = 1
+    columns: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    scrub_pii: bool = True
 
 
 def load_object(line: str) -> dict[str, Any] | None:
@@ -84,10 +106,11 @@ class ParseFn(beam.DoFn):
     """
 
     def __init__(
-        self, id_prefixes: Mapping[str, str], max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
+        self, id_prefixes: Mapping[str, str], options: ParseOptions | None = None
     ) -> None:
         self._id_prefixes = dict(id_prefixes)
-        self._max_text_chars = max_text_chars
+        self.options = options or ParseOptions()
+        self._max_text_chars = self.options.max_text_chars
         self._counters: Counters | None = None
 
     def setup(self) -> None:
@@ -128,6 +151,11 @@ class ParseFn(beam.DoFn):
         text = clean_text(value)
         if not text:
             raise Rejected(REJECT_EMPTY_TEXT, f"{field} is empty after cleaning")
+        if len(text) < self.options.min_text_chars:
+            raise Rejected(
+                REJECT_TEXT_TOO_SHORT,
+                f"{field} has {len(text)} characters (minimum {self.options.min_text_chars})",
+            )
         if len(text) > self._max_text_chars:
             raise Rejected(
                 REJECT_TEXT_TOO_LONG,
@@ -219,6 +247,8 @@ def make_document(
     title: str | None = None,
     label: str | None = None,
     labels: Sequence[str] = (),
+    split: str | None = None,
+    aspects: Sequence[Aspect] = (),
 ) -> Document:
     """A canonical document with the derived fields (`language`, `sentences`) filled in."""
     return Document(
@@ -236,4 +266,6 @@ def make_document(
         source=source,
         source_position=position,
         sentences=split_sentences(text),
+        split=split,
+        aspects=list(aspects),
     )

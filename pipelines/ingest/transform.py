@@ -17,7 +17,7 @@ from pipelines.ingest.formats import REGISTRY
 from pipelines.ingest.formats.mind import explode_behavior
 from pipelines.ingest.inputs import InputFile
 from pipelines.ingest.metrics import Counters
-from pipelines.ingest.parsing import DEFAULT_MAX_TEXT_CHARS, REJECTED_TAG
+from pipelines.ingest.parsing import REJECTED_TAG, ParseOptions
 from pipelines.ingest.reading import ReadRecords
 
 OUTPUTS = ("docs", "items", "interactions")
@@ -51,12 +51,13 @@ class Ingest(beam.PTransform):
     counted (Beam metrics in NAMESPACE / SOURCE_NAMESPACE) so that the run's stats reconcile.
     """
 
-    def __init__(
-        self, inputs: Sequence[InputFile], max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
-    ) -> None:
+    def __init__(self, inputs: Sequence[InputFile], options: ParseOptions | None = None,
+                 near_duplicates: float = 0.0) -> None:
         super().__init__()
         self._inputs = list(inputs)
-        self._max_text_chars = max_text_chars
+        self._options = options or ParseOptions()
+        # Jaccard threshold of near-duplicate removal (0 = off); see dedup.NearDuplicates.
+        self._near_duplicates = near_duplicates
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         prefixes = {i.path: i.id_prefix for i in self._inputs}
@@ -68,7 +69,7 @@ class Ingest(beam.PTransform):
             if not paths:
                 continue
             records = pbegin | f"Read {fmt.name}" >> ReadRecords(paths, fmt.name)
-            parser = fmt.parser(prefixes, self._max_text_chars)
+            parser = fmt.parser(prefixes, self._options)
             outputs = records | f"Parse {fmt.name}" >> beam.ParDo(parser).with_outputs(
                 REJECTED_TAG, main="parsed"
             )
