@@ -6,10 +6,21 @@ and listing it in `_MODULES`.
 
 from __future__ import annotations
 
-from pipelines.ingest.formats import amazon, mind
+from pipelines.ingest.formats import (
+    amazon,
+    clinc,
+    dong,
+    huliu,
+    mind,
+    semeval,
+    table,
+    textdir,
+    yelp,
+)
 from pipelines.ingest.formats.base import InputFormat, RawRecord, open_input, split_lines
 
-_MODULES = (amazon, mind)
+# Detection order: specific formats first, the generic column-mapped tables last.
+_MODULES = (amazon, yelp, mind, semeval, dong, huliu, clinc, textdir, table)
 
 REGISTRY: dict[str, InputFormat] = {fmt.name: fmt for m in _MODULES for fmt in m.FORMATS}
 FORMAT_NAMES = tuple(REGISTRY)
