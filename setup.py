@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "matplotlib==3.11.2",
     "tqdm==4.70.1",
     "tensorboard==2.21.0",
+    "google-crc32c==1.9.0",  # Beam's WriteToTFRecord checksums records with it
     "grpcio==1.85.3",
     "protobuf==6.33.6",
 ]

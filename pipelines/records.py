@@ -291,38 +291,43 @@ _ASPECT_STRING_FIELDS = ("term", "polarity", "category")
 _ASPECT_INT_FIELDS = ("start", "end")
 
 
-def document_to_example(doc: Mapping[str, Any]) -> Any:
-    """A `tf.train.Example` with the same fields as DOC_SCHEMA.
+def document_features(doc: Mapping[str, Any]) -> dict[str, tuple[str, list]]:
+    """A document as Example features: name -> ("bytes" | "float" | "int64", values).
 
-    A null field is left out of the Example (so `tf_feature_spec` gives it its default): strings
-    default to "", `rating` to NaN and `timestamp` to -1. Fields are appended in place, which is
-    about 4x faster than building `tf.train.Feature` objects and copying them into the map.
+    A null field is left out (so `tf_feature_spec` gives it its default): strings default to "",
+    `rating` to NaN and `timestamp` to -1. Aspects become parallel lists `aspect_term`, ...
     """
-    import tensorflow as tf
-
-    example = tf.train.Example()
-    feature = example.features.feature
+    features: dict[str, tuple[str, list]] = {}
     for name in _STRING_FIELDS:
-        value = doc.get(name)
-        if value is not None:
-            feature[name].bytes_list.value.append(str(value).encode("utf-8"))
+        if doc.get(name) is not None:
+            features[name] = ("bytes", [str(doc[name])])
     for name in _LIST_FIELDS:
-        feature[name].bytes_list.value.extend(
-            [str(v).encode("utf-8") for v in doc.get(name) or ()]
-        )
+        features[name] = ("bytes", [str(v) for v in doc.get(name) or ()])
     if doc.get("rating") is not None:
-        feature["rating"].float_list.value.append(float(doc["rating"]))
+        features["rating"] = ("float", [float(doc["rating"])])
     for name in ("timestamp", "source_position"):
         if doc.get(name) is not None:
-            feature[name].int64_list.value.append(int(doc[name]))
+            features[name] = ("int64", [int(doc[name])])
     aspects = doc.get("aspects") or ()
     for name in _ASPECT_STRING_FIELDS:
-        feature[f"aspect_{name}"].bytes_list.value.extend(
-            [str(a.get(name) or "").encode("utf-8") for a in aspects]
-        )
+        features[f"aspect_{name}"] = ("bytes", [str(a.get(name) or "") for a in aspects])
     for name in _ASPECT_INT_FIELDS:
-        feature[f"aspect_{name}"].int64_list.value.extend([int(a.get(name, -1)) for a in aspects])
-    return example
+        features[f"aspect_{name}"] = ("int64", [int(a.get(name, -1)) for a in aspects])
+    return features
+
+
+def document_to_bytes(doc: Mapping[str, Any]) -> bytes:
+    """The serialized `tf.train.Example` of a document, without importing TensorFlow."""
+    from pipelines.tfexample import encode_example
+
+    return encode_example(document_features(doc))
+
+
+def document_to_example(doc: Mapping[str, Any]) -> Any:
+    """The same document as a `tf.train.Example` object (imports TensorFlow)."""
+    import tensorflow as tf
+
+    return tf.train.Example.FromString(document_to_bytes(doc))
 
 
 def tf_feature_spec() -> dict[str, Any]:

@@ -3,81 +3,45 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import zlib
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import apache_beam as beam
 
 from pipelines import workspace
 from pipelines.ingest.metrics import Counters
-from pipelines.records import DOC_SCHEMA, INTERACTION_SCHEMA, ITEM_SCHEMA, document_to_example
+from pipelines.records import DOC_SCHEMA, INTERACTION_SCHEMA, ITEM_SCHEMA, document_to_bytes
 
 
 class ToExampleFn(beam.DoFn):
-    """Document -> (shard, serialized tf.train.Example): bytes are cheap to shuffle, dicts not."""
+    """Document -> serialized tf.train.Example (no TensorFlow import), counted."""
 
-    def __init__(self, num_shards: int) -> None:
-        self._num_shards = num_shards
-
-    def setup(self) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TF's first import
-        import tensorflow  # noqa: F401  heavy: imported once per worker, only for TFRecords
-
-    def process(self, doc: Mapping[str, Any]) -> Iterator[tuple[int, bytes]]:
-        shard = zlib.crc32(doc["id"].encode("utf-8")) % self._num_shards
-        yield shard, document_to_example(doc).SerializeToString()
-
-
-class WriteTFRecordShardFn(beam.DoFn):
-    """(shard, serialized examples) -> `<prefix>-SSSSS-of-NNNNN.tfrecord`, via tf.io.
-
-    Beam's WriteToTFRecord needs a crc32c package (google-crc32c, crcmod or snappy) that the stack
-    does not pin; TensorFlow's writer has its own. A retried shard rewrites the same file. Empty
-    values are the placeholders that make every shard exist.
-    """
-
-    def __init__(self, prefix: str, num_shards: int) -> None:
-        self._prefix = prefix
-        self._num_shards = num_shards
+    def __init__(self) -> None:
         self._counters: Counters | None = None
 
     def setup(self) -> None:
         self._counters = Counters()
 
-    def process(self, element: tuple[int, Iterable[bytes]]) -> Iterator[str]:
-        import tensorflow as tf
-
-        shard, examples = element
-        path = f"{self._prefix}-{shard:05d}-of-{self._num_shards:05d}.tfrecord"
-        written = 0
-        with tf.io.TFRecordWriter(path) as writer:
-            for example in examples:
-                if example:
-                    writer.write(example)
-                    written += 1
-        self._counters.inc("rows.docs_tfrecord", n=written)
-        yield path
+    def process(self, doc: Mapping[str, Any]) -> Iterator[bytes]:
+        self._counters.inc("rows.docs_tfrecord")
+        yield document_to_bytes(doc)
 
 
 class WriteDocsTFRecord(beam.PTransform):
-    """Docs -> `num_shards` TFRecord files of tf.train.Example (empty shards are written too)."""
+    """Docs -> `<prefix>-SSSSS-of-NNNNN.tfrecord` files of tf.train.Example (Beam's TFRecord sink;
+    `num_shards` 0 lets the runner choose)."""
 
     def __init__(self, prefix: str, num_shards: int) -> None:
         super().__init__()
         self._prefix = prefix
-        self._num_shards = max(1, num_shards)
+        self._num_shards = max(0, num_shards)
 
-    def expand(self, docs: beam.PCollection) -> beam.PCollection:
-        n = self._num_shards
-        examples = docs | "To tf.train.Example" >> beam.ParDo(ToExampleFn(n))
-        placeholders = docs.pipeline | "Every shard" >> beam.Create([(s, b"") for s in range(n)])
+    def expand(self, docs: beam.PCollection) -> beam.pvalue.PDone:
         return (
-            (examples, placeholders)
-            | "With placeholders" >> beam.Flatten()
-            | "Group shards" >> beam.GroupByKey()
-            | "Write shards" >> beam.ParDo(WriteTFRecordShardFn(self._prefix, n))
+            docs
+            | "To tf.train.Example" >> beam.ParDo(ToExampleFn())
+            | "Write TFRecord" >> beam.io.WriteToTFRecord(
+                self._prefix, file_name_suffix=".tfrecord", num_shards=self._num_shards)
         )
 
 
