@@ -245,12 +245,17 @@ def user_aspect_weights(counts: Sequence[int], n_reviews: int, aspect_rate: Sequ
     """How much a user cares about each aspect: mentions beyond what an average reviewer makes.
 
     `aspect_rate[a]` is the share of all reviews that mention aspect a, so a user with n reviews
-    would mention it `n * rate` times by chance. The weight is the excess `count - n * rate` (at
-    least 0), normalised to sum to 1; all zero when the user stands out on no aspect. Counting
-    excess mentions, not their ratio, keeps one mention of a rare word from outweighing an aspect
-    the user brings up in most of their reviews.
+    would mention it `n * rate` times by chance, give or take `sqrt(n * rate)` (Poisson). The
+    weight is the excess beyond that chance band, `count - n * rate - sqrt(n * rate)` (at least 0),
+    normalised to sum to 1; all zero when the user stands out on no aspect. Counting excess
+    mentions, not their ratio, keeps one mention of a rare word from outweighing an aspect the user
+    brings up in most of their reviews; discounting by the chance band keeps a user's few incidental
+    mentions of a common word from reading as a preference.
     """
-    excess = [max(count - n_reviews * rate, 0.0) for count, rate in zip(counts, aspect_rate)]
+    excess = []
+    for count, rate in zip(counts, aspect_rate):
+        expected = n_reviews * rate
+        excess.append(max(count - expected - math.sqrt(expected), 0.0))
     total = sum(excess)
     return [e / total for e in excess] if total > 0 else [0.0] * len(excess)
 

@@ -185,6 +185,7 @@ _TAG = re.compile(r"<(?:!--.*?--|/?[A-Za-z][^<>]*)(?:>|$)", re.DOTALL)
 # (JSON can encode them as "\ud800") are removed.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _INVISIBLE = re.compile(r"[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\ud800-\udfff]")
+_CONTROL_NOT_SPACE = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
 _SPACE = re.compile(r"\s+")
 
 
@@ -195,17 +196,44 @@ def clean_text(value: str) -> str:
     ligatures), control and invisible characters are removed and whitespace runs collapse to one
     space. Deeper cleaning (boilerplate, URLs, emoji) is left to later stages.
     """
+    return clean_text_steps(value)[0]
+
+
+# The cleaning steps `clean_text_steps` reports, in the order they run.
+CLEANING_STEPS = ("html_tags", "html_entities", "nfkc", "control_chars", "whitespace")
+
+
+def clean_text_steps(value: str) -> tuple[str, list[str]]:
+    """`clean_text`, also saying which of CLEANING_STEPS changed the text (for the job's counts)."""
+    steps: list[str] = []
     text = value
     if "<" in text:
-        text = _TAG.sub(" ", text)
+        stripped = _TAG.sub(" ", text)
+        if stripped != text:
+            steps.append("html_tags")
+            text = stripped
     if "&" in text:
-        text = html.unescape(text)
-        if "<" in text:  # tags that were entity-escaped ("&lt;br&gt;")
-            text = _TAG.sub(" ", text)
+        unescaped = html.unescape(text)
+        if unescaped != text:
+            steps.append("html_entities")
+            text = unescaped
+            if "<" in text:  # tags that were entity-escaped ("&lt;br&gt;")
+                stripped = _TAG.sub(" ", text)
+                if stripped != text and "html_tags" not in steps:
+                    steps.append("html_tags")
+                text = stripped
     if not text.isascii():
-        text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+        normalised = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+        if normalised != text:
+            steps.append("nfkc")
+            text = normalised
+    if _CONTROL_NOT_SPACE.search(text):  # tabs and newlines are whitespace, not controls
+        steps.append("control_chars")
     text = _CONTROL.sub(" ", text)
-    return _SPACE.sub(" ", text).strip()
+    collapsed = _SPACE.sub(" ", text).strip()
+    if collapsed != text:
+        steps.append("whitespace")
+    return collapsed, steps
 
 
 def normalise_for_dedup(value: str) -> str:

@@ -19,9 +19,11 @@ def review(item, user, mentions, embedding=(1.0, 0.0)):
 def test_user_weights_count_mentions_beyond_chance():
     # 10 reviews; everyone mentions battery in half their reviews, sound in 10%, price in 1%.
     weights = user_aspect_weights([5, 6, 1], 10, [0.5, 0.1, 0.01])
-    expected = np.array([0.0, 5.0, 0.9]) / 5.9  # excess: 5-5, 6-1, 1-0.1
-    np.testing.assert_allclose(weights, expected)
-    assert user_aspect_weights([1, 0, 0], 10, [0.5, 0.1, 0.01]) == [0.0, 0.0, 0.0]
+    # Excess beyond the chance band n*rate + sqrt(n*rate): 5-5-2.24 -> 0, 6-1-1, 1-0.1-0.32.
+    excess = np.array([0.0, 4.0, 0.9 - np.sqrt(0.1)])
+    np.testing.assert_allclose(weights, excess / excess.sum(), rtol=1e-6)
+    # Within chance: 2 mentions where 1 is expected (give or take 1) is not a preference.
+    assert user_aspect_weights([5, 2, 0], 10, [0.5, 0.1, 0.01]) == [0.0, 0.0, 0.0]
 
 
 def test_item_profiles_average_polarity_and_quote_the_best_short_praise():

@@ -17,6 +17,7 @@ from pipelines.ingest.formats import FORMAT_NAMES
 from pipelines.ingest.inputs import IngestError, InputFile, resolve_inputs
 from pipelines.ingest.metrics import COUNTED_STATS
 from pipelines.ingest.parsing import DEFAULT_MAX_TEXT_CHARS, ParseOptions
+from pipelines.ingest.pii import PII_KINDS
 from pipelines.ingest.sinks import clear_outputs, write_outputs
 from pipelines.ingest.stats import NotReconciled, build_stats, counter_values, reconcile
 from pipelines.ingest.transform import Ingest
@@ -57,13 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--near-duplicates", type=float, default=0.9, metavar="JACCARD",
-        help="drop a document whose word 5-gram Jaccard similarity (MinHash estimate) to an "
-        "earlier one reaches this; 0 turns near-duplicate removal off (default: %(default)s)",
+        help="drop a review or news document of 20+ words whose word 3-gram Jaccard similarity "
+        "(MinHash estimate) to an earlier one reaches this; labelled documents are never "
+        "dropped as near-duplicates; 0 turns it off (default: %(default)s)",
     )
     parser.add_argument(
         "--keep-pii", dest="scrub_pii", action="store_false",
         help="keep e-mail addresses, phone numbers and URLs (default: replace them with "
-        "<EMAIL>, <PHONE>, <URL>)",
+        "[EMAIL], [PHONE], [URL], counted per kind in stats.json `steps`)",
     )
 
 
@@ -163,13 +165,19 @@ def print_summary(stats: Mapping[str, Any], ws: workspace.Workspace) -> None:
     """A few lines for the terminal: the reconciling counts and where the outputs are."""
     out = stats["by_output"]
     reasons = ", ".join(f"{k} {v}" for k, v in stats["rejected_by_reason"].items()) or "none"
+    dedup = stats["deduplicated_by_kind"]
+    steps = stats["steps"]
+    pii = ", ".join(f"{kind} {steps[f'pii.{kind}']}" for kind in PII_KINDS
+                    if steps.get(f"pii.{kind}")) or "none"
     print(
         f"ingest: read {stats['read']} records = written {stats['written']} + rejected "
         f"{stats['rejected']} ({reasons}) + deduplicated {stats['deduplicated']} "
-        f"[{stats['runner']}, {stats['wall_s']:.1f} s]\n"
+        f"(exact {dedup['exact']}, near {dedup['near']}) [{stats['runner']}, "
+        f"{stats['wall_s']:.1f} s]\n"
         f"  docs          {out['docs']:>9}  {ws.docs}/docs-*.parquet, docs-*.tfrecord\n"
         f"  items         {out['items']:>9}  {ws.items}\n"
         f"  interactions  {out['interactions']:>9}  {ws.interactions}\n"
         f"  rejected      {stats['rejected']:>9}  {ws.rejected}\n"
-        f"  stats         {ws.ingest_stats}"
+        f"  stats         {ws.ingest_stats}\n"
+        f"  PII scrubbed: {pii}"
     )

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import apache_beam as beam
 
-from pipelines.ingest.metrics import Counters
+from pipelines.ingest.metrics import CountingDoFn
 from pipelines.records import normalise_for_dedup
 
 
@@ -28,15 +28,11 @@ def behavior_dedup_key(record: Mapping[str, Any]) -> str:
     return hashlib.sha1(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-class KeepFirstFn(beam.DoFn):
+class KeepFirstFn(CountingDoFn):
     """(key, records) -> the first record by (input order, source_position); counts the rest."""
 
     def __init__(self, source_order: Mapping[str, int]) -> None:
         self._order = dict(source_order)
-        self._counters: Counters | None = None
-
-    def setup(self) -> None:
-        self._counters = Counters()
 
     def process(self, element: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
         _, records = element
@@ -44,7 +40,8 @@ class KeepFirstFn(beam.DoFn):
             records, key=lambda r: (self._order.get(r["source"], 0), r["source_position"])
         )
         for duplicate in ranked[1:]:
-            self._counters.inc("deduplicated", duplicate["source"])
+            self.counters.inc("deduplicated", duplicate["source"])
+            self.counters.inc("deduplicated.exact", duplicate["source"])
         yield ranked[0]
 
 

@@ -16,7 +16,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 
-from pipelines.ingest.metrics import Counters
+from pipelines.ingest.metrics import CountingDoFn
+from pipelines.ingest.pii import scrub_pii, scrub_pii_edits, shift_offset
 from pipelines.records import (
     REJECT_EMPTY_TEXT,
     REJECT_INVALID_JSON,
@@ -29,6 +30,7 @@ from pipelines.records import (
     Aspect,
     Document,
     clean_text,
+    clean_text_steps,
     detect_language,
     split_sentences,
 )
@@ -97,7 +99,7 @@ def rejected_row(
     return row
 
 
-class ParseFn(beam.DoFn):
+class ParseFn(CountingDoFn):
     """Base of the per-format parsers: decode, `parse`, route failures to the dead-letter output.
 
     Subclasses implement `parse(text, source, position)` and raise `Rejected` for a bad record; the
@@ -111,31 +113,57 @@ class ParseFn(beam.DoFn):
         self._id_prefixes = dict(id_prefixes)
         self.options = options or ParseOptions()
         self._max_text_chars = self.options.max_text_chars
-        self._counters: Counters | None = None
-
-    def setup(self) -> None:
-        self._counters = Counters()
 
     def process(self, element: tuple) -> Iterator[Any]:
         """`(source, position, raw)` or `(source, position, raw, member)` -> row or rejection."""
         source, position, raw, *rest = element
         member = rest[0] if rest else None
-        if self._counters is None:  # DoFn used without setup (direct call in a test)
+        if not hasattr(self, "counters"):  # DoFn used without setup (direct call in a test)
             self.setup()
         try:
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                detail = f"byte {error.object[error.start]:#x} at offset {error.start}"
-                raise Rejected(REJECT_INVALID_UTF8, detail) from None
-            yield self.parse(text, source, position, member)
+            row = self.parse(self.decode(raw), source, position, member)
         except Rejected as rejection:
-            self._counters.inc("rejected", source)
-            self._counters.inc(f"rejected.{rejection.reason}", source)
+            self.counters.inc("rejected", source)
+            self.counters.inc(f"rejected.{rejection.reason}", source)
             yield beam.pvalue.TaggedOutput(
                 REJECTED_TAG,
                 rejected_row(source, position, rejection.reason, rejection.detail, raw),
             )
+            return
+        if isinstance(row, dict) and "sentences" in row:
+            self.finish_document(row)
+        yield row
+
+    def decode(self, raw: bytes) -> str:
+        """The record's text: UTF-8, or `invalid_utf8` (formats with legacy encodings override)."""
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            detail = f"byte {error.object[error.start]:#x} at offset {error.start}"
+            raise Rejected(REJECT_INVALID_UTF8, detail) from None
+
+    def finish_document(self, doc: Document) -> None:
+        """The per-document cleaning steps after parsing: PII scrubbing, then the step counts."""
+        counters = self.counters
+        if self.options.scrub_pii:
+            text, found, edits = scrub_pii_edits(doc["text"])
+            if found:
+                doc["text"] = text
+                doc["sentences"] = split_sentences(text)
+                for aspect in doc["aspects"]:  # character offsets move with the placeholders
+                    if aspect.get("start") is not None and aspect.get("end") is not None:
+                        aspect["start"] = shift_offset(aspect["start"], edits)
+                        aspect["end"] = shift_offset(aspect["end"], edits)
+            if doc["title"]:
+                doc["title"], title_found = scrub_pii(doc["title"])
+                for kind, n in title_found.items():
+                    found[kind] = found.get(kind, 0) + n
+            if found:
+                counters.inc("step.pii.documents")
+                for kind, n in found.items():
+                    counters.inc(f"step.pii.{kind}", n=n)
+        counters.inc(f"step.language.{doc['language']}")
+        counters.inc("step.sentences", n=len(doc["sentences"]))
 
     def parse(self, text: str, source: str, position: int, member: str | None = None) -> Any:
         """Parse one decoded record; `member` says where inside the source it came from."""
@@ -148,7 +176,9 @@ class ParseFn(beam.DoFn):
 
     def clean_body(self, value: str, field: str) -> str:
         """Cleaned text of a required text field; empty or too long is rejected."""
-        text = clean_text(value)
+        text, steps = clean_text_steps(value)
+        for step in steps:
+            self.counters.inc(f"step.clean.{step}")
         if not text:
             raise Rejected(REJECT_EMPTY_TEXT, f"{field} is empty after cleaning")
         if len(text) < self.options.min_text_chars:

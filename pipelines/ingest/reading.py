@@ -7,12 +7,12 @@ from typing import Iterator, Sequence
 import apache_beam as beam
 
 from pipelines.ingest.formats import REGISTRY
-from pipelines.ingest.metrics import Counters
+from pipelines.ingest.metrics import CountingDoFn
 
 BOM = b"\xef\xbb\xbf"
 
 
-class ReadRecordsFn(beam.DoFn):
+class ReadRecordsFn(CountingDoFn):
     """Input path -> (path, source_position, raw bytes, member) per record, counting "read".
 
     The format's `split` opens the input (through FileSystems: any installed scheme, compression by
@@ -23,10 +23,6 @@ class ReadRecordsFn(beam.DoFn):
 
     def __init__(self, format_name: str) -> None:
         self._format_name = format_name
-        self._counters: Counters | None = None
-
-    def setup(self) -> None:
-        self._counters = Counters()
 
     def process(self, path: str) -> Iterator[tuple[str, int, bytes, str | None]]:
         fmt = REGISTRY[self._format_name]
@@ -40,9 +36,9 @@ class ReadRecordsFn(beam.DoFn):
                 if fmt.is_header is not None and fmt.is_header(raw):
                     continue
             if not raw.strip():
-                self._counters.inc("blank_lines", path)
+                self.counters.inc("blank_lines", path)
                 continue
-            self._counters.inc("read", path)
+            self.counters.inc("read", path)
             yield path, position, raw, member
             position += 1
 

@@ -9,21 +9,15 @@ from typing import Any, Iterator, Mapping
 import apache_beam as beam
 
 from pipelines import workspace
-from pipelines.ingest.metrics import Counters
+from pipelines.ingest.metrics import CountingDoFn
 from pipelines.records import DOC_SCHEMA, INTERACTION_SCHEMA, ITEM_SCHEMA, document_to_bytes
 
 
-class ToExampleFn(beam.DoFn):
+class ToExampleFn(CountingDoFn):
     """Document -> serialized tf.train.Example (no TensorFlow import), counted."""
 
-    def __init__(self) -> None:
-        self._counters: Counters | None = None
-
-    def setup(self) -> None:
-        self._counters = Counters()
-
     def process(self, doc: Mapping[str, Any]) -> Iterator[bytes]:
-        self._counters.inc("rows.docs_tfrecord")
+        self.counters.inc("rows.docs_tfrecord")
         yield document_to_bytes(doc)
 
 

@@ -54,9 +54,18 @@ def build_stats(
             and name.split("|", 1)[1] == spec.path
         }
         by_source[spec.path] = entry
+    steps = {
+        name.removeprefix("step."): value
+        for (ns, name), value in sorted(counters.items())
+        if ns == NAMESPACE and name.startswith("step.")
+    }
     return {
         **total,
         "rejected_by_reason": by_reason,
+        "deduplicated_by_kind": {
+            kind: counters.get((NAMESPACE, f"deduplicated.{kind}"), 0) for kind in ("exact", "near")
+        },
+        "steps": steps,
         "by_output": {
             "docs": counters.get((NAMESPACE, "rows.docs"), 0),
             "items": counters.get((NAMESPACE, "rows.items"), 0),

@@ -16,28 +16,25 @@ from pipelines.ingest.dedup import (
 from pipelines.ingest.formats import REGISTRY
 from pipelines.ingest.formats.mind import explode_behavior
 from pipelines.ingest.inputs import InputFile
-from pipelines.ingest.metrics import Counters
+from pipelines.ingest.metrics import CountingDoFn
+from pipelines.ingest.near_dup import NearDuplicates
 from pipelines.ingest.parsing import REJECTED_TAG, ParseOptions
 from pipelines.ingest.reading import ReadRecords
 
 OUTPUTS = ("docs", "items", "interactions")
 
 
-class CountFn(beam.DoFn):
+class CountFn(CountingDoFn):
     """Pass-through that counts rows of an output and, optionally, records written per source."""
 
     def __init__(self, output: str, count_written: bool = True) -> None:
         self._output = output
         self._count_written = count_written
-        self._counters: Counters | None = None
-
-    def setup(self) -> None:
-        self._counters = Counters()
 
     def process(self, record: dict[str, Any]) -> Iterator[dict[str, Any]]:
         if self._count_written:
-            self._counters.inc("written", record["source"])
-        self._counters.inc(f"rows.{self._output}")
+            self.counters.inc("written", record["source"])
+        self.counters.inc(f"rows.{self._output}")
         yield record
 
 
@@ -56,7 +53,7 @@ class Ingest(beam.PTransform):
         super().__init__()
         self._inputs = list(inputs)
         self._options = options or ParseOptions()
-        # Jaccard threshold of near-duplicate removal (0 = off); see dedup.NearDuplicates.
+        # Jaccard threshold of near-duplicate removal (0 = off); see near_dup.NearDuplicates.
         self._near_duplicates = near_duplicates
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
@@ -84,8 +81,10 @@ class Ingest(beam.PTransform):
         docs = (
             gather("docs", parsed["docs"])
             | "Deduplicate docs" >> Deduplicate(doc_dedup_key, order)
-            | "Count docs" >> beam.ParDo(CountFn("docs"))
         )
+        if self._near_duplicates > 0:
+            docs = docs | "Near-duplicates" >> NearDuplicates(self._near_duplicates, order)
+        docs = docs | "Count docs" >> beam.ParDo(CountFn("docs"))
         items = (
             gather("items", parsed["items"])
             | "Deduplicate items" >> Deduplicate(item_dedup_key, order)
