@@ -229,8 +229,8 @@ def clean_text_steps(value: str) -> tuple[str, list[str]]:
             text = normalised
     if _CONTROL_NOT_SPACE.search(text):  # tabs and newlines are whitespace, not controls
         steps.append("control_chars")
-    text = _CONTROL.sub(" ", text)
-    collapsed = _SPACE.sub(" ", text).strip()
+        text = _CONTROL_NOT_SPACE.sub(" ", text)
+    collapsed = _SPACE.sub(" ", _CONTROL.sub(" ", text)).strip()
     if collapsed != text:
         steps.append("whitespace")
     return collapsed, steps
