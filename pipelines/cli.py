@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample-data": ("pipelines.sample_data", "Generate reviews and news with planted structure."),
     "ingest": ("pipelines.ingest", "Beam job: parse, clean and validate raw reviews/news."),
     "vocab": ("pipelines.vocab", "Train the SentencePiece vocabulary and mine aspect terms."),
+    "pretraining-data": ("pipelines.pretraining_data",
+                         "Beam job: SOP/MLM pretraining instances (TFRecord) from docs."),
     "pretrain": ("pipelines.pretrain", "Pretrain ALBERT with MLM + sentence-order prediction."),
     "finetune": ("pipelines.finetune", "Fine-tune sentiment/topic heads; export text_features."),
     "features": ("pipelines.features", "Beam RunInference job: text features and profiles."),
@@ -25,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 # Commands whose unknown arguments are Beam pipeline options (--runner, --direct_num_workers, ...).
-BEAM_COMMANDS = {"ingest", "features", "demo"}
+BEAM_COMMANDS = {"ingest", "pretraining-data", "features", "demo"}
 
 
 def _chosen_command(argv: Sequence[str]) -> str | None:

@@ -78,6 +78,12 @@ class Workspace:
     def aspect_lexicon(self) -> Path:
         return self.stage_dir("vocab") / "aspects.json"
 
+    # pretraining-data
+    @property
+    def pretraining_data(self) -> Path:
+        """SOP/MLM instances: `train/*.tfrecord`, `validation/*.tfrecord`, `schema.json`."""
+        return self.stage_dir("pretraining-data")
+
     # pretrain / finetune
     @property
     def pretrained_preset(self) -> Path:
