@@ -1,9 +1,9 @@
 """Ingest throughput: Beam against a bare Python loop of the same per-record functions.
 
 Side by side in one run, on generated Amazon-format reviews:
-  - bare loop: the ingest job's own per-record functions (read, parse + clean + validate, exact
-    de-duplication, tf.train.Example encoding, Parquet writing) in a plain Python loop: the floor
-    that Beam's per-element overhead is measured against;
+  - bare loop: the ingest job's own per-record functions (read, parse + clean + PII scrubbing +
+    validate, exact and near de-duplication, tf.train.Example encoding and TFRecord framing,
+    Parquet writing) in a plain Python loop: the floor that Beam's overhead is measured against;
   - Beam, DirectRunner in memory (the default of `opinionrec ingest`);
   - Beam, DirectRunner multi-processing with 2 workers;
   - the per-stage cost inside Beam (pipelines cut after read, parse, de-duplication, full job);
@@ -47,10 +47,12 @@ from pipelines.ingest import (  # noqa: E402
     run_pipeline,
 )
 from pipelines.ingest.reading import ReadRecords  # noqa: E402
-from pipelines.records import DOC_SCHEMA, document_to_example  # noqa: E402
+from pipelines.ingest.near_dup import NearDuplicates, near_duplicate_ids  # noqa: E402
+from pipelines.records import DOC_SCHEMA, document_to_bytes  # noqa: E402
 from pipelines.workspace import Workspace  # noqa: E402
 
 log = logging.getLogger("benchmark")
+NEAR_DUPLICATES = 0.9  # the default of `opinionrec ingest`, in the bare loop and in Beam alike
 
 
 def generate(reviews: int, folder: Path) -> Path:
@@ -62,12 +64,12 @@ def generate(reviews: int, folder: Path) -> Path:
     return folder / "reviews.json.gz"
 
 
-def bare_loop(path: Path, out_dir: Path) -> dict[str, Any]:
+def bare_loop(path: Path, out_dir: Path, near_duplicates: float) -> dict[str, Any]:
     """The job's per-record functions in one Python loop; seconds per stage and documents."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import tensorflow as tf  # imported before the clock starts, as a Beam worker does in setup()
+    from apache_beam.io.tfrecordio import _TFRecordUtil  # the framing Beam's TFRecord sink uses
 
     parser = ParseReviewFn({str(path): path.name}, ParseOptions())
     parser.setup()
@@ -91,12 +93,15 @@ def bare_loop(path: Path, out_dir: Path) -> dict[str, Any]:
     for doc in docs:
         first.setdefault(doc_dedup_key(doc), doc)
     kept = list(first.values())
+    if near_duplicates:
+        near = near_duplicate_ids(kept, near_duplicates, {str(path): 0})
+        kept = [doc for doc in kept if doc["id"] not in near]
     seconds["deduplicate"] = clock() - start
 
     start = clock()
-    with tf.io.TFRecordWriter(str(out_dir / "bare.tfrecord")) as writer:
+    with open(out_dir / "bare.tfrecord", "wb") as handle:
         for doc in kept:
-            writer.write(document_to_example(doc).SerializeToString())
+            _TFRecordUtil.write_record(handle, document_to_bytes(doc))
     table = pa.Table.from_pylist(
         [{name: doc.get(name) for name in DOC_SCHEMA.names} for doc in kept], schema=DOC_SCHEMA)
     pq.write_table(table, out_dir / "bare.parquet")
@@ -105,14 +110,15 @@ def bare_loop(path: Path, out_dir: Path) -> dict[str, Any]:
             "total_s": sum(seconds.values())}
 
 
-def beam_job(path: Path, ws_dir: Path, beam_args: list[str]) -> dict[str, Any]:
-    """The real ingest job (`run_pipeline`), near-duplicate removal off as in the bare loop."""
+def beam_job(path: Path, ws_dir: Path, beam_args: list[str], near_duplicates: float
+             ) -> dict[str, Any]:
+    """The real ingest job (`run_pipeline`) as `opinionrec ingest` runs it."""
     shutil.rmtree(ws_dir, ignore_errors=True)
     ws = Workspace(ws_dir)
     inputs = [InputFile(str(path), "amazon", path.name)]
     start = time.perf_counter()
     stats = run_pipeline(inputs, ws, beam_options.pipeline_options(beam_args), 1,
-                         ParseOptions(), 0.0)
+                         ParseOptions(), near_duplicates)
     return {"records": stats["read"], "docs": stats["written"],
             "total_s": time.perf_counter() - start}
 
@@ -122,14 +128,16 @@ def beam_prefix(path: Path, stop_after: str) -> float:
     options = beam_options.pipeline_options([])
     start = time.perf_counter()
     with beam.Pipeline(options=options) as pipeline:
-        records = pipeline | "Read" >> ReadRecords([str(path)], "amazon")
+        reshuffle = not beam_options.is_single_process(options)
+        records = pipeline | "Read" >> ReadRecords([str(path)], "amazon", reshuffle)
         tail = records
         if stop_after in ("parse", "deduplicate"):
             parsed = records | "Parse" >> beam.ParDo(
                 ParseReviewFn({str(path): path.name})).with_outputs(REJECTED_TAG, main="docs")
             tail = parsed.docs
         if stop_after == "deduplicate":
-            tail = tail | "Dedup" >> Deduplicate(doc_dedup_key, {str(path): 0})
+            tail = (tail | "Dedup" >> Deduplicate(doc_dedup_key, {str(path): 0})
+                    | "Near" >> NearDuplicates(NEAR_DUPLICATES, {str(path): 0}))
         _ = tail | "Count" >> beam.combiners.Count.Globally()
     return time.perf_counter() - start
 
@@ -141,16 +149,16 @@ def peak_rss_mb() -> float:
 def measure(size: int, work: Path, variants: bool) -> dict[str, Any]:
     data = generate(size, work / f"data-{size}")
     out: dict[str, Any] = {"reviews": size}
-    bare = bare_loop(data, work)
+    bare = bare_loop(data, work, NEAR_DUPLICATES)
     out["bare_loop"] = {**bare, "docs_per_s": bare["records"] / bare["total_s"]}
     log.info("%d: bare loop %.1f s", size, bare["total_s"])
     runs: dict[str, Callable[[], dict]] = {
-        "direct_in_memory": lambda: beam_job(data, work / "ws", []),
+        "direct_in_memory": lambda: beam_job(data, work / "ws", [], NEAR_DUPLICATES),
     }
     if variants:
         runs["direct_multi_processing_2"] = lambda: beam_job(
             data, work / "ws", ["--direct_running_mode", "multi_processing",
-                                "--direct_num_workers", "2"])
+                                "--direct_num_workers", "2"], NEAR_DUPLICATES)
     for name, run in runs.items():
         result = run()
         out[name] = {**result, "docs_per_s": result["records"] / result["total_s"]}
@@ -180,7 +188,7 @@ def report(results: list[dict[str, Any]]) -> str:
         stage_rows = [
             ["read", bare["read"], prefixes["read"]],
             ["parse + clean + validate", bare["parse"], prefixes["parse"] - prefixes["read"]],
-            ["exact de-duplication", bare["deduplicate"],
+            ["de-duplication (exact + near)", bare["deduplicate"],
              prefixes["deduplicate"] - prefixes["parse"]],
             ["write Parquet + TFRecord (+ rejected, stats)", bare["write"],
              full - prefixes["deduplicate"]],

@@ -58,6 +58,15 @@ def runner_name(options: PipelineOptions) -> str:
     return runner if isinstance(runner, str) else type(runner).__name__
 
 
+def is_single_process(options: PipelineOptions) -> bool:
+    """True for the DirectRunner in memory with one worker: nothing runs in parallel, so a
+    Reshuffle that only spreads work over workers is pure overhead there."""
+    if runner_name(options) not in ("DirectRunner", "SwitchingDirectRunner"):
+        return False
+    direct = options.view_as(DirectOptions)
+    return direct.direct_running_mode == "in_memory" and (direct.direct_num_workers or 1) <= 1
+
+
 def describe(options: PipelineOptions) -> str:
     """A short description for logs: the runner and, for the DirectRunner, its mode and workers."""
     name = runner_name(options)

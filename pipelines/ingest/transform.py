@@ -49,8 +49,9 @@ class Ingest(beam.PTransform):
     """
 
     def __init__(self, inputs: Sequence[InputFile], options: ParseOptions | None = None,
-                 near_duplicates: float = 0.0) -> None:
+                 near_duplicates: float = 0.0, reshuffle: bool = True) -> None:
         super().__init__()
+        self._reshuffle = reshuffle  # spread records over workers after reading (see ReadRecords)
         self._inputs = list(inputs)
         self._options = options or ParseOptions()
         # Jaccard threshold of near-duplicate removal (0 = off); see near_dup.NearDuplicates.
@@ -65,7 +66,7 @@ class Ingest(beam.PTransform):
             paths = [i.path for i in self._inputs if i.format == fmt.name]
             if not paths:
                 continue
-            records = pbegin | f"Read {fmt.name}" >> ReadRecords(paths, fmt.name)
+            records = pbegin | f"Read {fmt.name}" >> ReadRecords(paths, fmt.name, self._reshuffle)
             parser = fmt.parser(prefixes, self._options)
             outputs = records | f"Parse {fmt.name}" >> beam.ParDo(parser).with_outputs(
                 REJECTED_TAG, main="parsed"
