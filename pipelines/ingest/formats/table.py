@@ -90,6 +90,8 @@ _KNOWN: dict[str, tuple[str, ...]] = {
     "split": ("split", "subset", "fold"),
 }
 _ALL_KNOWN = {name for names in _KNOWN.values() for name in names}
+# A column name: a few words of letters, digits, "_" or "-" (no sentence punctuation).
+_NAME = re.compile(r"[^\W\d][\w\-]{0,39}(?: [\w\-]{1,40}){0,3}")
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
@@ -125,18 +127,23 @@ def _is_number(value: str) -> bool:
     return bool(_NUMBER.fullmatch(value.strip()))
 
 
+def _name_like(value: str) -> bool:
+    return bool(_NAME.fullmatch(value.strip()))
+
+
 def looks_like_header(first: Sequence[str], rest: Sequence[Sequence[str]]) -> bool:
-    """Whether `first` names columns: distinct non-numeric cells with a known column name, or
-    short names above a column whose values below are numbers (csv.Sniffer's idea, simplified)."""
+    """Whether `first` names columns: distinct, non-numeric cells, either one of them a known
+    column name, or all of them name-like (a few words, no sentence punctuation) above rows with
+    a cell that is a number or not name-like (csv.Sniffer's idea, simplified)."""
     cells = [c.strip().lstrip("\ufeff") for c in first]
     if not cells or any(not c or _is_number(c) for c in cells) or len(set(cells)) < len(cells):
         return False
     if any(_norm(c) in _ALL_KNOWN for c in cells):
         return True
-    if any(len(c) > 40 for c in cells):
+    if not all(_name_like(c) for c in cells):
         return False
     rows = [r for r in rest if len(r) == len(cells)]
-    return bool(rows) and any(all(_is_number(r[i]) for r in rows) for i in range(len(cells)))
+    return any(_is_number(v) or not _name_like(v) for r in rows for v in r)
 
 
 @dataclasses.dataclass(frozen=True)
