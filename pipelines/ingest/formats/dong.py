@@ -16,7 +16,7 @@ One `kind="labelled"` document per record:
 - `aspects`: one, the target at its first `$T$` (`start`/`end` in the cleaned text), the same
   polarity, `category` "". (A target occurs more than once in 368 of train.raw's 6,248 tweets; the
   record has one label, so it has one aspect.)
-- `item`: the record's own id, "<file name>:<i>" (the document id): the source has no ids, and
+- `item`: "<file name without extension>:<i>" ("train:17"): the source has no ids, and
   train.raw repeats 5 (tweet, target, polarity) triples; with a distinct `item` the exact
   de-duplication keeps them, so all 6,248 / 692 examples that EVAL.md counts are written.
 - `split`: "train" / "test" from the file name.
@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from pipelines.ingest.formats.base import InputFormat, RawRecord, open_input
-from pipelines.ingest.formats.semeval import relocate_span, split_from_name
+from pipelines.ingest.formats.semeval import relocate_span, source_stem, split_from_name
 from pipelines.ingest.parsing import ParseFn, Rejected, make_document
 from pipelines.records import (
     REJECT_MISSING_FIELD,
@@ -90,14 +90,13 @@ class ParseDongFn(ParseFn):
         raw = tweet.replace(TARGET, target)
         body = self.clean_body(raw, "tweet")
         term, start, end = relocate_span(raw, body, target, tweet.index(TARGET))
-        doc_id = self.doc_id(source, position)
         return make_document(
-            doc_id=doc_id,
+            doc_id=self.doc_id(source, position),
             kind="labelled",
             text=body,
             source=source,
             position=position,
-            item=doc_id,
+            item=f"{source_stem(source)}:{position}",
             label=label,
             labels=[label],
             split=split_from_name(source),

@@ -21,11 +21,11 @@ One `kind="labelled"` document per sentence line:
   feature's tags without brackets, space-separated ("+2", "-3 u", "+1 cc").
 - `labels`: the distinct features; `label`: the polarity all features share, null otherwise (no
   features, or mixed).
-- `item`: "<product>:<review>:<sentence>" with the product from the file name, the review number
+- `item`: "<product>:<review>:<sentence>": the file name without extension, the review number
   (1-based `[t]` count; 0 before the first `[t]`) and the sentence number in its review (0-based),
   like SemEval's "rid:n" sentence ids. Reviews repeat list markers and headings ("1 .", "cons :")
   in 9 sentence lines; a distinct `item` keeps them from being de-duplicated.
-- `split`: null (the dataset has no splits).
+- `split`: from the file name if it says train/test/dev, else null (the dataset has no splits).
 
 Lenient with the annotation (every feature is kept): tags with a typo (`look{+1]`, `[-3[p]`, `[+]`,
 `[2]`) are read token by token. Rejections: `missing_field` for a line with no `##` (one line of
@@ -34,12 +34,16 @@ Apex_AD2600... has a single `#`), `empty_text` for an empty sentence.
 
 from __future__ import annotations
 
-import posixpath
 import re
 from collections.abc import Iterator, Sequence
 
 from pipelines.ingest.formats.base import InputFormat, RawRecord, open_input
-from pipelines.ingest.formats.semeval import distinct, shared_polarity, split_from_name
+from pipelines.ingest.formats.semeval import (
+    distinct,
+    shared_polarity,
+    source_stem,
+    split_from_name,
+)
 from pipelines.ingest.parsing import ParseFn, Rejected, make_document
 from pipelines.records import REJECT_MISSING_FIELD, Aspect, Document, clean_text
 
@@ -47,7 +51,6 @@ HU_LIU = "hu-liu"
 TITLE = "[t]"
 _TAG_TOKEN = re.compile(r"[+-]\d*|\d+|[a-z]+")
 _SENTENCE_LINE = re.compile(rb"^(?:[^#\[\]]+(?:\[[^\]]*\])+\s*,?\s*)*##")
-_STEM = re.compile(r"\.txt$", re.IGNORECASE)
 
 
 def split_review_lines(path: str) -> Iterator[RawRecord]:
@@ -134,14 +137,13 @@ class ParseHuLiuFn(ParseFn):
                 polarity=_polarity(tokens),
                 category=" ".join(tokens),
             ))
-        product = _STEM.sub("", posixpath.basename(source))
         return make_document(
             doc_id=self.doc_id(source, position),
             kind="labelled",
             text=body,
             source=source,
             position=position,
-            item=f"{product}:{member or position}",
+            item=f"{source_stem(source)}:{member or position}",
             title=title,
             label=shared_polarity(aspects),
             labels=distinct([a["term"] for a in aspects]),

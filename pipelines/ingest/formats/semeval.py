@@ -28,10 +28,13 @@ One `kind="labelled"` document per record:
   [] for 2014 Laptops, which have none); `label`: the polarity every annotated aspect shares, or
   null when the sentence has no aspects or mixed polarities (the sources give no sentence
   polarity; this is only a summary of the aspect polarities).
-- `item`: the source's identifier of the annotated unit, the sentence `id` (2015/16: "rid:n", so
-  the review is its prefix) or, for SB2, the review `rid`. The sources repeat some short sentences
-  ("I love it!", 18 repeats in Laptop_Train_v2.xml) under different ids; with the id in `item` the
-  exact de-duplication key differs and every sentence EVAL.md counts is written.
+- `item`: "<file name without extension>:<id>", the id being the source's identifier of the
+  annotated unit: the sentence `id` (2015/16: "rid:n", so the review is its prefix) or, for SB2,
+  the review `rid`. The sources repeat short sentences ("I love it!"; 18 repeated texts in
+  Laptop_Train_v2.xml) under different ids, Laptops_Test_Gold.xml holds one sentence (id 227) of
+  Laptop_Train_v2.xml, and the 2016 training sets are the 2015 train + test sets: with the file
+  and id in `item` the exact de-duplication key differs, so every sentence of every file is
+  written (de-duplicate across gold files deliberately, if at all, when building a split).
 - `split`: "train" / "test" / "dev" / "trial" from the file name, else null.
 
 Rejections: `invalid_xml` (see above), `missing_field` (no sentence `id` / review `rid`, no
@@ -67,6 +70,7 @@ XML_ERROR_MEMBER = "xml-error: "
 MAX_ERROR_RAW_BYTES = 1 << 20
 _ROOT_TAGS = (b"<sentences", b"<Reviews", b"<sentence ", b"<Review ")
 _SPLIT_NAMES = {"train": "train", "test": "test", "dev": "dev", "val": "dev", "trial": "trial"}
+_COMPRESSION = (".gz", ".bz2", ".zst", ".deflate", ".lzma", ".xz")
 _SPLIT_WORD = re.compile(r"(?<![a-z])(train|test|dev|val|trial)(?![a-z])")
 
 
@@ -77,6 +81,15 @@ def split_from_name(source: str) -> str | None:
     """"Laptop_Train_v2.xml" -> "train", "Restaurants_Test_Gold.xml" -> "test", else None."""
     match = _SPLIT_WORD.search(posixpath.basename(source).lower())
     return _SPLIT_NAMES[match.group(1)] if match else None
+
+
+def source_stem(source: str) -> str:
+    """"data/Laptop_Train_v2.xml.gz" -> "Laptop_Train_v2": the prefix of `item` ids."""
+    name = posixpath.basename(source)
+    for suffix in _COMPRESSION:
+        name = name.removesuffix(suffix)
+    stem, dot, _ = name.rpartition(".")
+    return stem if dot and stem else name
 
 
 def relocate_span(raw: str, text: str, term: str, start: int) -> tuple[str, int, int]:
@@ -303,7 +316,7 @@ class ParseSemEvalFn(ParseFn):
             text=body,
             source=source,
             position=position,
-            item=unit,
+            item=f"{source_stem(source)}:{unit}",
             label=shared_polarity(aspects),
             labels=distinct([a["category"] for a in aspects]),
             split=split_from_name(source),
@@ -330,7 +343,8 @@ class ParseSemEvalFn(ParseFn):
         texts = [clean_text(_element_text(s)) for s in elem.iter("sentence")]
         body = self.clean_body(" ".join(t for t in texts if t), "review <text>")
         # Review-level opinions carry no offsets into the joined text: spans are -1.
-        aspects = [self._opinion(o, "", body, spans=False) for o in elem.iterfind("Opinions/Opinion")]
+        opinions = elem.iterfind("Opinions/Opinion")
+        aspects = [self._opinion(o, "", body, spans=False) for o in opinions]
         return review_id, body, aspects
 
     def _opinion(self, opinion: ET.Element, raw: str, body: str, spans: bool = True) -> Aspect:
