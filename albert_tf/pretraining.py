@@ -1,84 +1,23 @@
 """ALBERT pretraining: masked-LM + sentence-order prediction (SOP) on an `AlbertBackbone`.
 
-`build_sop_pairs` turns documents (lists of sentences) into segment pairs; `pretraining_dataset`
-tokenizes, packs and masks them in tf.data (masking stays dynamic); `AlbertPretrainer` adds a
-masked-LM head tied to the factorized token embedding and an SOP head on the pooled output.
+The instances (segment pairs, tokenized and packed) come from the `pretraining-data` Beam job;
+`albert_tf.instances` reads, batches and masks them in tf.data (masking stays dynamic, see
+`make_mask_generator`). `AlbertPretrainer` adds a masked-LM head tied to the factorized token
+embedding and an SOP head on the pooled output.
 """
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from collections.abc import Sequence
 
 import keras
 import keras_hub
 import numpy as np
-import tensorflow as tf
 
 from albert_tf.heads import SentenceOrderHead
 
-NO_SOP_LABEL = -1  # a single-segment instance: trains MLM only
-
-
-@dataclass
-class SopPairs:
-    """Segment pairs for pretraining. `label` is 0 (in order), 1 (swapped) or -1 (one segment)."""
-
-    first: list[str]
-    second: list[str]
-    label: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.first)
-
-
-def build_sop_pairs(
-    documents: Iterable[Sequence[str]],
-    max_chars: int = 400,
-    seed: int = 0,
-    swap_probability: float = 0.5,
-) -> SopPairs:
-    """Cut each document's consecutive sentences into chunks of about `max_chars` characters.
-
-    A chunk of two or more sentences is split at a random sentence boundary into segments A and B,
-    swapped with `swap_probability` (label 1). A one-sentence chunk becomes a single-segment
-    instance (label -1) so that short texts still feed masked-LM. Build pairs from body text only:
-    a headline as segment B is a surface cue that lets SOP be solved without understanding.
-    """
-    rng = random.Random(seed)
-    first: list[str] = []
-    second: list[str] = []
-    labels: list[int] = []
-
-    def emit(chunk: list[str]) -> None:
-        if len(chunk) == 1:
-            first.append(chunk[0])
-            second.append("")
-            labels.append(NO_SOP_LABEL)
-            return
-        cut = rng.randint(1, len(chunk) - 1)
-        a, b = " ".join(chunk[:cut]), " ".join(chunk[cut:])
-        swapped = rng.random() < swap_probability
-        first.append(b if swapped else a)
-        second.append(a if swapped else b)
-        labels.append(int(swapped))
-
-    for sentences in documents:
-        chunk: list[str] = []
-        size = 0
-        for sentence in sentences:
-            sentence = sentence.strip()
-            if not sentence:
-                continue
-            if chunk and size + len(sentence) > max_chars:
-                emit(chunk)
-                chunk, size = [], 0
-            chunk.append(sentence)
-            size += len(sentence) + 1
-        if chunk:
-            emit(chunk)
-    return SopPairs(first, second, np.asarray(labels, dtype=np.int32))
+# SOP labels: 0 the segments in text order, 1 swapped, -1 a single segment (trains MLM only).
+NO_SOP_LABEL = -1
 
 
 def example_order(num_examples: int, seed: int, start: int, count: int) -> np.ndarray:
@@ -99,56 +38,28 @@ def example_order(num_examples: int, seed: int, start: int, count: int) -> np.nd
     return out
 
 
-def make_masked_lm_preprocessor(
-    tokenizer, sequence_length: int, mask_selection_rate: float = 0.15
-) -> keras_hub.models.AlbertMaskedLMPreprocessor:
-    """keras-hub's ALBERT preprocessor: tokenize, pack [CLS] A [SEP] B [SEP], mask dynamically."""
-    return keras_hub.models.AlbertMaskedLMPreprocessor(
-        tokenizer=tokenizer,
-        sequence_length=sequence_length,
+def mask_selection_length(sequence_length: int, mask_selection_rate: float = 0.15) -> int:
+    """Masked positions per instance: 1.25x the expected count, so few instances lose a mask."""
+    return max(1, int(round(sequence_length * mask_selection_rate * 1.25)))
+
+
+def make_mask_generator(
+    vocabulary_size: int,
+    mask_token_id: int,
+    unselectable_token_ids: Sequence[int],
+    sequence_length: int,
+    mask_selection_rate: float = 0.15,
+) -> keras_hub.layers.MaskedLMMaskGenerator:
+    """keras-hub's dynamic masking, as in BERT: 15% of the tokens, of which 80% become [MASK],
+    10% a random token and 10% stay; special tokens are never selected. Runs in tf.data, so each
+    epoch masks other tokens."""
+    return keras_hub.layers.MaskedLMMaskGenerator(
+        vocabulary_size=vocabulary_size,
         mask_selection_rate=mask_selection_rate,
-        mask_selection_length=max(1, int(round(sequence_length * mask_selection_rate * 1.25))),
+        mask_token_id=mask_token_id,
+        mask_selection_length=mask_selection_length(sequence_length, mask_selection_rate),
+        unselectable_token_ids=list(unselectable_token_ids),
     )
-
-
-def pretraining_dataset(
-    pairs: SopPairs,
-    preprocessor: keras_hub.models.AlbertMaskedLMPreprocessor,
-    batch_size: int,
-    seed: int = 0,
-    start_step: int = 0,
-    num_steps: int | None = None,
-    shuffle: bool = True,
-) -> tf.data.Dataset:
-    """Batches of `(x, {"mlm", "sop"} labels, {"mlm", "sop"} weights)` from step `start_step`.
-
-    With `shuffle=False` the pairs are read once in order (for evaluation).
-    """
-    if shuffle:
-        num_steps = num_steps if num_steps is not None else 1
-        order = example_order(len(pairs), seed, start_step * batch_size, num_steps * batch_size)
-    else:
-        order = np.arange(len(pairs))
-    first = tf.constant(pairs.first)
-    second = tf.constant(pairs.second)
-    labels = tf.constant(pairs.label)
-
-    def gather(index):
-        return tf.gather(first, index), tf.gather(second, index), tf.gather(labels, index)
-
-    def preprocess(a, b, label):
-        x, mask_ids, mask_weights = preprocessor((a, b))
-        y = {"mlm": mask_ids, "sop": tf.maximum(label, 0)}
-        weights = {
-            "mlm": mask_weights,
-            "sop": tf.cast(label != NO_SOP_LABEL, "float32"),
-        }
-        return x, y, weights
-
-    ds = tf.data.Dataset.from_tensor_slices(order)
-    ds = ds.batch(batch_size, drop_remainder=shuffle).map(gather)
-    ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 @keras.saving.register_keras_serializable(package="albert_tf")
@@ -156,7 +67,7 @@ class AlbertPretrainer(keras_hub.models.Task):
     """An `AlbertBackbone` with a tied masked-LM head and a sentence-order head.
 
     Outputs `{"mlm": logits [batch, masks, vocabulary], "sop": logits [batch, 2]}`; the loss is
-    MLM + SOP (see `compile_pretrainer`). Preprocessing runs in tf.data (`pretraining_dataset`),
+    MLM + SOP (see `compile_pretrainer`). Preprocessing runs in tf.data (`albert_tf.instances`),
     so `preprocessor` is usually None.
 
     Args:

@@ -1,8 +1,9 @@
 """`opinionrec demo`: the whole chain on generated sample data, skipping up-to-date stages.
 
-sample-data -> ingest -> vocab -> pretrain -> finetune -> features -> train-recommender -> export,
-then a TF-Serving-compatible server on loopback answers `recommend` for a few users. Sized to finish
-within 15 minutes on 2 CPU cores; a second run only redoes what changed.
+sample-data -> ingest -> vocab -> pretraining-data -> pretrain -> finetune -> features ->
+train-recommender -> export, then a TF-Serving-compatible server on loopback answers `recommend` for
+a few users. Sized to finish within 15 minutes on 2 CPU cores; a second run only redoes what
+changed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ DEMO_STAGES: list[tuple[str, list[str]]] = [
     ("sample-data", []),
     ("ingest", []),
     ("vocab", ["--vocabulary-size", "4000"]),
+    ("pretraining-data", ["--sequence-length", "64"]),
     ("pretrain", ["--config", "mini", "--sequence-length", "64", "--batch-size", "32",
                   "--steps", "1200", "--max-minutes", "4", "--checkpoint-every", "200",
                   "--learning-rate", "2e-3"]),
@@ -32,7 +34,7 @@ DEMO_STAGES: list[tuple[str, list[str]]] = [
     ("train-recommender", []),
     ("export", []),
 ]
-BEAM_STAGES = {"ingest", "features"}
+BEAM_STAGES = {"ingest", "pretraining-data", "features"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,11 +1,19 @@
-"""`opinionrec pretrain`: pretrain ALBERT (MLM + SOP) on the ingested reviews and news."""
+"""`opinionrec pretrain`: pretrain ALBERT (MLM + SOP) on the instances of `pretraining-data`.
+
+The instances (`<workspace>/pretraining_data/`, written by the `pretraining-data` Beam job) are
+read into memory in a canonical order and fed in seeded epoch shuffles that are a pure function of
+the step, so a run resumed from a checkpoint sees exactly the batches it would have; masking is
+dynamic, in tf.data.
+"""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import shutil
+from pathlib import Path
 
 from pipelines import workspace as ws_lib
 
@@ -15,12 +23,15 @@ log = logging.getLogger("opinionrec")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     ws_lib.add_workspace_argument(parser)
     parser.add_argument("--config", default="tiny",
-                        help="model size: nano, mini, tiny, small, base, large (default: %(default)s)")
-    parser.add_argument("--sequence-length", type=int, default=128,
-                        help="tokens per training instance (default: %(default)s)")
+                        help="model size: nano, mini, tiny, small, base, large "
+                        "(default: %(default)s)")
+    parser.add_argument("--sequence-length", type=int, default=None,
+                        help="tokens per training instance, at least the pretraining data's "
+                        "(default: the `pretraining-data --sequence-length`)")
     parser.add_argument("--batch-size", type=int, default=64,
                         help="instances per step (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=10000, help="training steps (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=10000,
+                        help="training steps (default: %(default)s)")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop at the first checkpoint after this many minutes")
     parser.add_argument("--learning-rate", type=float, default=1e-3,
@@ -34,11 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     parser.add_argument("--keep-checkpoints", type=int, default=3,
                         help="newest checkpoints kept on disk (default: %(default)s)")
-    parser.add_argument("--held-out", type=float, default=0.05,
-                        help="fraction of documents held out for evaluation (default: %(default)s)")
+    parser.add_argument("--held-out", type=float, default=None,
+                        help="ignored: the held-out documents are the validation split of "
+                        "`pretraining-data --validation-fraction`")
     parser.add_argument("--eval-batches", type=int, default=20,
                         help="held-out batches evaluated at each checkpoint (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="data order and SOP swaps")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="data order, initial weights and masking (SOP swaps are seeded by "
+                        "`pretraining-data --seed`)")
     parser.add_argument("--no-xla", action="store_true", help="train without jit_compile")
     parser.add_argument("--init-from-preset", default=None,
                         help="start from a keras-hub ALBERT preset folder instead of scratch")
@@ -46,69 +60,103 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _params(args: argparse.Namespace) -> dict:
     keys = ["config", "sequence_length", "batch_size", "steps", "learning_rate", "warmup_steps",
-            "optimizer", "checkpoint_every", "held_out", "seed", "no_xla", "init_from_preset"]
+            "optimizer", "checkpoint_every", "eval_batches", "seed", "no_xla", "init_from_preset"]
     return {k: getattr(args, k) for k in keys}
+
+
+def _proto_sha256(tokenizer, preset: str | None) -> str:
+    """SHA-256 of the SentencePiece proto behind a keras-hub tokenizer."""
+    proto = tokenizer.proto
+    if preset and not isinstance(proto, bytes):
+        proto = Path(preset, "assets", "tokenizer", "vocabulary.spm")
+    if not isinstance(proto, bytes):
+        proto = Path(proto).read_bytes()
+    return hashlib.sha256(proto).hexdigest()
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     ws = ws_lib.workspace_from_args(args)
     params = _params(args)
-    inputs = {"vocab": "stage:vocab", "ingest": "stage:ingest"}
+    inputs = {"vocab": "stage:vocab", "pretraining-data": "stage:pretraining-data"}
     if args.init_from_preset:
         inputs["preset"] = args.init_from_preset
     if ws_lib.skip_if_fresh(args, ws, "pretrain", params, inputs):
         return 0
+    data_record = ws_lib.read_stage_record(ws, "pretraining-data")
+    if data_record is None or not (ws.pretraining_data / "schema.json").exists():
+        raise SystemExit(f"pretrain: no pretraining instances in {ws.pretraining_data}; run "
+                         "`opinionrec pretraining-data` first")
+    if args.held_out is not None:
+        log.warning("pretrain: --held-out is ignored; the held-out documents are the validation "
+                    "split of `pretraining-data --validation-fraction`")
 
     import keras
     import keras_hub
 
     from albert_tf.configs import get_config
-    from albert_tf.pretraining import (
-        AlbertPretrainer, SopPairs, build_sop_pairs, compile_pretrainer,
-        make_masked_lm_preprocessor, pretraining_dataset,
+    from albert_tf.instances import (
+        instance_dataset,
+        load_instances,
+        mask_generator_from_schema,
+        read_schema,
     )
+    from albert_tf.pretraining import AlbertPretrainer, compile_pretrainer
     from albert_tf.tokenizer import load_tokenizer
     from albert_tf.training import fit_resumable, make_optimizer, read_history
-    from pipelines.corpus import body_sentences, held_out, read_docs
 
+    schema = read_schema(ws.pretraining_data)
+    sequence_length = args.sequence_length or schema["sequence_length"]
+    if sequence_length < schema["sequence_length"]:
+        raise SystemExit(
+            f"pretrain: --sequence-length {sequence_length} is shorter than the pretraining "
+            f"instances ({schema['sequence_length']}); run `opinionrec pretraining-data "
+            f"--sequence-length {sequence_length}` first"
+        )
+    params["sequence_length"] = sequence_length
     stage_dir = ws.stage_dir("pretrain")
     checkpoints = stage_dir / "checkpoints"
     run_file = stage_dir / "run.json"
-    # Checkpoints of a run with other options cannot be resumed: start over.
-    if run_file.exists() and json.loads(run_file.read_text()) != ws_lib.jsonable(
-        {**params, "max_minutes": None}
-    ):
-        log.info("pretrain: options changed; discarding old checkpoints and logs")
+    # Checkpoints of a run with other options or other instances cannot be resumed: start over.
+    run_state = ws_lib.jsonable({**params, "max_minutes": None, "data": data_record["run_id"]})
+    if run_file.exists() and json.loads(run_file.read_text()) != run_state:
+        log.info("pretrain: options or pretraining data changed; discarding old checkpoints "
+                 "and logs")
         shutil.rmtree(checkpoints, ignore_errors=True)
         shutil.rmtree(stage_dir / "logs", ignore_errors=True)
 
     with ws_lib.stage_run(ws, "pretrain", params, inputs) as record:
-        run_file.write_text(json.dumps(ws_lib.jsonable({**params, "max_minutes": None})))
-        docs = read_docs(ws.docs, kinds=["review", "news"], columns=["text", "sentences"])
-        is_held_out = held_out(docs["id"], args.held_out)
-        train_docs = [body_sentences(r) for r, h in zip(docs.to_dict("records"), is_held_out) if not h]
-        eval_docs = [body_sentences(r) for r, h in zip(docs.to_dict("records"), is_held_out) if h]
-        max_chars = args.sequence_length * 3
-        train_pairs = build_sop_pairs(train_docs, max_chars=max_chars, seed=args.seed)
-        eval_pairs = build_sop_pairs(eval_docs, max_chars=max_chars, seed=args.seed + 1)
-        eval_size = min(len(eval_pairs), args.eval_batches * args.batch_size)
-        eval_pairs = SopPairs(eval_pairs.first[:eval_size], eval_pairs.second[:eval_size],
-                              eval_pairs.label[:eval_size])
-        log.info("pretrain: %d training and %d held-out instances from %d documents",
-                 len(train_pairs), len(eval_pairs), len(docs))
-        if not len(train_pairs):
-            raise SystemExit("pretrain: no training text in the ingested documents")
+        run_file.write_text(json.dumps(run_state))
+        if args.init_from_preset:
+            tokenizer = keras_hub.models.AlbertTokenizer.from_preset(args.init_from_preset)
+        else:
+            tokenizer = load_tokenizer(ws.spm_model)
+        if _proto_sha256(tokenizer, args.init_from_preset) != schema["spm_model"]["sha256"]:
+            source = (f"{args.init_from_preset}/assets/tokenizer/vocabulary.spm"
+                      if args.init_from_preset else str(ws.spm_model))
+            raise SystemExit(
+                f"pretrain: the pretraining instances were tokenized with "
+                f"{schema['spm_model']['path']}, not with {source}; run `opinionrec "
+                f"pretraining-data" + (f" --spm-model {source}`" if args.init_from_preset
+                                       else "`") + " first"
+            )
+        train = load_instances(ws.pretraining_data, "train")
+        held_out = load_instances(ws.pretraining_data, "validation")
+        held_out = held_out.take(min(len(held_out), args.eval_batches * args.batch_size))
+        log.info("pretrain: %d training and %d held-out instances of up to %d tokens (%s)",
+                 len(train), len(held_out), sequence_length, ws.pretraining_data)
+        if not len(train):
+            raise SystemExit("pretrain: no training instances; see "
+                             f"{ws.pretraining_data / 'stats.json'}")
 
         keras.utils.set_random_seed(args.seed)  # initial weights, dropout, masking
         if args.init_from_preset:
-            tokenizer = keras_hub.models.AlbertTokenizer.from_preset(args.init_from_preset)
             backbone = keras_hub.models.AlbertBackbone.from_preset(args.init_from_preset)
         else:
-            tokenizer = load_tokenizer(ws.spm_model)
             config = get_config(args.config, vocabulary_size=tokenizer.vocabulary_size(),
-                                max_sequence_length=max(args.sequence_length, 128))
+                                max_sequence_length=max(sequence_length, 128))
             backbone = keras_hub.models.AlbertBackbone(**config.backbone_kwargs())
-        preprocessor = make_masked_lm_preprocessor(tokenizer, args.sequence_length)
+        masker = mask_generator_from_schema(schema, sequence_length)
+        pad_id = schema["special_token_ids"]["pad"]
         pretrainer = AlbertPretrainer(backbone)
         warmup = args.warmup_steps if args.warmup_steps is not None else min(500, args.steps // 10)
         optimizer = make_optimizer(args.optimizer, args.learning_rate, warmup, args.steps)
@@ -117,25 +165,27 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                  args.init_from_preset or args.config, backbone.count_params(),
                  backbone.token_embedding.count_params(), "on" if not args.no_xla else "off")
 
-        eval_ds = pretraining_dataset(eval_pairs, preprocessor, args.batch_size, shuffle=False)
-        if len(eval_pairs):
+        eval_ds = instance_dataset(held_out, masker, args.batch_size, sequence_length, pad_id,
+                                   shuffle=False)
+        if len(held_out):
             eval_ds = eval_ds.cache()  # masks drawn once, so every evaluation sees the same ones
 
         def train_ds(start_step: int, num_steps: int):
-            return pretraining_dataset(
-                train_pairs, preprocessor, args.batch_size, seed=args.seed,
+            return instance_dataset(
+                train, masker, args.batch_size, sequence_length, pad_id, seed=args.seed,
                 start_step=start_step, num_steps=num_steps,
             )
 
         step = fit_resumable(
             pretrainer, train_ds, total_steps=args.steps,
             steps_per_checkpoint=args.checkpoint_every, checkpoint_dir=checkpoints,
-            log_dir=stage_dir / "logs", validation_data=eval_ds if len(eval_pairs) else None,
+            log_dir=stage_dir / "logs", validation_data=eval_ds if len(held_out) else None,
             keep_checkpoints=args.keep_checkpoints, max_minutes=args.max_minutes,
-            tokens_per_step=args.batch_size * args.sequence_length,
+            tokens_per_step=args.batch_size * sequence_length,
         )
-        metrics = {"step": step}
-        if len(eval_pairs):
+        metrics = {"step": step, "train_instances": len(train),
+                   "held_out_instances": len(held_out)}
+        if len(held_out):
             scores = pretrainer.evaluate(eval_ds, return_dict=True, verbose=0)
             metrics.update({
                 "held_out_mlm_accuracy": scores["mlm_accuracy"],

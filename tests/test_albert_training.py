@@ -12,12 +12,11 @@ from albert_tf.classifier import (
     make_text_preprocessor,
 )
 from albert_tf.configs import get_config
-from albert_tf.pretraining import (
-    AlbertPretrainer, build_sop_pairs, compile_pretrainer, make_masked_lm_preprocessor,
-    pretraining_dataset,
-)
+from albert_tf.instances import Instances, instance_dataset
+from albert_tf.pretraining import AlbertPretrainer, compile_pretrainer, make_mask_generator
 from albert_tf.tokenizer import load_tokenizer
 from albert_tf.training import StepCheckpoint, fit_resumable, make_optimizer, read_history
+from pipelines.pretraining_data import run_pretraining_data_bare
 from tests.conftest import make_review_corpus
 
 
@@ -39,12 +38,18 @@ def ordered_corpus(n: int, seed: int = 0) -> list[list[str]]:
 @pytest.mark.slow
 def test_pretraining_learns_masked_lm_and_sop(spm_model, tmp_path):
     tokenizer = load_tokenizer(spm_model)
-    pairs = build_sop_pairs(make_review_corpus(300) + ordered_corpus(600), max_chars=160)
-    preprocessor = make_masked_lm_preprocessor(tokenizer, sequence_length=48)
+    corpus = make_review_corpus(300) + ordered_corpus(600)
+    docs = [{"id": f"doc{i:05d}", "kind": "review", "text": " ".join(s), "sentences": s}
+            for i, s in enumerate(corpus)]
+    records = run_pretraining_data_bare(docs, spm_model, sequence_length=48,
+                                        validation_fraction=0.0).records["train"]
+    instances = Instances.from_records(records)
+    masker = make_mask_generator(tokenizer.vocabulary_size(), tokenizer.mask_token_id,
+                                 tokenizer.special_token_ids, sequence_length=48)
     model = AlbertPretrainer(nano_backbone(tokenizer))
     compile_pretrainer(model, make_optimizer("adamw", 3e-3, 20, 300), jit_compile=True)
     fit_resumable(
-        model, lambda s, n: pretraining_dataset(pairs, preprocessor, 32, start_step=s, num_steps=n),
+        model, lambda s, n: instance_dataset(instances, masker, 32, 48, start_step=s, num_steps=n),
         total_steps=300, steps_per_checkpoint=100, checkpoint_dir=tmp_path / "ckpt",
         log_dir=tmp_path / "logs", verbose=0,
     )

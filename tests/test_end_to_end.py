@@ -20,6 +20,7 @@ CHAIN = [
      "--impressions", "200"],
     ["ingest"],
     ["vocab", "--vocabulary-size", "400", "--min-aspect-count", "3"],
+    ["pretraining-data", "--sequence-length", "48"],
     ["pretrain", "--config", "nano", "--sequence-length", "48", "--batch-size", "16",
      "--steps", "40", "--checkpoint-every", "20", "--learning-rate", "3e-3"],
     ["finetune", "--sequence-length", "48", "--epochs", "4"],

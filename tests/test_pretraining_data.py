@@ -1,34 +1,97 @@
-"""SOP pairs and the resumable data order."""
+"""The pretraining-data Beam job, its bare-loop twin, the tf.data reader and the resumable order."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
 
 import numpy as np
+import pytest
+import sentencepiece as spm
 
-from albert_tf.pretraining import NO_SOP_LABEL, build_sop_pairs, example_order
+from albert_tf.instances import (
+    Instances, instance_dataset, load_instances, mask_generator_from_schema, read_schema,
+)
+from albert_tf.pretraining import NO_SOP_LABEL, example_order
+from pipelines import cli
+from pipelines.pretraining_data import (
+    SPLITS, InstanceOptions, SpecialIds, chunk_instance, is_validation,
+    pack_chunks, reconcile, run_pipeline, run_pretraining_data_bare,
+)
+from pipelines.records import DOC_SCHEMA, read_table
+
+SEQUENCE_LENGTH = 48
+SPECIAL = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4)
 
 
-def test_sop_pairs_keep_order_or_swap_and_lose_no_text():
-    docs = [["A one.", "A two.", "A three."], ["B one.", "B two."], ["Only one."]]
-    pairs = build_sop_pairs(docs, max_chars=1000, seed=1)
-    assert len(pairs) == 3
-    for first, second, label in zip(pairs.first, pairs.second, pairs.label):
-        if label == NO_SOP_LABEL:
-            assert (first, second) == ("Only one.", "")
-            continue
+def as_docs(corpus: list[list[str]], kind: str = "review") -> list[dict]:
+    return [{"id": f"doc{i:05d}", "kind": kind, "text": " ".join(s), "sentences": s}
+            for i, s in enumerate(corpus)]
+
+
+def segments_of(tokens: list[int], segment_ids: list[int]) -> tuple[list[int], list[int]]:
+    """(first, second) content tokens of `[CLS] first [SEP] second [SEP]`, checking the layout."""
+    assert tokens[0] == SPECIAL.cls
+    first_sep = tokens.index(SPECIAL.sep)
+    assert segment_ids[: first_sep + 1] == [0] * (first_sep + 1)
+    assert segment_ids[first_sep + 1 :] == [1] * (len(tokens) - first_sep - 1)
+    second = tokens[first_sep + 1 : -1]
+    if second:
+        assert tokens[-1] == SPECIAL.sep
+    return tokens[1:first_sep], second
+
+
+# === Per-document functions (no Beam, no workspace) ===
+
+
+def test_chunks_fill_the_budget_at_sentence_boundaries_and_truncate_long_sentences():
+    sentences = [[10] * 4, [11] * 5, [12] * 3, [13] * 20, [14] * 2, []]
+    chunks = pack_chunks(sentences, max_tokens=10)
+    assert chunks == [[[10] * 4, [11] * 5], [[12] * 3], [[13] * 10], [[14] * 2]]
+
+
+def test_an_instance_is_cls_a_sep_b_sep_with_the_segments_swapped_or_not():
+    chunk = [[10, 11], [12], [13, 14, 15]]
+    labels = Counter()
+    for seed in range(200):
+        tokens, segments, label = chunk_instance(chunk, random.Random(seed), 0.5, SPECIAL)
+        labels[label] += 1
+        assert tokens.count(SPECIAL.sep) == 2
+        first, second = segments_of(tokens, segments)
         a, b = (second, first) if label == 1 else (first, second)
-        joined = f"{a} {b}"
-        assert joined in {"A one. A two. A three.", "B one. B two."}
+        assert a + b == [10, 11, 12, 13, 14, 15]  # a cut at a sentence boundary, nothing lost
+        assert len(a) in (2, 3)
+    assert labels[0] > 50 and labels[1] > 50
+    tokens, segments, label = chunk_instance([[10, 11]], random.Random(0), 0.5, SPECIAL)
+    assert (tokens, segments, label) == ([2, 10, 11, 3], [0, 0, 0, 0], NO_SOP_LABEL)
 
 
-def test_swap_rate_is_about_half():
-    docs = [[f"s{i}a.", f"s{i}b."] for i in range(2000)]
-    labels = build_sop_pairs(docs, seed=3).label
+def test_swap_rate_is_about_half_and_seeded_per_document(spm_model):
+    docs = as_docs([[f"Sentence {i} opens.", f"Then {i} closes."] for i in range(2000)])
+    result = run_pretraining_data_bare(docs, spm_model, sequence_length=SEQUENCE_LENGTH,
+                                       validation_fraction=0.0, serialize=False)
+    labels = np.array([i.sop_label for i in result.records["train"]])
+    assert len(labels) == 2000 and set(labels) == {0, 1}
     assert 0.45 < labels.mean() < 0.55
+    # A document's cuts and swaps depend on its id and the seed only, not on its neighbours.
+    alone = run_pretraining_data_bare(docs[7:8], spm_model, sequence_length=SEQUENCE_LENGTH,
+                                      validation_fraction=0.0, serialize=False)
+    assert alone.records["train"][0].sop_label == labels[7]
+    reseeded = run_pretraining_data_bare(docs, spm_model, sequence_length=SEQUENCE_LENGTH,
+                                         validation_fraction=0.0, seed=1, serialize=False)
+    assert not np.array_equal([i.sop_label for i in reseeded.records["train"]], labels)
 
 
-def test_long_documents_are_chunked():
-    docs = [[f"Sentence number {i} of a long document." for i in range(40)]]
-    pairs = build_sop_pairs(docs, max_chars=120)
-    assert len(pairs) > 5
-    assert all(len(a) + len(b) <= 120 + 45 for a, b in zip(pairs.first, pairs.second))
+def test_short_and_empty_documents_are_skipped_with_reasons(spm_model):
+    docs = as_docs([["The battery life is excellent."], ["Ok."], []])
+    docs[2]["text"] = "  "
+    docs.append({"id": "x", "kind": "other", "text": "Some text here.", "sentences": None})
+    stats = run_pretraining_data_bare(docs, spm_model, min_tokens=5).stats
+    assert stats["skipped_by_reason"] == {"kind_not_selected": 1, "no_text": 1,
+                                          "too_few_tokens": 1}
+    assert (stats["documents_read"], stats["documents_used"]) == (4, 1)
+    assert reconcile(stats) == []
 
 
 def test_example_order_is_a_pure_function_of_position():
@@ -39,3 +102,175 @@ def test_example_order_is_a_pure_function_of_position():
     # Resuming at any position continues the same stream.
     np.testing.assert_array_equal(example_order(10, seed=7, start=13, count=22), whole[13:])
     assert not np.array_equal(example_order(10, seed=8, start=0, count=10), whole[:10])
+
+
+# === The Beam job on a small generated workspace ===
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("pretraining_data")
+    for stage in (
+        ["sample-data", "--reviews", "200", "--users", "30", "--items", "10", "--news", "60",
+         "--impressions", "50"],
+        ["ingest"],
+        ["vocab", "--vocabulary-size", "300", "--min-aspect-count", "2"],
+        # A short sequence length, so that some reviews fill several instances.
+        ["pretraining-data", "--sequence-length", str(SEQUENCE_LENGTH),
+         "--validation-fraction", "0.2"],
+    ):
+        assert cli.main([stage[0], "--workspace", str(ws), *stage[1:]]) == 0, stage[0]
+    return ws
+
+
+@pytest.fixture(scope="module")
+def written(workspace):
+    """Every instance on disk, by split, as Python lists."""
+    out = {}
+    for split in SPLITS:
+        instances = load_instances(workspace / "pretraining_data", split)
+        out[split] = [
+            {"tokens": t, "segments": s, "label": int(label), "doc": d.decode(), "index": int(i)}
+            for t, s, label, d, i in zip(
+                instances.token_ids.to_list(), instances.segment_ids.to_list(),
+                instances.sop_label, instances.doc_id, instances.instance_index)
+        ]
+    return out
+
+
+def test_every_instance_fits_and_is_laid_out_as_cls_a_sep_b_sep(written):
+    labels = Counter()
+    for rows in written.values():
+        for row in rows:
+            tokens, label = row["tokens"], row["label"]
+            assert len(tokens) <= SEQUENCE_LENGTH
+            first, second = segments_of(tokens, row["segments"])
+            assert first
+            if label == NO_SOP_LABEL:
+                assert tokens.count(SPECIAL.sep) == 1 and not second
+            else:
+                assert tokens.count(SPECIAL.sep) == 2 and second
+            assert SPECIAL.pad not in tokens and SPECIAL.mask not in tokens
+            labels[label] += 1
+    pairs = labels[0] + labels[1]
+    assert pairs > 200 and 0.4 < labels[1] / pairs < 0.6
+
+
+def test_documents_are_split_whole_by_id(workspace, written):
+    by_split = {split: {r["doc"] for r in rows} for split, rows in written.items()}
+    assert by_split["train"] and by_split["validation"]
+    assert not by_split["train"] & by_split["validation"]
+    for split, docs in by_split.items():
+        assert all(is_validation(d, 0.2) == (split == "validation") for d in docs)
+
+
+def test_segments_cover_the_tokenized_documents_in_order(workspace, written):
+    processor = spm.SentencePieceProcessor(model_file=str(workspace / "vocab" / "spm.model"))
+    docs = read_table(workspace / "ingest" / "docs", DOC_SCHEMA).to_pylist()
+    text_of = {d["id"]: d for d in docs}
+    rebuilt: dict[str, list[int]] = {}
+    rows = sorted((r for rs in written.values() for r in rs), key=lambda r: (r["doc"], r["index"]))
+    for row in rows:
+        first, second = segments_of(row["tokens"], row["segments"])
+        a, b = (second, first) if row["label"] == 1 else (first, second)
+        rebuilt.setdefault(row["doc"], []).extend(a + b)
+    stats = json.loads((workspace / "pretraining_data" / "stats.json").read_text())
+    assert len(rebuilt) == stats["documents_used"]
+    budget = SEQUENCE_LENGTH - 3
+    for doc_id, tokens in rebuilt.items():
+        doc = text_of[doc_id]
+        sentences = doc["sentences"] or [doc["text"]]
+        expected = [t for ids in processor.encode(sentences) for t in ids[:budget]]
+        assert tokens == expected, doc_id
+
+
+def test_counts_reconcile_with_the_documents_and_the_files(workspace, written):
+    out = workspace / "pretraining_data"
+    stats = json.loads((out / "stats.json").read_text())
+    schema = read_schema(out)
+    docs = read_table(workspace / "ingest" / "docs", DOC_SCHEMA)
+    assert stats["documents_read"] == docs.num_rows
+    assert stats["documents_read"] == stats["documents_used"] + stats["documents_skipped"]
+    assert reconcile(stats, out) == []
+    for split in SPLITS:
+        assert stats["instances"][split] == schema["splits"][split]["instances"] == \
+            len(written[split])
+        assert stats["documents"][split] == len({r["doc"] for r in written[split]})
+        labels = Counter(r["label"] for r in written[split])
+        assert stats["sop_labels"][split] == {"in_order": labels[0], "swapped": labels[1],
+                                              "single_segment": labels[NO_SOP_LABEL]}
+    assert schema["sequence_length"] == SEQUENCE_LENGTH
+    assert schema["vocabulary_size"] == 300
+    assert schema["special_token_ids"] == {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
+    assert set(schema["features"]) >= {"token_ids", "segment_ids", "sop_label", "doc_id"}
+
+
+def test_runs_are_deterministic_and_match_the_bare_loop(workspace, written, tmp_path):
+    out = workspace / "pretraining_data"
+    schema = read_schema(out)
+    options = InstanceOptions(**{**schema["options"], "kinds": tuple(schema["options"]["kinds"])})
+    spm_path = workspace / "vocab" / "spm.model"
+    run_pipeline(str(workspace / "ingest" / "docs" / "*.parquet"), spm_path, tmp_path, options,
+                 num_shards=2)
+    assert len(list((tmp_path / "train").glob("*.tfrecord"))) == 2
+    for split in SPLITS:
+        again = load_instances(tmp_path, split)
+        assert again.token_ids.to_list() == [r["tokens"] for r in written[split]]
+        np.testing.assert_array_equal(again.sop_label, [r["label"] for r in written[split]])
+
+    docs = read_table(workspace / "ingest" / "docs", DOC_SCHEMA).to_pylist()
+    bare = run_pretraining_data_bare(docs, spm_path, **schema["options"])
+    beam_stats = json.loads((out / "stats.json").read_text())
+    assert {k: v for k, v in bare.stats.items() if k not in ("runner", "wall_s")} == \
+        {k: v for k, v in beam_stats.items() if k not in ("runner", "wall_s")}
+    for split in SPLITS:
+        from_bare = Instances.from_records(bare.records[split])
+        assert from_bare.token_ids.to_list() == [r["tokens"] for r in written[split]]
+
+
+def test_reader_yields_masked_padded_batches_in_a_resumable_order(workspace, written):
+    out = workspace / "pretraining_data"
+    schema = read_schema(out)
+    train = load_instances(out, "train")
+    masker = mask_generator_from_schema(schema)
+    batches = list(instance_dataset(train, masker, 8, SEQUENCE_LENGTH, num_steps=4))
+    assert len(batches) == 4
+    masks = masker.mask_selection_length
+    order = example_order(len(train), 0, 0, 32)
+    for step, (x, y, w) in enumerate(batches):
+        assert x["token_ids"].shape == x["segment_ids"].shape == x["padding_mask"].shape == \
+            (8, SEQUENCE_LENGTH)
+        assert x["mask_positions"].shape == y["mlm"].shape == w["mlm"].shape == (8, masks)
+        assert y["sop"].shape == w["sop"].shape == (8,)
+        for row, index in enumerate(order[step * 8 : step * 8 + 8]):
+            original = written["train"][index]["tokens"]
+            tokens = x["token_ids"][row].numpy()
+            length = len(original)
+            assert int(x["padding_mask"][row].numpy().sum()) == length
+            assert (tokens[length:] == SPECIAL.pad).all()
+            # Masked positions hold the original token as the label; others are untouched.
+            chosen = x["mask_positions"][row].numpy()[w["mlm"][row].numpy() > 0]
+            assert len(chosen) >= 1
+            np.testing.assert_array_equal(y["mlm"][row].numpy()[: len(chosen)],
+                                          np.asarray(original)[chosen])
+            untouched = np.setdiff1d(np.arange(length), chosen)
+            np.testing.assert_array_equal(tokens[untouched], np.asarray(original)[untouched])
+            label = written["train"][index]["label"]
+            assert int(y["sop"][row]) == max(label, 0)
+            assert float(w["sop"][row]) == (label != NO_SOP_LABEL)
+    # Starting at step 2 gives the batches a full run sees at step 2 (masks aside).
+    resumed = list(instance_dataset(train, masker, 8, SEQUENCE_LENGTH, start_step=2, num_steps=2))
+    for (x, y, _), (x_full, y_full, _) in zip(resumed, batches[2:]):
+        np.testing.assert_array_equal(x["segment_ids"], x_full["segment_ids"])
+        np.testing.assert_array_equal(y["sop"], y_full["sop"])
+
+
+def test_if_stale_skips_and_pretrain_asks_for_the_instances(workspace, tmp_path):
+    record = json.loads((workspace / "pretraining_data" / "_stage.json").read_text())
+    assert cli.main(["pretraining-data", "--workspace", str(workspace), "--if-stale",
+                     "--sequence-length", str(SEQUENCE_LENGTH),
+                     "--validation-fraction", "0.2"]) == 0
+    assert json.loads((workspace / "pretraining_data" / "_stage.json").read_text())["run_id"] == \
+        record["run_id"]
+    with pytest.raises(SystemExit, match="run `opinionrec pretraining-data` first"):
+        cli.main(["pretrain", "--workspace", str(tmp_path)])
