@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -133,6 +132,12 @@ def test_headerless_tsv_and_jsonl_in_one_run(tmp_path: Path):
         "business", "train", "en")
     assert (topics[3]["label"], topics[3]["split"], topics[3]["language"]) == (
         "sport", "test", "zh")
+    # An optional key missing from one JSON record is a null; the text or label missing is not.
+    raw = b'{"content": "No split here.", "topic": "misc"}'
+    kind, doc = parse_one(raw, TABLES / "topics.jsonl")
+    assert kind == "doc" and doc["split"] is None and doc["label"] == "misc"
+    reason, detail = parse_one(b'{"content": "No label."}', TABLES / "topics.jsonl")
+    assert reason == "missing_field" and "'topic'" in detail
 
 
 def test_columns_by_name_and_index(tmp_path: Path):
@@ -220,6 +225,7 @@ def test_clinc_splits_and_labels(tmp_path: Path):
 
 
 def make_text_folder(root: Path) -> Path:
+    root.mkdir()
     (root / "SOURCE.md").write_text("about the data\n")
     corpus = root / "bbc"
     for label in ("business", "sport"):
@@ -383,7 +389,7 @@ def test_real_chnsenticorp(tmp_path: Path):
     check_real(tmp_path / "ws", stats, 7766, {"empty_text": 1}, 0)  # one review is empty
     docs = read_table(tmp_path / "ws" / "ingest" / "docs", DOC_SCHEMA).to_pandas()
     assert (docs["language"] == "zh").mean() > 0.99
-    assert docs.groupby("label").size().to_dict() == {"0": 2444, "1": 5321}
+    assert docs.groupby("label").size().to_dict() == {"0": 2443, "1": 5322}  # the empty one is 0
 
 
 def test_real_thucnews_dev_without_header(tmp_path: Path):

@@ -551,11 +551,15 @@ class ParseTableFn(ParseFn):
             raise Rejected(REJECT_MISSING_FIELD, mapping.error)
         row = self._row(text, layout)
 
+        kind = mapping.kind
+        required = {"review": ("user", "item"), "labelled": ("label",)}.get(kind, ())
+        required_columns = {mapping.columns[f] for f in ("text", *required) if f in mapping.columns}
+
         def cell(column: int | str, field: str) -> str | None:
-            if isinstance(row, dict):
-                if column not in row:
+            if isinstance(row, dict):  # JSON: a missing optional key is a null
+                if column not in row and column in required_columns:
                     raise Rejected(REJECT_MISSING_FIELD, f"{field} (column {column!r}) is missing")
-                return _scalar(row[column], field)
+                return _scalar(row.get(column), field)
             if not isinstance(column, int) or column >= len(row):
                 raise Rejected(REJECT_WRONG_COLUMN_COUNT,
                                f"{field} is column {column} but the row has {len(row)} columns")
@@ -568,8 +572,6 @@ class ParseTableFn(ParseFn):
         raw_text = cell(mapping.columns["text"], mapping.names["text"])
         if raw_text is None:
             raise Rejected(REJECT_MISSING_FIELD, f"{mapping.names['text']} is null")
-        kind = mapping.kind
-        required = {"review": ("user", "item"), "labelled": ("label",)}.get(kind, ())
         for field in required:
             if field in mapping.columns and not values.get(field):
                 name = mapping.names[field]
