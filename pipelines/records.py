@@ -33,6 +33,7 @@ DOC_KINDS: tuple[str, ...] = ("review", "news", "labelled")
 # Why a raw record was rejected; `ingest` writes one of these in each dead-letter row.
 REJECT_INVALID_UTF8 = "invalid_utf8"
 REJECT_INVALID_JSON = "invalid_json"
+REJECT_INVALID_XML = "invalid_xml"
 REJECT_WRONG_COLUMN_COUNT = "wrong_column_count"
 REJECT_MISSING_FIELD = "missing_field"
 REJECT_WRONG_TYPE = "wrong_type"
@@ -43,6 +44,7 @@ REJECT_TEXT_TOO_SHORT = "text_too_short"
 REJECT_REASONS: tuple[str, ...] = (
     REJECT_INVALID_UTF8,
     REJECT_INVALID_JSON,
+    REJECT_INVALID_XML,
     REJECT_WRONG_COLUMN_COUNT,
     REJECT_MISSING_FIELD,
     REJECT_WRONG_TYPE,

@@ -13,7 +13,13 @@ from pipelines.records import normalise_for_dedup
 
 
 def doc_dedup_key(doc: Mapping[str, Any]) -> str:
-    """(kind, user, item, case-folded title + text), hashed to keep the shuffle small."""
+    """(kind, user, item, case-folded title + text), hashed to keep the shuffle small.
+
+    Labelled documents (classification and ABSA examples) are keyed by their id, so they are never
+    de-duplicated: evaluation sets count every row, repeated texts included.
+    """
+    if doc["kind"] == "labelled":
+        return f"labelled:{doc['id']}"
     body = normalise_for_dedup(f"{doc.get('title') or ''}\n{doc['text']}")
     key = json.dumps([doc["kind"], doc.get("user"), doc.get("item"), body])
     return hashlib.sha1(key.encode("utf-8")).hexdigest()

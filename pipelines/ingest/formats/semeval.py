@@ -53,6 +53,7 @@ from collections.abc import Iterator, Sequence
 from pipelines.ingest.formats.base import InputFormat, RawRecord, open_input
 from pipelines.ingest.parsing import ParseFn, Rejected, make_document
 from pipelines.records import (
+    REJECT_INVALID_XML,
     REJECT_MISSING_FIELD,
     REJECT_OUT_OF_RANGE,
     REJECT_WRONG_TYPE,
@@ -62,8 +63,6 @@ from pipelines.records import (
 )
 
 SEMEVAL = "semeval-absa"
-# Not in records.REJECT_REASONS (records.py belongs to another module); reasons are free strings.
-REJECT_INVALID_XML = "invalid_xml"
 POLARITIES = ("positive", "negative", "neutral", "conflict")
 # `member` of the raw record that stands for the unparseable rest of a file.
 XML_ERROR_MEMBER = "xml-error: "
