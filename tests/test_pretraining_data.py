@@ -16,7 +16,7 @@ from albert_tf.instances import (
 from albert_tf.pretraining import NO_SOP_LABEL, example_order
 from pipelines import cli
 from pipelines.pretraining_data import (
-    SPLITS, InstanceOptions, SpecialIds, chunk_instance, is_validation,
+    SPLITS, InstanceOptions, SpecialIds, chunk_instance, count_tfrecords, is_validation,
     pack_chunks, reconcile, run_pipeline, run_pretraining_data_bare,
 )
 from pipelines.records import DOC_SCHEMA, read_table
@@ -219,11 +219,14 @@ def test_runs_are_deterministic_and_match_the_bare_loop(workspace, written, tmp_
         np.testing.assert_array_equal(again.sop_label, [r["label"] for r in written[split]])
 
     docs = read_table(workspace / "ingest" / "docs", DOC_SCHEMA).to_pylist()
-    bare = run_pretraining_data_bare(docs, spm_path, **schema["options"])
+    bare = run_pretraining_data_bare(docs, spm_path, **schema["options"],
+                                     out_dir=tmp_path / "bare")
     beam_stats = json.loads((out / "stats.json").read_text())
     assert {k: v for k, v in bare.stats.items() if k not in ("runner", "wall_s")} == \
         {k: v for k, v in beam_stats.items() if k not in ("runner", "wall_s")}
     for split in SPLITS:
+        assert count_tfrecords(tmp_path / "bare" / split / "bare.tfrecord") == \
+            len(written[split])
         from_bare = Instances.from_records(bare.records[split])
         assert from_bare.token_ids.to_list() == [r["tokens"] for r in written[split]]
 
