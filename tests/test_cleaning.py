@@ -156,3 +156,19 @@ def test_options_keep_pii_and_turn_near_duplicates_off(dirty):
     docs = read_table(ws / "ingest" / "docs", DOC_SCHEMA).to_pylist()
     assert any("help@acme.example" in d["text"] for d in docs)
     assert max(len(d["text"]) for d in docs) == 5_000_000
+
+
+def test_bad_options_are_clear_errors_before_anything_runs(dirty, caplog, capsys):
+    folder, path = dirty
+    for args, message in [
+        (["--columns", "txt=review_body"], "`--columns` maps the fields text, title"),
+        (["--columns", "text"], "`--columns` wants FIELD=COLUMN pairs"),
+        (["--near-duplicates", "1.5"], "`--near-duplicates` must be within 0-1"),
+    ]:
+        ws = folder / "bad"
+        assert cli.main(["ingest", "--workspace", str(ws), "--input", str(path), *args]) == 2
+        assert message in caplog.text, args
+        assert not (ws / "ingest" / "stats.json").exists()
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own check of the choices
+        cli.main(["ingest", "--workspace", str(ws), "--input", str(path), "--format", "nope"])
+    assert exit_info.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err

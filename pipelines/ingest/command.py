@@ -17,6 +17,7 @@ from pipelines.ingest.formats import FORMAT_NAMES
 from pipelines.ingest.inputs import IngestError, InputFile, resolve_inputs
 from pipelines.ingest.metrics import COUNTED_STATS
 from pipelines.ingest.parsing import DEFAULT_MAX_TEXT_CHARS, ParseOptions
+from pipelines.ingest.formats.table import FIELDS as TABLE_FIELDS
 from pipelines.ingest.pii import PII_KINDS
 from pipelines.ingest.sinks import clear_outputs, write_outputs
 from pipelines.ingest.stats import NotReconciled, build_stats, counter_values, reconcile
@@ -76,6 +77,9 @@ def parse_columns(spec: str) -> dict[str, str]:
         field, sep, column = part.partition("=")
         if not sep or not field.strip() or not column.strip():
             raise IngestError(f"`--columns` wants FIELD=COLUMN pairs. Received: {part!r}")
+        if field.strip() not in TABLE_FIELDS:
+            raise IngestError(
+                f"`--columns` maps the fields {', '.join(TABLE_FIELDS)}. Received: {field!r}")
         columns[field.strip()] = column.strip()
     return columns
 
