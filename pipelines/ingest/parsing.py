@@ -72,6 +72,15 @@ def load_object(line: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def first_object_keys(head: Sequence[bytes]) -> set[str] | None:
+    """The keys of the first JSON object (or dict literal) among a file's first lines (detection)."""
+    for line in head:
+        record = load_object(line.decode("utf-8", "replace"))
+        if record is not None:
+            return set(record)
+    return None
+
+
 class Rejected(Exception):
     """Raised by a parser: the record goes to the dead-letter output with this reason."""
 

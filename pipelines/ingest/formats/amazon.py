@@ -8,9 +8,9 @@ from typing import Any, Mapping, Sequence
 from pipelines.ingest.formats.base import InputFormat
 from pipelines.ingest.parsing import (
     ParseFn,
+    first_object_keys,
     first_present,
     json_object,
-    load_object,
     make_document,
     optional_text,
     rating_field,
@@ -24,23 +24,15 @@ AMAZON_META = "amazon-meta"
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 
 
-def _first_object_keys(head: Sequence[bytes]) -> set[str] | None:
-    for line in head:
-        record = load_object(line.decode("utf-8", "replace"))
-        if record is not None:
-            return set(record)
-    return None
-
-
 def is_review_file(name: str, head: Sequence[bytes]) -> bool:
-    keys = _first_object_keys(head) if name.endswith(JSON_SUFFIXES) else None
+    keys = first_object_keys(head) if name.endswith(JSON_SUFFIXES) else None
     return keys is not None and bool(
         {"reviewText", "reviewerID"} & keys or {"user_id", "text", "rating"} <= keys
     )
 
 
 def is_metadata_file(name: str, head: Sequence[bytes]) -> bool:
-    keys = _first_object_keys(head) if name.endswith(JSON_SUFFIXES) else None
+    keys = first_object_keys(head) if name.endswith(JSON_SUFFIXES) else None
     return keys is not None and bool(keys & {"asin", "parent_asin"}) and "title" in keys \
         and not is_review_file(name, head)
 

@@ -17,8 +17,8 @@ from pipelines.ingest.formats.base import InputFormat
 from pipelines.ingest.parsing import (
     ParseFn,
     Rejected,
+    first_object_keys,
     json_object,
-    load_object,
     make_document,
     optional_text,
     required_id,
@@ -39,21 +39,13 @@ YELP_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _REVIEW_KEYS = {"user_id", "business_id", "stars", "text"}
 
 
-def _first_object_keys(head: Sequence[bytes]) -> set[str] | None:
-    for line in head:
-        record = load_object(line.decode("utf-8", "replace"))
-        if record is not None:
-            return set(record)
-    return None
-
-
 def is_review_file(name: str, head: Sequence[bytes]) -> bool:
-    keys = _first_object_keys(head) if name.endswith(JSON_SUFFIXES) else None
+    keys = first_object_keys(head) if name.endswith(JSON_SUFFIXES) else None
     return keys is not None and _REVIEW_KEYS <= keys and "rating" not in keys
 
 
 def is_business_file(name: str, head: Sequence[bytes]) -> bool:
-    keys = _first_object_keys(head) if name.endswith(JSON_SUFFIXES) else None
+    keys = first_object_keys(head) if name.endswith(JSON_SUFFIXES) else None
     return keys is not None and {"business_id", "name"} <= keys and "text" not in keys
 
 
