@@ -40,11 +40,3 @@ def held_out(ids: Sequence[str], fraction: float, salt: str = "held-out") -> lis
         for i in ids
     ]
 
-
-def body_sentences(row) -> list[str]:
-    """The body sentences of a document (its title is left out: see SOP surface cues)."""
-    sentences = row.get("sentences") if hasattr(row, "get") else row["sentences"]
-    if sentences is None or len(sentences) == 0:
-        text = row["text"] or ""
-        return [text] if text.strip() else []
-    return [s for s in sentences if s and s.strip()]

@@ -2,6 +2,7 @@
 
 import json
 
+import keras
 import keras_hub
 import numpy as np
 import pytest
@@ -46,15 +47,18 @@ def test_pretraining_learns_masked_lm_and_sop(spm_model, tmp_path):
     instances = Instances.from_records(records)
     masker = make_mask_generator(tokenizer.vocabulary_size(), tokenizer.mask_token_id,
                                  tokenizer.special_token_ids, sequence_length=48)
+    # Real segment pairs ([CLS] A [SEP] B [SEP]): SOP takes off after ~200 steps and reached
+    # 0.80-0.82 at step 500 for seeds 0-2 (0.59-0.78 at step 300).
+    keras.utils.set_random_seed(0)
     model = AlbertPretrainer(nano_backbone(tokenizer))
-    compile_pretrainer(model, make_optimizer("adamw", 3e-3, 20, 300), jit_compile=True)
+    compile_pretrainer(model, make_optimizer("adamw", 3e-3, 20, 500), jit_compile=True)
     fit_resumable(
         model, lambda s, n: instance_dataset(instances, masker, 32, 48, start_step=s, num_steps=n),
-        total_steps=300, steps_per_checkpoint=100, checkpoint_dir=tmp_path / "ckpt",
+        total_steps=500, steps_per_checkpoint=100, checkpoint_dir=tmp_path / "ckpt",
         log_dir=tmp_path / "logs", verbose=0,
     )
     history = read_history(tmp_path / "logs")
-    assert [h["step"] for h in history] == [100, 200, 300]
+    assert [h["step"] for h in history] == [100, 200, 300, 400, 500]
     assert history[-1]["mlm_loss"] < 0.85 * history[0]["mlm_loss"]
     assert history[-1]["mlm_accuracy"] > history[0]["mlm_accuracy"] + 0.05
     assert history[-1]["sop_accuracy"] > 0.75  # chance is 0.5

@@ -11,13 +11,26 @@ import pytest
 import sentencepiece as spm
 
 from albert_tf.instances import (
-    Instances, instance_dataset, load_instances, mask_generator_from_schema, read_schema,
+    Instances,
+    instance_dataset,
+    load_instances,
+    mask_generator_from_schema,
+    read_schema,
 )
 from albert_tf.pretraining import NO_SOP_LABEL, example_order
 from pipelines import cli
+from pipelines.corpus import held_out
 from pipelines.pretraining_data import (
-    SPLITS, InstanceOptions, SpecialIds, chunk_instance, count_tfrecords, is_validation,
-    pack_chunks, reconcile, run_pipeline, run_pretraining_data_bare,
+    SPLITS,
+    InstanceOptions,
+    SpecialIds,
+    chunk_instance,
+    count_tfrecords,
+    is_validation,
+    pack_chunks,
+    reconcile,
+    run_pipeline,
+    run_pretraining_data_bare,
 )
 from pipelines.records import DOC_SCHEMA, read_table
 
@@ -162,6 +175,8 @@ def test_documents_are_split_whole_by_id(workspace, written):
     assert not by_split["train"] & by_split["validation"]
     for split, docs in by_split.items():
         assert all(is_validation(d, 0.2) == (split == "validation") for d in docs)
+    ids = sorted(by_split["train"] | by_split["validation"])
+    assert held_out(ids, 0.2) == [is_validation(d, 0.2) for d in ids]  # the split pretrain had
 
 
 def test_segments_cover_the_tokenized_documents_in_order(workspace, written):
