@@ -40,7 +40,7 @@ def example_order(num_examples: int, seed: int, start: int, count: int) -> np.nd
 
 def mask_selection_length(sequence_length: int, mask_selection_rate: float = 0.15) -> int:
     """Masked positions per instance: 1.25x the expected count, so few instances lose a mask."""
-    return max(1, int(round(sequence_length * mask_selection_rate * 1.25)))
+    return max(1, round(sequence_length * mask_selection_rate * 1.25))
 
 
 def make_mask_generator(
