@@ -39,15 +39,15 @@ from pipelines import beam_options  # noqa: E402
 from pipelines.cli import main as cli_main  # noqa: E402
 from pipelines.ingest import (  # noqa: E402
     REJECTED_TAG,
-    Deduplicate,
     InputFile,
     ParseOptions,
     ParseReviewFn,
     doc_dedup_key,
     run_pipeline,
 )
+from pipelines.ingest.dedup import DeduplicateDocs  # noqa: E402
+from pipelines.ingest.near_dup import near_duplicate_ids  # noqa: E402
 from pipelines.ingest.reading import ReadRecords  # noqa: E402
-from pipelines.ingest.near_dup import NearDuplicates, near_duplicate_ids  # noqa: E402
 from pipelines.records import DOC_SCHEMA, document_to_bytes  # noqa: E402
 from pipelines.workspace import Workspace  # noqa: E402
 
@@ -68,8 +68,9 @@ def bare_loop(path: Path, out_dir: Path, near_duplicates: float) -> dict[str, An
     """The job's per-record functions in one Python loop; seconds per stage and documents."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from apache_beam.io.tfrecordio import _TFRecordUtil  # the framing Beam's TFRecord sink uses
+    from apache_beam.io.tfrecordio import (
+        _TFRecordUtil,  # the framing Beam's TFRecord sink uses
+    )
 
     parser = ParseReviewFn({str(path): path.name}, ParseOptions())
     parser.setup()
@@ -136,8 +137,7 @@ def beam_prefix(path: Path, stop_after: str) -> float:
                 ParseReviewFn({str(path): path.name})).with_outputs(REJECTED_TAG, main="docs")
             tail = parsed.docs
         if stop_after == "deduplicate":
-            tail = (tail | "Dedup" >> Deduplicate(doc_dedup_key, {str(path): 0})
-                    | "Near" >> NearDuplicates(NEAR_DUPLICATES, {str(path): 0}))
+            tail = tail | "Dedup" >> DeduplicateDocs({str(path): 0}, NEAR_DUPLICATES)
         _ = tail | "Count" >> beam.combiners.Count.Globally()
     return time.perf_counter() - start
 

@@ -58,7 +58,12 @@ SOP_LABEL_NAMES = {IN_ORDER: "in_order", SWAPPED: "swapped", SINGLE_SEGMENT: "si
 SKIP_KIND = "kind_not_selected"
 SKIP_NO_TEXT = "no_text"
 SKIP_TOO_SHORT = "too_few_tokens"
-SKIP_REASONS = (SKIP_KIND, SKIP_NO_TEXT, SKIP_TOO_SHORT)
+SKIP_EVALUATION = "evaluation_split"
+SKIP_REASONS = (SKIP_KIND, SKIP_EVALUATION, SKIP_NO_TEXT, SKIP_TOO_SHORT)
+# Labelled documents an evaluation reads (split "test" / "validation", e.g. SemEval's test gold or
+# SST-2's dev set) are not pretrained on by default: even unlabelled, their text would leak into
+# the encoder that is later scored on them.
+EVALUATION_SPLITS = ("test", "validation")
 
 # The Example features of an instance: name -> (dtype, what it holds).
 FEATURES: dict[str, tuple[str, str]] = {
@@ -86,6 +91,7 @@ class InstanceOptions:
     seed: int = 0
     min_tokens: int = 5
     kinds: tuple[str, ...] = DOC_KINDS
+    include_evaluation_splits: bool = False
 
     def __post_init__(self):
         if self.sequence_length < 5:
@@ -251,6 +257,9 @@ def document_instances(doc: Mapping[str, Any], processor, special: SpecialIds,
     if kind not in options.kinds:
         result.skipped = SKIP_KIND
         return result
+    if doc.get("split") in EVALUATION_SPLITS and not options.include_evaluation_splits:
+        result.skipped = SKIP_EVALUATION
+        return result
     sentences = body_sentences(doc)
     if not sentences:
         result.skipped = SKIP_NO_TEXT
@@ -342,6 +351,7 @@ def run_pretraining_data_bare(
     kinds: Sequence[str] = DOC_KINDS,
     serialize: bool = True,
     out_dir: str | Path | None = None,
+    include_evaluation_splits: bool = False,
 ) -> BareResult:
     """The job's per-record functions in a plain Python loop (no Beam): the throughput baseline.
 
@@ -354,7 +364,7 @@ def run_pretraining_data_bare(
     clock = time.perf_counter
     start = clock()
     options = InstanceOptions(sequence_length, swap_probability, validation_fraction, seed,
-                              min_tokens, tuple(kinds))
+                              min_tokens, tuple(kinds), include_evaluation_splits)
     processor = load_sentencepiece(spm_path)
     special = SpecialIds.from_processor(processor)
     seconds = {"load": clock() - start}
@@ -448,7 +458,7 @@ def build_pipeline(pipeline, docs_pattern: str, spm_path: str, out_dir: str,
     outputs = (
         pipeline
         | "ReadDocs" >> beam.io.ReadFromParquet(docs_pattern,
-                                                columns=["id", "kind", "text", "sentences"])
+                                                columns=["id", "kind", "text", "sentences", "split"])
         | "MakeInstances" >> beam.ParDo(make_instances_fn(spm_path, options)).with_outputs(
             "validation", main="train")
     )
@@ -615,6 +625,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip documents with fewer tokens (default: %(default)s)")
     parser.add_argument("--kinds", default=",".join(DOC_KINDS),
                         help="document kinds to use, comma-separated (default: %(default)s)")
+    parser.add_argument("--include-evaluation-splits", action="store_true",
+                        help="also pretrain on labelled documents of the test and validation "
+                        "splits (default: skipped, so that evaluations stay clean)")
     parser.add_argument("--spm-model", default=None,
                         help="SentencePiece model (default: the vocab stage's spm.model; for "
                         "`pretrain --init-from-preset`, the preset's assets/tokenizer/"
@@ -635,6 +648,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             seed=args.seed,
             min_tokens=args.min_tokens,
             kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
+            include_evaluation_splits=args.include_evaluation_splits,
         )
     except ValueError as error:
         log.error("pretraining-data: %s", error)

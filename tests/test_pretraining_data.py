@@ -100,11 +100,18 @@ def test_short_and_empty_documents_are_skipped_with_reasons(spm_model):
     docs = as_docs([["The battery life is excellent."], ["Ok."], []])
     docs[2]["text"] = "  "
     docs.append({"id": "x", "kind": "other", "text": "Some text here.", "sentences": None})
+    test_gold = {"id": "t", "kind": "labelled", "text": "The screen is bright and sharp.",
+                 "sentences": ["The screen is bright and sharp."], "split": "test"}
+    docs.append(test_gold)
     stats = run_pretraining_data_bare(docs, spm_model, min_tokens=5).stats
-    assert stats["skipped_by_reason"] == {"kind_not_selected": 1, "no_text": 1,
-                                          "too_few_tokens": 1}
-    assert (stats["documents_read"], stats["documents_used"]) == (4, 1)
+    assert stats["skipped_by_reason"] == {"kind_not_selected": 1, "evaluation_split": 1,
+                                          "no_text": 1, "too_few_tokens": 1}
+    assert (stats["documents_read"], stats["documents_used"]) == (5, 1)
     assert reconcile(stats) == []
+    # Opting in pretrains on the evaluation text too.
+    stats = run_pretraining_data_bare(docs, spm_model, min_tokens=5,
+                                      include_evaluation_splits=True).stats
+    assert (stats["documents_used"], stats["skipped_by_reason"]["evaluation_split"]) == (2, 0)
 
 
 def test_example_order_is_a_pure_function_of_position():

@@ -14,10 +14,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import beam_options, workspace
 from pipelines.ingest.formats import FORMAT_NAMES
+from pipelines.ingest.formats.table import FIELDS as TABLE_FIELDS
 from pipelines.ingest.inputs import IngestError, InputFile, resolve_inputs
 from pipelines.ingest.metrics import COUNTED_STATS
 from pipelines.ingest.parsing import DEFAULT_MAX_TEXT_CHARS, ParseOptions
-from pipelines.ingest.formats.table import FIELDS as TABLE_FIELDS
 from pipelines.ingest.pii import PII_KINDS
 from pipelines.ingest.sinks import clear_outputs, write_outputs
 from pipelines.ingest.stats import NotReconciled, build_stats, counter_values, reconcile

@@ -17,12 +17,10 @@ signatures in one place: 64 uint32 per document, ~300 MB for 10^6 documents.
 from __future__ import annotations
 
 import zlib
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-import apache_beam as beam
 import numpy as np
 
-from pipelines.ingest.metrics import CountingDoFn
 from pipelines.records import normalise_for_dedup
 
 NUM_PERM = 64
@@ -99,60 +97,22 @@ def find_near_duplicates(
     return duplicates
 
 
-class SignatureFn(beam.DoFn):
-    """Document -> (rank, id, MinHash signature bytes) when it is in near-duplicate scope."""
-
-    def __init__(self, source_order: Mapping[str, int], min_words: int) -> None:
-        self._order = dict(source_order)
-        self._min_words = min_words
-
-    def process(self, doc: Mapping[str, Any]) -> Iterator[tuple[tuple, str, bytes]]:
-        if doc["kind"] not in NEAR_DUP_KINDS:
-            return
-        tokens = shingles(f"{doc.get('title') or ''} {doc['text']}", self._min_words)
-        if not tokens:
-            return
-        rank = (self._order.get(doc["source"], 0), doc["source_position"])
-        yield rank, doc["id"], minhash(tokens).tobytes()
-
-
-class DropNearDuplicatesFn(CountingDoFn):
-    """Drops the documents the side input names, counting them as deduplicated (near)."""
-
-    def process(self, doc: dict[str, Any], duplicates: Mapping[str, str]
-                ) -> Iterator[dict[str, Any]]:
-        if doc["id"] in duplicates:
-            self.counters.inc("deduplicated", doc["source"])
-            self.counters.inc("deduplicated.near", doc["source"])
-            return
-        yield doc
-
-
-class NearDuplicates(beam.PTransform):
-    """Docs -> docs without near-duplicates of an earlier document (see the module docstring)."""
-
-    def __init__(self, threshold: float, source_order: Mapping[str, int],
-                 min_words: int = DEFAULT_MIN_WORDS) -> None:
-        super().__init__()
-        self._threshold = threshold
-        self._source_order = dict(source_order)
-        self._min_words = min_words
-
-    def expand(self, docs: beam.PCollection) -> beam.PCollection:
-        threshold = self._threshold
-        duplicates = (
-            docs
-            | "Signatures" >> beam.ParDo(SignatureFn(self._source_order, self._min_words))
-            | "All signatures" >> beam.combiners.ToList()
-            | "Find near-duplicates" >> beam.Map(find_near_duplicates, threshold)
-        )
-        return docs | "Drop near-duplicates" >> beam.ParDo(
-            DropNearDuplicatesFn(), duplicates=beam.pvalue.AsSingleton(duplicates))
+def signature_mark(doc: Mapping[str, Any], source_order: Mapping[str, int],
+                   min_words: int = DEFAULT_MIN_WORDS) -> tuple[tuple, str, bytes] | None:
+    """(rank, id, MinHash signature bytes) of a document in near-duplicate scope, else None."""
+    if doc["kind"] not in NEAR_DUP_KINDS:
+        return None
+    tokens = shingles(f"{doc.get('title') or ''} {doc['text']}", min_words)
+    if not tokens:
+        return None
+    rank = (source_order.get(doc["source"], 0), doc["source_position"])
+    return rank, doc["id"], minhash(tokens).tobytes()
 
 
 def near_duplicate_ids(docs: Sequence[Mapping[str, Any]], threshold: float,
                        source_order: Mapping[str, int] | None = None,
                        min_words: int = DEFAULT_MIN_WORDS) -> dict[str, str]:
-    """The same decision without Beam (the benchmark's bare loop and tests)."""
-    fn = SignatureFn(source_order or {}, min_words)
-    return find_near_duplicates([s for doc in docs for s in fn.process(doc)], threshold)
+    """The decision of the Beam job (dedup.DeduplicateDocs) without Beam: tests and the
+    benchmark's bare loop."""
+    marks = (signature_mark(doc, source_order or {}, min_words) for doc in docs)
+    return find_near_duplicates([m for m in marks if m is not None], threshold)

@@ -73,7 +73,7 @@ def load_object(line: str) -> dict[str, Any] | None:
 
 
 def first_object_keys(head: Sequence[bytes]) -> set[str] | None:
-    """The keys of the first JSON object (or dict literal) among a file's first lines (detection)."""
+    """The keys of the first JSON object (or dict literal) among a file's first lines."""
     for line in head:
         record = load_object(line.decode("utf-8", "replace"))
         if record is not None:

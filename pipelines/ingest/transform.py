@@ -9,15 +9,14 @@ import apache_beam as beam
 
 from pipelines.ingest.dedup import (
     Deduplicate,
+    DeduplicateDocs,
     behavior_dedup_key,
-    doc_dedup_key,
     item_dedup_key,
 )
 from pipelines.ingest.formats import REGISTRY
 from pipelines.ingest.formats.mind import explode_behavior
 from pipelines.ingest.inputs import InputFile
 from pipelines.ingest.metrics import CountingDoFn
-from pipelines.ingest.near_dup import NearDuplicates
 from pipelines.ingest.parsing import REJECTED_TAG, ParseOptions
 from pipelines.ingest.reading import ReadRecords
 
@@ -54,7 +53,7 @@ class Ingest(beam.PTransform):
         self._reshuffle = reshuffle  # spread records over workers after reading (see ReadRecords)
         self._inputs = list(inputs)
         self._options = options or ParseOptions()
-        # Jaccard threshold of near-duplicate removal (0 = off); see near_dup.NearDuplicates.
+        # Jaccard threshold of near-duplicate removal (0 = off); see dedup.DeduplicateDocs.
         self._near_duplicates = near_duplicates
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
@@ -81,11 +80,9 @@ class Ingest(beam.PTransform):
 
         docs = (
             gather("docs", parsed["docs"])
-            | "Deduplicate docs" >> Deduplicate(doc_dedup_key, order)
+            | "Deduplicate docs" >> DeduplicateDocs(order, self._near_duplicates)
+            | "Count docs" >> beam.ParDo(CountFn("docs"))
         )
-        if self._near_duplicates > 0:
-            docs = docs | "Near-duplicates" >> NearDuplicates(self._near_duplicates, order)
-        docs = docs | "Count docs" >> beam.ParDo(CountFn("docs"))
         items = (
             gather("items", parsed["items"])
             | "Deduplicate items" >> Deduplicate(item_dedup_key, order)
