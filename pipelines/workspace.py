@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from pipelines.fspath import RemotePath, as_path
+
 STAGE_RECORD = "_stage.json"
 DEFAULT_WORKSPACE = "workspace"
 
@@ -29,7 +31,11 @@ log = logging.getLogger("opinionrec")
 
 @dataclass(frozen=True)
 class Workspace:
-    """Paths of every artifact in a workspace folder (see DESIGN.md "Layout")."""
+    """Paths of every artifact in a workspace folder (see DESIGN.md "Layout").
+
+    The root is a local `Path`, or a `RemotePath` for a URL (gs://, s3://, hdfs://): the Beam
+    stages (`ingest`) write there through Beam's filesystems, so their workers need no shared disk.
+    """
 
     root: Path
 
@@ -132,16 +138,19 @@ def add_workspace_argument(parser: argparse.ArgumentParser, stage: bool = True) 
 
 
 def workspace_from_args(args: argparse.Namespace) -> Workspace:
-    return Workspace(Path(args.workspace))
+    return Workspace(as_path(args.workspace))
 
 
 def fingerprint_path(path: Path) -> str:
     """A cheap content fingerprint: relative name, size and mtime of every file under `path`."""
     digest = hashlib.sha1()
-    path = Path(path)
+    path = as_path(path)
     if not path.exists():
         return "missing"
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    if isinstance(path, RemotePath):  # an object store lists files only
+        files = [path] if path.is_file() else list(path.glob("**"))
+    else:
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for file in files:
         stat = file.stat()
         rel = file.name if file == path else str(file.relative_to(path))
@@ -170,7 +179,7 @@ def input_fingerprints(
             record = read_stage_record(workspace, value.removeprefix("stage:"))
             prints[key] = record["run_id"] if record else "missing"
         else:
-            prints[key] = fingerprint_path(Path(value))
+            prints[key] = fingerprint_path(as_path(value))
     return prints
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from typing import Any, Iterator, Mapping
 
 import apache_beam as beam
 
 from pipelines import workspace
+from pipelines.fspath import remove_tree
 from pipelines.ingest.metrics import CountingDoFn
 from pipelines.records import DOC_SCHEMA, INTERACTION_SCHEMA, ITEM_SCHEMA, document_to_bytes
 
@@ -69,6 +69,6 @@ def write_outputs(
 def clear_outputs(ws: workspace.Workspace) -> None:
     """Remove the previous run's outputs so that no stale shard survives beside new ones."""
     for folder in (ws.docs, ws.items, ws.interactions, ws.rejected):
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_tree(folder)
         folder.mkdir(parents=True, exist_ok=True)
     ws.ingest_stats.unlink(missing_ok=True)

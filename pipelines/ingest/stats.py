@@ -10,6 +10,7 @@ from typing import Any, Mapping, Sequence
 from apache_beam.metrics.metric import MetricsFilter
 
 from pipelines import workspace
+from pipelines.fspath import RemotePath, open_binary
 from pipelines.ingest.inputs import InputFile
 from pipelines.ingest.metrics import COUNTED_STATS, NAMESPACE, SOURCE_NAMESPACE
 
@@ -79,16 +80,20 @@ def build_stats(
     }
 
 
-def _parquet_rows(folder: Path) -> int:
+def _parquet_rows(folder: Path | RemotePath) -> int:
     import pyarrow.parquet as pq
 
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(folder.glob("*.parquet")))
+    rows = 0
+    for path in sorted(folder.glob("*.parquet"), key=str):
+        with open_binary(path) as handle:
+            rows += pq.ParquetFile(handle).metadata.num_rows
+    return rows
 
 
-def _jsonl_rows(folder: Path) -> int:
+def _jsonl_rows(folder: Path | RemotePath) -> int:
     count = 0
-    for path in sorted(folder.glob("*.jsonl")):
-        with open(path, "rb") as handle:
+    for path in sorted(folder.glob("*.jsonl"), key=str):
+        with open_binary(path) as handle:
             count += sum(1 for line in handle if line.strip())
     return count
 
