@@ -21,40 +21,67 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from pipelines.records import normalise_for_dedup
-
 NUM_PERM = 64
 SHINGLE = 3
 DEFAULT_MIN_WORDS = 20
 NEAR_DUP_KINDS = ("review", "news")
-_PRIME = np.uint64((1 << 61) - 1)
 _RNG = np.random.default_rng(20240611)  # fixed: signatures must agree across workers and runs
-# Permutations (a * h + b) mod p as datasketch draws them: a, b over the whole field, so that the
-# uint64 product wraps and mixes (a < 2^32 would order shingles by h in every permutation alike).
-_A = _RNG.integers(1, (1 << 61) - 1, NUM_PERM, dtype=np.uint64)
-_B = _RNG.integers(0, (1 << 61) - 1, NUM_PERM, dtype=np.uint64)
+# Permutations as multiply-shift hashes with odd 64-bit multipliers, fixed by the seed above.
+_A = _RNG.integers(0, 1 << 63, NUM_PERM, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+_B = _RNG.integers(0, 1 << 63, NUM_PERM, dtype=np.uint64)
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F))
 
 
-def shingles(text: str, min_words: int = DEFAULT_MIN_WORDS) -> set[str] | None:
-    """Word 3-grams of the normalised text (character 3-grams for unspaced Chinese); None when the
-    text is too short to judge (fewer than `min_words` words, or characters for Chinese)."""
-    norm = normalise_for_dedup(text)
-    words = norm.split()
+def shingle_words(text: str, min_words: int = DEFAULT_MIN_WORDS) -> list[str] | None:
+    """The case-folded words whose consecutive triples are the shingles (characters for unspaced
+    Chinese); None when the text is too short to judge (fewer than `min_words` words, or
+    2 * `min_words` characters for Chinese)."""
+    words = text.casefold().split()
     if len(words) < min_words:
-        chars = norm.replace(" ", "")
+        chars = "".join(words)
         if len(words) > 3 or len(chars) < 2 * min_words or chars.isascii():
             return None
         words = list(chars)  # Chinese: characters stand in for words
+    return words
+
+
+def shingles(text: str, min_words: int = DEFAULT_MIN_WORDS) -> set[str] | None:
+    """The word 3-grams themselves (for reading and tests; signatures hash them numerically)."""
+    words = shingle_words(text, min_words)
+    if words is None:
+        return None
     return {" ".join(words[i : i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)}
 
 
-def minhash(tokens: Iterable[str]) -> np.ndarray:
-    """64 MinHash values (uint32) of a shingle set, from stable CRC32 hashes (not `hash()`, which
-    differs between processes)."""
-    hashes = np.fromiter((zlib.crc32(t.encode("utf-8")) for t in tokens), dtype=np.uint64)
+_WORD_CODES: dict[str, int] = {}  # word -> CRC32; words repeat across documents (Zipf)
+_MAX_CACHED_WORDS = 1 << 20
+
+
+def _word_code(word: str) -> int:
+    code = _WORD_CODES.get(word)
+    if code is None:
+        if len(_WORD_CODES) >= _MAX_CACHED_WORDS:
+            _WORD_CODES.clear()
+        code = _WORD_CODES[word] = zlib.crc32(word.encode("utf-8"))
+    return code
+
+
+def shingle_hashes(words: list[str]) -> np.ndarray:
+    """A 64-bit hash per word 3-gram: the words' stable CRC32s (not `hash()`, which differs between
+    processes) mixed by multiplication, all in numpy: no 3-gram strings are built."""
+    codes = np.fromiter(map(_word_code, words), dtype=np.uint64, count=len(words))
     with np.errstate(over="ignore"):
-        values = (_A[:, None] * hashes[None, :] + _B[:, None]) % _PRIME
-    return (values & np.uint64(0xFFFFFFFF)).min(axis=1).astype(np.uint32)
+        return codes[:-2] * _MIX[0] + codes[1:-1] * _MIX[1] + codes[2:]
+
+
+def minhash(hashes: np.ndarray) -> np.ndarray:
+    """64 MinHash values (uint32) of a set of shingle hashes: per permutation the minimum of the
+    multiply-shift hashes (a * h + b) >> 32, a odd, in wrapping uint64 arithmetic (the shift is
+    monotonic, so it is applied once, after the minimum)."""
+    with np.errstate(over="ignore"):
+        values = _A[:, None] * hashes[None, :]
+        values += _B[:, None]
+    return (values.min(axis=1) >> np.uint64(32)).astype(np.uint32)
 
 
 def lsh_rows(threshold: float, min_recall: float = 0.98) -> int:
@@ -102,11 +129,11 @@ def signature_mark(doc: Mapping[str, Any], source_order: Mapping[str, int],
     """(rank, id, MinHash signature bytes) of a document in near-duplicate scope, else None."""
     if doc["kind"] not in NEAR_DUP_KINDS:
         return None
-    tokens = shingles(f"{doc.get('title') or ''} {doc['text']}", min_words)
-    if not tokens:
+    words = shingle_words(f"{doc.get('title') or ''} {doc['text']}", min_words)
+    if words is None:
         return None
     rank = (source_order.get(doc["source"], 0), doc["source_position"])
-    return rank, doc["id"], minhash(tokens).tobytes()
+    return rank, doc["id"], minhash(shingle_hashes(words)).tobytes()
 
 
 def near_duplicate_ids(docs: Sequence[Mapping[str, Any]], threshold: float,
