@@ -7,7 +7,9 @@ Side by side in one run, on generated Amazon-format reviews:
   - Beam, DirectRunner in memory (the default of `opinionrec ingest`);
   - Beam, DirectRunner multi-processing with 2 workers;
   - the per-stage cost inside Beam (pipelines cut after read, parse, de-duplication, full job);
-  - scaling of the in-memory DirectRunner from 10^4 to 10^5 (to 10^6 with --sizes).
+  - scaling of the in-memory DirectRunner from 10^4 to 10^5 (to 10^6 with --sizes);
+  - `pretraining-data` on the documents ingested at the detail size: bare loop of its per-document
+    functions (reading the Parquet included), in memory, 2 processes.
 
     python benchmarks/ingest.py                       # 10^4 and 10^5 reviews, ~5 minutes
     python benchmarks/ingest.py --sizes 10000 100000 1000000   # adds 10^6 (~25 minutes more)
@@ -142,6 +144,48 @@ def beam_prefix(path: Path, stop_after: str) -> float:
     return time.perf_counter() - start
 
 
+def _total(counts: int | dict[str, int]) -> int:
+    """A count, or the sum of a count per split."""
+    return sum(counts.values()) if isinstance(counts, dict) else counts
+
+
+def pretraining_data(ws_dir: Path, work: Path) -> dict[str, Any]:
+    """The pretraining-data job on the ingested docs: bare loop, in memory, 2 processes.
+
+    Needs the SentencePiece model, so `vocab` runs first (not timed).
+    """
+    from pipelines.pretraining_data import InstanceOptions, run_pretraining_data_bare
+    from pipelines.pretraining_data import run_pipeline as run_instances
+    from pipelines.records import read_table
+
+    code = cli_main(["vocab", "--workspace", str(ws_dir)])
+    if code:
+        raise SystemExit(f"vocab failed with exit code {code}")
+    ws = Workspace(ws_dir)
+    out: dict[str, Any] = {}
+    start = time.perf_counter()
+    docs = read_table(ws.docs, DOC_SCHEMA).select(
+        ["id", "kind", "text", "sentences", "split"]).to_pylist()
+    read_s = time.perf_counter() - start
+    bare = run_pretraining_data_bare(docs, ws.spm_model, out_dir=work / "bare-instances")
+    total = read_s + sum(bare.seconds.values())
+    out["bare_loop"] = {"docs": len(docs), "total_s": total,
+                        "seconds": {"read": read_s, **bare.seconds},
+                        "instances": _total(bare.stats["instances"])}
+    for name, args in (("direct_in_memory", []),
+                       ("direct_multi_processing_2", ["--direct_running_mode",
+                                                      "multi_processing",
+                                                      "--direct_num_workers", "2"])):
+        start = time.perf_counter()
+        stats = run_instances(str(ws.docs / "*.parquet"), ws.spm_model, work / f"inst-{name}",
+                              InstanceOptions(), args)
+        out[name] = {"docs": stats["documents_read"], "instances": _total(stats["instances"]),
+                     "total_s": time.perf_counter() - start}
+    for result in out.values():
+        result["docs_per_s"] = result["docs"] / result["total_s"]
+    return out
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -166,6 +210,10 @@ def measure(size: int, work: Path, variants: bool) -> dict[str, Any]:
     if variants:
         out["beam_prefixes_s"] = {stage: beam_prefix(data, stage)
                                   for stage in ("read", "parse", "deduplicate")}
+        beam_job(data, work / "ws", [], NEAR_DUPLICATES)  # the docs pretraining-data reads
+        out["pretraining_data"] = pretraining_data(work / "ws", work)
+        log.info("%d: pretraining-data %s", size, {k: round(v["total_s"], 1)
+                                                   for k, v in out["pretraining_data"].items()})
     out["peak_rss_mb"] = peak_rss_mb()
     shutil.rmtree(work / f"data-{size}", ignore_errors=True)
     return out
@@ -196,6 +244,16 @@ def report(results: list[dict[str, Any]]) -> str:
         text += (f"\n\nPer-stage seconds at {r['reviews']:,} reviews (Beam: differences between "
                  "pipelines cut after each stage):\n\n")
         text += markdown_table(["stage", "bare loop", "Beam in memory"], stage_rows)
+    if detailed and "pretraining_data" in detailed[-1]:
+        r = detailed[-1]
+        runs = r["pretraining_data"]
+        text += (f"\n\n`pretraining-data` on the {runs['bare_loop']['docs']:,} documents ingested "
+                 f"from {r['reviews']:,} reviews ({runs['bare_loop']['instances']:,} instances of "
+                 "128 tokens):\n\n")
+        text += markdown_table(
+            ["variant", "seconds", "docs/s", "vs bare loop"],
+            [[name, run["total_s"], run["docs_per_s"],
+              run["docs_per_s"] / runs["bare_loop"]["docs_per_s"]] for name, run in runs.items()])
     sizes = [r for r in results if "direct_in_memory" in r]
     if len(sizes) > 1:
         base = sizes[0]
