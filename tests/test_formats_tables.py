@@ -14,7 +14,6 @@ import pytest
 
 from pipelines import cli
 from pipelines.ingest import detect_format
-from pipelines.ingest.dedup import doc_dedup_key
 from pipelines.ingest.formats.table import ParseTableFn, looks_like_header
 from pipelines.ingest.parsing import REJECTED_TAG, ParseOptions
 from pipelines.records import DOC_SCHEMA, ITEM_SCHEMA, read_table
@@ -48,14 +47,6 @@ def rejected(ws: Path) -> dict[tuple[str, int], dict]:
 def docs_by_position(ws: Path, name: str | None = None) -> dict[int, dict]:
     docs = read_table(ws / "ingest" / "docs", DOC_SCHEMA).to_pylist()
     return {d["source_position"]: d for d in docs if name is None or d["id"].startswith(name)}
-
-
-def labelled_survive_dedup() -> bool:
-    """Whether dedup.py keeps every labelled example (the change this format asks for) or still
-    drops identical labelled texts; the real-data tests expect the counts of either."""
-    a = {"kind": "labelled", "user": None, "item": None, "title": None, "text": "same",
-         "label": "x", "split": None, "id": "f:0", "source": "f", "source_position": 0}
-    return doc_dedup_key(a) != doc_dedup_key(dict(a, id="f:1", source_position=1))
 
 
 def parse_one(raw: bytes, source: Path, columns: dict[str, str] | None = None,
@@ -257,10 +248,10 @@ def test_text_folder_labels_titles_and_latin1(tmp_path: Path):
     assert docs[0]["id"] == "bbc-download:0"
     assert (docs[1]["title"], docs[1]["text"]) == ("Title only", "Title only")
     assert docs[2]["label"] == "sport" and docs[2]["text"] == "Tickets cost £20."
-    if labelled_survive_dedup():  # the UTF-8 twin with a BOM is the same labelled text
-        assert docs[3]["title"] == "Cup win" and docs[3]["text"] == "Tickets cost £20."
-    else:
-        assert stats["deduplicated"] == 1
+    # The UTF-8 twin with a BOM is the same labelled text, kept: labelled rows are never
+    # de-duplicated (evaluation counts every row).
+    assert docs[3]["title"] == "Cup win" and docs[3]["text"] == "Tickets cost £20."
+    assert stats["deduplicated"] == 0
 
 
 def test_yelp_reviews_and_businesses(tmp_path: Path):
@@ -315,15 +306,14 @@ def test_detection_keeps_formats_apart(tmp_path: Path):
 # === Real data (SOURCE.md counts; skipped when ../shared/data is absent) ===
 
 
-def expect_dedup(n_identical_labelled: int) -> int:
-    return 0 if labelled_survive_dedup() else n_identical_labelled
-
-
-def check_real(ws: Path, stats: dict, read: int, rejected_reasons: dict, dedup_now: int) -> None:
+def check_real(ws: Path, stats: dict, read: int, rejected_reasons: dict,
+               identical_texts: int) -> None:
+    """SOURCE.md's row count read, every row written or rejected for a listed reason: labelled
+    rows are never de-duplicated, `identical_texts` (repeats the file holds) included."""
     assert_reconciles(stats)
     assert stats["read"] == read
     assert stats["rejected_by_reason"] == rejected_reasons
-    assert stats["deduplicated"] == expect_dedup(dedup_now)
+    assert identical_texts >= 0 and stats["deduplicated"] == 0
     assert read_table(ws / "ingest" / "docs", DOC_SCHEMA).num_rows == stats["written"]
 
 
@@ -342,10 +332,9 @@ def test_real_clinc150(tmp_path: Path):
     # 5 utterances occur twice (4 of them with different intents or splits).
     check_real(tmp_path / "ws", stats, 23700, {}, 5)
     docs = read_table(tmp_path / "ws" / "ingest" / "docs", DOC_SCHEMA).to_pandas()
-    if not stats["deduplicated"]:
-        assert docs.groupby("split").size().to_dict() == {
-            "train": 15100, "validation": 3100, "test": 5500}
-        assert (docs["label"] == "oos").sum() == 1200
+    assert docs.groupby("split").size().to_dict() == {
+        "train": 15100, "validation": 3100, "test": 5500}
+    assert (docs["label"] == "oos").sum() == 1200
     assert docs["label"].nunique() == 151
 
 
@@ -376,9 +365,8 @@ def test_real_bbc_news_folder(tmp_path: Path):
     assert stats["by_source"][str(folder)]["format"] == "textdir"
     assert stats["steps"]["decode.latin1"] == 1  # sport/199.txt
     docs = read_table(tmp_path / "ws" / "ingest" / "docs", DOC_SCHEMA).to_pandas()
-    if not stats["deduplicated"]:
-        assert docs.groupby("label").size().to_dict() == {
-            "business": 510, "entertainment": 386, "politics": 417, "sport": 511, "tech": 401}
+    assert docs.groupby("label").size().to_dict() == {
+        "business": 510, "entertainment": 386, "politics": 417, "sport": 511, "tech": 401}
     first = docs[docs["source_position"] == 0].iloc[0]  # bbc/business/001.txt
     assert (first["label"], first["title"]) == ("business", "Ad sales boost Time Warner profit")
 
@@ -407,9 +395,8 @@ def test_real_online_shopping_zip(tmp_path: Path):
     stats = run_ingest(tmp_path / "ws", "--input", str(path))
     check_real(tmp_path / "ws", stats, 62774, {"empty_text": 1}, DEDUP_SHOPPING)
     docs = read_table(tmp_path / "ws" / "ingest" / "docs", DOC_SCHEMA).to_pandas()
-    if not stats["deduplicated"]:
-        cats = docs["labels"].map(lambda v: v[1]).value_counts().to_dict()
-        assert cats["平板"] == 10000 and cats["热水器"] == 575
+    cats = docs["labels"].map(lambda v: v[1]).value_counts().to_dict()
+    assert cats["平板"] == 10000 and cats["热水器"] == 575
 
 
 @pytest.mark.slow  # 67,349 rows, ~30 s
@@ -428,5 +415,4 @@ def test_real_waimai_and_folder_of_tables(tmp_path: Path):
     assert {n: v["read"] for n, v in by_name.items()} == {
         "ChnSentiCorp_htl_all.csv": 7766, "waimai_10k.csv": 11987,
         "online_shopping_10_cats.zip": 62774}
-    if labelled_survive_dedup():
-        assert stats["deduplicated"] == 0
+    assert stats["deduplicated"] == 0
