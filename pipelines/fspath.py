@@ -15,8 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
+
+def _filesystems():
+    """Beam's FileSystems, imported on first use: importing Beam configures the root logger, and
+    every command (serve, --help) would pay for it."""
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
+
+
+def _uncompressed():
+    from apache_beam.io.filesystem import CompressionTypes
+
+    return CompressionTypes.UNCOMPRESSED
 
 
 def is_url(path: str | Path) -> bool:
@@ -61,17 +72,17 @@ class RemotePath:
         return RemotePath(posixpath.dirname(self.url))
 
     def _metadata(self, pattern: str) -> list:
-        result = FileSystems.match([pattern])[0]
+        result = _filesystems().match([pattern])[0]
         return list(result.metadata_list)
 
     def is_file(self) -> bool:
-        return FileSystems.exists(self.url) and not self.is_dir()
+        return _filesystems().exists(self.url) and not self.is_dir()
 
     def is_dir(self) -> bool:
         return bool(self._metadata(f"{self.url}/**"))
 
     def exists(self) -> bool:
-        return FileSystems.exists(self.url) or self.is_dir()
+        return _filesystems().exists(self.url) or self.is_dir()
 
     def glob(self, pattern: str) -> Iterator[RemotePath]:
         """Files matching `pattern` under this folder (Beam's match syntax: *, ?, **)."""
@@ -93,9 +104,9 @@ class RemotePath:
 
     def open(self, mode: str = "rb") -> IO:
         if mode == "rb":
-            return FileSystems.open(self.url, compression_type=CompressionTypes.UNCOMPRESSED)
+            return _filesystems().open(self.url, compression_type=_uncompressed())
         if mode == "wb":
-            return FileSystems.create(self.url, compression_type=CompressionTypes.UNCOMPRESSED)
+            return _filesystems().create(self.url, compression_type=_uncompressed())
         raise ValueError(f"RemotePath opens files in 'rb' or 'wb' mode. Received: {mode!r}")
 
     def read_bytes(self) -> bytes:
@@ -115,16 +126,16 @@ class RemotePath:
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
         """Object stores need no folders; a filesystem with real ones gets them."""
         try:
-            FileSystems.mkdirs(self.url)
+            _filesystems().mkdirs(self.url)
         except OSError:
             pass  # exists already, or the store has no folders
 
     def unlink(self, missing_ok: bool = False) -> None:
-        if not FileSystems.exists(self.url):
+        if not _filesystems().exists(self.url):
             if missing_ok:
                 return
             raise FileNotFoundError(self.url)
-        FileSystems.delete([self.url])
+        _filesystems().delete([self.url])
 
 
 def remove_tree(path: Path | RemotePath) -> None:
@@ -132,7 +143,7 @@ def remove_tree(path: Path | RemotePath) -> None:
     if isinstance(path, RemotePath):
         files = [p.url for p in path.glob("**")]
         if files:
-            FileSystems.delete(files)
+            _filesystems().delete(files)
         return
     shutil.rmtree(path, ignore_errors=True)
 
