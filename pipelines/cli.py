@@ -12,7 +12,8 @@ from typing import Sequence
 # `run(args, beam_args) -> int`; it is imported only when its command runs, so `--help` is fast.
 COMMANDS: dict[str, tuple[str, str]] = {
     "sample-data": ("pipelines.sample_data", "Generate reviews and news with planted structure."),
-    "ingest": ("pipelines.ingest", "Beam job: parse, clean and validate raw reviews/news."),
+    "ingest": ("pipelines.ingest",
+               "Beam job: read reviews, news and labelled datasets; clean, dedupe, validate."),
     "vocab": ("pipelines.vocab", "Train the SentencePiece vocabulary and mine aspect terms."),
     "pretraining-data": ("pipelines.pretraining_data",
                          "Beam job: SOP/MLM pretraining instances (TFRecord) from docs."),
