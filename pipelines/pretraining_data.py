@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import random
-import shutil
 import struct
 import time
 from collections import defaultdict
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import workspace as ws_lib
+from pipelines.fspath import RemotePath, as_path, remove_tree
 from pipelines.records import DOC_KINDS
 from pipelines.tfexample import encode_example
 
@@ -457,8 +457,8 @@ def build_pipeline(pipeline, docs_pattern: str, spm_path: str, out_dir: str,
     beam = _beam()
     outputs = (
         pipeline
-        | "ReadDocs" >> beam.io.ReadFromParquet(docs_pattern,
-                                                columns=["id", "kind", "text", "sentences", "split"])
+        | "ReadDocs" >> beam.io.ReadFromParquet(
+            docs_pattern, columns=["id", "kind", "text", "sentences", "split"])
         | "MakeInstances" >> beam.ParDo(make_instances_fn(spm_path, options)).with_outputs(
             "validation", main="train")
     )
@@ -488,7 +488,7 @@ def run_pipeline(docs_pattern: str, spm_path: str | Path, out_dir: str | Path,
     """
     from pipelines import beam_options
 
-    out_dir = Path(out_dir)
+    out_dir = as_path(out_dir)
     clear_outputs(out_dir)
     pipeline_options = beam_options.pipeline_options(beam_args)
     log.info("pretraining-data: running on %s", beam_options.describe(pipeline_options))
@@ -509,23 +509,23 @@ def run_pipeline(docs_pattern: str, spm_path: str | Path, out_dir: str | Path,
     return stats
 
 
-def clear_outputs(out_dir: Path) -> None:
+def clear_outputs(out_dir: Path | RemotePath) -> None:
     """Remove the previous run's outputs so that no stale shard survives beside new ones."""
     for split in SPLITS:
-        shutil.rmtree(out_dir / split, ignore_errors=True)
+        remove_tree(out_dir / split)
         (out_dir / split).mkdir(parents=True, exist_ok=True)
     for name in ("stats.json", "schema.json"):
         (out_dir / name).unlink(missing_ok=True)
 
 
-def shard_files(out_dir: Path, split: str) -> list[Path]:
-    return sorted((Path(out_dir) / split).glob(f"{SHARD_PREFIX}-*.tfrecord"))
+def shard_files(out_dir: str | Path | RemotePath, split: str) -> list[Path | RemotePath]:
+    return sorted((as_path(out_dir) / split).glob(f"{SHARD_PREFIX}-*.tfrecord"), key=str)
 
 
-def count_tfrecords(path: Path) -> int:
+def count_tfrecords(path: Path | RemotePath) -> int:
     """Records in a TFRecord file, read from its framing (length, CRCs) without TensorFlow."""
     count = 0
-    with open(path, "rb") as handle:
+    with path.open("rb") as handle:
         while True:
             header = handle.read(12)
             if not header:

@@ -52,3 +52,23 @@ def test_ingest_into_a_remote_workspace(diskfs: Path):
     # --if-stale reads the stage record back through the filesystem and skips.
     assert cli.main([*args, "--if-stale"]) == 0
     assert json.loads((local / "_stage.json").read_text())["run_id"] == record["run_id"]
+
+
+def test_pretraining_data_from_and_into_a_remote_workspace(diskfs: Path, spm_model: Path):
+    from albert_tf.instances import load_instances
+
+    url = "diskfs://bucket/ws"
+    assert cli.main(["ingest", "--workspace", url, "--input",
+                     str(FIXTURES / "mixed_reviews.jsonl"), "--input", str(FIXTURES / "news.tsv"),
+                     "--max-text-chars=300"]) == 0
+    args = ["pretraining-data", "--workspace", url, "--spm-model", str(spm_model),
+            "--sequence-length", "32", "--min-tokens", "2", "--validation-fraction", "0"]
+    assert cli.main(args) == 0
+    local = diskfs / "bucket" / "ws" / "pretraining_data"
+    stats = json.loads((local / "stats.json").read_text())
+    assert stats["documents_read"] == stats["documents_used"] + stats["documents_skipped"] > 0
+    schema = json.loads((local / "schema.json").read_text())
+    assert schema["splits"]["train"]["files"] == ["train/instances-00000-of-00001.tfrecord"]
+    # The files are ordinary TFRecords: the pretraining reader takes them from the local copy.
+    instances = load_instances(local, "train")
+    assert len(instances) == stats["instances"]["train"] > 0
