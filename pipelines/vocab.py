@@ -39,7 +39,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         docs = read_docs(ws.docs, columns=["title", "text", "sentences"])
         lines = []
         for title, sentences, text in zip(docs["title"], docs["sentences"], docs["text"]):
-            if title:
+            if isinstance(title, str) and title:  # a missing title reads back as NaN
                 lines.append(title)
             lines.extend(sentences if sentences is not None and len(sentences) else [text])
         log.info("vocab: training SentencePiece on %d lines", len(lines))

@@ -172,3 +172,20 @@ def test_bad_options_are_clear_errors_before_anything_runs(dirty, caplog, capsys
     with pytest.raises(SystemExit) as exit_info:  # argparse's own check of the choices
         cli.main(["ingest", "--workspace", str(ws), "--input", str(path), "--format", "nope"])
     assert exit_info.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_labelled_datasets_without_titles_flow_into_vocab_and_pretraining_data(tmp_path: Path):
+    """Labelled sentences (no title, no user or item) ingest, train a vocabulary and become
+    pretraining instances: the stages after ingest must not assume review-shaped documents."""
+    absa = Path(__file__).parent / "fixtures" / "ingest" / "absa"
+    ws = str(tmp_path / "ws")
+    assert cli.main(["ingest", "--workspace", ws, "--input", str(absa / "Cafes_Train_2014.xml"),
+                     "--input", str(absa / "tweets_train.raw"),
+                     "--input", str(absa / "Widget_X100.txt")]) == 0
+    assert cli.main(["vocab", "--workspace", ws, "--vocabulary-size", "60",
+                     "--min-aspect-count", "1"]) == 0
+    assert cli.main(["pretraining-data", "--workspace", ws, "--sequence-length", "32",
+                     "--min-tokens", "2"]) == 0
+    stats = json.loads((tmp_path / "ws" / "pretraining_data" / "stats.json").read_text())
+    assert stats["documents_used"] > 0
+    assert stats["documents_read"] == stats["documents_used"] + stats["documents_skipped"]
