@@ -122,7 +122,7 @@ def run(folder: Path, path: Path, name: str, *args: str) -> tuple[Path, dict]:
 
 
 def test_dirty_file_reconciles_with_every_step_counted(dirty):
-    ws, stats = run(*dirty, "default")
+    ws, stats = run(*dirty, "default", "--near-duplicates", "0.9")
     assert (stats["read"], stats["written"], stats["rejected"], stats["deduplicated"]) == (
         7, 4, 2, 1)
     assert stats["rejected_by_reason"] == {"invalid_json": 1, "text_too_long": 1}
@@ -148,9 +148,8 @@ def test_dirty_file_reconciles_with_every_step_counted(dirty):
     assert rejected[6]["reason"] == "invalid_json" and rejected[6]["raw"].endswith('"reviewTe')
 
 
-def test_options_keep_pii_and_turn_near_duplicates_off(dirty):
-    ws, stats = run(*dirty, "keep", "--keep-pii", "--near-duplicates", "0",
-                    "--max-text-chars", "6000000")
+def test_options_keep_pii_and_near_duplicates_off_by_default(dirty):
+    ws, stats = run(*dirty, "keep", "--keep-pii", "--max-text-chars", "6000000")
     assert (stats["written"], stats["rejected"], stats["deduplicated"]) == (6, 1, 0)
     assert not any(name.startswith("pii.") for name in stats["steps"])
     docs = read_table(ws / "ingest" / "docs", DOC_SCHEMA).to_pylist()

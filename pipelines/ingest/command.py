@@ -58,10 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "header name or 0-based index, e.g. text=review_body,user=customer_id,label=category",
     )
     parser.add_argument(
-        "--near-duplicates", type=float, default=0.9, metavar="JACCARD",
+        "--near-duplicates", type=float, default=0.0, metavar="JACCARD",
         help="drop a review or news document of 20+ words whose word 3-gram Jaccard similarity "
-        "(MinHash estimate) to an earlier one reaches this; labelled documents are never "
-        "dropped as near-duplicates; 0 turns it off (default: %(default)s)",
+        "(MinHash estimate) to an earlier one reaches this, e.g. 0.9 when building a "
+        "pretraining corpus; labelled documents are never dropped; off by default, because a "
+        "review repeated for another item is still an interaction (default: %(default)s)",
     )
     parser.add_argument(
         "--keep-pii", dest="scrub_pii", action="store_false",

@@ -1,11 +1,12 @@
 """Near-duplicate removal: MinHash signatures of word 3-gram shingles, LSH banding, keep the first.
 
 Two documents are near-duplicates when the Jaccard similarity of their shingle sets, estimated
-from 64 MinHash values, reaches the threshold (`--near-duplicates`, 0.9 by default). LSH bands are
-as long as they can be while a pair at the threshold still becomes a candidate with probability
->= 0.98 (at 0.9: 8 bands of 8 rows, candidates with probability 0.99 at Jaccard 0.9 and 0.03 at
-0.5); candidates are then verified on the whole signature. The earliest document (input order, then
-source position) of a near-duplicate group is kept, as exact de-duplication does.
+from 64 MinHash values, reaches the threshold (`--near-duplicates`, e.g. 0.9; off by default).
+LSH bands are as long as they can be while a pair at the threshold still becomes a candidate with
+probability >= 0.98 (at 0.9: 8 bands of 8 rows, candidates with probability 0.99 at Jaccard 0.9
+and 0.03 at 0.5); candidates are then verified on the whole signature. The earliest document
+(input order, then source position) of a near-duplicate group is kept, as exact de-duplication
+does.
 
 Scope: reviews and news of at least `min_words` (20) words, title included. Short texts ("Love it!",
 "Great sound. Shipping was quick.") are legitimately repeated by many reviewers, and exact
