@@ -65,7 +65,17 @@ def build_parser(chosen: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+class _KnownNoise(logging.Filter):
+    """Drops Beam's import-time warning about optional GCP client libraries (not an error here)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("apitools not found")
+
+
 def configure_logging(verbose: bool) -> None:
+    root = logging.getLogger()
+    if not any(isinstance(f, _KnownNoise) for f in root.filters):
+        root.addFilter(_KnownNoise())
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname).1s %(name)s: %(message)s",
@@ -78,13 +88,15 @@ def configure_logging(verbose: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Before a command module imports Beam: Beam logs a warning at import, and the first record
+    # through an unconfigured root logger configures it at WARNING, hiding every INFO line after.
+    configure_logging("-v" in argv or "--verbose" in argv)
     chosen = _chosen_command(argv)
     parser = build_parser(chosen)
     if chosen in BEAM_COMMANDS:
         args, beam_args = parser.parse_known_args(argv)
     else:
         args, beam_args = parser.parse_args(argv), []
-    configure_logging(args.verbose)
     module = importlib.import_module(COMMANDS[args.command][0])
     return int(module.run(args, beam_args) or 0)
 

@@ -21,7 +21,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="times a term must appear near an opinion word (default: %(default)s)")
 
 
+class VocabularyTooSmall(Exception):
+    """SentencePiece cannot fit the corpus' characters into the asked vocabulary size."""
+
+
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    """Train the vocabulary and mine aspects; 2 when the vocabulary size cannot fit the text."""
+    try:
+        return _run(args)
+    except VocabularyTooSmall as error:
+        log.error("vocab: %s", error)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     from albert_tf.tokenizer import train_sentencepiece
     from pipelines.aspect_mining import mine_aspects
     from pipelines.corpus import read_docs
@@ -43,7 +56,16 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                 lines.append(title)
             lines.extend(sentences if sentences is not None and len(sentences) else [text])
         log.info("vocab: training SentencePiece on %d lines", len(lines))
-        train_sentencepiece(lines, ws.spm_model, vocabulary_size=args.vocabulary_size)
+        try:
+            train_sentencepiece(lines, ws.spm_model, vocabulary_size=args.vocabulary_size)
+        except RuntimeError as error:
+            if "required_chars" not in str(error):
+                raise
+            # Chinese text needs thousands of single-character pieces before any merges.
+            raise VocabularyTooSmall(
+                f"--vocabulary-size {args.vocabulary_size} is smaller than the number of distinct "
+                "characters the corpus needs (Chinese text needs thousands); raise it, e.g. to "
+                "the default 8000") from None
 
         reviews = docs[docs["kind"] == "review"]
         source = reviews if len(reviews) else docs
