@@ -188,3 +188,10 @@ def test_labelled_datasets_without_titles_flow_into_vocab_and_pretraining_data(t
     stats = json.loads((tmp_path / "ws" / "pretraining_data" / "stats.json").read_text())
     assert stats["documents_used"] > 0
     assert stats["documents_read"] == stats["documents_used"] + stats["documents_skipped"]
+
+
+def test_a_vocabulary_too_small_for_the_characters_is_a_clear_error(dirty, caplog):
+    ws, _ = run(*dirty, "tiny-vocab")
+    assert cli.main(["vocab", "--workspace", str(ws), "--vocabulary-size", "12"]) == 2
+    assert "smaller than the number of distinct characters" in caplog.text
+    assert not (ws / "vocab" / "spm.model").exists()
