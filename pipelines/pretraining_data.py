@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import workspace as ws_lib
+from pipelines.beam_counts import NotReconciled, counter_values
 from pipelines.fspath import RemotePath, as_path, remove_tree
 from pipelines.records import DOC_KINDS
 from pipelines.tfexample import encode_example
@@ -167,13 +168,7 @@ def load_sentencepiece(path: str | Path):
     """A SentencePieceProcessor from a local path or any Beam filesystem (gs://, ...)."""
     import sentencepiece as spm
 
-    path = str(path)
-    if "://" in path:
-        from apache_beam.io.filesystems import FileSystems
-
-        with FileSystems.open(path) as handle:
-            return spm.SentencePieceProcessor(model_proto=handle.read())
-    return spm.SentencePieceProcessor(model_file=path)
+    return spm.SentencePieceProcessor(model_proto=as_path(path).read_bytes())
 
 
 def body_sentences(doc: Mapping[str, Any]) -> list[str]:
@@ -468,17 +463,6 @@ def build_pipeline(pipeline, docs_pattern: str, spm_path: str, out_dir: str,
             num_shards=max(0, num_shards))
 
 
-def counter_values(result) -> dict[str, int]:
-    from apache_beam.metrics.metric import MetricsFilter
-
-    values: dict[str, int] = defaultdict(int)
-    query = result.metrics().query(MetricsFilter().with_namespaces([NAMESPACE]))
-    for counter in query["counters"]:
-        value = counter.committed if counter.committed is not None else counter.attempted
-        values[counter.key.metric.name] += int(value or 0)
-    return dict(values)
-
-
 def run_pipeline(docs_pattern: str, spm_path: str | Path, out_dir: str | Path,
                  options: InstanceOptions, beam_args: Sequence[str] = (),
                  num_shards: int = 1) -> dict[str, Any]:
@@ -498,7 +482,8 @@ def run_pipeline(docs_pattern: str, spm_path: str | Path, out_dir: str | Path,
     build_pipeline(pipeline, docs_pattern, str(spm_path), str(out_dir), options, num_shards)
     result = pipeline.run()
     result.wait_until_finish()
-    stats = build_stats(counter_values(result), beam_options.runner_name(pipeline_options),
+    counts = {name: value for (_, name), value in counter_values(result, [NAMESPACE]).items()}
+    stats = build_stats(counts, beam_options.runner_name(pipeline_options),
                         time.perf_counter() - start)
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     problems = reconcile(stats, out_dir)
@@ -537,14 +522,6 @@ def count_tfrecords(path: Path | RemotePath) -> int:
             count += 1
 
 
-class NotReconciled(Exception):
-    """The run's counts do not add up (a bug, never a bad document): the stage stays stale."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = list(problems)
-
-
 def reconcile(stats: Mapping[str, Any], out_dir: Path | None = None) -> list[str]:
     """Everything that does not add up (empty when the run reconciles)."""
     problems = []
@@ -569,13 +546,7 @@ def reconcile(stats: Mapping[str, Any], out_dir: Path | None = None) -> list[str
 
 def spm_fingerprint(spm_path: str | Path) -> str:
     """SHA-256 of the SentencePiece model bytes (`pretrain` checks its tokenizer against it)."""
-    path = str(spm_path)
-    if "://" in path:
-        from apache_beam.io.filesystems import FileSystems
-
-        with FileSystems.open(path) as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return hashlib.sha256(as_path(spm_path).read_bytes()).hexdigest()
 
 
 def build_schema(spm_path: str | Path, options: InstanceOptions, stats: Mapping[str, Any],

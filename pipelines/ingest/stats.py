@@ -3,34 +3,19 @@ breakdowns, taken from the job's Beam metrics and checked against the files on d
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from apache_beam.metrics.metric import MetricsFilter
-
-from pipelines import workspace
+from pipelines import beam_counts, workspace
+from pipelines.beam_counts import NotReconciled  # noqa: F401 (re-exported for the command)
 from pipelines.fspath import RemotePath, open_binary
 from pipelines.ingest.inputs import InputFile
 from pipelines.ingest.metrics import COUNTED_STATS, NAMESPACE, SOURCE_NAMESPACE
 
 
-class NotReconciled(Exception):
-    """The run's counts do not add up (a bug, never a bad record): the stage stays stale."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = list(problems)
-
-
 def counter_values(result: Any) -> dict[tuple[str, str], int]:
-    """{(namespace, name): value} of our counters, summed over steps (committed if available)."""
-    values: dict[tuple[str, str], int] = defaultdict(int)
-    query = result.metrics().query(MetricsFilter().with_namespaces([NAMESPACE, SOURCE_NAMESPACE]))
-    for counter in query["counters"]:
-        value = counter.committed if counter.committed is not None else counter.attempted
-        values[(counter.key.metric.namespace, counter.key.metric.name)] += int(value or 0)
-    return values
+    """{(namespace, name): value} of the ingest counters (totals and per source)."""
+    return beam_counts.counter_values(result, [NAMESPACE, SOURCE_NAMESPACE])
 
 
 def build_stats(
