@@ -203,8 +203,9 @@ def measure(size: int, work: Path, variants: bool) -> dict[str, Any]:
     }
     if variants:
         runs["direct_multi_processing_2"] = lambda: beam_job(
-            data, work / "ws", ["--direct_running_mode", "multi_processing",
-                                "--direct_num_workers", "2"], NEAR_DUPLICATES)
+            data, work / "ws-2-processes",
+            ["--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
+            NEAR_DUPLICATES)
     for name, run in runs.items():
         result = run()
         out[name] = {**result, "docs_per_s": result["records"] / result["total_s"]}
@@ -212,7 +213,7 @@ def measure(size: int, work: Path, variants: bool) -> dict[str, Any]:
     if variants:
         out["beam_prefixes_s"] = {stage: beam_prefix(data, stage)
                                   for stage in ("read", "parse", "deduplicate")}
-        beam_job(data, work / "ws", [], NEAR_DUPLICATES)  # the docs pretraining-data reads
+        # The in-memory run's workspace (the 2-process run wrote its own) holds the docs.
         out["pretraining_data"] = pretraining_data(work / "ws", work)
         log.info("%d: pretraining-data %s", size, {k: round(v["total_s"], 1)
                                                    for k, v in out["pretraining_data"].items()})
