@@ -145,14 +145,16 @@ def fingerprint_path(path: Path) -> str:
     """A cheap content fingerprint: relative name, size and mtime of every file under `path`."""
     digest = hashlib.sha1()
     path = as_path(path)
-    if not path.exists():
-        return "missing"
-    if isinstance(path, RemotePath):  # an object store lists files only
-        files = [path] if path.is_file() else list(path.glob("**"))
-    else:
+    if isinstance(path, RemotePath):  # one listing carries every file's size and time
+        entries = path.listing()
+        if not entries:  # an object store has no empty folders
+            return "missing"
+    elif path.exists():
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        stat = file.stat()
+        entries = [(file, file.stat()) for file in files]
+    else:
+        return "missing"
+    for file, stat in entries:
         rel = file.name if file == path else str(file.relative_to(path))
         digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()

@@ -72,3 +72,15 @@ def test_pretraining_data_from_and_into_a_remote_workspace(diskfs: Path, spm_mod
     # The files are ordinary TFRecords: the pretraining reader takes them from the local copy.
     instances = load_instances(local, "train")
     assert len(instances) == stats["instances"]["train"] > 0
+
+
+def test_fingerprints_of_remote_inputs_follow_their_files(diskfs: Path):
+    from pipelines.workspace import fingerprint_path
+
+    folder = as_path("diskfs://bucket/inputs")
+    assert fingerprint_path(folder) == "missing"
+    (folder / "a.json").write_text("one")
+    first = fingerprint_path(folder)
+    assert first != "missing" and fingerprint_path(folder / "a.json") != "missing"
+    (folder / "b.json").write_text("two")
+    assert fingerprint_path(folder) != first
