@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import apache_beam as beam
 
 from pipelines.ingest.metrics import CountingDoFn
-from pipelines.ingest.near_dup import DEFAULT_MIN_WORDS, find_near_duplicates, signature_mark
+from pipelines.ingest.near_dup import DEFAULT_MIN_WORDS, find_near_duplicates, signature
 from pipelines.records import normalise_for_dedup
 
 
@@ -88,10 +88,9 @@ class DocMarkFn(beam.DoFn):
         self._min_words = min_words
 
     def process(self, doc: Mapping[str, Any]) -> Iterator[tuple[str, tuple[tuple, str, bytes]]]:
-        mark = signature_mark(doc, self._order, self._min_words) if self._near else None
-        if mark is None:
-            mark = ((self._order.get(doc["source"], 0), doc["source_position"]), doc["id"], b"")
-        yield doc_dedup_key(doc), mark
+        rank = (self._order.get(doc["source"], 0), doc["source_position"])
+        sig = signature(doc, self._min_words) if self._near else b""
+        yield doc_dedup_key(doc), (rank, doc["id"], sig)
 
 
 def first_of_key(element: tuple[str, Iterable[tuple]]) -> Iterator[Any]:

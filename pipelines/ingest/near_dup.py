@@ -125,16 +125,21 @@ def find_near_duplicates(
     return duplicates
 
 
+def signature(doc: Mapping[str, Any], min_words: int = DEFAULT_MIN_WORDS) -> bytes:
+    """The MinHash signature bytes of a document in near-duplicate scope, else b""."""
+    if doc["kind"] not in NEAR_DUP_KINDS:
+        return b""
+    words = shingle_words(f"{doc.get('title') or ''} {doc['text']}", min_words)
+    return b"" if words is None else minhash(shingle_hashes(words)).tobytes()
+
+
 def signature_mark(doc: Mapping[str, Any], source_order: Mapping[str, int],
                    min_words: int = DEFAULT_MIN_WORDS) -> tuple[tuple, str, bytes] | None:
     """(rank, id, MinHash signature bytes) of a document in near-duplicate scope, else None."""
-    if doc["kind"] not in NEAR_DUP_KINDS:
+    sig = signature(doc, min_words)
+    if not sig:
         return None
-    words = shingle_words(f"{doc.get('title') or ''} {doc['text']}", min_words)
-    if words is None:
-        return None
-    rank = (source_order.get(doc["source"], 0), doc["source_position"])
-    return rank, doc["id"], minhash(shingle_hashes(words)).tobytes()
+    return (source_order.get(doc["source"], 0), doc["source_position"]), doc["id"], sig
 
 
 def near_duplicate_ids(docs: Sequence[Mapping[str, Any]], threshold: float,
