@@ -1,4 +1,9 @@
-"""Named ALBERT sizes and their BERT equivalents (same depth and width, no sharing, E = H)."""
+"""Named ALBERT sizes and their BERT equivalents (same depth and width, no sharing, E = H).
+
+Also the parameter counts of both, written out by hand from keras-hub's `AlbertBackbone` and
+`BertBackbone` (tests check them against built models), so that sizes too big to build here
+(`base`, `large`) can still be compared. keras-hub is imported only when a model is built.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +48,19 @@ class AlbertConfig:
         """Keyword arguments for `keras_hub.models.AlbertBackbone`."""
         return dataclasses.asdict(self)
 
+    def build(self, dtype=None):
+        """The `keras_hub.models.AlbertBackbone` of this config (`dtype`: a Keras dtype policy)."""
+        import keras_hub
+
+        return keras_hub.models.AlbertBackbone(**self.backbone_kwargs(), dtype=dtype)
+
+    def bert_equivalent(self, dtype=None):
+        """A `keras_hub.models.BertBackbone` of the same depth, width, heads, intermediate size,
+        vocabulary and positions: every layer its own weights, token embeddings of width H."""
+        import keras_hub
+
+        return keras_hub.models.BertBackbone(**self.bert_equivalent_kwargs(), dtype=dtype)
+
     def bert_equivalent_kwargs(self) -> dict:
         """Keyword arguments for `keras_hub.models.BertBackbone` of the same depth and width."""
         return {
@@ -82,6 +100,68 @@ CONFIGS: dict[str, AlbertConfig] = {
         num_layers=24, num_heads=16, hidden_dim=1024, intermediate_dim=4096, embedding_dim=128
     ),
 }
+
+
+# Segment (token type) embeddings: keras-hub's default `num_segments` for both backbones.
+NUM_SEGMENTS = 2
+
+
+def _encoder_layer_parameters(hidden: int, intermediate: int) -> int:
+    """One keras-hub `TransformerEncoder`: attention, its LayerNorm, the FFN and its LayerNorm."""
+    attention = 4 * (hidden * hidden + hidden)  # query, key, value and output kernels + biases
+    ffn = hidden * intermediate + intermediate + intermediate * hidden + hidden
+    return attention + ffn + 2 * (2 * hidden)  # + gamma and beta of two LayerNorms
+
+
+def _counts(token: int, position: int, segment: int, layer_norm: int, projection: int,
+            layers: int, layer: int, pooler: int) -> dict[str, int]:
+    embedding = token + position + segment + layer_norm + projection
+    encoder = layers * layer
+    return {
+        "total": embedding + encoder + pooler,
+        "embedding": embedding,
+        "token_embedding": token,
+        "encoder": encoder,
+        "encoder_layers": layers,
+        "pooler": pooler,
+    }
+
+
+def albert_parameter_count(config: AlbertConfig) -> dict[str, int]:
+    """Parameters of `config.build()`, by hand: factorized V x E embeddings projected to H, and
+    `num_groups x num_inner_repetitions` distinct encoder layers (each group is called
+    `num_layers / num_groups` times: sharing saves parameters, not compute).
+
+    Keys: `total`; `embedding` (token, position, segment, LayerNorm and the E -> H projection),
+    `token_embedding`, `encoder`, `encoder_layers` (distinct layers), `pooler`.
+    """
+    c, e = config, config.embedding_dim
+    return _counts(
+        token=c.vocabulary_size * e,
+        position=c.max_sequence_length * e,
+        segment=NUM_SEGMENTS * e,
+        layer_norm=2 * e,
+        projection=e * c.hidden_dim + c.hidden_dim,
+        layers=c.num_groups * c.num_inner_repetitions,
+        layer=_encoder_layer_parameters(c.hidden_dim, c.intermediate_dim),
+        pooler=c.hidden_dim * c.hidden_dim + c.hidden_dim,
+    )
+
+
+def bert_parameter_count(config: AlbertConfig) -> dict[str, int]:
+    """Parameters of `config.bert_equivalent()`, by hand: V x H embeddings, no projection, and
+    `num_layers` distinct encoder layers. Same keys as `albert_parameter_count`."""
+    c, h = config, config.hidden_dim
+    return _counts(
+        token=c.vocabulary_size * h,
+        position=c.max_sequence_length * h,
+        segment=NUM_SEGMENTS * h,
+        layer_norm=2 * h,
+        projection=0,
+        layers=c.num_layers,
+        layer=_encoder_layer_parameters(h, c.intermediate_dim),
+        pooler=h * h + h,
+    )
 
 
 def get_config(name: str, **overrides) -> AlbertConfig:
