@@ -11,11 +11,18 @@ import pytest
 import sentencepiece as spm
 
 from albert_tf.instances import (
+    BothOrders,
     Instances,
+    bucket_lengths,
+    bucket_maskers,
+    bucketed_dataset,
+    epoch_plan,
     instance_dataset,
     load_instances,
     mask_generator_from_schema,
     read_schema,
+    swapped_orientation,
+    token_fraction,
 )
 from albert_tf.pretraining import NO_SOP_LABEL, example_order
 from pipelines import cli
@@ -288,6 +295,120 @@ def test_reader_yields_masked_padded_batches_in_a_resumable_order(workspace, wri
     for (x, y, _), (x_full, y_full, _) in zip(resumed, batches[2:]):
         np.testing.assert_array_equal(x["segment_ids"], x_full["segment_ids"])
         np.testing.assert_array_equal(y["sop"], y_full["sop"])
+
+
+def test_bucket_lengths_double_up_to_the_sequence_length():
+    assert bucket_lengths(128) == [16, 32, 64, 128]
+    assert bucket_lengths(48) == [16, 32, 48]
+    assert bucket_lengths(16) == [16]
+    assert token_fraction(np.array([16, 10, 100]), [16, 32, 64, 128]) == 126 / (16 + 16 + 128)
+
+
+def test_swapping_a_pair_moves_both_segments_and_their_segment_ids():
+    tokens = np.array([2, 10, 11, 3, 12, 3])
+    segments = np.array([0, 0, 0, 0, 1, 1])
+    swapped, swapped_segments = swapped_orientation(tokens, segments)
+    assert swapped.tolist() == [2, 12, 3, 10, 11, 3]
+    assert swapped_segments.tolist() == [0, 0, 0, 1, 1, 1]
+    back, back_segments = swapped_orientation(swapped, swapped_segments)
+    assert back.tolist() == tokens.tolist() and back_segments.tolist() == segments.tolist()
+
+
+def test_both_orders_hold_each_pair_in_text_order_and_swapped(written):
+    train = Instances.from_records([])  # empty input is fine
+    assert len(BothOrders.from_instances(train)) == 0
+    rows = written["train"]
+    instances = Instances(*_ragged(rows))
+    both = BothOrders.from_instances(instances)
+    n = len(rows)
+    tokens = both.token_ids.to_list()
+    for i, row in enumerate(rows):
+        if row["label"] == NO_SOP_LABEL:
+            assert tokens[i] == tokens[n + i] == row["tokens"]
+            assert both.sop_label[i] == both.sop_label[n + i] == NO_SOP_LABEL
+            continue
+        stored = i if row["label"] == 0 else n + i
+        assert tokens[stored] == row["tokens"]
+        first, second = segments_of(tokens[i], both.segment_ids[i].numpy().tolist())
+        swapped_first, swapped_second = segments_of(tokens[n + i],
+                                                    both.segment_ids[n + i].numpy().tolist())
+        assert (swapped_first, swapped_second) == (second, first)
+        assert (both.sop_label[i], both.sop_label[n + i]) == (0, 1)
+
+
+def _ragged(rows):
+    import tensorflow as tf
+
+    return (tf.ragged.constant([r["tokens"] for r in rows], tf.int32),
+            tf.ragged.constant([r["segments"] for r in rows], tf.int32),
+            np.array([r["label"] for r in rows], np.int32),
+            np.array([r["doc"].encode() for r in rows], object),
+            np.array([r["index"] for r in rows], np.int64))
+
+
+def test_an_epoch_plan_uses_each_instance_at_most_once_in_its_own_bucket():
+    lengths = np.array([5, 20, 40, 100, 16, 17, 33, 64, 65, 128] * 8)
+    buckets = [16, 32, 64, 128]
+    is_pair = np.arange(len(lengths)) % 2 == 0
+    plan = epoch_plan(lengths, buckets, 256, seed=3, epoch=0, is_pair=is_pair)
+    n = len(lengths)
+    seen = np.concatenate([rows for _, rows in plan]) % n
+    assert len(seen) == len(set(seen.tolist()))
+    for bucket, rows in plan:
+        assert len(rows) == 256 // buckets[bucket]
+        assert all(lengths[r % n] <= buckets[bucket] for r in rows)
+        assert bucket == 0 or all(lengths[r % n] > buckets[bucket - 1] for r in rows)
+        assert all(is_pair[r % n] for r in rows if r >= n)  # only pairs are ever swapped
+    again = epoch_plan(lengths, buckets, 256, seed=3, epoch=0, is_pair=is_pair)
+    assert all((a[0], a[1].tolist()) == (b[0], b[1].tolist()) for a, b in zip(plan, again))
+    other = epoch_plan(lengths, buckets, 256, seed=3, epoch=1, is_pair=is_pair)
+    assert [r.tolist() for _, r in other] != [r.tolist() for _, r in plan]
+
+
+def test_bucketed_batches_are_short_masked_resumable_and_swap_afresh(workspace, written):
+    out = workspace / "pretraining_data"
+    schema = read_schema(out)
+    train = load_instances(out, "train")
+    both = BothOrders.from_instances(train)
+    maskers = bucket_maskers(schema, SEQUENCE_LENGTH)
+    assert sorted(maskers) == [16, 32, 48]
+    budget = 8 * SEQUENCE_LENGTH
+    batches = list(bucketed_dataset(both, maskers, budget, SEQUENCE_LENGTH, num_steps=12))
+    assert len(batches) == 12
+    lengths_seen = set()
+    by_tokens = {tuple(r["tokens"]): r for r in written["train"]}
+    for x, y, w in batches:
+        length = x["token_ids"].shape[1]
+        lengths_seen.add(length)
+        assert x["token_ids"].shape[0] == budget // length
+        assert x["mask_positions"].shape[1] == maskers[length].mask_selection_length
+        real = x["padding_mask"].numpy().sum(axis=1)
+        assert (real <= length).all() and (real > (0 if length == 16 else 16)).all()
+        for row in range(x["token_ids"].shape[0]):
+            tokens = x["token_ids"][row].numpy()[: real[row]].copy()
+            chosen = x["mask_positions"][row].numpy()[w["mlm"][row].numpy() > 0]
+            tokens[chosen] = y["mlm"][row].numpy()[: len(chosen)]
+            segments = x["segment_ids"][row].numpy()[: real[row]].tolist()
+            original = by_tokens.get(tuple(tokens.tolist()))
+            if original is None:  # a pair shown in the other order than it was written
+                first, second = segments_of(tokens.tolist(), segments)
+                swapped, _ = swapped_orientation(tokens, np.asarray(segments))
+                original = by_tokens[tuple(swapped.tolist())]
+                assert int(y["sop"][row]) == 1 - original["label"]
+            else:
+                assert int(y["sop"][row]) == max(original["label"], 0)
+            assert float(w["sop"][row]) == (original["label"] != NO_SOP_LABEL)
+    assert len(lengths_seen) > 1
+    resumed = list(bucketed_dataset(both, maskers, budget, SEQUENCE_LENGTH, start_step=7,
+                                    num_steps=5))
+    for (x, y, _), (x_full, y_full, _) in zip(resumed, batches[7:]):
+        np.testing.assert_array_equal(x["segment_ids"], x_full["segment_ids"])
+        np.testing.assert_array_equal(y["sop"], y_full["sop"])
+    # Evaluation reads every held-out instance exactly once.
+    held_out = load_instances(out, "validation")
+    total = sum(int(x["padding_mask"].numpy().sum()) for x, _, _ in
+                bucketed_dataset(held_out, maskers, budget, SEQUENCE_LENGTH, shuffle=False))
+    assert total == sum(len(r["tokens"]) for r in written["validation"])
 
 
 def test_if_stale_skips_and_pretrain_asks_for_the_instances(workspace, tmp_path):

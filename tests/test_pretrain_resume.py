@@ -1,0 +1,88 @@
+"""A real `opinionrec pretrain` process killed with SIGKILL resumes from its last checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from albert_tf.training import WarmupLinearDecay
+from pipelines import cli
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS, EVERY, LEARNING_RATE, WARMUP = 80, 10, 3e-3, 8
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("resume")
+    for stage in (
+        ["sample-data", "--reviews", "150", "--users", "20", "--items", "10", "--news", "40",
+         "--impressions", "20"],
+        ["ingest"],
+        ["vocab", "--vocabulary-size", "300", "--min-aspect-count", "2"],
+        ["pretraining-data", "--sequence-length", "48", "--validation-fraction", "0.1"],
+    ):
+        assert cli.main([stage[0], "--workspace", str(ws), *stage[1:]]) == 0, stage[0]
+    return ws
+
+
+def pretrain_command(ws: Path) -> list[str]:
+    return [sys.executable, "-m", "pipelines.cli", "pretrain", "--workspace", str(ws),
+            "--config", "nano", "--batch-size", "8", "--steps", str(STEPS),
+            "--checkpoint-every", str(EVERY), "--learning-rate", str(LEARNING_RATE),
+            "--warmup-steps", str(WARMUP), "--eval-instances", "16"]
+
+
+def checkpoint_step(ws: Path) -> int:
+    state = ws / "pretrain" / "checkpoints" / "checkpoint.json"
+    try:
+        return json.loads(state.read_text())["step"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.mark.slow
+def test_a_killed_pretraining_run_resumes_at_its_step_schedule_and_data(workspace, tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    first_log = tmp_path / "first.log"
+    with open(first_log, "w") as log:
+        first = subprocess.Popen(pretrain_command(workspace), cwd=REPO, env=env, stdout=log,
+                                 stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while checkpoint_step(workspace) < 2 * EVERY and first.poll() is None:
+            assert time.monotonic() < deadline, first_log.read_text()[-3000:]
+            time.sleep(0.2)
+        os.kill(first.pid, signal.SIGKILL)  # no chance to save anything more
+        first.wait()
+    assert first.returncode == -signal.SIGKILL, first_log.read_text()[-3000:]
+    killed_at = checkpoint_step(workspace)
+    assert 2 * EVERY <= killed_at < STEPS
+    before = [json.loads(line)["step"] for line in
+              (workspace / "pretrain" / "logs" / "history.jsonl").read_text().splitlines()]
+
+    second = subprocess.run(pretrain_command(workspace), cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert f"at step {killed_at}" in second.stdout + second.stderr  # resumed, not restarted
+
+    history = [json.loads(line) for line in
+               (workspace / "pretrain" / "logs" / "history.jsonl").read_text().splitlines()]
+    steps = [h["step"] for h in history]
+    resumed = steps[len(before):]
+    # The second run continued with the chunk after the checkpoint, up to the end.
+    assert resumed == list(range(killed_at + EVERY, STEPS + 1, EVERY))
+    assert set(before) <= set(range(EVERY, killed_at + 1, EVERY))
+    # The learning rate follows the one schedule across the interruption.
+    schedule = WarmupLinearDecay(LEARNING_RATE, WARMUP, STEPS)
+    for record in history[len(before):]:
+        assert record["learning_rate"] == pytest.approx(float(schedule(record["step"])), rel=1e-5)
+    metrics = json.loads((workspace / "pretrain" / "metrics.json").read_text())
+    assert metrics["step"] == STEPS
+    assert (workspace / "pretrain" / "preset" / "config.json").exists()
