@@ -1,4 +1,5 @@
-"""Task heads on an ALBERT backbone's outputs: sentence order (SOP) and text classification."""
+"""Task heads on an ALBERT backbone's outputs: sentence order (SOP), text classification and
+the projection of the pooled sentence vector onto a distillation teacher's embedding."""
 
 from __future__ import annotations
 
@@ -69,3 +70,44 @@ class SentenceOrderHead(ClassificationHead):
     def __init__(self, dropout: float = 0.0, **kwargs):
         kwargs.pop("num_classes", None)
         super().__init__(num_classes=2, dropout=dropout, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="albert_tf")
+class TeacherProjection(keras.layers.Layer):
+    """The student's sentence vector in the teacher's space, for distillation.
+
+    `MaskedMeanPooling` of the backbone's `sequence_output` over `padding_mask` (mean pooling, as
+    the sentence-transformers teacher does), then a linear projection to `teacher_dim`. The
+    cosine loss ignores the scale, so no normalisation here.
+
+    Args:
+        teacher_dim: the teacher's embedding size (384 for all-MiniLM-L6-v2).
+    """
+
+    def __init__(self, teacher_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        # === Config ===
+        self.teacher_dim = teacher_dim
+        # === Layers ===
+        self.pooling = MaskedMeanPooling(dtype=self.dtype_policy, name="pooling")
+        self.projection = keras.layers.Dense(
+            teacher_dim,
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            dtype=self.dtype_policy,
+            name="projection",
+        )
+
+    def build(self, sequence_output_shape, padding_mask_shape=None):
+        self.projection.build((sequence_output_shape[0], sequence_output_shape[-1]))
+        self.built = True
+
+    def call(self, sequence_output, padding_mask):
+        return self.projection(self.pooling(sequence_output, padding_mask))
+
+    def compute_output_shape(self, sequence_output_shape, padding_mask_shape=None):
+        return (sequence_output_shape[0], self.teacher_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"teacher_dim": self.teacher_dim})
+        return config

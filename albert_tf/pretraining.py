@@ -3,7 +3,8 @@
 The instances (segment pairs, tokenized and packed) come from the `pretraining-data` Beam job;
 `albert_tf.instances` reads, batches and masks them in tf.data (masking stays dynamic, see
 `make_mask_generator`). `AlbertPretrainer` adds a masked-LM head tied to the factorized token
-embedding and an SOP head on the pooled output.
+embedding and an SOP head on the pooled output; with `teacher_dim`, also a projection of the
+mean-pooled sentence vector onto a teacher's sentence embedding (`albert_tf.distillation`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import keras
 import keras_hub
 import numpy as np
 
-from albert_tf.heads import SentenceOrderHead
+from albert_tf.distillation import CosineDistance, teacher_cosine_metric
+from albert_tf.heads import SentenceOrderHead, TeacherProjection
 
 # SOP labels: 0 the segments in text order, 1 swapped, -1 a single segment (trains MLM only).
 NO_SOP_LABEL = -1
@@ -66,14 +68,18 @@ def make_mask_generator(
 class AlbertPretrainer(keras_hub.models.Task):
     """An `AlbertBackbone` with a tied masked-LM head and a sentence-order head.
 
-    Outputs `{"mlm": logits [batch, masks, vocabulary], "sop": logits [batch, 2]}`; the loss is
-    MLM + SOP (see `compile_pretrainer`). Preprocessing runs in tf.data (`albert_tf.instances`),
+    Outputs `{"mlm": logits [batch, masks, vocabulary], "sop": logits [batch, 2]}` and, with
+    `teacher_dim`, `"teacher"`: the student's mean-pooled sentence vector projected to
+    `[batch, teacher_dim]`. The loss is MLM + SOP (+ cosine distillation), see
+    `compile_pretrainer`. Preprocessing runs in tf.data (`albert_tf.instances`),
     so `preprocessor` is usually None.
 
     Args:
         backbone: a `keras_hub.models.AlbertBackbone`.
         preprocessor: optional keras-hub preprocessor applied by `fit` / `predict`.
         dropout: dropout before the SOP classifier.
+        teacher_dim: the teacher's embedding size (384 for `--teacher minilm`), or None for no
+            distillation output.
 
     Example:
     ```python
@@ -82,7 +88,8 @@ class AlbertPretrainer(keras_hub.models.Task):
     ```
     """
 
-    def __init__(self, backbone, preprocessor=None, dropout: float = 0.0, **kwargs):
+    def __init__(self, backbone, preprocessor=None, dropout: float = 0.0,
+                 teacher_dim: int | None = None, **kwargs):
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor
@@ -97,6 +104,11 @@ class AlbertPretrainer(keras_hub.models.Task):
         self.sop_head = SentenceOrderHead(
             dropout=dropout, dtype=backbone.dtype_policy, name="sop_head"
         )
+        self.teacher_head = None
+        if teacher_dim:
+            self.teacher_head = TeacherProjection(
+                teacher_dim, dtype=backbone.dtype_policy, name="teacher_head"
+            )
 
         # === Functional Model ===
         inputs = {
@@ -104,39 +116,58 @@ class AlbertPretrainer(keras_hub.models.Task):
             "mask_positions": keras.Input(shape=(None,), dtype="int32", name="mask_positions"),
         }
         outputs = backbone(backbone.input)
-        super().__init__(
-            inputs=inputs,
-            outputs={
-                "mlm": self.mlm_head(outputs["sequence_output"], inputs["mask_positions"]),
-                "sop": self.sop_head(outputs["pooled_output"]),
-            },
-            **kwargs,
-        )
+        heads = {
+            "mlm": self.mlm_head(outputs["sequence_output"], inputs["mask_positions"]),
+            "sop": self.sop_head(outputs["pooled_output"]),
+        }
+        if self.teacher_head is not None:
+            heads["teacher"] = self.teacher_head(
+                outputs["sequence_output"], inputs["padding_mask"]
+            )
+        super().__init__(inputs=inputs, outputs=heads, **kwargs)
 
         # === Config ===
         self.dropout = dropout
+        self.teacher_dim = teacher_dim
 
     def get_config(self):
         config = super().get_config()
-        config.update({"dropout": self.dropout})
+        config.update({"dropout": self.dropout, "teacher_dim": self.teacher_dim})
         return config
 
 
 def compile_pretrainer(
-    pretrainer: AlbertPretrainer, optimizer: keras.optimizers.Optimizer, jit_compile: bool = True
+    pretrainer: AlbertPretrainer,
+    optimizer: keras.optimizers.Optimizer,
+    jit_compile: bool = True,
+    teacher_weight: float = 1.0,
 ) -> None:
-    """Loss = MLM cross-entropy over masked positions + SOP cross-entropy; accuracies as metrics."""
+    """Loss = MLM cross-entropy over masked positions + SOP cross-entropy; accuracies as metrics.
+
+    A pretrainer with a `"teacher"` output (`teacher_dim`) adds `teacher_weight` x the cosine
+    distance `1 - cos` to the teacher embedding (`y["teacher"]`, weighted by
+    `sample_weights["teacher"]`), logged as `teacher_loss`, and its mean cosine as
+    `teacher_cosine`. `teacher_weight` is unused without a teacher output.
+    """
+    loss = {
+        "mlm": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        "sop": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    }
+    metrics = {
+        "mlm": [keras.metrics.SparseCategoricalAccuracy("accuracy")],
+        "sop": [keras.metrics.SparseCategoricalAccuracy("accuracy")],
+    }
+    extra = {}
+    if getattr(pretrainer, "teacher_dim", None):
+        loss["teacher"] = CosineDistance()
+        metrics["teacher"] = [teacher_cosine_metric()]
+        extra["loss_weights"] = {"mlm": 1.0, "sop": 1.0, "teacher": float(teacher_weight)}
     pretrainer.compile(
         optimizer=optimizer,
-        loss={
-            "mlm": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            "sop": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        },
-        weighted_metrics={
-            "mlm": [keras.metrics.SparseCategoricalAccuracy("accuracy")],
-            "sop": [keras.metrics.SparseCategoricalAccuracy("accuracy")],
-        },
+        loss=loss,
+        weighted_metrics=metrics,
         jit_compile=jit_compile,
+        **extra,
     )
 
 
