@@ -344,6 +344,7 @@ def bucketed_dataset(
     num_steps: int | None = None,
     shuffle: bool = True,
     swap_probability: float = 0.5,
+    teacher: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tf.data.Dataset:
     """Length-bucketed `(x, {"mlm", "sop"} labels, {"mlm", "sop"} weights)` batches.
 
@@ -351,6 +352,8 @@ def bucketed_dataset(
     `MaskedLMMaskGenerator` with a mask count to match. With `shuffle=True` (training) batches
     follow `planned_batches` from `start_step`; given `BothOrders`, SOP swaps are redrawn every
     epoch. With `shuffle=False` (evaluation) every instance is read once, in order, by bucket.
+    `teacher` = (embeddings [n, d], weights [n]) adds a `"teacher"` target per instance (for
+    distillation; weight 0 where an instance has no teacher embedding).
     """
     buckets = sorted(maskers)
     if buckets[-1] < sequence_length:
@@ -379,6 +382,13 @@ def bucketed_dataset(
             size = max(1, batch_tokens // length)
             plan += [(b, rows[i : i + size]) for i in range(0, len(rows), size)]
     labels = tf.constant(labels_np, tf.int32)
+    n = len(lengths)
+    if teacher is not None:
+        if len(teacher[0]) != n or len(teacher[1]) != n:
+            raise ValueError(f"`teacher` must hold one embedding and weight per instance ({n}). "
+                             f"Received: {len(teacher[0])} embeddings, {len(teacher[1])} weights")
+        teacher_embeddings = tf.constant(teacher[0], tf.float32)
+        teacher_weights = tf.constant(teacher[1], tf.float32)
 
     def bucket_dataset(b: int) -> tf.data.Dataset:
         length = buckets[b]
@@ -402,6 +412,10 @@ def bucketed_dataset(
             y = {"mlm": masked["mask_ids"], "sop": tf.maximum(label, 0)}
             weights = {"mlm": masked["mask_weights"],
                        "sop": tf.cast(label != NO_SOP_LABEL, tf.float32)}
+            if teacher is not None:
+                instance = index % n  # a BothOrders row -> its instance
+                y["teacher"] = tf.gather(teacher_embeddings, instance)
+                weights["teacher"] = tf.gather(teacher_weights, instance)
             return x, y, weights
 
         return tf.data.Dataset.from_tensor_slices(index).map(

