@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretraining-data": ("pipelines.pretraining_data",
                          "Beam job: SOP/MLM pretraining instances (TFRecord) from docs."),
     "pretrain": ("pipelines.pretrain", "Pretrain ALBERT with MLM + sentence-order prediction."),
+    "compare": ("pipelines.compare",
+                "ALBERT vs its BERT equivalent: size, memory, speed, XLA, learning per minute."),
     "finetune": ("pipelines.finetune", "Fine-tune sentiment/topic heads; export text_features."),
     "features": ("pipelines.features", "Beam RunInference job: text features and profiles."),
     "train-recommender": ("pipelines.train_recommender", "Train the TFRS two-tower retrieval model."),
