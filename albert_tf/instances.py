@@ -380,7 +380,10 @@ def bucketed_dataset(
         for b, length in enumerate(buckets):
             rows = np.flatnonzero(bucket_of == b)
             size = max(1, batch_tokens // length)
-            plan += [(b, rows[i : i + size]) for i in range(0, len(rows), size)]
+            # The last batch of a bucket is filled up with rows marked -1 (weight 0), so that
+            # every batch of a bucket has one shape and XLA compiles one program per bucket.
+            plan += [(b, np.pad(rows[i : i + size], (0, max(0, i + size - len(rows))),
+                                constant_values=-1)) for i in range(0, len(rows), size)]
     labels = tf.constant(labels_np, tf.int32)
     n = len(lengths)
     if teacher is not None:
@@ -398,6 +401,8 @@ def bucketed_dataset(
             np.concatenate(rows).astype(np.int64), [len(r) for r in rows])
 
         def make(index):
+            real = tf.cast(index >= 0, tf.float32)  # -1 marks a filler row (evaluation only)
+            index = tf.maximum(index, 0)
             tokens = tf.gather(token_ids, index)
             segments = tf.gather(segment_ids, index)
             label = tf.gather(labels, index)
@@ -410,12 +415,12 @@ def bucketed_dataset(
                 "mask_positions": tf.cast(masked["mask_positions"], tf.int32),
             }
             y = {"mlm": masked["mask_ids"], "sop": tf.maximum(label, 0)}
-            weights = {"mlm": masked["mask_weights"],
-                       "sop": tf.cast(label != NO_SOP_LABEL, tf.float32)}
+            weights = {"mlm": masked["mask_weights"] * real[:, None],
+                       "sop": tf.cast(label != NO_SOP_LABEL, tf.float32) * real}
             if teacher is not None:
                 instance = index % n  # a BothOrders row -> its instance
                 y["teacher"] = tf.gather(teacher_embeddings, instance)
-                weights["teacher"] = tf.gather(teacher_weights, instance)
+                weights["teacher"] = tf.gather(teacher_weights, instance) * real
             return x, y, weights
 
         return tf.data.Dataset.from_tensor_slices(index).map(

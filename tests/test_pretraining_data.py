@@ -406,9 +406,14 @@ def test_bucketed_batches_are_short_masked_resumable_and_swap_afresh(workspace, 
         np.testing.assert_array_equal(y["sop"], y_full["sop"])
     # Evaluation reads every held-out instance exactly once.
     held_out = load_instances(out, "validation")
-    total = sum(int(x["padding_mask"].numpy().sum()) for x, _, _ in
-                bucketed_dataset(held_out, maskers, budget, SEQUENCE_LENGTH, shuffle=False))
-    assert total == sum(len(r["tokens"]) for r in written["validation"])
+    evaluation = list(bucketed_dataset(held_out, maskers, budget, SEQUENCE_LENGTH,
+                                       shuffle=False))
+    shapes = {x["token_ids"].shape for x, _, _ in evaluation}
+    assert len(shapes) == len({s[1] for s in shapes})  # one shape per bucket: one XLA program
+    rows = sum(int((w["mlm"].numpy().sum(axis=1) > 0).sum()) for _, _, w in evaluation)
+    assert rows <= len(written["validation"])  # filler rows carry no weight
+    pairs = sum(float(w["sop"].numpy().sum()) for _, _, w in evaluation)
+    assert pairs == sum(r["label"] != NO_SOP_LABEL for r in written["validation"])
 
 
 def test_if_stale_skips_and_pretrain_asks_for_the_instances(workspace, tmp_path):
