@@ -1,9 +1,9 @@
 """Training plumbing shared by pretraining and fine-tuning: schedule, resumable checkpoints, logs.
 
-Training runs as `fit` over "epochs" of `steps_per_checkpoint` steps each. After every such chunk the
-full state (weights and optimizer, hence the step and the learning-rate schedule position) is saved;
-a restarted run restores the newest checkpoint, and the data pipeline, which is a pure function of
-(seed, step), continues from that step.
+Training runs as `fit` over "epochs" of `steps_per_checkpoint` steps each. After every such chunk
+the full state (weights and optimizer, hence the step and the learning-rate schedule position) is
+saved; a restarted run restores the newest checkpoint, and the data pipeline, which is a pure
+function of (seed, step), continues from that step.
 """
 
 from __future__ import annotations
@@ -99,7 +99,10 @@ class StepCheckpoint(keras.callbacks.Callback):
         if state is None:
             return 0
         if model.optimizer is not None and not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
+            with model.distribute_strategy.scope():
+                model.optimizer.build(model.trainable_variables)
+        # Outside any strategy scope: Keras' loader makes a throwaway optimizer, whose variables
+        # would be a cross-worker broadcast inside a multi-worker scope.
         model.load_weights(Path(directory) / state["latest"])
         log.info("resumed from %s at step %d", state["latest"], state["step"])
         return int(state["step"])
@@ -124,16 +127,24 @@ class StepCheckpoint(keras.callbacks.Callback):
 class TimeBudget(keras.callbacks.Callback):
     """Stops training at the first chunk boundary after `max_minutes` of this run."""
 
-    def __init__(self, max_minutes: float | None):
+    def __init__(self, max_minutes: float | None, strategy=None):
         super().__init__()
         self.max_seconds = None if max_minutes is None else max_minutes * 60.0
         self.start = time.perf_counter()
+        self.strategy = strategy
 
     def on_train_begin(self, logs=None):
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.max_seconds is not None and time.perf_counter() - self.start >= self.max_seconds:
+        if self.max_seconds is None:
+            return
+        time_up = time.perf_counter() - self.start >= self.max_seconds
+        if self.strategy is not None:
+            from albert_tf.distribute import any_worker
+
+            time_up = any_worker(time_up, self.strategy)  # all workers stop at the same chunk
+        if time_up:
             log.info("time budget of %.1f min reached; stopping", self.max_seconds / 60)
             self.model.stop_training = True
 
@@ -200,13 +211,23 @@ def fit_resumable(
     tokens_per_step: int | None = None,
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: int | str | None = None,
+    strategy=None,
 ) -> int:
     """Train `model` to `total_steps`, resuming from the newest checkpoint; return the final step.
 
     `make_train_dataset(start_step, num_steps)` must return `num_steps` batches starting at global
-    step `start_step`.
+    step `start_step`. With a tf.distribute `strategy` (build and compile the model in its scope,
+    but call this outside it), only the chief writes checkpoints and logs.
     """
     start_step = StepCheckpoint.restore(model, checkpoint_dir)
+    chief = True
+    if strategy is not None:
+        from albert_tf.distribute import is_chief, is_multi_worker, sync_from_chief
+
+        chief = is_chief(strategy)
+        if is_multi_worker(strategy):
+            # Workers that cannot see the chief's checkpoints resume from its state too.
+            start_step = sync_from_chief(model, strategy)
     # Equal chunks that cover `total_steps` (overshooting by less than one step per chunk).
     epochs = math.ceil(total_steps / max(1, min(steps_per_checkpoint, total_steps)))
     steps_per_checkpoint = math.ceil(total_steps / epochs)
@@ -214,10 +235,13 @@ def fit_resumable(
     if initial_epoch >= epochs:
         log.info("already trained to step %d of %d", start_step, total_steps)
         return start_step
-    callbacks = [
+    writers = [  # only the chief writes checkpoints and logs
         StepCheckpoint(checkpoint_dir, keep=keep_checkpoints),
         MetricsLog(log_dir, tokens_per_step=tokens_per_step),
-        TimeBudget(max_minutes),
+    ] if chief else []
+    callbacks = [
+        *writers,
+        TimeBudget(max_minutes, strategy),
         *(extra_callbacks or []),
     ]
     model.fit(

@@ -9,6 +9,7 @@ dynamic, in tf.data.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -109,7 +110,11 @@ def teacher_targets(instances, schema: dict, tokenizer, cache_dir: Path,
     import numpy as np
     import sentencepiece as spm
 
-    from albert_tf.distillation import TEACHER_DIM, cached_teacher_embeddings, instance_texts
+    from albert_tf.distillation import (
+        TEACHER_DIM,
+        cached_teacher_embeddings,
+        instance_texts,
+    )
     from albert_tf.instances import BothOrders
 
     n = len(instances)
@@ -156,6 +161,12 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     import keras_hub
 
     from albert_tf.configs import get_config
+    from albert_tf.distribute import (
+        is_chief,
+        jit_compile_for,
+        make_strategy,
+        with_distribute_options,
+    )
     from albert_tf.instances import (
         BothOrders,
         bucket_lengths,
@@ -171,6 +182,12 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from albert_tf.tokenizer import load_tokenizer
     from albert_tf.training import fit_resumable, make_optimizer, read_history
 
+    try:  # before any TensorFlow op: collectives are configured at program start
+        strategy = make_strategy(args.strategy)
+    except ValueError as e:
+        raise SystemExit(f"pretrain: {e}") from None
+    chief = is_chief(strategy)  # only the chief writes to the workspace
+
     schema = read_schema(ws.pretraining_data)
     sequence_length = args.sequence_length or schema["sequence_length"]
     if sequence_length < schema["sequence_length"]:
@@ -185,14 +202,17 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     run_file = stage_dir / "run.json"
     # Checkpoints of a run with other options or other instances cannot be resumed: start over.
     run_state = ws_lib.jsonable({**params, "max_minutes": None, "data": data_record["run_id"]})
-    if run_file.exists() and json.loads(run_file.read_text()) != run_state:
+    if chief and run_file.exists() and json.loads(run_file.read_text()) != run_state:
         log.info("pretrain: options or pretraining data changed; discarding old checkpoints "
                  "and logs")
         shutil.rmtree(checkpoints, ignore_errors=True)
         shutil.rmtree(stage_dir / "logs", ignore_errors=True)
 
-    with ws_lib.stage_run(ws, "pretrain", params, inputs) as record:
-        run_file.write_text(json.dumps(run_state))
+    stage = ws_lib.stage_run(ws, "pretrain", params, inputs) if chief else \
+        contextlib.nullcontext({})
+    with stage as record:
+        if chief:
+            run_file.write_text(json.dumps(run_state))
         if args.init_from_preset:
             tokenizer = keras_hub.models.AlbertTokenizer.from_preset(args.init_from_preset)
         else:
@@ -216,6 +236,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                              f"{ws.pretraining_data / 'stats.json'}")
 
         keras.utils.set_random_seed(args.seed)  # initial weights, dropout, masking
+        model_scope = contextlib.ExitStack()  # build and compile in the strategy's scope
+        model_scope.enter_context(strategy.scope())
         if args.init_from_preset:
             backbone = keras_hub.models.AlbertBackbone.from_preset(args.init_from_preset)
         else:
@@ -240,11 +262,14 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         pretrainer = AlbertPretrainer(backbone, teacher_dim=TEACHER_DIM if use_teacher else None)
         warmup = args.warmup_steps if args.warmup_steps is not None else min(500, args.steps // 10)
         optimizer = make_optimizer(args.optimizer, args.learning_rate, warmup, args.steps)
-        compile_pretrainer(pretrainer, optimizer, jit_compile=not args.no_xla,
+        xla = jit_compile_for(strategy, not args.no_xla)
+        compile_pretrainer(pretrainer, optimizer, jit_compile=xla,
                            teacher_weight=args.teacher_weight)
-        log.info("pretrain: %s, %d parameters (embeddings %d), XLA %s",
+        model_scope.close()
+        log.info("pretrain: %s, %d parameters (embeddings %d), XLA %s, %d replica(s)",
                  args.init_from_preset or args.config, backbone.count_params(),
-                 backbone.token_embedding.count_params(), "on" if not args.no_xla else "off")
+                 backbone.token_embedding.count_params(), "on" if xla else "off",
+                 strategy.num_replicas_in_sync)
 
         batch_tokens = args.batch_size * sequence_length
         if args.batching == "bucketed":
@@ -256,19 +281,19 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             train_data = train if args.static_sop else BothOrders.from_instances(train)
 
             def train_ds(start_step: int, num_steps: int):
-                return bucketed_dataset(train_data, maskers, batch_tokens, sequence_length,
-                                        pad_id, seed=args.seed, start_step=start_step,
-                                        num_steps=num_steps,
-                                        teacher=train_teacher if use_teacher else None)
+                return with_distribute_options(bucketed_dataset(
+                    train_data, maskers, batch_tokens, sequence_length, pad_id, seed=args.seed,
+                    start_step=start_step, num_steps=num_steps,
+                    teacher=train_teacher if use_teacher else None))
         else:
             eval_ds = instance_dataset(held_out, masker, args.batch_size, sequence_length,
                                        pad_id, shuffle=False) if len(held_out) else None
 
             def train_ds(start_step: int, num_steps: int):
-                return instance_dataset(
+                return with_distribute_options(instance_dataset(
                     train, masker, args.batch_size, sequence_length, pad_id, seed=args.seed,
                     start_step=start_step, num_steps=num_steps,
-                )
+                ))
         lengths = train.token_ids.row_lengths().numpy()
         buckets = bucket_lengths(sequence_length) if args.batching == "bucketed" \
             else [sequence_length]
@@ -276,14 +301,15 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         log.info("pretrain: %s batches of %d token slots, %.0f%% of them real tokens",
                  args.batching, batch_tokens, 100 * real_tokens_per_step / batch_tokens)
         if eval_ds is not None:
-            eval_ds = eval_ds.cache()  # masks drawn once, so every evaluation sees the same ones
+            # Masks drawn once, so every evaluation sees the same ones.
+            eval_ds = with_distribute_options(eval_ds.cache())
 
         step = fit_resumable(
             pretrainer, train_ds, total_steps=args.steps,
             steps_per_checkpoint=args.checkpoint_every, checkpoint_dir=checkpoints,
             log_dir=stage_dir / "logs", validation_data=eval_ds,
             keep_checkpoints=args.keep_checkpoints, max_minutes=args.max_minutes,
-            tokens_per_step=real_tokens_per_step,
+            tokens_per_step=real_tokens_per_step, strategy=strategy,
         )
         metrics = {"step": step, "train_instances": len(train),
                    "held_out_instances": len(held_out)}
@@ -296,6 +322,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             })
             if use_teacher:
                 metrics["held_out_teacher_cosine"] = scores["teacher_cosine"]
+        if not chief:
+            return 0
         metrics["history"] = read_history(stage_dir / "logs")
         shutil.rmtree(ws.pretrained_preset, ignore_errors=True)
         backbone.save_to_preset(str(ws.pretrained_preset))
