@@ -187,6 +187,13 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     except ValueError as e:
         raise SystemExit(f"pretrain: {e}") from None
     chief = is_chief(strategy)  # only the chief writes to the workspace
+    if strategy.num_replicas_in_sync > 1 and args.batching == "bucketed":
+        # tf.distribute splits each global batch by rebatching, which mixes the components of
+        # batches of different shapes; fixed-shape batches split cleanly.
+        log.warning("pretrain: %d replicas: batches padded to --sequence-length (length "
+                    "buckets are single-replica only)", strategy.num_replicas_in_sync)
+        args.batching = "padded"
+        params["batching"] = "padded"
 
     schema = read_schema(ws.pretraining_data)
     sequence_length = args.sequence_length or schema["sequence_length"]
