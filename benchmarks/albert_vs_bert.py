@@ -10,10 +10,12 @@ existing pretraining-data workspace, side by side in one run:
     learning curves;
   - ALBERT in mixed_bfloat16 (graph mode): speed and held-out accuracy in the same budget.
 
-    python benchmarks/albert_vs_bert.py                      # 5 min per variant, ~35 minutes
+    python benchmarks/albert_vs_bert.py                      # 5 min per variant, ~32 minutes
     python benchmarks/albert_vs_bert.py --minutes 10 --workspace workspace
 
-Writes benchmarks/results/albert_vs_bert.json, .md and .html (learning curves, throughput).
+Takes about 3 x (--minutes + 2) minutes for the races plus ~11 minutes of speed measurements on
+2 idle cores (it prints its estimate first). Writes benchmarks/results/albert_vs_bert.json, .md
+and .html (learning curves, throughput).
 """
 
 from __future__ import annotations

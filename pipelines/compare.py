@@ -171,12 +171,12 @@ def parameter_table(vocabulary_size: int, param_config: str = "base") -> dict[st
 
 def run_comparison(options: CompareOptions) -> dict[str, Any]:
     """Measure everything (each variant in its own process); the result `compare.json` holds."""
-    from albert_tf.comparison import encoder_flops, run_isolated
-    from albert_tf.configs import albert_parameter_count, bert_parameter_count, get_config
-    from albert_tf.instances import read_schema
+    from albert_tf.comparison import run_isolated
+    from albert_tf.configs import get_config
 
     start = time.perf_counter()
-    schema = read_schema(options.pretraining_data)
+    # schema.json read directly: this process never imports TensorFlow, only the variants do.
+    schema = json.loads((Path(options.pretraining_data) / "schema.json").read_text())
     seq_len = options.sequence_length or schema["sequence_length"]
     vocabulary = schema["vocabulary_size"]
     batch = options.batch_size
@@ -217,6 +217,22 @@ def run_comparison(options: CompareOptions) -> dict[str, Any]:
             warmup_steps=options.warmup_steps, batching=options.batching, seed=options.seed,
             jit_compile=None if options.race_xla else False)
 
+    result = assemble_result(options, seq_len, vocabulary, speed_config, peak, speeds, races)
+    result["wall_minutes"] = (time.perf_counter() - start) / 60
+    log.info("compare: done in %.1f min", result["wall_minutes"])
+    return result
+
+
+def assemble_result(options: CompareOptions, seq_len: int, vocabulary: int, speed_config,
+                    peak: dict, speeds: dict, races: dict) -> dict[str, Any]:
+    """`compare.json` from the measurements: `peak` of `matmul_peak_flops`, and per variant key
+    ("albert", "bert", "bf16") the `speed_profile` and `pretrain_for` results."""
+    from albert_tf.comparison import encoder_flops
+    from albert_tf.configs import albert_parameter_count, bert_parameter_count
+
+    by_config = parameter_table(vocabulary, options.param_config)
+    paper = by_config[f"{options.param_config}@{PAPER_VOCABULARY}"]
+
     def model_section(key: str, kind: str) -> dict[str, Any]:
         speed, race = speeds[key], races[key]
         inference, training = speed["inference"], speed["training"]
@@ -243,7 +259,7 @@ def run_comparison(options: CompareOptions) -> dict[str, Any]:
                 "train_compile_s": training["xla"]["compile_s"],
                 "train_tokens_per_s_xla": training["xla"]["tokens_per_s"],
             })
-        flops = encoder_flops(speed_config, batch, seq_len, kind)
+        flops = encoder_flops(speed_config, options.batch_size, seq_len, kind)
         section["peak_fraction"] = {mode: flops / m["median_s"] / peak["flops"]
                                     for mode, m in inference.items()}
         return section
@@ -257,7 +273,7 @@ def run_comparison(options: CompareOptions) -> dict[str, Any]:
         "params": {"config": options.param_config, **paper},
         "params_by_config": by_config,
         "matmul_peak_gflops": peak["flops"] / 1e9,
-        "matmul_peak": {**peak, "flops": peak["flops"]},
+        "matmul_peak": peak,
         "albert": model_section("albert", "albert"),
         "bert": model_section("bert", "bert"),
         "speed_runs": speeds,
@@ -291,8 +307,6 @@ def run_comparison(options: CompareOptions) -> dict[str, Any]:
         if built != formula:
             log.warning("compare: built %s %s has %d parameters, the formula says %d", kind,
                         options.speed_config, built, formula)
-    result["wall_minutes"] = (time.perf_counter() - start) / 60
-    log.info("compare: done in %.1f min", result["wall_minutes"])
     return result
 
 

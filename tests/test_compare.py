@@ -7,6 +7,7 @@ import pytest
 from albert_tf.comparison import encoder_flops
 from albert_tf.configs import get_config
 from pipelines import cli
+from pipelines.compare import CompareOptions, assemble_result, write_reports
 from pipelines.pretraining_data import InstanceOptions, build_schema, run_pretraining_data_bare
 from tests.conftest import make_review_corpus
 
@@ -36,6 +37,46 @@ def test_encoder_flops_count_shared_layers_every_time_they_run():
     assert albert == bert + projection  # sharing saves weights, not FLOPs
     repeated = encoder_flops(config.replace(num_inner_repetitions=2), 2, 16, "albert")
     assert repeated - projection == 2 * (albert - projection) - 2 * 2 * config.hidden_dim ** 2
+
+
+def _fake_speed(params: int, fast: float, jit_modes=("graph", "xla")) -> dict:
+    timing = {"tokens_per_s": 1000 * fast, "median_s": 0.5 / fast, "first_call_s": 2.0,
+              "compile_s": 1.5}
+    step = {"tokens_per_s": 300 * fast, "median_step_s": 1.0, "compile_s": 9.0, "steps": 2}
+    return {"params": params, "checkpoint_mb": params * 4 / 2**20, "peak_rss_mb": 900.0,
+            "inference": {m: timing for m in jit_modes}, "training": {m: step for m in jit_modes}}
+
+
+def _fake_race(params: int, mlm: float, sop: float | None) -> dict:
+    return {"mlm_accuracy": mlm, "sop_accuracy": sop, "peak_rss_mb": 800.0, "steps": 40,
+            "tokens_per_s": 2000.0, "compile_seconds": 3.0, "params": params,
+            "curve": [[0.0, 0, 0.01, sop], [30.0, 20, mlm / 2, sop], [60.0, 40, mlm, sop]]}
+
+
+def test_reports_assemble_the_measurements_side_by_side(tmp_path):
+    """The result and its three reports from canned measurements (no model runs)."""
+    options = CompareOptions(pretraining_data=str(tmp_path), config="nano", speed_config="nano",
+                             param_config="base", minutes=1.0, batch_size=8)
+    speed_config = get_config("nano", vocabulary_size=300)
+    result = assemble_result(
+        options, 32, 300, speed_config, {"flops": 5e10, "method": "canned"},
+        {"albert": _fake_speed(1, 2.0), "bert": _fake_speed(2, 1.0),
+         "bf16": _fake_speed(1, 3.0, ("graph",))},
+        {"albert": _fake_race(1, 0.3, 0.7), "bert": _fake_race(2, 0.35, 0.6),
+         "bf16": _fake_race(1, 0.28, None)},
+    )
+    assert result["params"]["config"] == "base" and 8 < result["params"]["ratio"] < 10
+    assert result["xla_speedup"] == {"inference": 1.0, "training": 1.0, "bert_inference": 1.0,
+                                     "bert_training": 1.0}
+    flops = encoder_flops(speed_config, 8, 32, "albert")
+    assert result["xla_peak_fraction"] == pytest.approx(flops / 0.25 / 5e10)
+    assert result["bf16"]["speedup_vs_fp32_xla"] == pytest.approx(1.5)
+    assert result["bf16"]["sop_accuracy"] is None
+    paths = write_reports(result, tmp_path / "out")
+    assert json.loads(paths["json"].read_text())["albert"]["curve"][-1] == [60.0, 40, 0.3, 0.7]
+    markdown = paths["md"].read_text()
+    assert "| ALBERT | BERT | ALBERT bf16 |" in markdown and "| base@30000 | 30,000 |" in markdown
+    assert paths["html"].read_text().count("<img") == 2
 
 
 @pytest.mark.slow
