@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks._common import RESULTS, write_results  # noqa: E402
+from benchmarks.real_corpus import DEFAULT_WORKSPACE, ensure_real_corpus  # noqa: E402
 from pipelines.cli import configure_logging  # noqa: E402
 from pipelines.compare import (  # noqa: E402
     CompareOptions,
@@ -46,9 +47,10 @@ log = logging.getLogger("benchmark")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workspace", default="/tmp/pt_ws",
-                        help="a workspace with `opinionrec pretraining-data` output "
-                        "(default: %(default)s)")
+    parser.add_argument("--workspace", default=None,
+                        help="a workspace with `opinionrec pretraining-data` output (default: "
+                        "the real review + news corpus of ../shared/data, built once into "
+                        f"{DEFAULT_WORKSPACE} by benchmarks/real_corpus.py)")
     parser.add_argument("--minutes", type=float, default=5.0,
                         help="training minutes per variant in the race (default: %(default)s)")
     parser.add_argument("--config", default="tiny", help="race config (default: %(default)s)")
@@ -59,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(False)
 
+    if args.workspace is None:
+        args.workspace = str(ensure_real_corpus(DEFAULT_WORKSPACE))
     data = Workspace(Path(args.workspace)).pretraining_data
     if not (data / "schema.json").exists():
         raise SystemExit(f"{data}: no schema.json; run `opinionrec pretraining-data --workspace "
