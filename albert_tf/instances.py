@@ -380,10 +380,13 @@ def bucketed_dataset(
         for b, length in enumerate(buckets):
             rows = np.flatnonzero(bucket_of == b)
             size = max(1, batch_tokens // length)
-            # The last batch of a bucket is filled up with rows marked -1 (weight 0), so that
-            # every batch of a bucket has one shape and XLA compiles one program per bucket.
-            plan += [(b, np.pad(rows[i : i + size], (0, max(0, i + size - len(rows))),
-                                constant_values=-1)) for i in range(0, len(rows), size)]
+            # The last batch of a bucket is filled up with copies of its first row, marked
+            # -(row + 1) (weight 0), so that every batch of a bucket has one shape and XLA
+            # compiles one program per bucket; a copy fits the bucket, as the row does.
+            for i in range(0, len(rows), size):
+                batch = rows[i : i + size]
+                filler = np.full(size - len(batch), -(batch[0] + 1), dtype=batch.dtype)
+                plan.append((b, np.concatenate([batch, filler])))
     labels = tf.constant(labels_np, tf.int32)
     n = len(lengths)
     if teacher is not None:
@@ -401,8 +404,8 @@ def bucketed_dataset(
             np.concatenate(rows).astype(np.int64), [len(r) for r in rows])
 
         def make(index):
-            real = tf.cast(index >= 0, tf.float32)  # -1 marks a filler row (evaluation only)
-            index = tf.maximum(index, 0)
+            real = tf.cast(index >= 0, tf.float32)  # -(r + 1): a filler copy of row r
+            index = tf.where(index >= 0, index, -index - 1)
             tokens = tf.gather(token_ids, index)
             segments = tf.gather(segment_ids, index)
             label = tf.gather(labels, index)

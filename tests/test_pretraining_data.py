@@ -409,6 +409,10 @@ def test_bucketed_batches_are_short_masked_resumable_and_swap_afresh(workspace, 
     evaluation = list(bucketed_dataset(held_out, maskers, budget, SEQUENCE_LENGTH,
                                        shuffle=False))
     shapes = {x["token_ids"].shape for x, _, _ in evaluation}
+    for x, _, _ in evaluation:  # filler rows fit their bucket too
+        length = x["token_ids"].shape[1]
+        assert (x["mask_positions"].numpy() < length).all()
+        assert (x["padding_mask"].numpy().sum(axis=1) > (0 if length == 16 else 16)).all()
     assert len(shapes) == len({s[1] for s in shapes})  # one shape per bucket: one XLA program
     rows = sum(int((w["mlm"].numpy().sum(axis=1) > 0).sum()) for _, _, w in evaluation)
     assert rows <= len(written["validation"])  # filler rows carry no weight
