@@ -157,6 +157,23 @@ def mask_generator_from_schema(schema: Mapping, sequence_length: int | None = No
     )
 
 
+def masked_batch(masker, tokens: tf.RaggedTensor, segments: tf.RaggedTensor, label: tf.Tensor,
+                 length: int, pad_id: int = 0):
+    """`(x, {"mlm", "sop"} labels, {"mlm", "sop"} weights)` of ragged instances: masked, then
+    padded to `length`; single-segment instances carry no SOP weight."""
+    masked = masker(tokens)
+    shape = [None, length]
+    x = {
+        "token_ids": masked["token_ids"].to_tensor(default_value=pad_id, shape=shape),
+        "segment_ids": segments.to_tensor(default_value=0, shape=shape),
+        "padding_mask": tf.sequence_mask(tokens.row_lengths(), length),
+        "mask_positions": tf.cast(masked["mask_positions"], tf.int32),
+    }
+    y = {"mlm": masked["mask_ids"], "sop": tf.maximum(label, 0)}
+    weights = {"mlm": masked["mask_weights"], "sop": tf.cast(label != NO_SOP_LABEL, tf.float32)}
+    return x, y, weights
+
+
 def instance_dataset(
     instances: Instances,
     masker,
@@ -193,18 +210,7 @@ def instance_dataset(
         return tf.gather(token_ids, index), tf.gather(segment_ids, index), tf.gather(labels, index)
 
     def mask_and_pad(tokens, segments, label):
-        masked = masker(tokens)
-        shape = [None, sequence_length]
-        x = {
-            "token_ids": masked["token_ids"].to_tensor(default_value=pad_id, shape=shape),
-            "segment_ids": segments.to_tensor(default_value=0, shape=shape),
-            "padding_mask": tf.sequence_mask(tokens.row_lengths(), sequence_length),
-            "mask_positions": tf.cast(masked["mask_positions"], tf.int32),
-        }
-        y = {"mlm": masked["mask_ids"], "sop": tf.maximum(label, 0)}
-        weights = {"mlm": masked["mask_weights"],
-                   "sop": tf.cast(label != NO_SOP_LABEL, tf.float32)}
-        return x, y, weights
+        return masked_batch(masker, tokens, segments, label, sequence_length, pad_id)
 
     ds = tf.data.Dataset.from_tensor_slices(order)
     ds = ds.batch(batch_size, drop_remainder=shuffle).map(gather)
@@ -406,20 +412,10 @@ def bucketed_dataset(
         def make(index):
             real = tf.cast(index >= 0, tf.float32)  # -(r + 1): a filler copy of row r
             index = tf.where(index >= 0, index, -index - 1)
-            tokens = tf.gather(token_ids, index)
-            segments = tf.gather(segment_ids, index)
-            label = tf.gather(labels, index)
-            masked = masker(tokens)
-            shape = [None, length]
-            x = {
-                "token_ids": masked["token_ids"].to_tensor(default_value=pad_id, shape=shape),
-                "segment_ids": segments.to_tensor(default_value=0, shape=shape),
-                "padding_mask": tf.sequence_mask(tokens.row_lengths(), length),
-                "mask_positions": tf.cast(masked["mask_positions"], tf.int32),
-            }
-            y = {"mlm": masked["mask_ids"], "sop": tf.maximum(label, 0)}
-            weights = {"mlm": masked["mask_weights"] * real[:, None],
-                       "sop": tf.cast(label != NO_SOP_LABEL, tf.float32) * real}
+            x, y, weights = masked_batch(
+                masker, tf.gather(token_ids, index), tf.gather(segment_ids, index),
+                tf.gather(labels, index), length, pad_id)
+            weights = {"mlm": weights["mlm"] * real[:, None], "sop": weights["sop"] * real}
             if teacher is not None:
                 instance = index % n  # a BothOrders row -> its instance
                 y["teacher"] = tf.gather(teacher_embeddings, instance)

@@ -109,6 +109,7 @@ def teacher_targets(instances, schema: dict, tokenizer, cache_dir: Path,
     1 and the rest weight 0 (and are not embedded)."""
     import numpy as np
     import sentencepiece as spm
+    import tensorflow as tf
 
     from albert_tf.distillation import (
         TEACHER_DIM,
@@ -125,20 +126,14 @@ def teacher_targets(instances, schema: dict, tokenizer, cache_dir: Path,
     proto = tokenizer.proto if isinstance(tokenizer.proto, bytes) else \
         Path(tokenizer.proto).read_bytes()
     processor = spm.SentencePieceProcessor(model_proto=proto)
-    texts = instance_texts(tf_gather(in_text_order, chosen), set(schema["special_token_ids"]
-                                                                 .values()), processor)
+    texts = instance_texts(tf.gather(in_text_order, chosen),
+                           set(schema["special_token_ids"].values()), processor)
     embeddings = np.zeros([n, TEACHER_DIM], np.float32)
     weights = np.zeros([n], np.float32)
     if len(chosen):
         embeddings[chosen] = cached_teacher_embeddings(texts, cache_dir)
         weights[chosen] = 1.0
     return embeddings, weights
-
-
-def tf_gather(ragged, rows):
-    import tensorflow as tf
-
-    return tf.gather(ragged, rows)
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
