@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -280,6 +281,7 @@ def pretrain_for(
     warmup_steps: int = 100,
     batching: str = "bucketed",
     seed: int = 0,
+    mask_rate: float = 0.15,
 ) -> dict[str, Any]:
     """Pretrain (MLM + SOP, as `opinionrec pretrain` does) for `minutes` of training time.
 
@@ -287,8 +289,9 @@ def pretrain_for(
     `backbone_kind`'s backbone with AdamW, a linear warm-up over `warmup_steps`, then a constant
     `learning_rate` (no decay: the number of steps is whatever fits the budget). Batches are
     `batching` "bucketed" (by length, `batch_size x sequence_length` token slots, dynamic SOP
-    swaps) or "padded". Held-out MLM and SOP accuracy (the first `eval_instances` validation
-    instances, the same masks every time) are measured at step 0, every `eval_every_s` seconds
+    swaps) or "padded"; training masks `mask_rate` of the tokens. Held-out MLM and SOP accuracy
+    (the first `eval_instances` validation instances, 15% masked, the same masks every time) are
+    measured at step 0, every `eval_every_s` seconds
     of training (default: a tenth of the budget) and at the end. Neither evaluation nor
     compiling steps (tracing and XLA compilation: the first step of each batch shape, and any
     step 10x slower than the median, `compile_seconds`) are charged to the budget, so XLA and
@@ -302,13 +305,9 @@ def pretrain_for(
     import numpy as np
 
     from albert_tf.instances import (
-        BothOrders,
         bucket_lengths,
-        bucket_maskers,
-        bucketed_dataset,
-        instance_dataset,
         load_instances,
-        mask_generator_from_schema,
+        pretraining_batches,
         read_schema,
     )
     from albert_tf.pretraining import NO_SOP_LABEL, AlbertPretrainer, compile_pretrainer
@@ -324,7 +323,6 @@ def pretrain_for(
     if sequence_length < schema["sequence_length"]:
         raise ValueError(f"`sequence_length` {sequence_length} is shorter than the instances "
                          f"({schema['sequence_length']})")
-    pad_id = schema["special_token_ids"]["pad"]
     config = config.replace(vocabulary_size=schema["vocabulary_size"],
                             max_sequence_length=max(config.max_sequence_length, sequence_length))
 
@@ -338,26 +336,11 @@ def pretrain_for(
     has_pairs = bool(np.any(held_out.sop_label != NO_SOP_LABEL))
     if not has_pairs:
         log.warning("pretrain_for: no held-out instance has two segments; SOP accuracy is None")
-    batch_tokens = batch_size * sequence_length
     chunk = 500  # steps per planned stretch of batches; the next stretch continues the plan
-    if batching == "bucketed":
-        maskers = bucket_maskers(schema, sequence_length)
-        eval_ds = bucketed_dataset(held_out, maskers, batch_tokens, sequence_length, pad_id,
-                                   shuffle=False)
-        train_data = BothOrders.from_instances(train)
-
-        def stretch(start: int):
-            return bucketed_dataset(train_data, maskers, batch_tokens, sequence_length, pad_id,
-                                    seed=seed, start_step=start, num_steps=chunk)
-    else:
-        masker = mask_generator_from_schema(schema, sequence_length)
-        eval_ds = instance_dataset(held_out, masker, batch_size, sequence_length, pad_id,
-                                   shuffle=False)
-
-        def stretch(start: int):
-            return instance_dataset(train, masker, batch_size, sequence_length, pad_id,
-                                    seed=seed, start_step=start, num_steps=chunk)
-    eval_ds = eval_ds.cache()
+    batches = pretraining_batches(train, held_out, schema, batching, batch_size,
+                                  sequence_length, seed=seed, mask_rate=mask_rate)
+    stretch = functools.partial(batches.train, num_steps=chunk)
+    eval_ds = batches.held_out
 
     backbone = build_backbone(backbone_kind, config, dtype)
     pretrainer = AlbertPretrainer(backbone)
@@ -418,7 +401,7 @@ def pretrain_for(
              backbone_kind, dtype, step, trained, mlm, _fmt(sop))
     return {
         "kind": backbone_kind, "dtype": dtype, "jit_compile": jit, "batching": batching,
-        "batch_tokens": batch_tokens, "buckets": bucket_lengths(sequence_length)
+        "batch_tokens": batch_size * sequence_length, "buckets": bucket_lengths(sequence_length)
         if batching == "bucketed" else [sequence_length],
         "minutes": minutes, "train_seconds": round(trained, 2),
         "wall_seconds": round(time.perf_counter() - wall_start, 2),
@@ -428,6 +411,7 @@ def pretrain_for(
         "mlm_accuracy": mlm, "sop_accuracy": sop, "curve": curve,
         "params": backbone.count_params(), "train_instances": len(train),
         "held_out_instances": len(held_out), "learning_rate": learning_rate,
+        "mask_rate": mask_rate,
     }
 
 

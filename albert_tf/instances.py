@@ -19,7 +19,7 @@ neither Beam nor the pipelines.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -446,3 +446,70 @@ def token_fraction(lengths: np.ndarray, buckets: list[int]) -> float:
         return 1.0
     padded = np.asarray(buckets)[np.searchsorted(np.asarray(buckets), lengths)]
     return float(lengths.sum() / padded.sum())
+
+
+# === Both batchings behind one call (for `opinionrec pretrain` and the ALBERT-vs-BERT race) ===
+
+@dataclass
+class PretrainingBatches:
+    """What a pretraining loop needs: `train(start_step, num_steps)` -> that stretch of training
+    batches; `held_out` -> the evaluation batches (masks drawn once and cached: every evaluation
+    sees the same ones); `real_tokens_per_step` -> non-padding tokens in an average step."""
+
+    train: Callable[[int, int], tf.data.Dataset]
+    held_out: tf.data.Dataset | None
+    real_tokens_per_step: float
+
+
+def pretraining_batches(
+    train: Instances,
+    held_out: Instances,
+    schema: Mapping,
+    batching: str = "bucketed",
+    batch_size: int = 64,
+    sequence_length: int | None = None,
+    seed: int = 0,
+    mask_rate: float = 0.15,
+    static_sop: bool = False,
+    train_teacher: tuple[np.ndarray, np.ndarray] | None = None,
+    held_out_teacher: tuple[np.ndarray, np.ndarray] | None = None,
+) -> PretrainingBatches:
+    """Training and held-out batches, `"bucketed"` (by length, `batch_size x sequence_length`
+    token slots per step; SOP swaps redrawn every epoch unless `static_sop`) or `"padded"` (every
+    instance padded to `sequence_length`). Training masks `mask_rate` of the tokens; held-out
+    batches always mask 15%, so accuracies compare across runs. Teacher targets need buckets."""
+    if batching not in ("bucketed", "padded"):
+        raise ValueError(f"`batching` must be 'bucketed' or 'padded'. Received: {batching!r}")
+    if (train_teacher is not None or held_out_teacher is not None) and batching != "bucketed":
+        raise ValueError("Teacher targets need `batching='bucketed'`.")
+    sequence_length = sequence_length or schema["sequence_length"]
+    pad_id = schema["special_token_ids"]["pad"]
+    batch_tokens = batch_size * sequence_length
+    if batching == "bucketed":
+        maskers = bucket_maskers(schema, sequence_length, mask_rate)
+        eval_ds = bucketed_dataset(
+            held_out, bucket_maskers(schema, sequence_length), batch_tokens, sequence_length,
+            pad_id, shuffle=False, teacher=held_out_teacher) if len(held_out) else None
+        train_data = train if static_sop else BothOrders.from_instances(train)
+
+        def train_ds(start_step: int, num_steps: int) -> tf.data.Dataset:
+            return bucketed_dataset(train_data, maskers, batch_tokens, sequence_length, pad_id,
+                                    seed=seed, start_step=start_step, num_steps=num_steps,
+                                    teacher=train_teacher)
+        buckets = bucket_lengths(sequence_length)
+    else:
+        masker = mask_generator_from_schema(schema, sequence_length, mask_rate)
+        eval_ds = instance_dataset(
+            held_out, mask_generator_from_schema(schema, sequence_length), batch_size,
+            sequence_length, pad_id, shuffle=False) if len(held_out) else None
+
+        def train_ds(start_step: int, num_steps: int) -> tf.data.Dataset:
+            return instance_dataset(train, masker, batch_size, sequence_length, pad_id,
+                                    seed=seed, start_step=start_step, num_steps=num_steps)
+        buckets = [sequence_length]
+    lengths = train.token_ids.row_lengths().numpy()
+    return PretrainingBatches(
+        train=train_ds,
+        held_out=eval_ds.cache() if eval_ds is not None else None,
+        real_tokens_per_step=batch_tokens * token_fraction(lengths, buckets),
+    )

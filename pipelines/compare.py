@@ -56,6 +56,7 @@ class CompareOptions:
     eval_instances: int = 2000
     learning_rate: float = 1e-3
     warmup_steps: int = 100
+    mask_rate: float = 0.15
     batching: str = "bucketed"
     race_xla: bool = True
     repeats: int = 5
@@ -95,6 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="AdamW learning rate after warm-up, constant (default: %(default)s)")
     parser.add_argument("--warmup-steps", type=int, default=100,
                         help="linear warm-up steps (default: %(default)s)")
+    parser.add_argument("--mask-rate", type=float, default=0.15,
+                        help="share of tokens masked in race training batches, as `opinionrec "
+                        "pretrain --mask-rate` (held-out: always 0.15) (default: %(default)s)")
     parser.add_argument("--batching", choices=["bucketed", "padded"], default="bucketed",
                         help="race batches as `opinionrec pretrain --batching` "
                         "(default: %(default)s)")
@@ -214,7 +218,8 @@ def run_comparison(options: CompareOptions) -> dict[str, Any]:
             instances_dir=options.pretraining_data, minutes=options.minutes, batch_size=batch,
             sequence_length=seq_len, dtype=dtype, eval_every_s=options.eval_every_s,
             eval_instances=options.eval_instances, learning_rate=options.learning_rate,
-            warmup_steps=options.warmup_steps, batching=options.batching, seed=options.seed,
+            warmup_steps=options.warmup_steps, mask_rate=options.mask_rate,
+            batching=options.batching, seed=options.seed,
             jit_compile=None if options.race_xla else False)
 
     result = assemble_result(options, seq_len, vocabulary, speed_config, peak, speeds, races)

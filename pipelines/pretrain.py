@@ -38,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "bucket (16, 32, 64, ... tokens; ~3x fewer padding slots on reviews); "
                         "padded: every instance padded to --sequence-length "
                         "(default: %(default)s)")
+    parser.add_argument("--mask-rate", type=float, default=0.15,
+                        help="share of the tokens of a training instance selected for MLM "
+                             "(80%% [MASK], 10%% random, 10%% kept); held-out accuracy is "
+                             "always measured at 0.15, so runs compare (default: %(default)s)")
     parser.add_argument("--static-sop", action="store_true",
                         help="keep the segment swaps the pretraining data was written with "
                         "(default: every epoch swaps each pair afresh, with probability 0.5)")
@@ -88,7 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _params(args: argparse.Namespace) -> dict:
     keys = ["config", "sequence_length", "batch_size", "steps", "learning_rate", "warmup_steps",
             "optimizer", "checkpoint_every", "eval_instances", "seed", "no_xla", "init_from_preset",
-            "batching", "static_sop", "teacher", "teacher_weight", "teacher_max_instances"]
+            "batching", "static_sop", "teacher", "teacher_weight", "teacher_max_instances",
+            "mask_rate"]
     return {k: getattr(args, k) for k in keys}
 
 
@@ -162,17 +167,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         make_strategy,
         with_distribute_options,
     )
-    from albert_tf.instances import (
-        BothOrders,
-        bucket_lengths,
-        bucket_maskers,
-        bucketed_dataset,
-        instance_dataset,
-        load_instances,
-        mask_generator_from_schema,
-        read_schema,
-        token_fraction,
-    )
+    from albert_tf.instances import load_instances, pretraining_batches, read_schema
     from albert_tf.pretraining import AlbertPretrainer, compile_pretrainer
     from albert_tf.tokenizer import load_tokenizer
     from albert_tf.training import fit_resumable, make_optimizer, read_history
@@ -246,8 +241,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             config = get_config(args.config, vocabulary_size=tokenizer.vocabulary_size(),
                                 max_sequence_length=max(sequence_length, 128))
             backbone = keras_hub.models.AlbertBackbone(**config.backbone_kwargs())
-        masker = mask_generator_from_schema(schema, sequence_length)
-        pad_id = schema["special_token_ids"]["pad"]
+        if not 0 < args.mask_rate < 1:
+            raise SystemExit(f"pretrain: --mask-rate must be in (0, 1), not {args.mask_rate}")
         use_teacher = args.teacher == "minilm"
         if use_teacher:
             if args.batching != "bucketed":
@@ -273,45 +268,26 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                  backbone.token_embedding.count_params(), "on" if xla else "off",
                  strategy.num_replicas_in_sync)
 
-        batch_tokens = args.batch_size * sequence_length
-        if args.batching == "bucketed":
-            maskers = bucket_maskers(schema, sequence_length)
-            eval_ds = bucketed_dataset(
-                held_out, maskers, batch_tokens, sequence_length, pad_id, shuffle=False,
-                teacher=held_out_teacher if use_teacher else None,
-            ) if len(held_out) else None
-            train_data = train if args.static_sop else BothOrders.from_instances(train)
-
-            def train_ds(start_step: int, num_steps: int):
-                return with_distribute_options(bucketed_dataset(
-                    train_data, maskers, batch_tokens, sequence_length, pad_id, seed=args.seed,
-                    start_step=start_step, num_steps=num_steps,
-                    teacher=train_teacher if use_teacher else None))
-        else:
-            eval_ds = instance_dataset(held_out, masker, args.batch_size, sequence_length,
-                                       pad_id, shuffle=False) if len(held_out) else None
-
-            def train_ds(start_step: int, num_steps: int):
-                return with_distribute_options(instance_dataset(
-                    train, masker, args.batch_size, sequence_length, pad_id, seed=args.seed,
-                    start_step=start_step, num_steps=num_steps,
-                ))
-        lengths = train.token_ids.row_lengths().numpy()
-        buckets = bucket_lengths(sequence_length) if args.batching == "bucketed" \
-            else [sequence_length]
-        real_tokens_per_step = batch_tokens * token_fraction(lengths, buckets)
+        batches = pretraining_batches(
+            train, held_out, schema, args.batching, args.batch_size, sequence_length,
+            seed=args.seed, mask_rate=args.mask_rate, static_sop=args.static_sop,
+            train_teacher=train_teacher if use_teacher else None,
+            held_out_teacher=held_out_teacher if use_teacher else None)
         log.info("pretrain: %s batches of %d token slots, %.0f%% of them real tokens",
-                 args.batching, batch_tokens, 100 * real_tokens_per_step / batch_tokens)
-        if eval_ds is not None:
-            # Masks drawn once, so every evaluation sees the same ones.
-            eval_ds = with_distribute_options(eval_ds.cache())
+                 args.batching, args.batch_size * sequence_length,
+                 100 * batches.real_tokens_per_step / (args.batch_size * sequence_length))
+        eval_ds = with_distribute_options(batches.held_out) if batches.held_out is not None \
+            else None
+
+        def train_ds(start_step: int, num_steps: int):
+            return with_distribute_options(batches.train(start_step, num_steps))
 
         step = fit_resumable(
             pretrainer, train_ds, total_steps=args.steps,
             steps_per_checkpoint=args.checkpoint_every, checkpoint_dir=checkpoints,
             log_dir=stage_dir / "logs", validation_data=eval_ds,
             keep_checkpoints=args.keep_checkpoints, max_minutes=args.max_minutes,
-            tokens_per_step=real_tokens_per_step, strategy=strategy,
+            tokens_per_step=batches.real_tokens_per_step, strategy=strategy,
         )
         metrics = {"step": step, "train_instances": len(train),
                    "held_out_instances": len(held_out)}

@@ -36,6 +36,35 @@ def ordered_corpus(n: int, seed: int = 0) -> list[list[str]]:
     return [[rng.choice(opening), rng.choice(verdict)] for _ in range(n)]
 
 
+def test_losses_are_means_over_the_masked_tokens_and_the_segment_pairs(spm_model):
+    # Padding mask slots and single-segment rows carry weight 0: they must not dilute the means
+    # (a diluted SOP loss, present in a quarter of the rows of the real corpus, never learned).
+    tokenizer = load_tokenizer(spm_model)
+    keras.utils.set_random_seed(0)
+    model = AlbertPretrainer(nano_backbone(tokenizer))
+    compile_pretrainer(model, keras.optimizers.Adam(1e-3), jit_compile=False)
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(5, tokenizer.vocabulary_size(), [4, 16]).astype("int32"),
+         "segment_ids": np.zeros([4, 16], "int32"), "padding_mask": np.ones([4, 16], "int32"),
+         "mask_positions": rng.integers(1, 16, [4, 3]).astype("int32")}
+    y = {"mlm": rng.integers(5, tokenizer.vocabulary_size(), [4, 3]).astype("int32"),
+         "sop": np.array([0, 1, 0, 1], "int32")}
+    w = {"mlm": np.array([[1, 1, 0], [1, 0, 0], [1, 1, 1], [0, 0, 0]], "float32"),
+         "sop": np.array([1, 0, 0, 1], "float32")}
+    scores = model.evaluate(tf.data.Dataset.from_tensors((x, y, w)), return_dict=True, verbose=0)
+    out = model.predict(x, verbose=0)
+
+    def mean_cross_entropy(logits, labels, weights):
+        losses = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        return float(np.sum(np.asarray(losses) * weights) / np.sum(weights))
+
+    assert scores["mlm_loss"] == pytest.approx(mean_cross_entropy(out["mlm"], y["mlm"], w["mlm"]),
+                                               rel=1e-4)
+    assert scores["sop_loss"] == pytest.approx(mean_cross_entropy(out["sop"], y["sop"], w["sop"]),
+                                               rel=1e-4)
+    assert scores["loss"] == pytest.approx(scores["mlm_loss"] + scores["sop_loss"], rel=1e-4)
+
+
 @pytest.mark.slow
 def test_pretraining_learns_masked_lm_and_sop(spm_model, tmp_path):
     tokenizer = load_tokenizer(spm_model)
