@@ -165,7 +165,10 @@ def compile_pretrainer(
     }
     extra = {}
     if getattr(pretrainer, "teacher_dim", None):
-        loss["teacher"] = CosineDistance(reduction="mean_with_sample_weight")
+        # Averaged over the whole batch, not over the distilled rows: with a sampled teacher
+        # (`--teacher-max-instances`) a batch may hold one distilled row, and a mean over it
+        # alone gave that row the weight of the batch (MLM collapsed to 4% on the real corpus).
+        loss["teacher"] = CosineDistance()
         metrics["teacher"] = [teacher_cosine_metric()]
         extra["loss_weights"] = {"mlm": 1.0, "sop": 1.0, "teacher": float(teacher_weight)}
     pretrainer.compile(

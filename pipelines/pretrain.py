@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weight of the 1 - cosine distillation loss (default: %(default)s)")
     parser.add_argument("--teacher-max-instances", type=int, default=None,
                         help="distil on at most this many training instances (a seeded sample; "
-                        "the teacher embeds ~30-60 texts/s on 2 CPU cores) (default: all)")
+                        "the teacher embeds ~70-100 texts/s on 2 CPU cores) (default: all)")
     parser.add_argument("--strategy", choices=["none", "mirrored", "multi-worker"],
                         default="none",
                         help="tf.distribute strategy: mirrored (the local devices) or "
