@@ -304,17 +304,10 @@ def pretrain_for(
     import keras
     import numpy as np
 
-    from albert_tf.instances import (
-        bucket_lengths,
-        load_instances,
-        pretraining_batches,
-        read_schema,
-    )
+    from albert_tf.instances import load_instances, pretraining_batches, read_schema
     from albert_tf.pretraining import NO_SOP_LABEL, AlbertPretrainer, compile_pretrainer
     from albert_tf.training import make_optimizer
 
-    if batching not in ("bucketed", "padded"):
-        raise ValueError(f"`batching` must be 'bucketed' or 'padded'. Received: {batching!r}")
     jit = (dtype == "float32") if jit_compile is None else jit_compile
     budget = minutes * 60.0
     eval_every = eval_every_s if eval_every_s else max(budget / 10, 1.0)
@@ -401,8 +394,7 @@ def pretrain_for(
              backbone_kind, dtype, step, trained, mlm, _fmt(sop))
     return {
         "kind": backbone_kind, "dtype": dtype, "jit_compile": jit, "batching": batching,
-        "batch_tokens": batch_size * sequence_length, "buckets": bucket_lengths(sequence_length)
-        if batching == "bucketed" else [sequence_length],
+        "batch_tokens": batches.batch_tokens, "buckets": batches.buckets,
         "minutes": minutes, "train_seconds": round(trained, 2),
         "wall_seconds": round(time.perf_counter() - wall_start, 2),
         "eval_seconds": round(eval_seconds, 2), "compile_seconds": round(compile_seconds, 2),

@@ -454,10 +454,13 @@ def token_fraction(lengths: np.ndarray, buckets: list[int]) -> float:
 class PretrainingBatches:
     """What a pretraining loop needs: `train(start_step, num_steps)` -> that stretch of training
     batches; `held_out` -> the evaluation batches (masks drawn once and cached: every evaluation
-    sees the same ones); `real_tokens_per_step` -> non-padding tokens in an average step."""
+    sees the same ones); `batch_tokens` token slots per step, in batches padded to one of
+    `buckets`; `real_tokens_per_step` -> non-padding tokens in an average step."""
 
     train: Callable[[int, int], tf.data.Dataset]
     held_out: tf.data.Dataset | None
+    batch_tokens: int
+    buckets: list[int]
     real_tokens_per_step: float
 
 
@@ -511,5 +514,7 @@ def pretraining_batches(
     return PretrainingBatches(
         train=train_ds,
         held_out=eval_ds.cache() if eval_ds is not None else None,
+        batch_tokens=batch_tokens,
+        buckets=buckets,
         real_tokens_per_step=batch_tokens * token_fraction(lengths, buckets),
     )

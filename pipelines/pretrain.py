@@ -274,8 +274,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             train_teacher=train_teacher if use_teacher else None,
             held_out_teacher=held_out_teacher if use_teacher else None)
         log.info("pretrain: %s batches of %d token slots, %.0f%% of them real tokens",
-                 args.batching, args.batch_size * sequence_length,
-                 100 * batches.real_tokens_per_step / (args.batch_size * sequence_length))
+                 args.batching, batches.batch_tokens,
+                 100 * batches.real_tokens_per_step / batches.batch_tokens)
         eval_ds = with_distribute_options(batches.held_out) if batches.held_out is not None \
             else None
 
