@@ -141,9 +141,10 @@ def compile_pretrainer(
     optimizer: keras.optimizers.Optimizer,
     jit_compile: bool = True,
     teacher_weight: float = 1.0,
+    sop_weight: float = 1.0,
 ) -> None:
-    """Loss = mean MLM cross-entropy over the masked tokens + mean SOP cross-entropy over the
-    segment pairs; accuracies as metrics.
+    """Loss = mean MLM cross-entropy over the masked tokens + `sop_weight` x mean SOP
+    cross-entropy over the segment pairs; accuracies as metrics.
 
     A pretrainer with a `"teacher"` output (`teacher_dim`) adds `teacher_weight` x the cosine
     distance `1 - cos` to the teacher embedding (`y["teacher"]`, weighted by
@@ -163,20 +164,20 @@ def compile_pretrainer(
         "mlm": [keras.metrics.SparseCategoricalAccuracy("accuracy")],
         "sop": [keras.metrics.SparseCategoricalAccuracy("accuracy")],
     }
-    extra = {}
+    loss_weights = {"mlm": 1.0, "sop": float(sop_weight)}
     if getattr(pretrainer, "teacher_dim", None):
         # Averaged over the whole batch, not over the distilled rows: with a sampled teacher
         # (`--teacher-max-instances`) a batch may hold one distilled row, and a mean over it
         # alone gave that row the weight of the batch (MLM collapsed to 4% on the real corpus).
         loss["teacher"] = CosineDistance()
         metrics["teacher"] = [teacher_cosine_metric()]
-        extra["loss_weights"] = {"mlm": 1.0, "sop": 1.0, "teacher": float(teacher_weight)}
+        loss_weights["teacher"] = float(teacher_weight)
     pretrainer.compile(
         optimizer=optimizer,
         loss=loss,
+        loss_weights=loss_weights,
         weighted_metrics=metrics,
         jit_compile=jit_compile,
-        **extra,
     )
 
 

@@ -511,6 +511,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         raise SystemExit(f"compare: no pretraining instances in {data}; run `opinionrec "
                          "pretraining-data` first")
     options = options_from_args(args, data)
+    if not 0 < options.mask_rate < 1:
+        raise SystemExit(f"compare: --mask-rate must be in (0, 1), not {options.mask_rate}")
     result = run_comparison(options)
     paths = write_reports(result, args.out or ws.root / "compare")
     print(markdown_report(result))

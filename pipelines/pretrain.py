@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of the tokens of a training instance selected for MLM "
                              "(80%% [MASK], 10%% random, 10%% kept); held-out accuracy is "
                              "always measured at 0.15, so runs compare (default: %(default)s)")
+    parser.add_argument("--sop-weight", type=float, default=1.0,
+                        help="weight of the SOP loss beside the MLM loss (default: "
+                        "%(default)s)")
     parser.add_argument("--static-sop", action="store_true",
                         help="keep the segment swaps the pretraining data was written with "
                         "(default: every epoch swaps each pair afresh, with probability 0.5)")
@@ -93,7 +96,7 @@ def _params(args: argparse.Namespace) -> dict:
     keys = ["config", "sequence_length", "batch_size", "steps", "learning_rate", "warmup_steps",
             "optimizer", "checkpoint_every", "eval_instances", "seed", "no_xla", "init_from_preset",
             "batching", "static_sop", "teacher", "teacher_weight", "teacher_max_instances",
-            "mask_rate"]
+            "mask_rate", "sop_weight"]
     return {k: getattr(args, k) for k in keys}
 
 
@@ -261,7 +264,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         optimizer = make_optimizer(args.optimizer, args.learning_rate, warmup, args.steps)
         xla = jit_compile_for(strategy, not args.no_xla)
         compile_pretrainer(pretrainer, optimizer, jit_compile=xla,
-                           teacher_weight=args.teacher_weight)
+                           teacher_weight=args.teacher_weight, sop_weight=args.sop_weight)
         model_scope.close()
         log.info("pretrain: %s, %d parameters (embeddings %d), XLA %s, %d replica(s)",
                  args.init_from_preset or args.config, backbone.count_params(),

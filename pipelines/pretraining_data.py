@@ -2,7 +2,8 @@
 
 docs (Parquet) -> per document: body sentences -> SentencePiece ids -> consecutive sentences packed
 into chunks that fill the sequence length -> each chunk split at a sentence boundary into segments A
-and B, swapped with probability 0.5 (seeded per document) -> `[CLS] A [SEP] B [SEP]` as a
+and B (a one-sentence chunk at a word boundary near its middle), swapped with probability 0.5
+(seeded per document) -> `[CLS] A [SEP] B [SEP]` as a
 tf.train.Example -> sharded TFRecords per split. Masking is not done here: it stays dynamic in
 tf.data (`albert_tf.instances`), so every epoch masks other tokens.
 
@@ -31,7 +32,7 @@ import random
 import struct
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,8 @@ SPLITS = ("train", "validation")
 SHARD_PREFIX = "instances"
 
 # SOP labels, as albert_tf.pretraining uses them: 0 in order, 1 swapped, -1 a single segment (a
-# one-sentence chunk: it trains masked-LM only).
+# chunk too short to cut, or any one-sentence chunk with `split_single_sentences` off: it trains
+# masked-LM only).
 IN_ORDER, SWAPPED, SINGLE_SEGMENT = 0, 1, -1
 SOP_LABEL_NAMES = {IN_ORDER: "in_order", SWAPPED: "swapped", SINGLE_SEGMENT: "single_segment"}
 
@@ -93,6 +95,11 @@ class InstanceOptions:
     min_tokens: int = 5
     kinds: tuple[str, ...] = DOC_KINDS
     include_evaluation_splits: bool = False
+    # A one-sentence chunk of at least `min_split_tokens` tokens is cut at a word boundary into A
+    # and B. ALBERT's segments are spans of text, not sentences; without these cuts the SST-2
+    # sentences, short reviews and abstracts (3/4 of the real corpus) never train SOP.
+    split_single_sentences: bool = True
+    min_split_tokens: int = 8
 
     def __post_init__(self):
         if self.sequence_length < 5:
@@ -104,6 +111,9 @@ class InstanceOptions:
         if not 0.0 <= self.validation_fraction <= 1.0:
             raise ValueError(f"`validation_fraction` must be within 0-1. Received: "
                              f"{self.validation_fraction}")
+        if self.min_split_tokens < 2:
+            raise ValueError("`min_split_tokens` must be at least 2 (a token for A and one for "
+                             f"B). Received: {self.min_split_tokens}")
 
     @property
     def max_content_tokens(self) -> int:
@@ -215,19 +225,46 @@ def pack_chunks(sentence_ids: Sequence[Sequence[int]], max_tokens: int) -> list[
     return chunks
 
 
+def word_start_ids(processor) -> frozenset[int]:
+    """The ids of the SentencePiece pieces that begin a word (those starting with "▁")."""
+    return frozenset(i for i in range(processor.get_piece_size())
+                     if processor.id_to_piece(i).startswith("\u2581"))
+
+
+def within_sentence_cut(ids: Sequence[int], rng: random.Random,
+                        word_starts: Collection[int]) -> int:
+    """Where a one-sentence chunk is cut into A and B: a random word start in its middle half.
+
+    Any position of the middle half when it has no word start (CJK text, where SentencePiece
+    pieces rarely begin with "▁"), so that Chinese sentences are cut too.
+    """
+    low, high = max(1, len(ids) // 4), max(1, (3 * len(ids)) // 4)
+    positions = range(low, min(high, len(ids) - 1) + 1)
+    candidates = [p for p in positions if ids[p] in word_starts] or list(positions)
+    return rng.choice(candidates)
+
+
 def chunk_instance(chunk: Sequence[Sequence[int]], rng: random.Random, swap_probability: float,
-                   special: SpecialIds) -> tuple[list[int], list[int], int]:
+                   special: SpecialIds, word_starts: Collection[int] | None = None,
+                   min_split_tokens: int = 8) -> tuple[list[int], list[int], int]:
     """(token_ids, segment_ids, sop_label) of one chunk.
 
     Two or more sentences are cut at a random sentence boundary into A and B, swapped with
-    `swap_probability` (label 1); one sentence is a single segment `[CLS] A [SEP]` (label -1).
+    `swap_probability` (label 1). One sentence is cut at a word boundary (`within_sentence_cut`)
+    when `word_starts` is given and it has at least `min_split_tokens` tokens; otherwise it is a
+    single segment `[CLS] A [SEP]` (label -1).
     """
-    if len(chunk) == 1:
+    single = len(chunk) == 1
+    if single and (word_starts is None or len(chunk[0]) < min_split_tokens):
         first, second, label = list(chunk[0]), [], SINGLE_SEGMENT
     else:
-        cut = rng.randint(1, len(chunk) - 1)
-        a = [t for ids in chunk[:cut] for t in ids]
-        b = [t for ids in chunk[cut:] for t in ids]
+        if single:
+            cut = within_sentence_cut(chunk[0], rng, word_starts)
+            a, b = list(chunk[0][:cut]), list(chunk[0][cut:])
+        else:
+            cut = rng.randint(1, len(chunk) - 1)
+            a = [t for ids in chunk[:cut] for t in ids]
+            b = [t for ids in chunk[cut:] for t in ids]
         swapped = rng.random() < swap_probability
         first, second = (b, a) if swapped else (a, b)
         label = SWAPPED if swapped else IN_ORDER
@@ -240,11 +277,13 @@ def chunk_instance(chunk: Sequence[Sequence[int]], rng: random.Random, swap_prob
 
 
 def document_instances(doc: Mapping[str, Any], processor, special: SpecialIds,
-                       options: InstanceOptions) -> DocumentResult:
+                       options: InstanceOptions,
+                       word_starts: Collection[int] | None = None) -> DocumentResult:
     """All instances of one document (the per-record function the Beam job and the bare loop run).
 
     `doc` needs `id`, `kind`, `text` and `sentences` (a canonical ingest row); `processor` is a
-    `sentencepiece.SentencePieceProcessor`.
+    `sentencepiece.SentencePieceProcessor`; `word_starts` its `word_start_ids` (computed here when
+    not given: callers looping over documents pass them once).
     """
     doc_id = str(doc["id"])
     kind = str(doc.get("kind") or "")
@@ -277,8 +316,13 @@ def document_instances(doc: Mapping[str, Any], processor, special: SpecialIds,
     result.tokens = total - result.truncated_tokens
     result.split = "validation" if is_validation(doc_id, options.validation_fraction) else "train"
     rng = random.Random(seed_for(options.seed, doc_id))
+    if not options.split_single_sentences:
+        word_starts = None
+    elif word_starts is None:
+        word_starts = word_start_ids(processor)
     for index, chunk in enumerate(pack_chunks(sentence_ids, limit)):
-        tokens, segments, label = chunk_instance(chunk, rng, options.swap_probability, special)
+        tokens, segments, label = chunk_instance(chunk, rng, options.swap_probability, special,
+                                                 word_starts, options.min_split_tokens)
         result.instances.append(Instance(tokens, segments, label, doc_id, kind, index))
     return result
 
@@ -347,6 +391,8 @@ def run_pretraining_data_bare(
     serialize: bool = True,
     out_dir: str | Path | None = None,
     include_evaluation_splits: bool = False,
+    split_single_sentences: bool = True,
+    min_split_tokens: int = 8,
 ) -> BareResult:
     """The job's per-record functions in a plain Python loop (no Beam): the throughput baseline.
 
@@ -359,16 +405,18 @@ def run_pretraining_data_bare(
     clock = time.perf_counter
     start = clock()
     options = InstanceOptions(sequence_length, swap_probability, validation_fraction, seed,
-                              min_tokens, tuple(kinds), include_evaluation_splits)
+                              min_tokens, tuple(kinds), include_evaluation_splits,
+                              split_single_sentences, min_split_tokens)
     processor = load_sentencepiece(spm_path)
     special = SpecialIds.from_processor(processor)
+    word_starts = word_start_ids(processor)
     seconds = {"load": clock() - start}
 
     phase = clock()
     counts = StatCounts()
     instances: dict[str, list] = {s: [] for s in SPLITS}
     for doc in docs:
-        result = document_instances(doc, processor, special, options)
+        result = document_instances(doc, processor, special, options, word_starts)
         counts.add(result)
         if result.split:
             instances[result.split].extend(result.instances)
@@ -421,13 +469,15 @@ def make_instances_fn(spm_path: str, options: InstanceOptions):
         def setup(self):
             self._processor = load_sentencepiece(self._spm_path)
             self._special = SpecialIds.from_processor(self._processor)
+            self._word_starts = word_start_ids(self._processor)
             self._counters: dict[str, Any] = {}
 
         def start_bundle(self):
             self._counts = StatCounts()
 
         def process(self, doc: Mapping[str, Any]) -> Iterator[Any]:
-            result = document_instances(doc, self._processor, self._special, self._options)
+            result = document_instances(doc, self._processor, self._special, self._options,
+                                        self._word_starts)
             self._counts.add(result)
             if result.split == "validation":
                 for instance in result.instances:
@@ -599,6 +649,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include-evaluation-splits", action="store_true",
                         help="also pretrain on labelled documents of the test and validation "
                         "splits (default: skipped, so that evaluations stay clean)")
+    parser.add_argument("--split-single-sentences", action=argparse.BooleanOptionalAction,
+                        default=True,
+                        help="cut a one-sentence chunk at a word boundary near its middle into "
+                        "segments A and B, so that it trains SOP too (default: on; --no-split-"
+                        "single-sentences leaves it a single segment, masked-LM only)")
+    parser.add_argument("--min-split-tokens", type=int, default=8,
+                        help="shortest one-sentence chunk that is cut (default: %(default)s)")
     parser.add_argument("--spm-model", default=None,
                         help="SentencePiece model (default: the vocab stage's spm.model; for "
                         "`pretrain --init-from-preset`, the preset's assets/tokenizer/"
@@ -620,6 +677,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             min_tokens=args.min_tokens,
             kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
             include_evaluation_splits=args.include_evaluation_splits,
+            split_single_sentences=args.split_single_sentences,
+            min_split_tokens=args.min_split_tokens,
         )
     except ValueError as error:
         log.error("pretraining-data: %s", error)

@@ -63,6 +63,13 @@ def test_losses_are_means_over_the_masked_tokens_and_the_segment_pairs(spm_model
     assert scores["sop_loss"] == pytest.approx(mean_cross_entropy(out["sop"], y["sop"], w["sop"]),
                                                rel=1e-4)
     assert scores["loss"] == pytest.approx(scores["mlm_loss"] + scores["sop_loss"], rel=1e-4)
+    # --sop-weight scales the SOP term only.
+    compile_pretrainer(model, keras.optimizers.Adam(1e-3), jit_compile=False, sop_weight=3.0)
+    weighted = model.evaluate(tf.data.Dataset.from_tensors((x, y, w)), return_dict=True,
+                              verbose=0)
+    assert weighted["sop_loss"] == pytest.approx(scores["sop_loss"], rel=1e-4)
+    assert weighted["loss"] == pytest.approx(scores["mlm_loss"] + 3 * scores["sop_loss"],
+                                             rel=1e-4)
 
 
 @pytest.mark.slow

@@ -121,3 +121,11 @@ def test_compare_reports_albert_bert_and_bf16_side_by_side(workspace, tmp_path, 
     page = (out / "compare.html").read_text()
     assert page.count("<img") == 2 and "data:image/png;base64," in page
     assert "held-out MLM accuracy" in capsys.readouterr().out
+
+
+def test_a_mask_rate_outside_0_1_is_refused_before_anything_runs(workspace, tmp_path):
+    out = tmp_path / "compare"
+    with pytest.raises(SystemExit, match="--mask-rate must be in"):
+        cli.main(["compare", "--workspace", str(workspace), "--mask-rate", "1.5",
+                  "--out", str(out)])
+    assert not out.exists()

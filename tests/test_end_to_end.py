@@ -107,3 +107,18 @@ def test_stages_reconcile_and_skip_when_up_to_date(workspace):
     assert cli.main(["features", "--workspace", str(workspace), "--if-stale"]) == 0
     assert json.loads((workspace / "features" / "_stage.json").read_text())["run_id"] == \
         record["run_id"]
+
+
+@pytest.mark.slow
+def test_sentence_boundary_sop_restores_the_last_pretraining_checkpoint(workspace):
+    from benchmarks.pretraining_curve import sentence_boundary_sop
+
+    stats = json.loads((workspace / "pretraining_data" / "stats.json").read_text())
+    metrics = json.loads((workspace / "pretrain" / "metrics.json").read_text())
+    result = sentence_boundary_sop(workspace)
+    assert result["step"] == metrics["step"] == 40
+    # Only pairs of multi-sentence chunks: fewer than the held-out pairs, which also hold the
+    # one-sentence chunks cut within the sentence.
+    held_out = stats["sop_labels"]["validation"]
+    assert 0 < result["pairs"] < held_out["in_order"] + held_out["swapped"]
+    assert 0.0 <= result["sop_accuracy"] <= 1.0

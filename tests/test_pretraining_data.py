@@ -38,6 +38,8 @@ from pipelines.pretraining_data import (
     reconcile,
     run_pipeline,
     run_pretraining_data_bare,
+    within_sentence_cut,
+    word_start_ids,
 )
 from pipelines.records import DOC_SCHEMA, read_table
 
@@ -85,6 +87,56 @@ def test_an_instance_is_cls_a_sep_b_sep_with_the_segments_swapped_or_not():
     assert labels[0] > 50 and labels[1] > 50
     tokens, segments, label = chunk_instance([[10, 11]], random.Random(0), 0.5, SPECIAL)
     assert (tokens, segments, label) == ([2, 10, 11, 3], [0, 0, 0, 0], NO_SOP_LABEL)
+
+
+def test_a_one_sentence_chunk_is_cut_at_a_word_start_in_its_middle():
+    sentence = list(range(10, 22))  # 12 tokens; even ids begin a word
+    word_starts = {i for i in sentence if i % 2 == 0}
+    labels, cuts = Counter(), Counter()
+    for seed in range(300):
+        tokens, segments, label = chunk_instance([sentence], random.Random(seed), 0.5, SPECIAL,
+                                                 word_starts, min_split_tokens=8)
+        first, second = segments_of(tokens, segments)
+        a, b = (second, first) if label == 1 else (first, second)
+        assert a + b == sentence
+        assert b[0] in word_starts and 3 <= len(a) <= 9
+        labels[label] += 1
+        cuts[len(a)] += 1
+    assert labels[0] > 100 and labels[1] > 100
+    assert set(cuts) == {4, 6, 8}  # every word start of the middle half, none outside it
+    # Too short to cut: a single segment, masked-LM only.
+    tokens, _, label = chunk_instance([sentence[:7]], random.Random(0), 0.5, SPECIAL,
+                                      word_starts, min_split_tokens=8)
+    assert label == NO_SOP_LABEL and tokens.count(SPECIAL.sep) == 1
+
+
+def test_a_sentence_without_word_starts_is_cut_anywhere_in_its_middle():
+    # CJK pieces seldom begin with "▁": the middle half is cut anyway.
+    cuts = {within_sentence_cut(list(range(8)), random.Random(s), word_starts=set())
+            for s in range(200)}
+    assert cuts == {2, 3, 4, 5, 6}
+    assert within_sentence_cut([5, 6], random.Random(0), set()) == 1
+
+
+def test_one_sentence_documents_train_sop_unless_splitting_is_off(spm_model):
+    processor = spm.SentencePieceProcessor(model_file=str(spm_model))
+    word_starts = word_start_ids(processor)
+    assert word_starts and all(processor.id_to_piece(i).startswith("\u2581") for i in word_starts)
+    english = "The battery life is excellent but the screen scratches far too easily."
+    chinese = "电池很好，音质一般。价格便宜，质量不错。"
+    docs = as_docs([[english], [chinese]])
+    on = run_pretraining_data_bare(docs, spm_model, validation_fraction=0.0, serialize=False)
+    off = run_pretraining_data_bare(docs, spm_model, validation_fraction=0.0, serialize=False,
+                                    split_single_sentences=False)
+    for instance, text in zip(on.records["train"], (english, chinese)):
+        assert instance.sop_label in (0, 1)
+        first, second = segments_of(instance.token_ids, instance.segment_ids)
+        a, b = (second, first) if instance.sop_label == 1 else (first, second)
+        assert a + b == processor.encode(text)
+        if text == english:
+            assert b[0] in word_starts
+    assert [i.sop_label for i in off.records["train"]] == [NO_SOP_LABEL, NO_SOP_LABEL]
+    assert on.stats["sop_labels"]["train"]["single_segment"] == 0
 
 
 def test_swap_rate_is_about_half_and_seeded_per_document(spm_model):
