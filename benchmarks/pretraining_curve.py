@@ -125,9 +125,7 @@ def sentence_boundary_sop(workspace: Path, limit: int = 1500) -> dict:
     pairs = Instances.from_records([r.to_bytes() for r in rows if r.sop_label >= 0][:limit])
     config = get_config(params["config"], vocabulary_size=schema["vocabulary_size"],
                         max_sequence_length=max(params["sequence_length"], 128))
-    import keras_hub
-
-    pretrainer = AlbertPretrainer(keras_hub.models.AlbertBackbone(**config.backbone_kwargs()))
+    pretrainer = AlbertPretrainer(config.build())
     compile_pretrainer(pretrainer, make_optimizer(params["optimizer"], params["learning_rate"],
                                                   1, params["steps"]), jit_compile=False)
     step = StepCheckpoint.restore(pretrainer, ws.stage_dir("pretrain") / "checkpoints")

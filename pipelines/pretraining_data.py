@@ -254,17 +254,18 @@ def chunk_instance(chunk: Sequence[Sequence[int]], rng: random.Random, swap_prob
     when `word_starts` is given and it has at least `min_split_tokens` tokens; otherwise it is a
     single segment `[CLS] A [SEP]` (label -1).
     """
-    single = len(chunk) == 1
-    if single and (word_starts is None or len(chunk[0]) < min_split_tokens):
-        first, second, label = list(chunk[0]), [], SINGLE_SEGMENT
+    if len(chunk) > 1:
+        cut = rng.randint(1, len(chunk) - 1)
+        a = [t for ids in chunk[:cut] for t in ids]
+        b = [t for ids in chunk[cut:] for t in ids]
+    elif word_starts is not None and len(chunk[0]) >= min_split_tokens:
+        cut = within_sentence_cut(chunk[0], rng, word_starts)
+        a, b = list(chunk[0][:cut]), list(chunk[0][cut:])
     else:
-        if single:
-            cut = within_sentence_cut(chunk[0], rng, word_starts)
-            a, b = list(chunk[0][:cut]), list(chunk[0][cut:])
-        else:
-            cut = rng.randint(1, len(chunk) - 1)
-            a = [t for ids in chunk[:cut] for t in ids]
-            b = [t for ids in chunk[cut:] for t in ids]
+        a, b = list(chunk[0]), []
+    if not b:
+        first, second, label = a, [], SINGLE_SEGMENT
+    else:
         swapped = rng.random() < swap_probability
         first, second = (b, a) if swapped else (a, b)
         label = SWAPPED if swapped else IN_ORDER
@@ -278,12 +279,12 @@ def chunk_instance(chunk: Sequence[Sequence[int]], rng: random.Random, swap_prob
 
 def document_instances(doc: Mapping[str, Any], processor, special: SpecialIds,
                        options: InstanceOptions,
-                       word_starts: Collection[int] | None = None) -> DocumentResult:
+                       word_starts: Collection[int]) -> DocumentResult:
     """All instances of one document (the per-record function the Beam job and the bare loop run).
 
     `doc` needs `id`, `kind`, `text` and `sentences` (a canonical ingest row); `processor` is a
-    `sentencepiece.SentencePieceProcessor`; `word_starts` its `word_start_ids` (computed here when
-    not given: callers looping over documents pass them once).
+    `sentencepiece.SentencePieceProcessor`, `special` and `word_starts` its `SpecialIds` and
+    `word_start_ids` (computed once by the caller).
     """
     doc_id = str(doc["id"])
     kind = str(doc.get("kind") or "")
@@ -316,13 +317,10 @@ def document_instances(doc: Mapping[str, Any], processor, special: SpecialIds,
     result.tokens = total - result.truncated_tokens
     result.split = "validation" if is_validation(doc_id, options.validation_fraction) else "train"
     rng = random.Random(seed_for(options.seed, doc_id))
-    if not options.split_single_sentences:
-        word_starts = None
-    elif word_starts is None:
-        word_starts = word_start_ids(processor)
+    cut_within = word_starts if options.split_single_sentences else None
     for index, chunk in enumerate(pack_chunks(sentence_ids, limit)):
         tokens, segments, label = chunk_instance(chunk, rng, options.swap_probability, special,
-                                                 word_starts, options.min_split_tokens)
+                                                 cut_within, options.min_split_tokens)
         result.instances.append(Instance(tokens, segments, label, doc_id, kind, index))
     return result
 
