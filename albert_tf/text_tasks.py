@@ -1,0 +1,248 @@
+"""Single-task fine-tuning on an ALBERT backbone: text (or text-pair) classification.
+
+keras-hub's layout: a backbone, a preprocessor (`AlbertTextClassifierPreprocessor`, which packs
+`[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]` for pairs such as sentence + aspect term) and a task head.
+Unlike keras-hub's `AlbertTextClassifier`, the head reads the mean over real tokens: a briefly
+pretrained encoder's [CLS] vector barely depends on the input. `fine_tune` adds what a benchmark
+run needs: XLA, class weights, deterministic data order, early stopping on dev and a time budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import keras
+import keras_hub
+import numpy as np
+import tensorflow as tf
+
+from albert_tf.heads import ClassificationHead, MaskedMeanPooling
+
+log = logging.getLogger("opinionrec")
+
+
+@keras.saving.register_keras_serializable(package="albert_tf")
+class TextClassifier(keras_hub.models.Task):
+    """ALBERT backbone -> mean over real tokens -> dropout -> class logits.
+
+    Args:
+        backbone: a `keras_hub.models.AlbertBackbone`.
+        num_classes: output classes.
+        preprocessor: optional keras-hub preprocessor (tokenization usually runs in tf.data).
+        dropout: dropout before the classifier.
+
+    Saved with `save_to_preset` (and the preprocessor's `save_to_preset` into the same folder), it
+    loads back with `TextClassifier.from_preset(path)`, preprocessor attached.
+    """
+
+    backbone_cls = keras_hub.models.AlbertBackbone
+    preprocessor_cls = keras_hub.models.AlbertTextClassifierPreprocessor
+
+    def __init__(self, backbone, num_classes: int, preprocessor=None, dropout: float = 0.1,
+                 **kwargs):
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        self.pooling = MaskedMeanPooling(dtype=backbone.dtype_policy, name="mean_pooling")
+        self.head = ClassificationHead(
+            num_classes, dropout=dropout, dtype=backbone.dtype_policy, name="classifier_head"
+        )
+        # The head reads the mean over tokens, so the [CLS] pooler gets no gradient: freeze it.
+        backbone.get_layer("pooled_dense").trainable = False
+
+        # === Functional Model ===
+        inputs = backbone.input
+        pooled = self.pooling(backbone(inputs)["sequence_output"], inputs["padding_mask"])
+        super().__init__(inputs=inputs, outputs=self.head(pooled), **kwargs)
+
+        # === Config ===
+        self.num_classes = num_classes
+        self.dropout = dropout
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_classes": self.num_classes, "dropout": self.dropout})
+        return config
+
+
+def compile_text_classifier(model: keras.Model, optimizer, jit_compile: bool = True) -> None:
+    """Sparse cross-entropy on logits; accuracy weighted by the per-example class weights."""
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy("accuracy")],
+        jit_compile=jit_compile,
+    )
+
+
+def class_weights(labels: np.ndarray, num_classes: int, max_weight: float = 10.0) -> np.ndarray:
+    """Per-class weights inversely proportional to frequency (sklearn's "balanced"), capped."""
+    counts = np.bincount(np.asarray(labels), minlength=num_classes).astype("float64")
+    weights = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 0.0)
+    return np.minimum(weights, max_weight).astype("float32")
+
+
+def text_dataset(
+    texts: Sequence[str],
+    preprocessor,
+    batch_size: int,
+    labels: Sequence[int] | None = None,
+    pairs: Sequence[str] | None = None,
+    weights: np.ndarray | None = None,
+    order: np.ndarray | None = None,
+) -> tf.data.Dataset:
+    """Batches of `x` (or `(x, y, w)`) in `order` (default: as given); pairs pack as (text, pair).
+
+    Training passes a seeded `order` (a pure function of seed and step), so a resumed run reads
+    exactly the batches it would have; evaluation keeps the input order and the last short batch.
+    """
+    order = np.arange(len(texts)) if order is None else np.asarray(order)
+    columns = [tf.constant(list(texts))]
+    if pairs is not None:
+        columns.append(tf.constant(list(pairs)))
+    labelled = labels is not None
+    if labelled:
+        y = np.asarray(labels, dtype="int32")
+        w = np.ones(len(y), "float32") if weights is None else np.asarray(weights, "float32")
+        columns += [tf.constant(y), tf.constant(w[y])]
+
+    def gather(index):
+        values = [tf.gather(c, index) for c in columns]
+        if pairs is not None:
+            x = preprocessor((values[0], values[1]))
+            rest = values[2:]
+        else:
+            x = preprocessor(values[0])
+            rest = values[1:]
+        return (x, *rest) if labelled else x
+
+    ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+    return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Early stopping on a dev metric: keep the best weights, stop after `patience` evaluations
+    without improvement, and restore the best weights when training ends for any reason (the
+    time budget included)."""
+
+    def __init__(self, evaluate: Callable[[keras.Model], float], patience: int = 3,
+                 min_delta: float = 1e-4):
+        super().__init__()
+        self.evaluate = evaluate
+        self.patience = patience
+        self.min_delta = min_delta
+        self.best = -math.inf
+        self.best_weights = None
+        self.best_step = 0
+        self.wait = 0
+        self.history: list[dict] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        score = float(self.evaluate(self.model))
+        step = int(self.model.optimizer.iterations.numpy())
+        self.history.append({"step": step, "dev": score})
+        if logs is not None:
+            logs["dev_score"] = score
+        if score > self.best + self.min_delta:
+            self.best, self.best_step, self.wait = score, step, 0
+            self.best_weights = self.model.get_weights()
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                log.info("early stopping at step %d: dev has not improved since step %d (%.4f)",
+                         step, self.best_step, self.best)
+                self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def predict_logits(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
+    """Logits for every example of an unshuffled `text_dataset` (no labels), in order."""
+    return np.asarray(model.predict(dataset, verbose=0))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def fine_tune_classifier(
+    model: keras.Model,
+    preprocessor,
+    train_texts: Sequence[str],
+    train_labels: Sequence[int],
+    dev_texts: Sequence[str],
+    dev_labels: Sequence[int],
+    work_dir: Path,
+    train_pairs: Sequence[str] | None = None,
+    dev_pairs: Sequence[str] | None = None,
+    epochs: float = 3.0,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    balanced: bool = False,
+    eval_every: int = 200,
+    patience: int = 3,
+    max_minutes: float | None = None,
+    seed: int = 0,
+    jit_compile: bool = True,
+    dev_score: Callable[[np.ndarray, np.ndarray], float] | None = None,
+) -> dict:
+    """Fine-tune `model` (a `TextClassifier`) with early stopping on dev; returns a summary.
+
+    Resumable: checkpoints and TensorBoard logs live in `work_dir`. `dev_score(dev_labels, logits)`
+    picks the best evaluation (default accuracy). The best weights are restored at the end.
+    Call `keras.utils.set_random_seed` before building the tokenizer, not after: reseeding
+    resets TensorFlow's resources, the SentencePiece op's included.
+    """
+    from albert_tf.pretraining import example_order
+    from albert_tf.training import fit_resumable, make_optimizer
+
+    num_classes = model.num_classes
+    train_labels = np.asarray(train_labels, "int32")
+    weights = class_weights(train_labels, num_classes) if balanced else None
+    total_steps = max(1, math.ceil(epochs * len(train_texts) / batch_size))
+    eval_every = max(1, min(eval_every, total_steps))
+    optimizer = make_optimizer("adamw", learning_rate, max(1, total_steps // 10), total_steps)
+    compile_text_classifier(model, optimizer, jit_compile=jit_compile)
+
+    def train_dataset(start_step: int, num_steps: int) -> tf.data.Dataset:
+        order = example_order(len(train_texts), seed, start_step * batch_size,
+                              num_steps * batch_size)
+        return text_dataset(train_texts, preprocessor, batch_size, train_labels, train_pairs,
+                            weights, order)
+
+    dev = text_dataset(dev_texts, preprocessor, 128, pairs=dev_pairs)
+    dev_y = np.asarray(dev_labels)
+    score_fn = dev_score or (lambda y, logits: float((logits.argmax(-1) == y).mean()))
+    keep_best = KeepBest(lambda m: score_fn(dev_y, predict_logits(m, dev)), patience=patience)
+    start = time.perf_counter()
+    sequence_length = int(preprocessor.sequence_length)
+    steps = fit_resumable(
+        model, train_dataset, total_steps=total_steps, steps_per_checkpoint=eval_every,
+        checkpoint_dir=Path(work_dir) / "checkpoints", log_dir=Path(work_dir) / "logs",
+        keep_checkpoints=1, max_minutes=max_minutes,
+        tokens_per_step=batch_size * sequence_length, extra_callbacks=[keep_best],
+    )
+    return {
+        "steps": steps,
+        "planned_steps": total_steps,
+        "best_step": keep_best.best_step,
+        "best_dev": keep_best.best,
+        "dev_curve": keep_best.history,
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "train_examples": len(train_texts),
+    }
+
+
+def make_pair_preprocessor(tokenizer, sequence_length: int):
+    """keras-hub's ALBERT classifier preprocessor (single texts and (text, pair) tuples)."""
+    return keras_hub.models.AlbertTextClassifierPreprocessor(
+        tokenizer=tokenizer, sequence_length=sequence_length
+    )
