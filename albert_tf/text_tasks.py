@@ -1,10 +1,11 @@
 """Single-task fine-tuning on an ALBERT backbone: text (or text-pair) classification.
 
 keras-hub's layout: a backbone, a preprocessor (`AlbertTextClassifierPreprocessor`, which packs
-`[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]` for pairs such as sentence + aspect term) and a task head.
-Unlike keras-hub's `AlbertTextClassifier`, the head reads the mean over real tokens: a briefly
-pretrained encoder's [CLS] vector barely depends on the input. `fine_tune` adds what a benchmark
-run needs: XLA, class weights, deterministic data order, early stopping on dev and a time budget.
+`[CLS] a [SEP]`, or `[CLS] a [SEP] b [SEP]` for pairs such as sentence + aspect term) and a task
+head. Unlike keras-hub's `AlbertTextClassifier`, the head reads the mean over real tokens: a
+briefly pretrained encoder's [CLS] vector barely depends on the input. `fine_tune_classifier` adds
+what a benchmark run needs: XLA, class weights, deterministic data order, early stopping on dev
+and a time budget.
 """
 
 from __future__ import annotations
