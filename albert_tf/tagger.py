@@ -1,0 +1,192 @@
+"""Term extraction as token tagging: ALBERT's per-token vectors -> BIO logits per piece.
+
+Texts are packed `[CLS] pieces [SEP] pad...` like keras-hub's ALBERT preprocessors, but in
+numpy from `albert_tf.spans.PieceAligner`, because each label needs its piece's character
+span. Training cuts texts at gold span boundaries; inference tokenizes whole texts, so the
+model sees the same ids as the classifier's keras-hub preprocessing.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import keras_hub
+import numpy as np
+
+from albert_tf.heads import ClassificationHead
+from albert_tf.spans import (
+    BEGIN,
+    INSIDE,
+    OUTSIDE,
+    TAGS,
+    Piece,
+    PieceAligner,
+    Span,
+    resolve_overlaps,
+    span_pieces,
+    strip_span,
+    tags_to_spans,
+)
+
+INPUT_KEYS = ("token_ids", "segment_ids", "padding_mask")
+
+
+@keras.saving.register_keras_serializable(package="albert_tf")
+class TokenTagger(keras_hub.models.Task):
+    """ALBERT backbone -> `sequence_output` -> dropout -> a logit per tag for every token.
+
+    Args:
+        backbone: a `keras_hub.models.AlbertBackbone`.
+        preprocessor: optional keras-hub preprocessor (inputs usually come from
+            `encode_for_tagging`).
+        num_tags: tags per token (`len(TAGS)`: O, B, I).
+        dropout: dropout before the per-token classifier.
+
+    Example:
+        model = TokenTagger(backbone)
+        compile_tagger(model, keras.optimizers.Adam(1e-3))
+        data = encode_for_tagging(aligner, texts, spans, sequence_length=64)
+        model.fit(model_inputs(data), data["labels"], sample_weight=data["sample_weight"])
+    """
+
+    def __init__(self, backbone, preprocessor=None, num_tags: int = len(TAGS),
+                 dropout: float = 0.1, **kwargs):
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        self.tagging_head = ClassificationHead(
+            num_tags, dropout=dropout, dtype=backbone.dtype_policy, name="tagging_head"
+        )
+        # Tags are read from every token's vector, so the [CLS] pooler gets no gradient.
+        backbone.get_layer("pooled_dense").trainable = False
+
+        # === Functional Model ===
+        inputs = backbone.input
+        logits = self.tagging_head(backbone(inputs)["sequence_output"])
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+
+        # === Config ===
+        self.num_tags = num_tags
+        self.dropout = dropout
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_tags": self.num_tags, "dropout": self.dropout})
+        return config
+
+
+def compile_tagger(model: TokenTagger, optimizer, jit_compile: bool = True) -> None:
+    """Per-token sparse cross-entropy from logits; `sample_weight` masks [CLS], [SEP], pad."""
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy("accuracy")],
+        jit_compile=jit_compile,
+    )
+
+
+def model_inputs(encoded: dict) -> dict[str, np.ndarray]:
+    """The backbone's inputs out of `encode_for_tagging`'s result."""
+    return {key: encoded[key] for key in INPUT_KEYS}
+
+
+def encode_for_tagging(
+    aligner: PieceAligner,
+    texts: Sequence[str],
+    spans_per_text: Sequence[Sequence[Span]] | None,
+    sequence_length: int,
+) -> dict:
+    """Packs texts as `[CLS] pieces [SEP] pad...` with a tag per position.
+
+    With `spans_per_text`, each text is cut at its (whitespace-stripped, non-overlapping) gold
+    span boundaries so its pieces tag the spans exactly; with None (inference) texts are
+    tokenized whole and every label is O. Texts keep their first `sequence_length - 2` pieces.
+
+    Returns:
+        A dict of numpy arrays `token_ids`, `segment_ids`, `padding_mask`, `labels` (int32,
+        `(len(texts), sequence_length)`; labels index `TAGS`, 0 where not a piece) and
+        `sample_weight` (float32: 1 on pieces, 0 on [CLS], [SEP], padding and on the kept
+        pieces of a gold span cut by truncation); `truncated_spans` (int32 per text: gold
+        spans not wholly kept); and `pieces`, the kept `Piece`s per text for `tags_to_spans`.
+    """
+    if sequence_length < 3:
+        raise ValueError(f"`sequence_length` must be at least 3. Received: {sequence_length}")
+    if spans_per_text is not None and len(spans_per_text) != len(texts):
+        raise ValueError("`spans_per_text` must have one entry per text. Received: "
+                         f"{len(spans_per_text)} for {len(texts)} texts")
+    shape = (len(texts), sequence_length)
+    token_ids = np.full(shape, aligner.pad_id, "int32")
+    padding_mask = np.zeros(shape, "int32")
+    labels = np.zeros(shape, "int32")
+    sample_weight = np.zeros(shape, "float32")
+    truncated = np.zeros(len(texts), "int32")
+    kept_pieces: list[list[Piece]] = []
+    room = sequence_length - 2
+    for row, text in enumerate(texts):
+        spans: list[Span] = []
+        if spans_per_text is not None:
+            stripped = (strip_span(text, tuple(s)) for s in spans_per_text[row])
+            spans = resolve_overlaps(s for s in stripped if s is not None)
+        pieces = aligner.pieces(text, cut_at=[c for span in spans for c in span])
+        kept = pieces[:room]
+        n = len(kept)
+        token_ids[row, 0] = aligner.cls_id
+        token_ids[row, 1:n + 1] = [p.id for p in kept]
+        token_ids[row, n + 1] = aligner.sep_id
+        padding_mask[row, :n + 2] = 1
+        sample_weight[row, 1:n + 1] = 1.0
+        for indices in span_pieces(pieces, spans):
+            if not indices:
+                continue
+            if indices[-1] >= room:
+                truncated[row] += 1
+                sample_weight[row, [1 + i for i in indices if i < room]] = 0.0
+                continue
+            labels[row, 1 + indices[0]] = BEGIN
+            labels[row, [1 + i for i in indices[1:]]] = INSIDE
+        kept_pieces.append(kept)
+    return {
+        "token_ids": token_ids,
+        "segment_ids": np.zeros(shape, "int32"),
+        "padding_mask": padding_mask,
+        "labels": labels,
+        "sample_weight": sample_weight,
+        "truncated_spans": truncated,
+        "pieces": kept_pieces,
+    }
+
+
+def tagging_dataset(encoded: dict, batch_size: int, shuffle: bool = True, seed: int = 0):
+    """`(inputs, labels, sample_weight)` batches of `encode_for_tagging`'s result for `fit`.
+
+    keras-hub's `Task.fit` turns numpy arrays into an unshuffled dataset and ignores
+    `shuffle=True`, so training data goes in as this dataset, reshuffled every epoch.
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(
+        (model_inputs(encoded), encoded["labels"], encoded["sample_weight"])
+    )
+    if shuffle:
+        ds = ds.shuffle(len(encoded["labels"]), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def decode_tags(encoded: dict, tags: np.ndarray, texts: Sequence[str]) -> list[list[Span]]:
+    """Character spans per text from a tag per position (`[CLS]` at 0) of packed texts."""
+    return [tags_to_spans(pieces, tags[row, 1:len(pieces) + 1], text)
+            for row, (pieces, text) in enumerate(zip(encoded["pieces"], texts))]
+
+
+def predict_spans(model: TokenTagger, aligner: PieceAligner, texts: Sequence[str],
+                  sequence_length: int, batch_size: int = 64) -> list[list[Span]]:
+    """Predicted term spans `[(start, end), ...]` per text: whole-text pieces, argmax tags."""
+    texts = list(texts)
+    if not texts:
+        return []
+    encoded = encode_for_tagging(aligner, texts, None, sequence_length)
+    logits = model.predict(model_inputs(encoded), batch_size=batch_size, verbose=0)
+    tags = np.asarray(keras.ops.convert_to_numpy(logits)).argmax(axis=-1)
+    tags = np.where(encoded["padding_mask"] > 0, tags, OUTSIDE)
+    return decode_tags(encoded, tags, texts)
