@@ -114,7 +114,7 @@ def text_dataset(
     def gather(index):
         values = [tf.gather(c, index) for c in columns]
         if pairs is not None:
-            x = preprocessor((values[0], values[1]))
+            x = preprocessor(x=(values[0], values[1]))
             rest = values[2:]
         else:
             x = preprocessor(values[0])
@@ -148,15 +148,16 @@ class KeepBest(keras.callbacks.Callback):
         self.history.append({"step": step, "dev": score})
         if logs is not None:
             logs["dev_score"] = score
-        if score > self.best + self.min_delta:
-            self.best, self.best_step, self.wait = score, step, 0
+        if score >= self.best:  # a tie keeps the later, longer-trained (more confident) weights
+            self.wait = 0 if score > self.best + self.min_delta else self.wait + 1
+            self.best, self.best_step = score, step
             self.best_weights = self.model.get_weights()
         else:
             self.wait += 1
-            if self.wait >= self.patience:
-                log.info("early stopping at step %d: dev has not improved since step %d (%.4f)",
-                         step, self.best_step, self.best)
-                self.model.stop_training = True
+        if self.wait >= self.patience:
+            log.info("early stopping at step %d: dev has not improved for %d evaluations "
+                     "(best %.4f)", step, self.wait, self.best)
+            self.model.stop_training = True
 
     def on_train_end(self, logs=None):
         if self.best_weights is not None:

@@ -2,6 +2,9 @@
 
 Also measures both heads on held-out documents beside a TF-IDF + logistic-regression baseline on
 the same split, and exports the `text_features` SavedModel that the `features` job runs.
+
+With `--task` / `--dataset` it fine-tunes one task on one benchmark dataset of EVAL.md instead
+(`pipelines.tasks`), writing a keras-hub model folder that `opinionrec evaluate` scores.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ws_lib.add_workspace_argument(parser)
     parser.add_argument("--preset", default=None,
                         help="keras-hub ALBERT preset to start from (default: the pretrain stage's)")
-    parser.add_argument("--sequence-length", type=int, default=128,
-                        help="tokens per text; longer texts are truncated (default: %(default)s)")
+    parser.add_argument("--sequence-length", type=int, default=None,
+                        help="tokens per text; longer texts are truncated (default: 128; with "
+                        "--task, enough for 95%% of the training texts, at most "
+                        "--max-sequence-length)")
     parser.add_argument("--batch-size", type=int, default=32,
                         help="texts per step (default: %(default)s)")
     parser.add_argument("--epochs", type=float, default=3.0,
@@ -45,6 +50,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="steps between checkpoints (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="data order (default: %(default)s)")
     parser.add_argument("--no-xla", action="store_true", help="train without jit_compile")
+    group = parser.add_argument_group(
+        "one task on a benchmark dataset (EVAL.md's splits; see `opinionrec evaluate`)")
+    group.add_argument("--task", default=None,
+                       choices=["sentiment", "topic", "intent", "aspect-terms", "aspect-polarity"],
+                       help="what to fine-tune (default with --dataset: the dataset's own task)")
+    group.add_argument("--dataset", default=None,
+                       help="benchmark dataset: sst2, ag_news, bbc, mind, chnsenticorp, waimai, "
+                       "thucnews, banking77, clinc150, semeval14_laptops_aspects, "
+                       "semeval14_restaurants_polarity, dong2014_twitter, ...")
+    group.add_argument("--output", default=None,
+                       help="model folder to write (default: WORKSPACE/tasks/DATASET)")
+    group.add_argument("--max-train", type=int, default=None,
+                       help="use at most this many training examples (a seeded sample)")
+    group.add_argument("--max-sequence-length", type=int, default=128,
+                       help="cap of the automatic sequence length (default: %(default)s)")
+    group.add_argument("--patience", type=int, default=3,
+                       help="stop after this many dev evaluations (one per --checkpoint-every "
+                       "steps) without improvement; the best weights are kept "
+                       "(default: %(default)s)")
+
+
+def run_task(args: argparse.Namespace) -> int:
+    """`--task`/`--dataset`: fine-tune one task on one dataset, then score it on test."""
+    from pipelines import tasks
+    from pipelines.quality.datasets import DATASETS, load_dataset
+
+    if not args.dataset:
+        raise SystemExit("finetune --task needs --dataset NAME (one of: "
+                         f"{', '.join(DATASETS)})")
+    if args.dataset not in DATASETS:
+        raise SystemExit(f"unknown --dataset {args.dataset!r}; choose from {', '.join(DATASETS)}")
+    ws = ws_lib.workspace_from_args(args)
+    preset = args.preset or str(ws.pretrained_preset)
+    if not args.preset and not ws.pretrained_preset.exists():
+        raise SystemExit(f"no pretrained preset at {preset}: run `opinionrec pretrain` or pass "
+                         "--preset PATH (any keras-hub ALBERT preset folder)")
+    dataset = load_dataset(args.dataset)
+    options = tasks.TaskOptions(
+        sequence_length=args.sequence_length, max_sequence_length=args.max_sequence_length,
+        batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.learning_rate,
+        max_minutes=args.max_minutes, eval_every=args.checkpoint_every, patience=args.patience,
+        class_weights=args.class_weights == "balanced", max_train=args.max_train,
+        seed=args.seed, xla=not args.no_xla,
+    )
+    output = args.output or str(ws.root / "tasks" / args.dataset)
+    summary = tasks.train_task(dataset, preset, output, options, task=args.task)
+    result = tasks.evaluate_task(output, dataset)
+    log.info("finetune: %s after %d steps (best dev %.4f at step %d): test %s", args.dataset,
+             summary["steps"], summary["best_dev"], summary["best_step"],
+             ", ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float)))
+    log.info("finetune: model folder -> %s (score it again with `opinionrec evaluate --model "
+             "%s`)", output, output)
+    return 0
 
 
 def _params(args: argparse.Namespace) -> dict:
@@ -147,6 +205,9 @@ def evaluate_heads(model, preprocessor, train, test, topic_labels) -> dict:
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    if args.task or args.dataset:
+        return run_task(args)
+    args.sequence_length = args.sequence_length or 128
     ws = ws_lib.workspace_from_args(args)
     params = _params(args)
     inputs = {"ingest": "stage:ingest", "vocab": "stage:vocab"}

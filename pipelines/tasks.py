@@ -1,0 +1,343 @@
+"""Fine-tune and evaluate one opinion-mining task on one benchmark dataset.
+
+The shared core of `opinionrec finetune --task`, `opinionrec evaluate --task` and
+`benchmarks/quality.py`: a dataset of `pipelines.quality.datasets` in, a fine-tuned keras-hub
+model folder and EVAL.md's metrics out. Task kinds:
+
+- sentiment / topic: text classification (accuracy, macro-F1);
+- intent: classification whose low-confidence answers become "out of scope" (a threshold on the
+  top probability chosen on dev; in-scope accuracy and out-of-scope recall);
+- aspect-terms: BIO tagging over SentencePiece pieces decoded to character spans (exact-span F1);
+- aspect-polarity: the sentence and one aspect term as a pair (accuracy, macro-F1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+log = logging.getLogger("opinionrec")
+
+# `--task` -> the dataset kind it trains on (pipelines.quality.datasets.Dataset.task).
+TASKS = {
+    "sentiment": "classification",
+    "topic": "classification",
+    "intent": "intent",
+    "aspect-terms": "aspect_terms",
+    "aspect-polarity": "aspect_polarity",
+}
+MODEL_INFO = "opinionrec_task.json"
+
+
+@dataclasses.dataclass
+class TaskOptions:
+    """How to fine-tune; the defaults suit the tiny encoder on 2 CPU cores."""
+
+    sequence_length: int | None = None  # None: from the training texts (95th percentile)
+    max_sequence_length: int = 128
+    batch_size: int = 32
+    epochs: float = 3.0
+    learning_rate: float = 1e-3
+    max_minutes: float | None = None
+    eval_every: int = 200
+    patience: int = 3
+    class_weights: bool = False
+    max_train: int | None = None
+    max_dev: int = 2000
+    seed: int = 0
+    xla: bool = True
+
+
+def task_of_dataset(kind: str) -> str:
+    """The `--task` name of a dataset kind ("classification" reads as sentiment or topic)."""
+    return {v: k for k, v in TASKS.items() if k != "topic"}[kind]
+
+
+def check_task(task: str | None, dataset) -> str:
+    """`task` if it fits `dataset` (None: the dataset's own); a clear error otherwise."""
+    if task is None:
+        return task_of_dataset(dataset.task)
+    if task not in TASKS:
+        raise SystemExit(f"unknown --task {task!r}; choose from {', '.join(TASKS)}")
+    if TASKS[task] != dataset.task:
+        raise SystemExit(f"--task {task} does not fit dataset {dataset.name} (a "
+                         f"{dataset.task.replace('_', ' ')} dataset: use --task "
+                         f"{task_of_dataset(dataset.task)})")
+    return task
+
+
+def choose_sequence_length(lengths: Sequence[int], maximum: int, quantile: float = 0.95) -> int:
+    """Covers `quantile` of the examples (+[CLS]/[SEP]), rounded up to 16, at most `maximum`."""
+    import numpy as np
+
+    if not len(lengths):
+        return min(maximum, 64)
+    needed = int(np.quantile(np.asarray(lengths), quantile)) + 3
+    return int(min(maximum, max(16, math.ceil(needed / 16) * 16)))
+
+
+def _piece_lengths(proto: bytes, texts: Sequence[str], limit: int = 2000) -> list[int]:
+    import sentencepiece as spm
+
+    processor = spm.SentencePieceProcessor(model_proto=proto)
+    return [len(ids) for ids in processor.encode(list(texts[:limit]))]
+
+
+def _tokenizer_proto(preset: str | Path) -> bytes:
+    import keras_hub
+
+    proto = keras_hub.models.AlbertTokenizer.from_preset(str(preset)).proto
+    return proto if isinstance(proto, bytes) else Path(proto).read_bytes()
+
+
+def _label_ids(examples, labels: Sequence[str]) -> list[int]:
+    index = {label: i for i, label in enumerate(labels)}
+    return [index[e.label] for e in examples]
+
+
+def _dev_subset(examples, max_dev: int, seed: int):
+    """At most `max_dev` dev examples (a seeded sample, in file order): dev runs every chunk."""
+    import numpy as np
+
+    if len(examples) <= max_dev:
+        return list(examples)
+    keep = np.sort(np.random.default_rng(seed).choice(len(examples), max_dev, replace=False))
+    return [examples[i] for i in keep]
+
+
+def _write_info(output: Path, info: dict) -> None:
+    (output / MODEL_INFO).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_info(model_dir: str | Path) -> dict:
+    path = Path(model_dir) / MODEL_INFO
+    if not path.exists():
+        raise SystemExit(f"{model_dir} is not a model folder of `opinionrec finetune --task` "
+                         f"(no {MODEL_INFO})")
+    return json.loads(path.read_text())
+
+
+def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOptions,
+               task: str | None = None) -> dict:
+    """Fine-tune the preset's backbone on `dataset`; save a keras-hub model folder in `output`.
+
+    Returns the training summary (steps, dev curve, sequence length, seconds). The folder holds
+    the fine-tuned backbone, tokenizer, task weights and `opinionrec_task.json` (task, labels,
+    the intent threshold), so `evaluate_task` and `TextClassifier.from_preset` can load it.
+    """
+    import keras
+    import keras_hub
+
+    task = check_task(task, dataset)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    work = output / "training"
+    shutil.rmtree(work, ignore_errors=True)  # a fine-tune always starts from the preset
+    keras.utils.set_random_seed(options.seed)  # before any tokenizer: it resets TF resources
+    train = dataset.train
+    if options.max_train and len(train) > options.max_train:
+        train = _dev_subset(train, options.max_train, options.seed)
+    dev = _dev_subset(dataset.dev, options.max_dev, options.seed)
+    proto = _tokenizer_proto(preset)
+    texts = [e.text for e in train]
+    lengths = _piece_lengths(proto, texts)
+    if TASKS[task] == "aspect_polarity":
+        lengths = [n + len(e.target or "") // 3 + 2 for n, e in zip(lengths, train)]
+    sequence_length = options.sequence_length or choose_sequence_length(
+        lengths, options.max_sequence_length
+    )
+    log.info("%s on %s: %d training, %d dev examples; sequence length %d", task, dataset.name,
+             len(train), len(dev), sequence_length)
+    backbone = keras_hub.models.AlbertBackbone.from_preset(str(preset))
+    start = time.perf_counter()
+    if TASKS[task] == "aspect_terms":
+        summary = _train_tagger(backbone, proto, train, dev, sequence_length, work, options)
+        info: dict[str, Any] = {"labels": []}
+        summary["model"].save_to_preset(str(output))
+        keras_hub.models.AlbertTokenizer.from_preset(str(preset)).save_to_preset(str(output))
+    else:
+        summary, info = _train_classifier(backbone, preset, dataset, train, dev,
+                                          sequence_length, work, options, task)
+    model = summary.pop("model")
+    del model
+    info.update(task=task, dataset=dataset.name, kind=dataset.task, language=dataset.language,
+                sequence_length=sequence_length, preset=str(preset),
+                options=dataclasses.asdict(options))
+    _write_info(output, info)
+    summary.update(sequence_length=sequence_length,
+                   wall_s=round(time.perf_counter() - start, 1))
+    (output / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _train_classifier(backbone, preset, dataset, train, dev, sequence_length, work, options,
+                      task):
+    import keras_hub
+    import numpy as np
+
+    from albert_tf.text_tasks import (
+        TextClassifier, fine_tune_classifier, make_pair_preprocessor, predict_logits, softmax,
+        text_dataset,
+    )
+    from pipelines.quality import metrics
+
+    tokenizer = keras_hub.models.AlbertTokenizer.from_preset(str(preset))
+    preprocessor = make_pair_preprocessor(tokenizer, sequence_length)
+    labels = list(dataset.labels)
+    in_scope_dev = [e for e in dev if e.label in labels]
+    pairs = TASKS[task] == "aspect_polarity"
+    model = TextClassifier(backbone, num_classes=len(labels))
+    dev_y = np.asarray(_label_ids(in_scope_dev, labels))
+
+    def dev_score(y, logits):  # macro-F1 where classes are unbalanced, else accuracy
+        pred = logits.argmax(-1)
+        if "macro_f1" in dataset.metrics:
+            return metrics.macro_f1(y, pred)
+        return metrics.accuracy(y, pred)
+
+    summary = fine_tune_classifier(
+        model, preprocessor,
+        [e.text for e in train], _label_ids(train, labels),
+        [e.text for e in in_scope_dev], dev_y, work,
+        train_pairs=[e.target for e in train] if pairs else None,
+        dev_pairs=[e.target for e in in_scope_dev] if pairs else None,
+        epochs=options.epochs, batch_size=options.batch_size,
+        learning_rate=options.learning_rate, balanced=options.class_weights,
+        eval_every=options.eval_every, patience=options.patience,
+        max_minutes=options.max_minutes, seed=options.seed, jit_compile=options.xla,
+        dev_score=dev_score,
+    )
+    info: dict[str, Any] = {"labels": labels}
+    if TASKS[task] == "intent" and len(in_scope_dev) < len(dev):
+        # Out-of-scope detection: the top probability below a threshold chosen on full dev.
+        probs = softmax(predict_logits(model, text_dataset([e.text for e in dev],
+                                                          preprocessor, 128)))
+        is_oos = np.asarray([e.label not in labels for e in dev])
+        correct = np.asarray([labels[p] == e.label for p, e in zip(probs.argmax(-1), dev)])
+        info["oos_threshold"] = float(metrics.choose_oos_threshold(probs.max(-1), is_oos,
+                                                                     correct))
+    model.save_to_preset(str(work.parent))
+    preprocessor.save_to_preset(str(work.parent))
+    summary["model"] = model
+    return summary, info
+
+
+def _train_tagger(backbone, proto, train, dev, sequence_length, work, options) -> dict:
+    import numpy as np
+    import tensorflow as tf
+
+    from albert_tf.pretraining import example_order
+    from albert_tf.spans import PieceAligner
+    from albert_tf.tagger import TokenTagger, compile_tagger, encode_for_tagging, predict_spans
+    from albert_tf.text_tasks import KeepBest
+    from albert_tf.training import fit_resumable, make_optimizer
+    from pipelines.quality import metrics
+
+    aligner = PieceAligner(proto)
+    encoded = encode_for_tagging(aligner, [e.text for e in train], [list(e.spans) for e in train],
+                                 sequence_length)
+    model = TokenTagger(backbone)
+    total_steps = max(1, math.ceil(options.epochs * len(train) / options.batch_size))
+    optimizer = make_optimizer("adamw", options.learning_rate, max(1, total_steps // 10),
+                               total_steps)
+    compile_tagger(model, optimizer, jit_compile=options.xla)
+    keys = ("token_ids", "padding_mask", "segment_ids")
+
+    def train_dataset(start_step: int, num_steps: int):
+        order = example_order(len(train), options.seed, start_step * options.batch_size,
+                              num_steps * options.batch_size)
+        x = {k: np.asarray(encoded[k])[order] for k in keys}
+        y = np.asarray(encoded["labels"])[order]
+        w = np.asarray(encoded["sample_weight"])[order]
+        return tf.data.Dataset.from_tensor_slices((x, y, w)).batch(options.batch_size)
+
+    dev_texts = [e.text for e in dev]
+    dev_gold = [list(e.spans) for e in dev]
+
+    def dev_f1(m) -> float:
+        predicted = predict_spans(m, aligner, dev_texts, sequence_length)
+        return metrics.span_prf(dev_gold, predicted)["f1"]
+
+    keep_best = KeepBest(dev_f1, patience=options.patience)
+    start = time.perf_counter()
+    steps = fit_resumable(
+        model, train_dataset, total_steps=total_steps,
+        steps_per_checkpoint=max(1, min(options.eval_every, total_steps)),
+        checkpoint_dir=work / "checkpoints", log_dir=work / "logs", keep_checkpoints=1,
+        max_minutes=options.max_minutes,
+        tokens_per_step=options.batch_size * sequence_length, extra_callbacks=[keep_best],
+    )
+    return {"model": model, "steps": steps, "planned_steps": total_steps,
+            "best_step": keep_best.best_step, "best_dev": keep_best.best,
+            "dev_curve": keep_best.history, "train_seconds": round(time.perf_counter() - start, 1),
+            "train_examples": len(train),
+            "truncated_spans": int(encoded.get("truncated_spans", 0))}
+
+
+def predict_task(model_dir: str | Path, examples) -> list:
+    """Predictions of a fine-tuned model folder: labels ("oos" for intent below threshold) or,
+    for aspect-terms, character spans per example."""
+    import keras_hub
+    import numpy as np
+
+    info = read_info(model_dir)
+    model_dir = str(model_dir)
+    texts = [e.text for e in examples]
+    if info["kind"] == "aspect_terms":
+        from albert_tf.spans import PieceAligner
+        from albert_tf.tagger import TokenTagger, predict_spans
+
+        model = TokenTagger.from_preset(model_dir, preprocessor=None)
+        aligner = PieceAligner(_tokenizer_proto(model_dir))
+        return predict_spans(model, aligner, texts, info["sequence_length"])
+
+    from albert_tf.text_tasks import TextClassifier, predict_logits, softmax, text_dataset
+
+    model = TextClassifier.from_preset(model_dir, preprocessor=None)
+    preprocessor = keras_hub.models.AlbertTextClassifierPreprocessor.from_preset(model_dir)
+    pairs = [e.target or "" for e in examples] if info["kind"] == "aspect_polarity" else None
+    probs = softmax(predict_logits(model, text_dataset(texts, preprocessor, 128, pairs=pairs)))
+    labels = info["labels"]
+    if "oos_threshold" in info:
+        from pipelines.quality import metrics
+
+        return list(metrics.apply_threshold(probs, labels, info["oos_threshold"]))
+    return [labels[i] for i in np.asarray(probs).argmax(-1)]
+
+
+def score(dataset, examples, predictions) -> dict[str, float]:
+    """EVAL.md's metrics of `dataset` for `predictions` on `examples` (fractions 0-1)."""
+    from pipelines.quality import metrics
+
+    if dataset.task == "aspect_terms":
+        result = metrics.span_prf([list(e.spans) for e in examples], predictions)
+    elif dataset.task == "intent":
+        gold = [e.label for e in examples]
+        result = {"accuracy": metrics.in_scope_accuracy(gold, predictions)}
+        if any(label == "oos" for label in gold):
+            result["oos_recall"] = metrics.oos_recall(gold, predictions)
+    else:
+        gold = [e.label for e in examples]
+        result = {"accuracy": metrics.accuracy(gold, predictions),
+                  "macro_f1": metrics.macro_f1(gold, predictions)}
+    return {name: float(value) for name, value in result.items()}
+
+
+def evaluate_task(model_dir: str | Path, dataset, split: str = "test") -> dict[str, Any]:
+    """Score a fine-tuned model folder on `dataset`'s `split`; metrics by name plus `n`."""
+    info = read_info(model_dir)
+    if info["kind"] != dataset.task:
+        raise SystemExit(f"{model_dir} was fine-tuned for {info['task']} ({info['dataset']}); "
+                         f"{dataset.name} is a {dataset.task.replace('_', ' ')} dataset")
+    examples = getattr(dataset, split)
+    start = time.perf_counter()
+    predictions = predict_task(model_dir, examples)
+    result = score(dataset, examples, predictions)
+    result.update(n=len(examples), predict_seconds=round(time.perf_counter() - start, 1))
+    return result

@@ -1,0 +1,165 @@
+"""Fine-tuning tasks (`pipelines.tasks`, `albert_tf.text_tasks`) on tiny models and fixtures.
+
+Each task trains a nano ALBERT from a preset the test saves, on hand-written examples, and must
+beat chance on held-out ones; the model folder must load back and score the same.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from pipelines import tasks
+from pipelines.quality.datasets import Dataset, Example
+
+POSITIVE = ["excellent", "great", "wonderful", "perfect", "superb"]
+NEGATIVE = ["terrible", "awful", "horrible", "broken", "useless"]
+ASPECTS = ["battery", "screen", "keyboard", "speaker", "price"]
+
+
+@pytest.fixture(scope="module")
+def nano_preset(tmp_path_factory, spm_model):
+    """A randomly initialised nano ALBERT + the test vocabulary, saved as a keras-hub preset."""
+    import keras
+
+    from albert_tf.configs import get_config
+    from albert_tf.tokenizer import load_tokenizer
+
+    keras.utils.set_random_seed(0)
+    tokenizer = load_tokenizer(spm_model)
+    backbone = get_config("nano", vocabulary_size=tokenizer.vocabulary_size()).build()
+    path = tmp_path_factory.mktemp("nano_preset")
+    backbone.save_to_preset(str(path))
+    tokenizer.save_to_preset(str(path))
+    return path
+
+
+def _split(examples: list[Example], name: str, task: str, labels: list[str],
+           metrics: tuple[str, ...]) -> Dataset:
+    random.Random(0).shuffle(examples)
+    n = len(examples)
+    return Dataset(name=name, task=task, language="en", labels=labels,
+                   train=examples[: n * 6 // 10], dev=examples[n * 6 // 10: n * 8 // 10],
+                   test=examples[n * 8 // 10:], metrics=metrics, description="test fixture")
+
+
+def sentiment_fixture() -> Dataset:
+    examples = []
+    for aspect in ASPECTS:
+        for word in POSITIVE:
+            examples += [Example(f"The {aspect} is {word}.", "positive"),
+                         Example(f"What a {word} {aspect}!", "positive")]
+        for word in NEGATIVE:
+            examples += [Example(f"The {aspect} is {word}.", "negative"),
+                         Example(f"What a {word} {aspect}!", "negative")]
+    return _split(examples, "fixture_sentiment", "classification", ["negative", "positive"],
+                  ("accuracy", "macro_f1"))
+
+
+def polarity_fixture() -> Dataset:
+    """Each sentence names a "good" and a "bad" aspect; only the target says which is asked.
+
+    Here the aspect alone decides the polarity (battery and screen are always praised, keyboard
+    and speaker always panned), so a model that ignores the pair's second segment cannot pass 50%.
+    """
+    rng = random.Random(1)
+    good, bad = ["battery", "screen"], ["keyboard", "speaker"]
+    fillers = ["I compared the {} with the {} today.", "Both the {} and the {} came up.",
+               "We talked about the {} and the {}."]
+    examples = []
+    for _ in range(120):
+        pair = [rng.choice(good), rng.choice(bad)]
+        rng.shuffle(pair)
+        text = rng.choice(fillers).format(*pair)
+        for target in pair:
+            examples.append(Example(text, "positive" if target in good else "negative",
+                                    target=target))
+    return _split(examples, "fixture_polarity", "aspect_polarity", ["negative", "positive"],
+                  ("accuracy", "macro_f1"))
+
+
+def intent_fixture() -> Dataset:
+    """Three intents; dev and test also hold out-of-scope requests the model never saw."""
+    rng = random.Random(2)
+    intents = {
+        "battery": ["my battery drains fast", "battery dies quickly", "battery will not charge"],
+        "screen": ["the screen is cracked", "screen flickers a lot", "screen went black"],
+        "price": ["is there a discount", "what does it cost", "price seems high"],
+    }
+    examples = [Example(f"{rng.choice(['', 'hi, ', 'please: '])}{t}", label)
+                for label, ts in intents.items() for t in ts for _ in range(12)]
+    data = _split(examples, "fixture_intent", "intent", sorted(intents),
+                  ("accuracy", "oos_recall"))
+    oos = ["tell me a joke about cats", "book a flight to paris", "what is the weather",
+           "play some jazz music", "how tall is everest", "order a large pizza"]
+    data.dev += [Example(t, "oos") for t in oos[:3]]
+    data.test += [Example(t, "oos") for t in oos[3:]]
+    return data
+
+
+# XLA compiles slowly for a model this small; one test trains with it, the others without.
+OPTIONS = dict(batch_size=16, learning_rate=3e-3, eval_every=20, patience=10, xla=False)
+
+
+def test_choose_sequence_length_covers_most_texts_and_is_capped():
+    assert tasks.choose_sequence_length([5] * 97 + [200] * 3, maximum=128) == 16
+    assert tasks.choose_sequence_length([40] * 100, maximum=128) == 48
+    assert tasks.choose_sequence_length([400] * 100, maximum=128) == 128
+
+
+def test_check_task_refuses_a_task_the_dataset_does_not_have():
+    data = sentiment_fixture()
+    assert tasks.check_task(None, data) == "sentiment"
+    assert tasks.check_task("topic", data) == "topic"
+    with pytest.raises(SystemExit, match="--task aspect-terms does not fit"):
+        tasks.check_task("aspect-terms", data)
+
+
+def test_sentiment_classifier_beats_chance_and_reloads_identically(nano_preset, tmp_path):
+    data = sentiment_fixture()
+    summary = tasks.train_task(data, nano_preset, tmp_path / "model",
+                               tasks.TaskOptions(epochs=12, **{**OPTIONS, "xla": True}))
+    result = tasks.evaluate_task(tmp_path / "model", data)
+    assert summary["steps"] > 20 and summary["best_step"] > 0
+    assert result["accuracy"] >= 0.85, result  # balanced classes: chance is 0.5
+    assert set(result) >= {"accuracy", "macro_f1", "n"}
+    info = json.loads((tmp_path / "model" / tasks.MODEL_INFO).read_text())
+    assert info["labels"] == ["negative", "positive"] and info["task"] == "sentiment"
+    # The saved folder is a keras-hub preset: TextClassifier.from_preset gives the same logits.
+    again = tasks.evaluate_task(tmp_path / "model", data)
+    assert again["accuracy"] == result["accuracy"]
+    assert (tmp_path / "model" / "training" / "logs").is_dir()  # TensorBoard + history.jsonl
+
+
+def test_aspect_polarity_reads_the_target(nano_preset, tmp_path):
+    data = polarity_fixture()
+    tasks.train_task(data, nano_preset, tmp_path / "model", tasks.TaskOptions(epochs=6, **OPTIONS))
+    result = tasks.evaluate_task(tmp_path / "model", data)
+    # Every sentence holds one positive and one negative aspect: without reading the target
+    # the best possible accuracy is 50%.
+    assert result["accuracy"] >= 0.75, result
+
+
+def test_intent_classifier_sets_an_out_of_scope_threshold_on_dev(nano_preset, tmp_path):
+    data = intent_fixture()
+    tasks.train_task(data, nano_preset, tmp_path / "model",
+                     tasks.TaskOptions(epochs=20, **OPTIONS))
+    info = tasks.read_info(tmp_path / "model")
+    assert 0.0 < info["oos_threshold"] < 1.0
+    result = tasks.evaluate_task(tmp_path / "model", data)
+    # Chance is 1/3 in scope; the threshold must still let most in-scope requests through and
+    # catch some of the unseen out-of-scope ones.
+    assert result["accuracy"] >= 0.7 and result["oos_recall"] >= 1 / 3, result
+    predictions = tasks.predict_task(tmp_path / "model", data.test)
+    assert set(predictions) <= set(data.labels) | {"oos"}
+
+
+def test_class_weights_are_inverse_frequency():
+    from albert_tf.text_tasks import class_weights
+
+    weights = class_weights(np.array([0, 0, 0, 1]), 3)
+    assert weights[0] == pytest.approx(4 / 9) and weights[1] == pytest.approx(4 / 3)
+    assert weights[2] == 0.0  # a class absent from training gets no weight
