@@ -48,7 +48,12 @@ class TokenTagger(keras_hub.models.Task):
         compile_tagger(model, keras.optimizers.Adam(1e-3))
         data = encode_for_tagging(aligner, texts, spans, sequence_length=64)
         model.fit(model_inputs(data), data["labels"], sample_weight=data["sample_weight"])
+
+    Saved with `save_to_preset` beside its tokenizer, it loads back with
+    `TokenTagger.from_preset(path)`.
     """
+
+    backbone_cls = keras_hub.models.AlbertBackbone
 
     def __init__(self, backbone, preprocessor=None, num_tags: int = len(TAGS),
                  dropout: float = 0.1, **kwargs):

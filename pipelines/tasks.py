@@ -277,51 +277,66 @@ def _train_tagger(backbone, proto, train, dev, sequence_length, work, options) -
             "best_step": keep_best.best_step, "best_dev": keep_best.best,
             "dev_curve": keep_best.history, "train_seconds": round(time.perf_counter() - start, 1),
             "train_examples": len(train),
-            "truncated_spans": int(encoded.get("truncated_spans", 0))}
+            "truncated_spans": int(np.sum(encoded.get("truncated_spans", 0)))}
 
 
-def predict_task(model_dir: str | Path, examples) -> list:
-    """Predictions of a fine-tuned model folder: labels ("oos" for intent below threshold) or,
-    for aspect-terms, character spans per example."""
+def _classifier_probabilities(model_dir: str, examples):
+    """Softmax probabilities of a fine-tuned classifier folder over `examples`, in order."""
     import keras_hub
-    import numpy as np
+
+    from albert_tf.text_tasks import TextClassifier, predict_logits, softmax, text_dataset
 
     info = read_info(model_dir)
-    model_dir = str(model_dir)
+    model = TextClassifier.from_preset(model_dir, preprocessor=None)
+    preprocessor = keras_hub.models.AlbertTextClassifierPreprocessor.from_preset(model_dir)
     texts = [e.text for e in examples]
+    pairs = [e.target or "" for e in examples] if info["kind"] == "aspect_polarity" else None
+    return softmax(predict_logits(model, text_dataset(texts, preprocessor, 128, pairs=pairs)))
+
+
+def _labels(probs, info: dict, open_set: bool) -> list[str]:
+    """Argmax class names; with `open_set` and an intent threshold, "oos" below it."""
+    from pipelines.quality import metrics
+
+    if open_set and "oos_threshold" in info:
+        return list(metrics.apply_threshold(probs, info["labels"], info["oos_threshold"]))
+    return [info["labels"][i] for i in probs.argmax(-1)]
+
+
+def predict_task(model_dir: str | Path, examples, open_set: bool = True) -> list:
+    """Predictions of a fine-tuned model folder: class names ("oos" for an intent below the
+    threshold, unless `open_set` is False) or, for aspect-terms, character spans per example."""
+    info = read_info(model_dir)
+    model_dir = str(model_dir)
     if info["kind"] == "aspect_terms":
         from albert_tf.spans import PieceAligner
         from albert_tf.tagger import TokenTagger, predict_spans
 
         model = TokenTagger.from_preset(model_dir, preprocessor=None)
         aligner = PieceAligner(_tokenizer_proto(model_dir))
-        return predict_spans(model, aligner, texts, info["sequence_length"])
-
-    from albert_tf.text_tasks import TextClassifier, predict_logits, softmax, text_dataset
-
-    model = TextClassifier.from_preset(model_dir, preprocessor=None)
-    preprocessor = keras_hub.models.AlbertTextClassifierPreprocessor.from_preset(model_dir)
-    pairs = [e.target or "" for e in examples] if info["kind"] == "aspect_polarity" else None
-    probs = softmax(predict_logits(model, text_dataset(texts, preprocessor, 128, pairs=pairs)))
-    labels = info["labels"]
-    if "oos_threshold" in info:
-        from pipelines.quality import metrics
-
-        return list(metrics.apply_threshold(probs, labels, info["oos_threshold"]))
-    return [labels[i] for i in np.asarray(probs).argmax(-1)]
+        return predict_spans(model, aligner, [e.text for e in examples], info["sequence_length"])
+    return _labels(_classifier_probabilities(model_dir, examples), info, open_set)
 
 
-def score(dataset, examples, predictions) -> dict[str, float]:
-    """EVAL.md's metrics of `dataset` for `predictions` on `examples` (fractions 0-1)."""
+def score(dataset, examples, predictions, open_predictions=None) -> dict[str, float]:
+    """EVAL.md's metrics of `dataset` for `predictions` on `examples` (fractions 0-1).
+
+    Intent: "accuracy" is the closed-set in-scope accuracy of `predictions` (EVAL.md's figure);
+    with `open_predictions` (the threshold applied) also open-set "in_scope_accuracy" and
+    "oos_recall", as the TF-IDF baseline reports them.
+    """
     from pipelines.quality import metrics
 
     if dataset.task == "aspect_terms":
         result = metrics.span_prf([list(e.spans) for e in examples], predictions)
     elif dataset.task == "intent":
         gold = [e.label for e in examples]
-        result = {"accuracy": metrics.in_scope_accuracy(gold, predictions)}
-        if any(label == "oos" for label in gold):
-            result["oos_recall"] = metrics.oos_recall(gold, predictions)
+        in_scope = [i for i, g in enumerate(gold) if g != "oos"]
+        result = {"accuracy": metrics.accuracy([gold[i] for i in in_scope],
+                                               [predictions[i] for i in in_scope])}
+        if open_predictions is not None and len(in_scope) < len(gold):
+            result["in_scope_accuracy"] = metrics.in_scope_accuracy(gold, open_predictions)
+            result["oos_recall"] = metrics.oos_recall(gold, open_predictions)
     else:
         gold = [e.label for e in examples]
         result = {"accuracy": metrics.accuracy(gold, predictions),
@@ -337,7 +352,11 @@ def evaluate_task(model_dir: str | Path, dataset, split: str = "test") -> dict[s
                          f"{dataset.name} is a {dataset.task.replace('_', ' ')} dataset")
     examples = getattr(dataset, split)
     start = time.perf_counter()
-    predictions = predict_task(model_dir, examples)
-    result = score(dataset, examples, predictions)
+    if info["kind"] == "intent":
+        probs = _classifier_probabilities(str(model_dir), examples)
+        result = score(dataset, examples, _labels(probs, info, open_set=False),
+                       _labels(probs, info, open_set=True))
+    else:
+        result = score(dataset, examples, predict_task(model_dir, examples))
     result.update(n=len(examples), predict_seconds=round(time.perf_counter() - start, 1))
     return result

@@ -101,6 +101,28 @@ def intent_fixture() -> Dataset:
 
 
 # XLA compiles slowly for a model this small; one test trains with it, the others without.
+def aspect_terms_fixture() -> Dataset:
+    """Review sentences whose aspect terms (one or two words) sit in varied templates.
+
+    The terms are words of the test vocabulary's corpus: a term split into pieces that also
+    take in the next character ("ard," in "keyboard,") can never be decoded exactly.
+    """
+    rng = random.Random(3)
+    aspects = ["battery", "sound", "price", "battery life", "ears", "commute"]
+    templates = ["The {a} is {o}.", "I think the {a} was {o}!", "Honestly, {a} {o}.",
+                 "{o} {a}, would buy again.", "My old laptop had a {o} {a} too."]
+    examples = []
+    for _ in range(160):
+        aspect, opinion = rng.choice(aspects), rng.choice(POSITIVE + NEGATIVE)
+        template = rng.choice(templates)
+        text = template.format(a=aspect, o=opinion)
+        text = text[0].upper() + text[1:]
+        start = text.lower().index(aspect)
+        examples.append(Example(text, spans=((start, start + len(aspect)),)))
+    examples += [Example("Arrived on Tuesday.")] * 10  # no aspect: counts for precision
+    return _split(examples, "fixture_aspects", "aspect_terms", [], ("precision", "recall", "f1"))
+
+
 OPTIONS = dict(batch_size=16, learning_rate=3e-3, eval_every=20, patience=10, xla=False)
 
 
@@ -153,8 +175,22 @@ def test_intent_classifier_sets_an_out_of_scope_threshold_on_dev(nano_preset, tm
     # Chance is 1/3 in scope; the threshold must still let most in-scope requests through and
     # catch some of the unseen out-of-scope ones.
     assert result["accuracy"] >= 0.7 and result["oos_recall"] >= 1 / 3, result
+    assert result["in_scope_accuracy"] <= result["accuracy"]  # the threshold only removes
     predictions = tasks.predict_task(tmp_path / "model", data.test)
     assert set(predictions) <= set(data.labels) | {"oos"}
+
+
+def test_aspect_term_tagger_finds_spans_and_reloads(nano_preset, tmp_path):
+    data = aspect_terms_fixture()
+    summary = tasks.train_task(data, nano_preset, tmp_path / "model",
+                               tasks.TaskOptions(epochs=40, **OPTIONS))
+    assert summary["truncated_spans"] == 0
+    result = tasks.evaluate_task(tmp_path / "model", data)
+    assert set(result) >= {"precision", "recall", "f1"}
+    assert result["f1"] >= 0.6, result  # exact spans; an untrained tagger finds almost none
+    spans = tasks.predict_task(tmp_path / "model", data.test)
+    for example, found in zip(data.test, spans):
+        assert all(0 <= s < e <= len(example.text) for s, e in found)
 
 
 def test_class_weights_are_inverse_frequency():

@@ -1,0 +1,253 @@
+"""Opinion-mining quality on the real datasets, our encoders beside the baselines, one command.
+
+Every task on every dataset of ../shared/EVAL.md with its splits and metrics:
+
+    python benchmarks/quality.py --preset PATH                 # everything (~1.5 h on 2 cores)
+    python benchmarks/quality.py --datasets sst2 bbc --models albert tfidf --minutes 2
+
+Models: `albert` (a keras-hub ALBERT preset pretrained by this project, `--preset`),
+`albert_distilled` (`--distilled-preset`, pretrained with `--teacher minilm`), `bert`
+(`--bert-preset`, the BERT equivalent), `tfidf` (TF-IDF + logistic regression, EVAL.md's
+recipe) and `lexicon` (train aspect terms, longest match; aspect extraction only). An encoder
+without a preset is skipped and the table says so. Each fine-tune gets `--minutes` of training
+(early stopping on dev may end it sooner). Unsupervised topics (k-means over sentence
+embeddings, NMI / ARI against the labels) run on the news sets as `<dataset>_topics`.
+
+Results merge into `benchmarks/results/quality.json` (dataset -> model -> metrics as fractions,
+with the commit, date and wall time of each run) and `quality.md` (percentages), so a run of a few
+datasets updates their rows and keeps the rest; `--fresh` starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import RESULTS, machine, markdown_table  # noqa: E402
+
+log = logging.getLogger("opinionrec")
+
+ENCODERS = ("albert", "albert_distilled", "bert")
+MODELS = (*ENCODERS, "tfidf", "lexicon")
+TOPIC_DATASETS = ("ag_news", "bbc", "mind", "thucnews")
+DEFAULT_PRESET = Path("/tmp/opinionrec-bilingual-corpus/pretrain/preset")
+DEFAULT_WORK = Path("/tmp/opinionrec-quality")
+
+# EVAL.md's reference figures (percent) and the issue's targets, shown beside ours in the table.
+REFERENCE = {
+    "sst2": ("TF-IDF acc 84.06", "acc > 84.1"),
+    "ag_news": ("TF-IDF acc 90.39", "acc > 90.4"),
+    "bbc": ("TF-IDF acc 98.20", "acc > 98.2"),
+    "mind": ("TF-IDF acc 64.50 / F1 30.32", ""),
+    "chnsenticorp": ("TF-IDF acc 89.95 (words 91.11)", "acc > 91.1"),
+    "waimai": ("TF-IDF acc 91.07", "acc > 91.1"),
+    "thucnews": ("TF-IDF acc 86.05", "acc > 86.1"),
+    "banking77": ("TF-IDF acc 91.75", "acc > 91.8"),
+    "clinc150": ("TF-IDF in-scope 92.84", "in-scope > 92.8"),
+    "dong2014_twitter": ("TF-IDF acc 66.76 / F1 62.52", ""),
+    "semeval14_laptops_polarity": ("TF-IDF acc 68.18 / F1 60.44", ""),
+    "semeval14_restaurants_polarity": ("TF-IDF acc 74.02 / F1 57.21", "acc >= 77"),
+    "semeval14_laptops_aspects": ("lexicon F1 55.92", "F1 >= 70"),
+    "semeval14_restaurants_aspects": ("lexicon F1 62.88", ""),
+}
+
+
+def _load_results(path: Path, fresh: bool) -> dict:
+    if fresh or not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    return {k: v for k, v in data.items() if isinstance(v, dict) and k != "meta"}
+
+
+def run_baseline(model: str, dataset) -> dict:
+    """EVAL.md's baselines: the lexicon on aspect-term sets, TF-IDF + LR on the others."""
+    from pipelines.quality import baselines
+
+    if (model == "lexicon") != (dataset.task == "aspect_terms"):
+        return {"skipped": f"{model} does not do {dataset.task.replace('_', ' ')}"}
+    return baselines.run_baseline(dataset.name, dataset)
+
+
+def run_encoder(model: str, preset: Path, dataset, options, work: Path) -> dict:
+    from pipelines import tasks
+
+    folder = work / dataset.name / model
+    summary = tasks.train_task(dataset, preset, folder, options)
+    result = tasks.evaluate_task(folder, dataset)
+    result.update({k: summary[k] for k in ("steps", "best_step", "best_dev", "sequence_length",
+                                            "train_seconds", "train_examples")})
+    return result
+
+
+def run_topics(model: str, preset: Path | None, name: str) -> dict:
+    from pipelines.topics import evaluate_topics
+
+    if model == "tfidf":
+        return evaluate_topics(name, embedding="tfidf")
+    return evaluate_topics(name, preset=str(preset), embedding="albert")
+
+
+def _pct(value) -> str:
+    return f"{100 * value:.2f}" if isinstance(value, float) else "—"
+
+
+def _cell(entry: dict | None, metrics: tuple[str, ...]) -> str:
+    if entry is None:
+        return "not run"
+    if "skipped" in entry:
+        return "—"
+    if "error" in entry:
+        return "failed"
+    return " / ".join(_pct(entry.get(m)) for m in metrics)
+
+
+def metric_names(results: dict, name: str) -> tuple[str, ...]:
+    if name.endswith("_topics"):
+        return ("nmi", "ari")
+    for entry in results[name].values():
+        if isinstance(entry, dict) and "metrics" in entry:
+            return tuple(entry["metrics"])
+    return ("accuracy",)
+
+
+def markdown(results: dict, skipped_encoders: dict[str, str]) -> str:
+    models = [m for m in MODELS if any(m in results[d] for d in results)]
+    headers = ["dataset", "metrics", *models, "EVAL.md reference", "target"]
+    rows = []
+    for name in sorted(results, key=lambda n: (n.endswith("_topics"), n)):
+        metrics = metric_names(results, name)
+        ref, target = REFERENCE.get(name, ("", ""))
+        rows.append([name, " / ".join(metrics),
+                     *(_cell(results[name].get(m), metrics) for m in models), ref, target])
+    text = markdown_table(headers, rows)
+    text += ("\n\nPercent on the test split of EVAL.md. `—`: the model does not do this task; "
+             "`not run`: no result for this pair yet.")
+    for model, why in skipped_encoders.items():
+        text += f"\n`{model}` not run: {why}."
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipelines.quality.datasets import DATASETS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), metavar="NAME",
+                        help=f"default: all ({', '.join(DATASETS)})")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--preset", type=Path, default=DEFAULT_PRESET,
+                        help="our pretrained ALBERT preset (default: %(default)s, made by "
+                        "`python benchmarks/real_corpus.py --chinese` + `opinionrec pretrain`)")
+    parser.add_argument("--distilled-preset", type=Path, default=None,
+                        help="ALBERT pretrained with --teacher minilm")
+    parser.add_argument("--bert-preset", type=Path, default=None,
+                        help="the BERT-equivalent preset pretrained under the same budget")
+    parser.add_argument("--minutes", type=float, default=3.0,
+                        help="training budget per fine-tune (default: %(default)s)")
+    parser.add_argument("--epochs", type=float, default=3.0,
+                        help="at most this many passes over the training set")
+    parser.add_argument("--max-train", type=int, default=None,
+                        help="train on at most this many examples per dataset")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--eval-every", type=int, default=100,
+                        help="steps between dev evaluations (early stopping)")
+    parser.add_argument("--no-topics", dest="topics", action="store_false",
+                        help="skip the unsupervised-topic evaluation of the news sets")
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK,
+                        help="where the fine-tuned model folders go (default: %(default)s)")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="folder of quality.json / quality.md (default: %(default)s)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="discard earlier results instead of merging into them")
+    args = parser.parse_args(argv)
+    unknown = [d for d in args.datasets if d not in DATASETS]
+    if unknown:
+        parser.error(f"unknown datasets {unknown}; choose from {', '.join(DATASETS)}")
+
+    from pipelines import tasks
+    from pipelines.cli import configure_logging
+    from pipelines.quality.datasets import load_dataset
+
+    configure_logging(False)
+    presets = {"albert": args.preset, "albert_distilled": args.distilled_preset,
+               "bert": args.bert_preset}
+    skipped = {}
+    for model in ENCODERS:
+        if model in args.models and (presets[model] is None or not presets[model].exists()):
+            skipped[model] = ("no preset" if presets[model] is None
+                              else f"no preset at {presets[model]}")
+            if model == "bert":
+                skipped[model] += (" (the project pretrains ALBERT presets; its BERT equivalent "
+                                   "is only raced inside `opinionrec compare`)")
+    options = tasks.TaskOptions(
+        batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.learning_rate,
+        max_minutes=args.minutes, eval_every=args.eval_every, max_train=args.max_train,
+    )
+    out_json = args.results / "quality.json"
+    results = _load_results(out_json, args.fresh)
+    started = time.perf_counter()
+
+    def save() -> None:
+        args.results.mkdir(parents=True, exist_ok=True)
+        meta = {"benchmark": "quality", **machine(), "options": {
+            "minutes": args.minutes, "epochs": args.epochs, "max_train": args.max_train,
+            "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+            "presets": {k: str(v) if v else None for k, v in presets.items()}}}
+        out_json.write_text(json.dumps({**meta, **results}, indent=2, ensure_ascii=False) + "\n")
+        header = (f"# quality\n\nLast updated {meta['date']} (commit {meta['commit']}, "
+                  f"{meta['cores']} cores); each entry of quality.json has its own commit, date "
+                  "and wall time.\n\n")
+        (args.results / "quality.md").write_text(header + markdown(results, skipped) + "\n")
+
+    for name in args.datasets:
+        dataset = load_dataset(name)
+        log.info("quality: %s — %s (%d train / %d dev / %d test)", name, dataset.description,
+                 len(dataset.train), len(dataset.dev), len(dataset.test))
+        runs = [("topics", m) for m in ("albert", "tfidf")
+                if args.topics and name in TOPIC_DATASETS and m in args.models]
+        runs = [("task", m) for m in args.models if m not in skipped] + runs
+        for kind, model in runs:
+            key = f"{name}_topics" if kind == "topics" else name
+            start = time.perf_counter()
+            try:
+                if kind == "topics":
+                    if model == "albert" and "albert" in skipped:
+                        continue
+                    entry = run_topics(model, presets["albert"], name)
+                    entry["metrics"] = ["nmi", "ari"]
+                elif model in ENCODERS:
+                    entry = run_encoder(model, presets[model], dataset, options, args.work_dir)
+                    entry["metrics"] = list(dataset.metrics)
+                else:
+                    entry = run_baseline(model, dataset)
+                    entry["metrics"] = list(dataset.metrics)
+            except Exception as error:  # one failure must not lose the other results
+                log.error("quality: %s / %s failed: %s", key, model, error)
+                entry = {"error": f"{type(error).__name__}: {error}",
+                         "traceback": traceback.format_exc(limit=5)}
+            if "skipped" in entry and entry.get("skipped"):
+                results.setdefault(key, {})[model] = entry
+                continue
+            entry.update(wall_s=round(time.perf_counter() - start, 1), **{
+                k: v for k, v in machine().items() if k in ("commit", "date")})
+            results.setdefault(key, {})[model] = entry
+            shown = ", ".join(f"{m} {_pct(entry.get(m))}" for m in entry.get("metrics", []))
+            log.info("quality: %s / %s: %s (%.0f s)", key, model, shown or entry.get("error"),
+                     entry["wall_s"])
+            save()
+    save()
+    print(markdown(results, skipped))
+    print(f"\n{out_json} ({(time.perf_counter() - started) / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
