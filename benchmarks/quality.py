@@ -131,6 +131,14 @@ def markdown(results: dict, skipped_encoders: dict[str, str]) -> str:
              "`not run`: no result for this pair yet.")
     for model, why in skipped_encoders.items():
         text += f"\n`{model}` not run: {why}."
+    for model in ENCODERS:
+        used: dict[str, list[str]] = {}
+        for name, entries in sorted(results.items()):
+            preset = (entries.get(model) or {}).get("preset")
+            if preset and not name.endswith("_topics"):
+                used.setdefault(preset, []).append(name)
+        for preset, names in used.items():
+            text += f"\n`{model}` preset `{preset}`: {', '.join(names)}."
     return text
 
 
@@ -207,42 +215,47 @@ def main(argv: list[str] | None = None) -> int:
                   "and wall time.\n\n")
         (args.results / "quality.md").write_text(header + markdown(results, skipped) + "\n")
 
-    for name in args.datasets:
-        dataset = load_dataset(name)
-        log.info("quality: %s — %s (%d train / %d dev / %d test)", name, dataset.description,
-                 len(dataset.train), len(dataset.dev), len(dataset.test))
-        runs = [("topics", m) for m in ("albert", "tfidf")
-                if args.topics and name in TOPIC_DATASETS and m in args.models]
-        runs = [("task", m) for m in args.models if m not in skipped] + runs
-        for kind, model in runs:
-            key = f"{name}_topics" if kind == "topics" else name
-            start = time.perf_counter()
-            try:
-                if kind == "topics":
-                    if model == "albert" and "albert" in skipped:
-                        continue
-                    entry = run_topics(model, presets["albert"], name)
-                    entry["metrics"] = ["nmi", "ari"]
-                elif model in ENCODERS:
-                    entry = run_encoder(model, presets[model], dataset, options, args.work_dir)
-                    entry["metrics"] = list(dataset.metrics)
-                else:
-                    entry = run_baseline(model, dataset)
-                    entry["metrics"] = list(dataset.metrics)
-            except Exception as error:  # one failure must not lose the other results
-                log.error("quality: %s / %s failed: %s", key, model, error)
-                entry = {"error": f"{type(error).__name__}: {error}",
-                         "traceback": traceback.format_exc(limit=5)}
-            if "skipped" in entry and entry.get("skipped"):
-                results.setdefault(key, {})[model] = entry
-                continue
-            entry.update(wall_s=round(time.perf_counter() - start, 1), **{
-                k: v for k, v in machine().items() if k in ("commit", "date")})
+    # Every fine-tune and baseline first, then the (cheaper, less central) topic runs.
+    plan = [(name, "task", m) for name in args.datasets for m in args.models if m not in skipped]
+    plan += [(name, "topics", m) for name in args.datasets if args.topics
+             and name in TOPIC_DATASETS for m in ("albert", "tfidf")
+             if m in args.models and m not in skipped]
+    loaded: dict[str, object] = {}
+    for name, kind, model in plan:
+        if name not in loaded:
+            loaded.clear()  # one dataset in memory at a time
+            loaded[name] = dataset = load_dataset(name)
+            log.info("quality: %s — %s (%d train / %d dev / %d test)", name,
+                     dataset.description, len(dataset.train), len(dataset.dev), len(dataset.test))
+        dataset = loaded[name]
+        key = f"{name}_topics" if kind == "topics" else name
+        start = time.perf_counter()
+        try:
+            if kind == "topics":
+                entry = run_topics(model, presets["albert"], name)
+                entry["metrics"] = ["nmi", "ari"]
+            elif model in ENCODERS:
+                entry = run_encoder(model, presets[model], dataset, options, args.work_dir)
+                entry["metrics"] = list(dataset.metrics)
+            else:
+                entry = run_baseline(model, dataset)
+                entry["metrics"] = list(dataset.metrics)
+        except Exception as error:  # one failure must not lose the other results
+            log.error("quality: %s / %s failed: %s", key, model, error)
+            entry = {"error": f"{type(error).__name__}: {error}",
+                     "traceback": traceback.format_exc(limit=5)}
+        if entry.get("skipped"):
             results.setdefault(key, {})[model] = entry
-            shown = ", ".join(f"{m} {_pct(entry.get(m))}" for m in entry.get("metrics", []))
-            log.info("quality: %s / %s: %s (%.0f s)", key, model, shown or entry.get("error"),
-                     entry["wall_s"])
-            save()
+            continue
+        if model in ENCODERS:
+            entry["preset"] = str(presets[model])
+        entry.update(wall_s=round(time.perf_counter() - start, 1), **{
+            k: v for k, v in machine().items() if k in ("commit", "date")})
+        results.setdefault(key, {})[model] = entry
+        shown = ", ".join(f"{m} {_pct(entry.get(m))}" for m in entry.get("metrics", []))
+        log.info("quality: %s / %s: %s (%.0f s)", key, model, shown or entry.get("error"),
+                 entry["wall_s"])
+        save()
     save()
     print(markdown(results, skipped))
     print(f"\n{out_json} ({(time.perf_counter() - started) / 60:.1f} min)")
