@@ -334,9 +334,10 @@ def evaluate_topics(dataset_name: str, preset: str | None = None, embedding: str
     most `max_docs`) without the labels, then score them against the labels.
 
     Returns `nmi`, `ari`, `k` (chosen), `k_true` (labels present), `names` (first 8), `n`,
-    `wall_s` (embedding + clustering + naming), and for reference `nmi_at_k_true` /
-    `ari_at_k_true` (k-means with the true k, when it is among `k_values`: the embeddings'
-    quality without the choice of k), `embedding`, `criterion_name` and `scores` (per k).
+    `wall_s` (embedding + clustering + naming; `embed_s` of it the embedding), and for reference
+    `nmi_at_k_true` / `ari_at_k_true` (k-means with the true k, when it is among `k_values`:
+    the embeddings' quality without the choice of k), `embedding`, `criterion_name` and `scores`
+    (per k).
     """
     from pipelines.quality.datasets import load_dataset
 
@@ -347,6 +348,7 @@ def evaluate_topics(dataset_name: str, preset: str | None = None, embedding: str
     labels = [e.label for e in examples]
     started = time.monotonic()
     embeddings = embed_texts(preset, texts, embedding=embedding, seed=seed)
+    embed_s = time.monotonic() - started
     model = discover_topics(texts, embeddings, k_values, seed=seed, criterion=criterion)
     wall_s = time.monotonic() - started
     k_true = len(set(labels))
@@ -359,6 +361,7 @@ def evaluate_topics(dataset_name: str, preset: str | None = None, embedding: str
         "names": model.names[:8],
         "n": len(texts),
         "wall_s": round(wall_s, 1),
+        "embed_s": round(embed_s, 1),
         "criterion_name": model.criterion_name,
         "scores": model.scores,
     }
