@@ -186,6 +186,7 @@ def fine_tune_classifier(
     train_pairs: Sequence[str] | None = None,
     dev_pairs: Sequence[str] | None = None,
     epochs: float = 3.0,
+    max_steps: int | None = None,
     batch_size: int = 32,
     learning_rate: float = 1e-3,
     balanced: bool = False,
@@ -210,6 +211,8 @@ def fine_tune_classifier(
     train_labels = np.asarray(train_labels, "int32")
     weights = class_weights(train_labels, num_classes) if balanced else None
     total_steps = max(1, math.ceil(epochs * len(train_texts) / batch_size))
+    if max_steps:  # e.g. what fits a time budget, so that the learning rate decays in it
+        total_steps = min(total_steps, max_steps)
     eval_every = max(1, min(eval_every, total_steps))
     optimizer = make_optimizer("adamw", learning_rate, max(1, total_steps // 10), total_steps)
     compile_text_classifier(model, optimizer, jit_compile=jit_compile)

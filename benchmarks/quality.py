@@ -75,14 +75,32 @@ def run_baseline(model: str, dataset) -> dict:
     return baselines.run_baseline(dataset.name, dataset)
 
 
+def measured_speed(folder: Path) -> float | None:
+    """Median training speed (slots/s) of a fine-tune, its first chunk (XLA compile) left out."""
+    import statistics
+
+    history = folder / "training" / "logs" / "history.jsonl"
+    if not history.exists():
+        return None
+    lines = [line for line in history.read_text().splitlines() if line.strip()]
+    speeds = [json.loads(line).get("tokens_per_second") for line in lines]
+    speeds = [s for s in speeds[1:] if s]
+    return statistics.median(speeds) if speeds else None
+
+
 def run_encoder(model: str, preset: Path, dataset, options, work: Path) -> dict:
     from pipelines import tasks
 
     folder = work / dataset.name / model
     summary = tasks.train_task(dataset, preset, folder, options)
+    speed = measured_speed(folder)
+    if speed:  # plan the next fine-tunes' schedules with this machine's measured speed
+        options.tokens_per_second = speed
     result = tasks.evaluate_task(folder, dataset)
-    result.update({k: summary[k] for k in ("steps", "best_step", "best_dev", "sequence_length",
-                                            "train_seconds", "train_examples")})
+    result.update({k: summary[k] for k in ("steps", "planned_steps", "best_step", "best_dev",
+                                            "sequence_length", "train_seconds",
+                                            "train_examples")})
+    result["tokens_per_second"] = speed
     return result
 
 
@@ -161,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="training budget per fine-tune (default: %(default)s)")
     parser.add_argument("--epochs", type=float, default=3.0,
                         help="at most this many passes over the training set")
+    parser.add_argument("--tokens-per-second", type=float, default=3000.0,
+                        help="first guess of the fine-tuning speed, to fit the learning-rate "
+                        "schedule into --minutes; each fine-tune's measured speed replaces it "
+                        "(default: %(default)s)")
     parser.add_argument("--max-train", type=int, default=None,
                         help="train on at most this many examples per dataset")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -198,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     options = tasks.TaskOptions(
         batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.learning_rate,
         max_minutes=args.minutes, eval_every=args.eval_every, max_train=args.max_train,
+        tokens_per_second=args.tokens_per_second,
     )
     out_json = args.results / "quality.json"
     results = _load_results(out_json, args.fresh)

@@ -45,6 +45,9 @@ class TaskOptions:
     epochs: float = 3.0
     learning_rate: float = 1e-3
     max_minutes: float | None = None
+    # Training speed (sequence slots per second) to plan the learning-rate schedule within
+    # `max_minutes`: steps = min(epochs, minutes x speed / (batch x length)). None: by epochs.
+    tokens_per_second: float | None = None
     eval_every: int = 200
     patience: int = 3
     class_weights: bool = False
@@ -109,6 +112,15 @@ def _dev_subset(examples, max_dev: int, seed: int):
         return list(examples)
     keep = np.sort(np.random.default_rng(seed).choice(len(examples), max_dev, replace=False))
     return [examples[i] for i in keep]
+
+
+def planned_steps(options: TaskOptions, num_train: int, sequence_length: int) -> int:
+    """Steps to train: `epochs` passes, or fewer when a time budget and a speed say so."""
+    steps = max(1, math.ceil(options.epochs * num_train / options.batch_size))
+    if options.max_minutes and options.tokens_per_second:
+        per_step = options.batch_size * sequence_length / options.tokens_per_second
+        steps = min(steps, max(1, int(options.max_minutes * 60 / per_step)))
+    return steps
 
 
 def _write_info(output: Path, info: dict) -> None:
@@ -208,6 +220,7 @@ def _train_classifier(backbone, preset, dataset, train, dev, sequence_length, wo
         train_pairs=[e.target for e in train] if pairs else None,
         dev_pairs=[e.target for e in in_scope_dev] if pairs else None,
         epochs=options.epochs, batch_size=options.batch_size,
+        max_steps=planned_steps(options, len(train), sequence_length),
         learning_rate=options.learning_rate, balanced=options.class_weights,
         eval_every=options.eval_every, patience=options.patience,
         max_minutes=options.max_minutes, seed=options.seed, jit_compile=options.xla,
@@ -243,7 +256,7 @@ def _train_tagger(backbone, proto, train, dev, sequence_length, work, options) -
     encoded = encode_for_tagging(aligner, [e.text for e in train], [list(e.spans) for e in train],
                                  sequence_length)
     model = TokenTagger(backbone)
-    total_steps = max(1, math.ceil(options.epochs * len(train) / options.batch_size))
+    total_steps = planned_steps(options, len(train), sequence_length)
     optimizer = make_optimizer("adamw", options.learning_rate, max(1, total_steps // 10),
                                total_steps)
     compile_tagger(model, optimizer, jit_compile=options.xla)
