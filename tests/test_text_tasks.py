@@ -199,3 +199,31 @@ def test_class_weights_are_inverse_frequency():
     weights = class_weights(np.array([0, 0, 0, 1]), 3)
     assert weights[0] == pytest.approx(4 / 9) and weights[1] == pytest.approx(4 / 3)
     assert weights[2] == 0.0  # a class absent from training gets no weight
+
+
+def test_finetune_and_evaluate_commands_on_a_real_dataset(nano_preset, tmp_path, capsys):
+    from tests.conftest import shared_file
+
+    shared_file("semeval2014-task4-absa")
+    from pipelines import cli
+
+    model = tmp_path / "laptops"
+    common = ["--preset", str(nano_preset), "--workspace", str(tmp_path / "ws")]
+    with pytest.raises(SystemExit, match="--task sentiment does not fit"):
+        cli.main(["finetune", "--task", "sentiment", "--dataset", "semeval14_laptops_polarity",
+                  *common])
+    assert cli.main([
+        "finetune", "--task", "aspect-polarity", "--dataset", "semeval14_laptops_polarity",
+        "--max-train", "64", "--epochs", "1", "--batch-size", "16", "--no-xla",
+        "--output", str(model), *common,
+    ]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--model", str(model), "--output",
+                     str(tmp_path / "metrics.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "macro_f1" in printed
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["dataset"] == "semeval14_laptops_polarity" and metrics["split"] == "test"
+    assert metrics["n"] > 500 and 0.0 <= metrics["accuracy"] <= 1.0
+    with pytest.raises(SystemExit, match="fine-tuned for aspect-polarity"):
+        cli.main(["evaluate", "--model", str(model), "--task", "intent"])
