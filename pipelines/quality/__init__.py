@@ -1,0 +1,1 @@
+"""Quality harness: EVAL.md's datasets and splits, its metrics and its reference baselines."""
