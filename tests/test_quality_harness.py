@@ -1,0 +1,68 @@
+"""benchmarks/quality.py's bookkeeping: the table, merging runs, the measured speed."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import quality
+from pipelines.quality.datasets import Dataset, Example
+
+
+def _results() -> dict:
+    return {
+        "sst2": {
+            "albert": {"accuracy": 0.8, "macro_f1": 0.79, "metrics": ["accuracy", "macro_f1"],
+                       "preset": "/p/en"},
+            "tfidf": {"accuracy": 0.8406, "macro_f1": 0.8402,
+                      "metrics": ["accuracy", "macro_f1"]},
+            "lexicon": {"skipped": "lexicon does not do classification"},
+        },
+        "semeval14_laptops_aspects": {
+            "lexicon": {"precision": 0.5485, "recall": 0.5703, "f1": 0.5592,
+                        "metrics": ["precision", "recall", "f1"]},
+            "albert": {"error": "ValueError: boom"},
+        },
+        "bbc_topics": {"tfidf": {"nmi": 0.898, "ari": 0.925, "metrics": ["nmi", "ari"]}},
+    }
+
+
+def test_markdown_shows_percentages_skips_failures_and_presets():
+    text = quality.markdown(_results(), {"bert": "no preset"})
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()
+            if line.startswith("| ")}
+    assert "80.00 / 79.00" in rows["sst2"] and "84.06 / 84.02" in rows["sst2"]
+    assert "TF-IDF acc 84.06" in rows["sst2"] and "acc > 84.1" in rows["sst2"]
+    assert "failed" in rows["semeval14_laptops_aspects"]
+    assert "54.85 / 57.03 / 55.92" in rows["semeval14_laptops_aspects"]
+    assert "89.80 / 92.50" in rows["bbc_topics"]
+    assert list(rows)[-1] == "bbc_topics"  # topic rows after the task rows
+    assert "`bert` not run: no preset." in text
+    assert "`albert` preset `/p/en`: sst2." in text
+
+
+def test_earlier_results_merge_unless_fresh(tmp_path):
+    path = tmp_path / "quality.json"
+    path.write_text(json.dumps({"benchmark": "quality", "commit": "abc", "meta": {},
+                                **_results()}))
+    kept = quality._load_results(path, fresh=False)
+    assert set(kept) == {"sst2", "semeval14_laptops_aspects", "bbc_topics"}
+    assert quality._load_results(path, fresh=True) == {}
+
+
+def test_baseline_runs_only_where_it_applies():
+    aspects = Dataset("a", "aspect_terms", "en", [], [Example("The screen.", spans=((4, 10),))],
+                      [], [Example("A screen.", spans=((2, 8),))], ("precision", "recall", "f1"),
+                      "fixture")
+    assert "skipped" in quality.run_baseline("tfidf", aspects)
+    scores = quality.run_baseline("lexicon", aspects)
+    assert scores["f1"] == 1.0
+
+
+def test_measured_speed_leaves_out_the_compiling_chunk(tmp_path):
+    logs = tmp_path / "training" / "logs"
+    logs.mkdir(parents=True)
+    lines = [{"step": 100, "tokens_per_second": 500.0}, {"step": 200, "tokens_per_second": 2000.0},
+             {"step": 300, "tokens_per_second": 2200.0}, {"step": 400, "tokens_per_second": 2100.0}]
+    (logs / "history.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    assert quality.measured_speed(tmp_path) == 2100.0
+    assert quality.measured_speed(tmp_path / "missing") is None
