@@ -165,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), metavar="NAME",
-                        help=f"default: all ({', '.join(DATASETS)})")
+    parser.add_argument("--datasets", nargs="*", default=list(DATASETS), metavar="NAME",
+                        help=f"default: all ({', '.join(DATASETS)}); none with --merge-from "
+                        "only rewrites the report")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--preset", type=Path, default=DEFAULT_PRESET,
                         help="our pretrained ALBERT preset (default: %(default)s, made by "
@@ -195,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the fine-tuned model folders go (default: %(default)s)")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="folder of quality.json / quality.md (default: %(default)s)")
+    parser.add_argument("--merge-from", type=Path, nargs="+", default=[], metavar="JSON",
+                        help="first merge the entries of other runs' quality.json (e.g. runs "
+                        "made side by side with --results elsewhere)")
     parser.add_argument("--fresh", action="store_true",
                         help="discard earlier results instead of merging into them")
     args = parser.parse_args(argv)
@@ -224,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     out_json = args.results / "quality.json"
     results = _load_results(out_json, args.fresh)
+    for other in args.merge_from:
+        for name, entries in _load_results(other, fresh=False).items():
+            results.setdefault(name, {}).update(entries)
     started = time.perf_counter()
 
     def save() -> None:
