@@ -6,6 +6,29 @@ EVAL.md's table) and are the bar the project's models must clear. Metric values 
 [0, 1]; the command line prints percentages:
 
     python -m pipelines.quality.baselines ag_news banking77
+
+Measured on 2026-11-29 (test, percent; EVAL.md's reference in brackets):
+
+    sst2           acc 82.11 / F1 82.07 (84.06 / 84.02)   C=16; see below
+    ag_news        90.26 / 90.10 (90.39 / 90.22)          bbc       98.20 / 98.11 (98.20 / 98.11)
+    mind           64.50 / 30.29 (64.50 / 30.32)          thucnews  86.03 / 85.98 (86.05 / 86.01)
+    chnsenticorp   90.08 / 88.32 (89.95 / 88.10)          waimai    91.15 / 89.80 (91.07 / 89.65)
+    banking77      91.62 / 91.64 (91.75 / 91.77)
+    clinc150       closed-set in-scope acc 92.58 (92.84); with the dev threshold (0.598):
+                   in-scope acc 83.82, OOS recall 92.10
+    semeval14 laptops polarity      67.87 / 59.29 (68.18 / 60.44)
+    semeval14 restaurants polarity  74.46 / 58.37 (74.02 / 57.21)
+    dong2014_twitter                67.77 / 65.22 (66.76 / 62.52)
+    semeval15 / 16 restaurants polarity  71.43 / 46.75, 78.05 / 46.19 (no reference)
+    lexicon P/R/F1: semeval14 laptops 54.92 / 57.19 / 56.03 (54.85 / 57.03 / 55.92),
+        restaurants 58.23 / 68.34 / 62.88 (same), semeval15 45.85 / 57.01 / 50.82,
+        semeval16 44.77 / 64.46 / 52.84 (no reference)
+
+SST-2 stays 1.95 below EVAL.md although its 67,349 training records match the file one for one:
+its dev part (phrases) picks C=16, and test accuracy (sentences) moves between 82.1 and 83.4
+across the C grid (83.9 at best with raw counts and "char" n-grams, which put MIND 2.5 and AG
+News 1 point below theirs). Polarity with sentence features only (`target_features=False`):
+67.08 / 57.65, 73.84 / 58.20, 67.34 / 63.07 for laptops, restaurants, Dong.
 """
 
 from __future__ import annotations
@@ -50,13 +73,18 @@ REFERENCE: dict[str, dict[str, float]] = {
 
 
 def _text_vectorizers(language: str) -> list:
-    """EVAL.md's features: word 1-2 + char 2-4 grams (Chinese: char 1-3 grams)."""
+    """EVAL.md's features: word 1-2 + char 2-4 grams (Chinese: char 1-3 grams).
+
+    EVAL.md names only the n-grams. Sublinear term frequencies (1 + log tf) and character
+    n-grams within word boundaries ("char_wb") are the settings that reproduce its figures
+    (MIND 64.50 / 30.29 against 64.50 / 30.32; raw counts give 63.50 and AG News 89.34).
+    """
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     if language == "zh":
-        return [TfidfVectorizer(analyzer="char", ngram_range=(1, 3))]
-    return [TfidfVectorizer(analyzer="word", ngram_range=(1, 2)),
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4))]
+        return [TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True)]
+    return [TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True),
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)]
 
 
 def target_context(example: Example, window: int = WINDOW) -> str:
@@ -78,8 +106,8 @@ class Featurizer:
 
     EVAL.md does not say how its polarity baseline saw the target. Sentence features plus
     side-marked words around the target (`target_context`) land within about a point of its
-    accuracy on the three target-polarity sets; sentence features alone do too (the figures
-    are in the module docstring). Each part has its own vectorizers, fitted on the training
+    accuracy on the three target-polarity sets; sentence features alone do too (figures in the
+    module docstring). Each part has its own vectorizers, fitted on the training
     examples only; their matrices are stacked side by side.
     """
 
@@ -231,7 +259,7 @@ def match_lexicon(text: str, lexicon: Lexicon) -> tuple[tuple[int, int], ...]:
     spans = []
     i = 0
     while i < len(text):
-        if i > 0 and _is_word_char(text[i - 1]) or not text[i].strip():
+        if (i > 0 and _is_word_char(text[i - 1])) or not text[i].strip():
             i += 1
             continue
         for length in lexicon.lengths:
