@@ -63,7 +63,9 @@ def _load_results(path: Path, fresh: bool) -> dict:
     if fresh or not path.exists():
         return {}
     data = json.loads(path.read_text())
-    return {k: v for k, v in data.items() if isinstance(v, dict) and k != "meta"}
+    # Dataset entries map model -> result dict; "options" and the machine facts do not.
+    return {k: v for k, v in data.items() if isinstance(v, dict) and v and k != "options"
+            and all(isinstance(entry, dict) for entry in v.values())}
 
 
 def run_baseline(model: str, dataset) -> dict:

@@ -42,7 +42,8 @@ def test_markdown_shows_percentages_skips_failures_and_presets():
 
 def test_earlier_results_merge_unless_fresh(tmp_path):
     path = tmp_path / "quality.json"
-    path.write_text(json.dumps({"benchmark": "quality", "commit": "abc", "meta": {},
+    path.write_text(json.dumps({"benchmark": "quality", "commit": "abc",
+                                "options": {"minutes": 3, "presets": {"albert": "/p"}},
                                 **_results()}))
     kept = quality._load_results(path, fresh=False)
     assert set(kept) == {"sst2", "semeval14_laptops_aspects", "bbc_topics"}
