@@ -144,8 +144,9 @@ def markdown(results: dict, skipped_encoders: dict[str, str]) -> str:
     for name in sorted(results, key=lambda n: (n.endswith("_topics"), n)):
         metrics = metric_names(results, name)
         ref, target = REFERENCE.get(name, ("", ""))
-        rows.append([name, " / ".join(metrics),
-                     *(_cell(results[name].get(m), metrics) for m in models), ref, target])
+        cells = [_cell(results[name].get(m), metrics)
+                 if not (name.endswith("_topics") and m == "lexicon") else "—" for m in models]
+        rows.append([name, " / ".join(metrics), *cells, ref, target])
     text = markdown_table(headers, rows)
     text += ("\n\nPercent on the test split of EVAL.md. `—`: the model does not do this task; "
              "`not run`: no result for this pair yet.")
