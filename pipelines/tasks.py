@@ -92,26 +92,15 @@ def _piece_lengths(proto: bytes, texts: Sequence[str], limit: int = 2000) -> lis
     return [len(ids) for ids in processor.encode(list(texts[:limit]))]
 
 
-def _tokenizer_proto(preset: str | Path) -> bytes:
-    import keras_hub
-
-    proto = keras_hub.models.AlbertTokenizer.from_preset(str(preset)).proto
+def _tokenizer_proto(tokenizer) -> bytes:
+    """The SentencePiece proto of a keras-hub `AlbertTokenizer`, as bytes."""
+    proto = tokenizer.proto
     return proto if isinstance(proto, bytes) else Path(proto).read_bytes()
 
 
 def _label_ids(examples, labels: Sequence[str]) -> list[int]:
     index = {label: i for i, label in enumerate(labels)}
     return [index[e.label] for e in examples]
-
-
-def _dev_subset(examples, max_dev: int, seed: int):
-    """At most `max_dev` dev examples (a seeded sample, in file order): dev runs every chunk."""
-    import numpy as np
-
-    if len(examples) <= max_dev:
-        return list(examples)
-    keep = np.sort(np.random.default_rng(seed).choice(len(examples), max_dev, replace=False))
-    return [examples[i] for i in keep]
 
 
 def planned_steps(options: TaskOptions, num_train: int, sequence_length: int) -> int:
@@ -146,6 +135,9 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     import keras
     import keras_hub
 
+    from albert_tf.text_tasks import make_pair_preprocessor
+    from pipelines.quality.datasets import stratified_subset
+
     task = check_task(task, dataset)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -153,10 +145,12 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     shutil.rmtree(work, ignore_errors=True)  # a fine-tune always starts from the preset
     keras.utils.set_random_seed(options.seed)  # before any tokenizer: it resets TF resources
     train = dataset.train
-    if options.max_train and len(train) > options.max_train:
-        train = _dev_subset(train, options.max_train, options.seed)
-    dev = _dev_subset(dataset.dev, options.max_dev, options.seed)
-    proto = _tokenizer_proto(preset)
+    if options.max_train:
+        train = stratified_subset(train, options.max_train, options.seed)
+    # Dev is scored at every checkpoint: a seeded, label-stratified sample of it keeps that cheap.
+    dev = stratified_subset(dataset.dev, options.max_dev, options.seed)
+    tokenizer = keras_hub.models.AlbertTokenizer.from_preset(str(preset))
+    proto = _tokenizer_proto(tokenizer)
     texts = [e.text for e in train]
     lengths = _piece_lengths(proto, texts)
     if TASKS[task] == "aspect_polarity":
@@ -171,13 +165,14 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     if TASKS[task] == "aspect_terms":
         summary = _train_tagger(backbone, proto, train, dev, sequence_length, work, options)
         info: dict[str, Any] = {"labels": []}
-        summary["model"].save_to_preset(str(output))
-        keras_hub.models.AlbertTokenizer.from_preset(str(preset)).save_to_preset(str(output))
+        preprocessing = tokenizer
     else:
-        summary, info = _train_classifier(backbone, preset, dataset, train, dev,
-                                          sequence_length, work, options, task)
-    model = summary.pop("model")
-    del model
+        preprocessing = make_pair_preprocessor(tokenizer, sequence_length)
+        summary, info = _train_classifier(backbone, preprocessing, dataset, train, dev, work,
+                                          options, task)
+    # The folder is a keras-hub preset: fine-tuned backbone + task weights + tokenizer.
+    summary.pop("model").save_to_preset(str(output))
+    preprocessing.save_to_preset(str(output))
     info.update(task=task, dataset=dataset.name, kind=dataset.task, language=dataset.language,
                 sequence_length=sequence_length, preset=str(preset),
                 options=dataclasses.asdict(options))
@@ -188,19 +183,15 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     return summary
 
 
-def _train_classifier(backbone, preset, dataset, train, dev, sequence_length, work, options,
-                      task):
-    import keras_hub
+def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options, task):
     import numpy as np
 
     from albert_tf.text_tasks import (
-        TextClassifier, fine_tune_classifier, make_pair_preprocessor, predict_logits, softmax,
-        text_dataset,
+        TextClassifier, fine_tune_classifier, predict_logits, softmax, text_dataset,
     )
     from pipelines.quality import metrics
 
-    tokenizer = keras_hub.models.AlbertTokenizer.from_preset(str(preset))
-    preprocessor = make_pair_preprocessor(tokenizer, sequence_length)
+    sequence_length = int(preprocessor.sequence_length)
     labels = list(dataset.labels)
     in_scope_dev = [e for e in dev if e.label in labels]
     pairs = TASKS[task] == "aspect_polarity"
@@ -235,8 +226,6 @@ def _train_classifier(backbone, preset, dataset, train, dev, sequence_length, wo
         correct = np.asarray([labels[p] == e.label for p, e in zip(probs.argmax(-1), dev)])
         info["oos_threshold"] = float(metrics.choose_oos_threshold(probs.max(-1), is_oos,
                                                                      correct))
-    model.save_to_preset(str(work.parent))
-    preprocessor.save_to_preset(str(work.parent))
     summary["model"] = model
     return summary, info
 
@@ -322,11 +311,14 @@ def predict_task(model_dir: str | Path, examples, open_set: bool = True) -> list
     info = read_info(model_dir)
     model_dir = str(model_dir)
     if info["kind"] == "aspect_terms":
+        import keras_hub
+
         from albert_tf.spans import PieceAligner
         from albert_tf.tagger import TokenTagger, predict_spans
 
         model = TokenTagger.from_preset(model_dir, preprocessor=None)
-        aligner = PieceAligner(_tokenizer_proto(model_dir))
+        tokenizer = keras_hub.models.AlbertTokenizer.from_preset(model_dir)
+        aligner = PieceAligner(_tokenizer_proto(tokenizer))
         return predict_spans(model, aligner, [e.text for e in examples], info["sequence_length"])
     return _labels(_classifier_probabilities(model_dir, examples), info, open_set)
 
