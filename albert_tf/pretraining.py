@@ -75,7 +75,8 @@ class AlbertPretrainer(keras_hub.models.Task):
     so `preprocessor` is usually None.
 
     Args:
-        backbone: a `keras_hub.models.AlbertBackbone`.
+        backbone: a `keras_hub.models.AlbertBackbone` (or a `BertBackbone`: the MLM head ties
+            to whatever token embedding the backbone has).
         preprocessor: optional keras-hub preprocessor applied by `fit` / `predict`.
         dropout: dropout before the SOP classifier.
         teacher_dim: the teacher's embedding size (384 for `--teacher minilm`), or None for no

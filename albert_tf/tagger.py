@@ -14,6 +14,7 @@ import keras
 import keras_hub
 import numpy as np
 
+from albert_tf.bert import architecture_of
 from albert_tf.heads import ClassificationHead
 from albert_tf.spans import (
     BEGIN,
@@ -37,7 +38,8 @@ class TokenTagger(keras_hub.models.Task):
     """ALBERT backbone -> `sequence_output` -> dropout -> a logit per tag for every token.
 
     Args:
-        backbone: a `keras_hub.models.AlbertBackbone`.
+        backbone: a `keras_hub.models.AlbertBackbone` (`BertTokenTagger` takes the BERT
+            equivalent; `token_tagger_for` picks the class).
         preprocessor: optional keras-hub preprocessor (inputs usually come from
             `encode_for_tagging`).
         num_tags: tags per token (`len(TAGS)`: O, B, I).
@@ -79,6 +81,20 @@ class TokenTagger(keras_hub.models.Task):
         config = super().get_config()
         config.update({"num_tags": self.num_tags, "dropout": self.dropout})
         return config
+
+
+@keras.saving.register_keras_serializable(package="albert_tf")
+class BertTokenTagger(TokenTagger):
+    """`TokenTagger` on the BERT equivalent (`albert_tf.bert`), for ALBERT-vs-BERT runs."""
+
+    backbone_cls = keras_hub.models.BertBackbone
+
+
+def token_tagger_for(backbone, **kwargs) -> TokenTagger:
+    """A `TokenTagger` (ALBERT) or `BertTokenTagger` for `backbone`, so that the saved folder
+    loads back through `TokenTagger.from_preset`."""
+    cls = BertTokenTagger if architecture_of(backbone) == "bert" else TokenTagger
+    return cls(backbone, **kwargs)
 
 
 def compile_tagger(model: TokenTagger, optimizer, jit_compile: bool = True) -> None:

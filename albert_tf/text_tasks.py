@@ -21,6 +21,7 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from albert_tf.bert import SentencePieceBertTextClassifierPreprocessor, architecture_of
 from albert_tf.heads import ClassificationHead, MaskedMeanPooling
 
 log = logging.getLogger("opinionrec")
@@ -31,7 +32,8 @@ class TextClassifier(keras_hub.models.Task):
     """ALBERT backbone -> mean over real tokens -> dropout -> class logits.
 
     Args:
-        backbone: a `keras_hub.models.AlbertBackbone`.
+        backbone: a `keras_hub.models.AlbertBackbone` (`BertTextClassifier` takes the BERT
+            equivalent; `text_classifier_for` picks the class).
         num_classes: output classes.
         preprocessor: optional keras-hub preprocessor (tokenization usually runs in tf.data).
         dropout: dropout before the classifier.
@@ -68,6 +70,21 @@ class TextClassifier(keras_hub.models.Task):
         config = super().get_config()
         config.update({"num_classes": self.num_classes, "dropout": self.dropout})
         return config
+
+
+@keras.saving.register_keras_serializable(package="albert_tf")
+class BertTextClassifier(TextClassifier):
+    """`TextClassifier` on the BERT equivalent (`albert_tf.bert`), for ALBERT-vs-BERT runs."""
+
+    backbone_cls = keras_hub.models.BertBackbone
+    preprocessor_cls = SentencePieceBertTextClassifierPreprocessor
+
+
+def text_classifier_for(backbone, num_classes: int, **kwargs) -> TextClassifier:
+    """A `TextClassifier` (ALBERT) or `BertTextClassifier` for `backbone`, so that the saved
+    folder loads back through `TextClassifier.from_preset`."""
+    cls = BertTextClassifier if architecture_of(backbone) == "bert" else TextClassifier
+    return cls(backbone, num_classes=num_classes, **kwargs)
 
 
 def compile_text_classifier(model: keras.Model, optimizer, jit_compile: bool = True) -> None:
@@ -247,7 +264,9 @@ def fine_tune_classifier(
 
 
 def make_pair_preprocessor(tokenizer, sequence_length: int):
-    """keras-hub's ALBERT classifier preprocessor (single texts and (text, pair) tuples)."""
-    return keras_hub.models.AlbertTextClassifierPreprocessor(
-        tokenizer=tokenizer, sequence_length=sequence_length
-    )
+    """keras-hub's ALBERT classifier preprocessor (single texts and (text, pair) tuples); its
+    BERT-equivalent subclass for a `SentencePieceBertTokenizer`."""
+    cls = keras_hub.models.AlbertTextClassifierPreprocessor
+    if tokenizer.backbone_cls is keras_hub.models.BertBackbone:
+        cls = SentencePieceBertTextClassifierPreprocessor
+    return cls(tokenizer=tokenizer, sequence_length=sequence_length)

@@ -7,11 +7,12 @@ Every task on every dataset of ../shared/EVAL.md with its splits and metrics:
 
 Models: `albert` (a keras-hub ALBERT preset pretrained by this project, `--preset`),
 `albert_distilled` (`--distilled-preset`, pretrained with `--teacher minilm`), `bert`
-(`--bert-preset`, the BERT equivalent), `tfidf` (TF-IDF + logistic regression, EVAL.md's
-recipe) and `lexicon` (train aspect terms, longest match; aspect extraction only). An encoder
-without a preset is skipped and the table says so. Each fine-tune gets `--minutes` of training
-(early stopping on dev may end it sooner). Unsupervised topics (k-means over sentence
-embeddings, NMI / ARI against the labels) run on the news sets as `<dataset>_topics`.
+(`--bert-preset`, the BERT equivalent: `opinionrec pretrain --architecture bert`), `tfidf`
+(TF-IDF + logistic regression, EVAL.md's recipe) and `lexicon` (train aspect terms, longest
+match; aspect extraction only). An encoder without a preset is skipped and the table says so.
+Each fine-tune gets `--minutes` of training (early stopping on dev may end it sooner).
+Unsupervised topics (k-means over sentence embeddings, NMI / ARI against the labels) run on the
+news sets as `<dataset>_topics`.
 
 Results merge into `benchmarks/results/quality.json` (dataset -> model -> metrics as fractions,
 with the commit, date and wall time of each run) and `quality.md` (percentages), so a run of a few
@@ -222,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             skipped[model] = ("no preset" if presets[model] is None
                               else f"no preset at {presets[model]}")
             if model == "bert":
-                skipped[model] += (" (the project pretrains ALBERT presets; its BERT equivalent "
-                                   "is only raced inside `opinionrec compare`)")
+                skipped[model] += (" (`opinionrec pretrain --architecture bert` makes one under "
+                                   "the ALBERT run's budget)")
     options = tasks.TaskOptions(
         batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.learning_rate,
         max_minutes=args.minutes, eval_every=args.eval_every, max_train=args.max_train,
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     # Every fine-tune and baseline first, then the (cheaper, less central) topic runs.
     plan = [(name, "task", m) for name in args.datasets for m in args.models if m not in skipped]
     plan += [(name, "topics", m) for name in args.datasets if args.topics
-             and name in TOPIC_DATASETS for m in ("albert", "tfidf")
+             and name in TOPIC_DATASETS for m in (*ENCODERS, "tfidf")
              if m in args.models and m not in skipped]
     loaded: dict[str, object] = {}
     for name, kind, model in plan:
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         try:
             if kind == "topics":
-                entry = run_topics(model, presets["albert"], name)
+                entry = run_topics(model, presets.get(model), name)
                 entry["metrics"] = ["nmi", "ari"]
             elif model in ENCODERS:
                 entry = run_encoder(model, presets[model], dataset, options, args.work_dir)

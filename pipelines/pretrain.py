@@ -1,5 +1,8 @@
 """`opinionrec pretrain`: pretrain ALBERT (MLM + SOP) on the instances of `pretraining-data`.
 
+`--architecture bert` pretrains its BERT equivalent on the same instances with the same recipe
+(into `pretrain_bert/`), for the ALBERT-vs-BERT comparison under one budget.
+
 The instances (`<workspace>/pretraining_data/`, written by the `pretraining-data` Beam job) are
 read into memory in a canonical order and fed in seeded epoch shuffles that are a pure function of
 the step, so a run resumed from a checkpoint sees exactly the batches it would have; masking is
@@ -23,6 +26,11 @@ log = logging.getLogger("opinionrec")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     ws_lib.add_workspace_argument(parser)
+    parser.add_argument("--architecture", choices=["albert", "bert"], default="albert",
+                        help="albert, or its BERT equivalent for the ALBERT-vs-BERT comparison: "
+                        "the same depth, width, heads and SentencePiece vocabulary, every layer "
+                        "its own weights, token embeddings of the hidden width; bert trains in "
+                        "pretrain_bert/ and leaves the ALBERT run alone (default: %(default)s)")
     parser.add_argument("--config", default="tiny",
                         help="model size: nano, mini, tiny, small, base, large "
                         "(default: %(default)s)")
@@ -89,14 +97,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "multi-worker (the cluster in TF_CONFIG; every worker runs the same "
                         "command, the chief writes) (default: %(default)s)")
     parser.add_argument("--init-from-preset", default=None,
-                        help="start from a keras-hub ALBERT preset folder instead of scratch")
+                        help="start from a keras-hub preset folder (ALBERT, or BERT with "
+                        "--architecture bert) instead of scratch")
 
 
 def _params(args: argparse.Namespace) -> dict:
     keys = ["config", "sequence_length", "batch_size", "steps", "learning_rate", "warmup_steps",
             "optimizer", "checkpoint_every", "eval_instances", "seed", "no_xla", "init_from_preset",
             "batching", "static_sop", "teacher", "teacher_weight", "teacher_max_instances",
-            "mask_rate", "sop_weight"]
+            "mask_rate", "sop_weight", "architecture"]
     return {k: getattr(args, k) for k in keys}
 
 
@@ -144,13 +153,19 @@ def teacher_targets(instances, schema: dict, tokenizer, cache_dir: Path,
     return embeddings, weights
 
 
+def stage_name(architecture: str) -> str:
+    """The workspace stage a pretraining run of `architecture` writes: pretrain/ for ALBERT."""
+    return "pretrain" if architecture == "albert" else f"pretrain-{architecture}"
+
+
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     ws = ws_lib.workspace_from_args(args)
     params = _params(args)
+    stage_key = stage_name(args.architecture)
     inputs = {"vocab": "stage:vocab", "pretraining-data": "stage:pretraining-data"}
     if args.init_from_preset:
         inputs["preset"] = args.init_from_preset
-    if ws_lib.skip_if_fresh(args, ws, "pretrain", params, inputs):
+    if ws_lib.skip_if_fresh(args, ws, stage_key, params, inputs):
         return 0
     data_record = ws_lib.read_stage_record(ws, "pretraining-data")
     if data_record is None or not (ws.pretraining_data / "schema.json").exists():
@@ -163,6 +178,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     import keras
     import keras_hub
 
+    from albert_tf.bert import architecture_of, load_backbone, tokenizer_for
     from albert_tf.configs import get_config
     from albert_tf.distribute import (
         is_chief,
@@ -172,7 +188,6 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     )
     from albert_tf.instances import load_instances, pretraining_batches, read_schema
     from albert_tf.pretraining import AlbertPretrainer, compile_pretrainer
-    from albert_tf.tokenizer import load_tokenizer
     from albert_tf.training import fit_resumable, make_optimizer, read_history
 
     try:  # before any TensorFlow op: collectives are configured at program start
@@ -197,7 +212,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             f"--sequence-length {sequence_length}` first"
         )
     params["sequence_length"] = sequence_length
-    stage_dir = ws.stage_dir("pretrain")
+    stage_dir = ws.stage_dir(stage_key)
+    preset_dir = stage_dir / "preset"
     checkpoints = stage_dir / "checkpoints"
     run_file = stage_dir / "run.json"
     # Checkpoints of a run with other options or other instances cannot be resumed: start over.
@@ -208,7 +224,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         shutil.rmtree(checkpoints, ignore_errors=True)
         shutil.rmtree(stage_dir / "logs", ignore_errors=True)
 
-    stage = ws_lib.stage_run(ws, "pretrain", params, inputs) if chief else \
+    stage = ws_lib.stage_run(ws, stage_key, params, inputs) if chief else \
         contextlib.nullcontext({})
     with stage as record:
         if chief:
@@ -216,7 +232,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         if args.init_from_preset:
             tokenizer = keras_hub.models.AlbertTokenizer.from_preset(args.init_from_preset)
         else:
-            tokenizer = load_tokenizer(ws.spm_model)
+            tokenizer = tokenizer_for(args.architecture, ws.spm_model)
         if _proto_sha256(tokenizer, args.init_from_preset) != schema["spm_model"]["sha256"]:
             source = (f"{args.init_from_preset}/assets/tokenizer/vocabulary.spm"
                       if args.init_from_preset else str(ws.spm_model))
@@ -239,11 +255,16 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         model_scope = contextlib.ExitStack()  # build and compile in the strategy's scope
         model_scope.enter_context(strategy.scope())
         if args.init_from_preset:
-            backbone = keras_hub.models.AlbertBackbone.from_preset(args.init_from_preset)
+            backbone = load_backbone(args.init_from_preset)
+            if architecture_of(backbone) != args.architecture:
+                raise SystemExit(f"pretrain: {args.init_from_preset} holds a "
+                                 f"{type(backbone).__name__}; pass --architecture "
+                                 f"{architecture_of(backbone)}")
         else:
             config = get_config(args.config, vocabulary_size=tokenizer.vocabulary_size(),
                                 max_sequence_length=max(sequence_length, 128))
-            backbone = keras_hub.models.AlbertBackbone(**config.backbone_kwargs())
+            backbone = config.build() if args.architecture == "albert" else \
+                config.bert_equivalent()
         if not 0 < args.mask_rate < 1:
             raise SystemExit(f"pretrain: --mask-rate must be in (0, 1), not {args.mask_rate}")
         use_teacher = args.teacher == "minilm"
@@ -266,8 +287,9 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         compile_pretrainer(pretrainer, optimizer, jit_compile=xla,
                            teacher_weight=args.teacher_weight, sop_weight=args.sop_weight)
         model_scope.close()
-        log.info("pretrain: %s, %d parameters (embeddings %d), XLA %s, %d replica(s)",
-                 args.init_from_preset or args.config, backbone.count_params(),
+        log.info("pretrain: %s %s, %d parameters (embeddings %d), XLA %s, %d replica(s)",
+                 args.architecture, args.init_from_preset or args.config,
+                 backbone.count_params(),
                  backbone.token_embedding.count_params(), "on" if xla else "off",
                  strategy.num_replicas_in_sync)
 
@@ -306,12 +328,12 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         if not chief:
             return 0
         metrics["history"] = read_history(stage_dir / "logs")
-        shutil.rmtree(ws.pretrained_preset, ignore_errors=True)
-        backbone.save_to_preset(str(ws.pretrained_preset))
-        tokenizer.save_to_preset(str(ws.pretrained_preset))
+        shutil.rmtree(preset_dir, ignore_errors=True)
+        backbone.save_to_preset(str(preset_dir))
+        tokenizer.save_to_preset(str(preset_dir))
         (stage_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         record["summary"] = {k: v for k, v in metrics.items() if k != "history"}
         log.info("pretrain: step %d; held-out MLM accuracy %.3f, SOP accuracy %.3f; preset -> %s",
                  step, metrics.get("held_out_mlm_accuracy", float("nan")),
-                 metrics.get("held_out_sop_accuracy", float("nan")), ws.pretrained_preset)
+                 metrics.get("held_out_sop_accuracy", float("nan")), preset_dir)
     return 0

@@ -135,6 +135,7 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     import keras
     import keras_hub
 
+    from albert_tf.bert import load_backbone
     from albert_tf.text_tasks import make_pair_preprocessor
     from pipelines.quality.datasets import stratified_subset
 
@@ -160,7 +161,7 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     )
     log.info("%s on %s: %d training, %d dev examples; sequence length %d", task, dataset.name,
              len(train), len(dev), sequence_length)
-    backbone = keras_hub.models.AlbertBackbone.from_preset(str(preset))
+    backbone = load_backbone(preset)  # ALBERT, or the BERT equivalent
     start = time.perf_counter()
     if TASKS[task] == "aspect_terms":
         summary = _train_tagger(backbone, proto, train, dev, sequence_length, work, options)
@@ -187,7 +188,7 @@ def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options
     import numpy as np
 
     from albert_tf.text_tasks import (
-        TextClassifier, fine_tune_classifier, predict_logits, softmax, text_dataset,
+        fine_tune_classifier, predict_logits, softmax, text_classifier_for, text_dataset,
     )
     from pipelines.quality import metrics
 
@@ -195,7 +196,7 @@ def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options
     labels = list(dataset.labels)
     in_scope_dev = [e for e in dev if e.label in labels]
     pairs = TASKS[task] == "aspect_polarity"
-    model = TextClassifier(backbone, num_classes=len(labels))
+    model = text_classifier_for(backbone, num_classes=len(labels))
     dev_y = np.asarray(_label_ids(in_scope_dev, labels))
 
     def dev_score(y, logits):  # macro-F1 where classes are unbalanced, else accuracy
@@ -236,7 +237,9 @@ def _train_tagger(backbone, proto, train, dev, sequence_length, work, options) -
 
     from albert_tf.pretraining import example_order
     from albert_tf.spans import PieceAligner
-    from albert_tf.tagger import TokenTagger, compile_tagger, encode_for_tagging, predict_spans
+    from albert_tf.tagger import (
+        compile_tagger, encode_for_tagging, predict_spans, token_tagger_for,
+    )
     from albert_tf.text_tasks import KeepBest
     from albert_tf.training import fit_resumable, make_optimizer
     from pipelines.quality import metrics
@@ -244,7 +247,7 @@ def _train_tagger(backbone, proto, train, dev, sequence_length, work, options) -
     aligner = PieceAligner(proto)
     encoded = encode_for_tagging(aligner, [e.text for e in train], [list(e.spans) for e in train],
                                  sequence_length)
-    model = TokenTagger(backbone)
+    model = token_tagger_for(backbone)
     total_steps = planned_steps(options, len(train), sequence_length)
     optimizer = make_optimizer("adamw", options.learning_rate, max(1, total_steps // 10),
                                total_steps)

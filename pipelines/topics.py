@@ -133,7 +133,8 @@ def tfidf_embeddings(texts: Sequence[str], dims: int = TFIDF_DIMS, seed: int = 0
 
 def albert_embeddings(preset: str, texts: Sequence[str], sequence_length: int = 128,
                       batch_size: int = 64) -> np.ndarray:
-    """Mean over real tokens of an ALBERT preset's `sequence_output`, L2-normalised.
+    """Mean over real tokens of an ALBERT (or BERT-equivalent) preset's `sequence_output`,
+    L2-normalised.
 
     The mean, not [CLS]: a briefly pretrained encoder's [CLS] vector barely depends on the input
     (see `MaskedMeanPooling`). Texts are packed as the classifier packs them, `[CLS] text [SEP]`.
@@ -142,11 +143,12 @@ def albert_embeddings(preset: str, texts: Sequence[str], sequence_length: int = 
     import tensorflow as tf
     from sklearn.preprocessing import normalize
 
+    from albert_tf.bert import load_backbone
     from albert_tf.classifier import make_text_preprocessor
     from albert_tf.heads import MaskedMeanPooling
 
+    backbone = load_backbone(preset, dtype="float32")  # ALBERT, or the BERT equivalent
     tokenizer = keras_hub.models.AlbertTokenizer.from_preset(preset)
-    backbone = keras_hub.models.AlbertBackbone.from_preset(preset, dtype="float32")
     sequence_length = min(sequence_length, backbone.max_sequence_length)
     preprocessor = make_text_preprocessor(tokenizer, sequence_length)
     pooling = MaskedMeanPooling(dtype="float32")

@@ -113,3 +113,33 @@ def test_pretrain_distils_from_the_minilm_teacher_and_caches_its_embeddings(work
     shutil.rmtree(ws / "pretrain" / "checkpoints")
     assert cli.main(command) == 0  # a fresh run reuses the cached teacher embeddings
     assert [c.stat().st_mtime_ns for c in caches] == stamps
+
+
+def test_pretrain_architecture_bert_trains_the_bert_equivalent_beside_albert(workspace, tmp_path):
+    import shutil
+
+    import keras_hub
+
+    from albert_tf.bert import SentencePieceBertTokenizer, load_backbone
+
+    ws = tmp_path / "ws"
+    for stage in ("ingest", "vocab", "pretraining_data"):
+        shutil.copytree(workspace / stage, ws / stage)
+    command = ["pretrain", "--workspace", str(ws), "--architecture", "bert", "--config", "nano",
+               "--batch-size", "8", "--steps", "20", "--checkpoint-every", "10",
+               "--learning-rate", "3e-3", "--warmup-steps", "2", "--eval-instances", "16",
+               "--no-xla"]
+    assert cli.main(command) == 0
+    assert not (ws / "pretrain").exists()  # the ALBERT stage is left alone
+    preset = ws / "pretrain_bert" / "preset"
+    backbone = load_backbone(preset)
+    assert isinstance(backbone, keras_hub.models.BertBackbone)
+    assert backbone.num_layers == 2 and backbone.hidden_dim == 32  # nano's depth and width
+    tokenizer = keras_hub.models.AlbertTokenizer.from_preset(str(preset))
+    assert type(tokenizer) is SentencePieceBertTokenizer
+    history = json.loads((ws / "pretrain_bert" / "metrics.json").read_text())["history"]
+    assert history[-1]["loss"] < history[0]["loss"]
+    # A preset of the other architecture is refused with the option to pass.
+    with pytest.raises(SystemExit, match="--architecture bert"):
+        cli.main(["pretrain", "--workspace", str(ws), "--config", "nano",
+                  "--init-from-preset", str(preset), "--steps", "2", "--no-xla"])

@@ -37,6 +37,23 @@ def nano_preset(tmp_path_factory, spm_model):
     return path
 
 
+@pytest.fixture(scope="module")
+def nano_bert_preset(tmp_path_factory, spm_model):
+    """The BERT equivalent of the nano config over the same vocabulary, as a keras-hub preset."""
+    import keras
+
+    from albert_tf.bert import tokenizer_for
+    from albert_tf.configs import get_config
+
+    keras.utils.set_random_seed(0)
+    tokenizer = tokenizer_for("bert", spm_model)
+    backbone = get_config("nano", vocabulary_size=tokenizer.vocabulary_size()).bert_equivalent()
+    path = tmp_path_factory.mktemp("nano_bert_preset")
+    backbone.save_to_preset(str(path))
+    tokenizer.save_to_preset(str(path))
+    return path
+
+
 def _split(examples: list[Example], name: str, task: str, labels: list[str],
            metrics: tuple[str, ...]) -> Dataset:
     random.Random(0).shuffle(examples)
@@ -191,6 +208,36 @@ def test_aspect_term_tagger_finds_spans_and_reloads(nano_preset, tmp_path):
     spans = tasks.predict_task(tmp_path / "model", data.test)
     for example, found in zip(data.test, spans):
         assert all(0 <= s < e <= len(example.text) for s, e in found)
+
+
+def test_the_bert_equivalent_fine_tunes_and_reloads_as_bert(nano_bert_preset, tmp_path):
+    import keras_hub
+
+    from albert_tf.bert import SentencePieceBertTextClassifierPreprocessor
+    from albert_tf.tagger import BertTokenTagger, TokenTagger
+    from albert_tf.text_tasks import BertTextClassifier, TextClassifier
+
+    data = sentiment_fixture()
+    tasks.train_task(data, nano_bert_preset, tmp_path / "model",
+                     tasks.TaskOptions(epochs=12, **OPTIONS))
+    result = tasks.evaluate_task(tmp_path / "model", data)
+    assert result["accuracy"] >= 0.85, result  # balanced classes: chance is 0.5
+    # keras-hub finds the SentencePiece BERT classes by the preset's backbone class.
+    model = TextClassifier.from_preset(str(tmp_path / "model"), preprocessor=None)
+    assert type(model) is BertTextClassifier
+    assert isinstance(model.backbone, keras_hub.models.BertBackbone)
+    preprocessor = keras_hub.models.AlbertTextClassifierPreprocessor.from_preset(
+        str(tmp_path / "model"))
+    assert type(preprocessor) is SentencePieceBertTextClassifierPreprocessor
+    assert tasks.evaluate_task(tmp_path / "model", data)["accuracy"] == result["accuracy"]
+
+    terms = aspect_terms_fixture()
+    tasks.train_task(terms, nano_bert_preset, tmp_path / "tagger",
+                     tasks.TaskOptions(epochs=2, **OPTIONS))
+    tagger = TokenTagger.from_preset(str(tmp_path / "tagger"), preprocessor=None)
+    assert type(tagger) is BertTokenTagger
+    spans = tasks.predict_task(tmp_path / "tagger", terms.test)
+    assert len(spans) == len(terms.test)
 
 
 def test_class_weights_are_inverse_frequency():

@@ -1,0 +1,58 @@
+"""The BERT equivalent: keras-hub's `BertBackbone` over this project's SentencePiece vocabulary.
+
+"ALBERT vs BERT under the same budget" needs a BERT that sees exactly ALBERT's ids, so it keeps
+the SentencePiece tokenizer (`AlbertTokenizer`) and changes only the encoder. keras-hub's
+`from_preset` picks the tokenizer, preprocessor and task classes by the preset's backbone class
+(`find_subclass`), so a `BertBackbone` preset needs SentencePiece classes that declare
+`backbone_cls = BertBackbone`: these. Import this module before loading such a preset (the task
+modules do).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import keras_hub
+
+
+@keras.saving.register_keras_serializable(package="albert_tf")
+class SentencePieceBertTokenizer(keras_hub.models.AlbertTokenizer):
+    """ALBERT's SentencePiece tokenizer ([CLS], [SEP], [MASK], <pad>) for a `BertBackbone`."""
+
+    backbone_cls = keras_hub.models.BertBackbone
+
+
+@keras.saving.register_keras_serializable(package="albert_tf")
+class SentencePieceBertTextClassifierPreprocessor(
+    keras_hub.models.AlbertTextClassifierPreprocessor
+):
+    """`[CLS] a [SEP] (b [SEP])` packing of ALBERT's tokenizer, for a `BertBackbone`."""
+
+    backbone_cls = keras_hub.models.BertBackbone
+    tokenizer_cls = SentencePieceBertTokenizer
+
+
+ARCHITECTURES = ("albert", "bert")
+
+
+def architecture_of(backbone) -> str:
+    """"albert" or "bert": which of the two encoders `backbone` is."""
+    if isinstance(backbone, keras_hub.models.BertBackbone):
+        return "bert"
+    if isinstance(backbone, keras_hub.models.AlbertBackbone):
+        return "albert"
+    raise TypeError(f"not an ALBERT or BERT backbone: {type(backbone).__name__}")
+
+
+def tokenizer_for(architecture: str, proto: bytes | str | Path, sequence_length=None):
+    """The SentencePiece tokenizer class that saves next to `architecture`'s backbone."""
+    if isinstance(proto, (str, Path)):
+        proto = Path(proto).read_bytes()
+    cls = SentencePieceBertTokenizer if architecture == "bert" else keras_hub.models.AlbertTokenizer
+    return cls(proto=proto, sequence_length=sequence_length)
+
+
+def load_backbone(preset: str | Path, **kwargs):
+    """The ALBERT or BERT backbone of a keras-hub preset folder (the class its config names)."""
+    return keras_hub.models.Backbone.from_preset(str(preset), **kwargs)
