@@ -11,9 +11,11 @@ and the 60-minute targets (MLM >= 25%, SOP >= 85%).
     python benchmarks/pretraining_curve.py                  # 60 minutes, the recipe below
     python benchmarks/pretraining_curve.py --report-only --workspace /tmp/run60
     python benchmarks/pretraining_curve.py --minutes 15 -- --mask-rate 0.15
+    python benchmarks/pretraining_curve.py --architecture bert   # the BERT equivalent, same recipe
 
 Options after `--` go to `opinionrec pretrain` and replace the recipe's. Writes
-benchmarks/results/pretraining_curve.{json,md,png}.
+benchmarks/results/pretraining_curve.{json,md,png}; `--architecture bert` writes
+pretraining_curve_bert.{json,md,png}, with the ALBERT run of pretraining_curve.json beside it.
 """
 
 from __future__ import annotations
@@ -95,7 +97,14 @@ def curve_report(history: list[dict]) -> dict:
                                                     "tokens_per_second")} for h in history]}
 
 
-def sentence_boundary_sop(workspace: Path, limit: int = 1500) -> dict:
+def stage_folder(workspace: Path, architecture: str) -> Path:
+    """The workspace folder `opinionrec pretrain --architecture` writes."""
+    from pipelines.pretrain import stage_name
+
+    return workspace / stage_name(architecture).replace("-", "_")
+
+
+def sentence_boundary_sop(workspace: Path, limit: int = 1500, architecture: str = "albert") -> dict:
     """Held-out SOP accuracy of the run's newest checkpoint on pairs cut at sentence boundaries.
 
     The pretraining data also cuts one-sentence chunks within the sentence, pairs whose order a
@@ -115,7 +124,8 @@ def sentence_boundary_sop(workspace: Path, limit: int = 1500) -> dict:
     ws = Workspace(workspace)
     schema = read_schema(ws.pretraining_data)
     options = {**schema["options"], "split_single_sentences": False}
-    params = json.loads((ws.stage_dir("pretrain") / "run.json").read_text())
+    stage = stage_folder(workspace, architecture)
+    params = json.loads((stage / "run.json").read_text())
     if params.get("teacher") not in (None, "none"):
         raise SystemExit("sentence-boundary SOP: runs with --teacher are not supported")
     docs = [d for d in read_table(ws.docs, DOC_SCHEMA).to_pylist()
@@ -125,10 +135,11 @@ def sentence_boundary_sop(workspace: Path, limit: int = 1500) -> dict:
     pairs = Instances.from_records([r.to_bytes() for r in rows if r.sop_label >= 0][:limit])
     config = get_config(params["config"], vocabulary_size=schema["vocabulary_size"],
                         max_sequence_length=max(params["sequence_length"], 128))
-    pretrainer = AlbertPretrainer(config.build())
+    pretrainer = AlbertPretrainer(config.build() if architecture == "albert"
+                                  else config.bert_equivalent())
     compile_pretrainer(pretrainer, make_optimizer(params["optimizer"], params["learning_rate"],
                                                   1, params["steps"]), jit_compile=False)
-    step = StepCheckpoint.restore(pretrainer, ws.stage_dir("pretrain") / "checkpoints")
+    step = StepCheckpoint.restore(pretrainer, stage / "checkpoints")
     batches = pretraining_batches(pairs, pairs, schema, "bucketed", params["batch_size"],
                                   params["sequence_length"])
     scores = pretrainer.evaluate(batches.held_out, return_dict=True, verbose=0)
@@ -139,6 +150,16 @@ def markdown(report: dict, command: str) -> str:
     pct = (lambda v: "" if v is None else f"{100 * v:.1f}%")
     rows = [[r["minutes"], pct(r["mlm_accuracy"]), pct(r["reference_mlm_accuracy"]),
              pct(r["sop_accuracy"]), pct(r["reference_sop_accuracy"])] for r in report["curve"]]
+    headers = ["minutes", "held-out MLM", "reference MLM", "held-out SOP", "reference SOP"]
+    albert = report.get("albert")
+    if albert:  # a BERT run: ALBERT's run of the same recipe beside it
+        at = {r["minutes"]: r for r in albert["curve"]}
+        for row, r in zip(rows, report["curve"]):
+            theirs = at.get(r["minutes"], {})
+            row[2:2] = [pct(theirs.get("mlm_accuracy"))]
+            row.insert(5, pct(theirs.get("sop_accuracy")))
+        headers = ["minutes", "BERT MLM", "ALBERT MLM", "reference MLM", "BERT SOP",
+                   "ALBERT SOP", "reference SOP"]
     final = report["final"]
     boundary = report.get("sentence_boundary_sop")
     boundary_text = "" if not boundary else (
@@ -146,15 +167,19 @@ def markdown(report: dict, command: str) -> str:
         f"a sentence), SOP at step {boundary['step']}: {pct(boundary['sop_accuracy'])}.")
     return "\n\n".join([
         f"`{command}`",
-        markdown_table(["minutes", "held-out MLM", "reference MLM", "held-out SOP",
-                        "reference SOP"], rows),
+        markdown_table(headers, rows),
         f"Last checkpoint: step {final['step']} at {final['minutes']} min, MLM "
         f"{pct(final['mlm_accuracy'])}, SOP {pct(final['sop_accuracy'])}; median "
         f"{report['median_tokens_per_s'] or 0:,.0f} real tokens/s. Beats the reference at every "
         f"point: MLM {report['beats_reference']['mlm_accuracy']}, SOP "
         f"{report['beats_reference']['sop_accuracy']}. 60-minute targets (MLM >= 25%, SOP >= "
         f"85%) met: MLM {report['meets_60_minute_targets']['mlm_accuracy']}, SOP "
-        f"{report['meets_60_minute_targets']['sop_accuracy']}.{boundary_text}",
+        f"{report['meets_60_minute_targets']['sop_accuracy']}.{boundary_text}"
+        + ("" if not albert else
+           f" ALBERT's run (commit {albert['commit']}): step {albert['final']['step']} at "
+           f"{albert['final']['minutes']} min, MLM {pct(albert['final']['mlm_accuracy'])}, SOP "
+           f"{pct(albert['final']['sop_accuracy'])}; median "
+           f"{albert['median_tokens_per_s'] or 0:,.0f} real tokens/s."),
     ])
 
 
@@ -169,7 +194,11 @@ def plot(report: dict, path: Path) -> None:
     for ax, key, title in ((axes[0], "mlm_accuracy", "held-out MLM accuracy"),
                            (axes[1], "sop_accuracy", "held-out SOP accuracy")):
         ax.plot([c["wall_s"] / 60 for c in checkpoints], [c["val_" + key] for c in checkpoints],
-                marker=".", label="this run")
+                marker=".", label=report.get("architecture", "this run"))
+        if report.get("albert"):
+            theirs = report["albert"]["checkpoints"]
+            ax.plot([c["wall_s"] / 60 for c in theirs], [c["val_" + key] for c in theirs],
+                    marker=".", label="albert (same recipe)")
         ref = REFERENCE[key]
         ax.plot(list(ref), list(ref.values()), "s--", label="reference (plain recipe)")
         ax.axhline(TARGET_60[key], color="grey", linestyle=":", label="60-minute target")
@@ -196,15 +225,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sentence-boundary-sop", action="store_true",
                         help="skip evaluating the last checkpoint on held-out pairs cut at "
                         "sentence boundaries only")
+    parser.add_argument("--architecture", choices=["albert", "bert"], default="albert",
+                        help="bert: the BERT equivalent (`pretrain --architecture bert`), "
+                        "reported beside ALBERT's pretraining_curve.json (default: %(default)s)")
     args = parser.parse_args(argv[:split])
     overrides = argv[split + 1:]
 
     workspace = Path(args.workspace) if args.workspace else ensure_real_corpus(DEFAULT_WORKSPACE)
     options = merged_options(RECIPE, overrides)
+    if args.architecture != "albert":
+        options = [*options, "--architecture", args.architecture]
+    name = NAME if args.architecture == "albert" else f"{NAME}_{args.architecture}"
+    stage = stage_folder(workspace, args.architecture)
     command = ["opinionrec", "pretrain", "--workspace", str(workspace), *options,
                "--max-minutes", f"{args.minutes:g}"]
     if args.report_only:
-        run_file = workspace / "pretrain" / "run.json"
+        run_file = stage / "run.json"
         command = ["(report of)", str(run_file)]
         if run_file.exists():
             command.append(run_file.read_text().strip())
@@ -212,18 +248,24 @@ def main(argv: list[str] | None = None) -> int:
         print(" ".join(command), flush=True)
         subprocess.run([sys.executable, "-m", "pipelines.cli", *command[1:]], check=True,
                        cwd=Path(__file__).resolve().parents[1])
-    history_file = workspace / "pretrain" / "logs" / "history.jsonl"
+    history_file = stage / "logs" / "history.jsonl"
     if not history_file.exists():
         raise SystemExit(f"{history_file}: no pretraining history; run without --report-only")
     history = [json.loads(line) for line in history_file.read_text().splitlines() if line]
-    report = curve_report(history)
+    report = {"architecture": args.architecture, **curve_report(history)}
     if not args.no_sentence_boundary_sop:
-        report["sentence_boundary_sop"] = sentence_boundary_sop(workspace)
+        report["sentence_boundary_sop"] = sentence_boundary_sop(
+            workspace, architecture=args.architecture)
+    albert_results = RESULTS / f"{NAME}.json"
+    if args.architecture != "albert" and albert_results.exists():
+        report["albert"] = {k: v for k, v in json.loads(albert_results.read_text()).items()
+                            if k in ("commit", "date", "curve", "final", "checkpoints",
+                                     "median_tokens_per_s", "sentence_boundary_sop")}
     text = markdown(report, " ".join(command))
     print(text)
-    path = write_results(NAME, report, text)
-    plot(report, RESULTS / f"{NAME}.png")
-    print(f"wrote {path}, {path.with_suffix('.md')} and {RESULTS / (NAME + '.png')}")
+    path = write_results(name, report, text)
+    plot(report, RESULTS / f"{name}.png")
+    print(f"wrote {path}, {path.with_suffix('.md')} and {RESULTS / (name + '.png')}")
     return 0
 
 

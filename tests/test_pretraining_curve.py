@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.pretraining_curve import at_minutes, curve_report, merged_options
+from benchmarks.pretraining_curve import at_minutes, curve_report, markdown, merged_options
 
 
 def test_overrides_replace_the_recipe_options_and_flags_are_kept():
@@ -33,3 +33,21 @@ def test_the_report_beats_the_reference_only_at_every_point():
     assert weak["meets_60_minute_targets"] == {"mlm_accuracy": False, "sop_accuracy": False}
     assert weak["median_tokens_per_s"] == 2000.0
     assert [r["minutes"] for r in weak["curve"]] == [5, 10, 15, 22, 30, 45, 60]
+
+
+def test_a_bert_report_puts_albert_of_the_same_recipe_beside_each_point():
+    def run(mlm):
+        return [{"wall_s": 60 * m, "step": 100 * m, "val_mlm_accuracy": mlm(m),
+                 "val_sop_accuracy": 0.5, "tokens_per_second": 2000.0} for m in range(1, 62)]
+
+    bert = {"architecture": "bert", **curve_report(run(lambda m: 0.002 * m))}
+    bert["albert"] = {"commit": "abc1234", **curve_report(run(lambda m: 0.003 * m))}
+    text = markdown(bert, "opinionrec pretrain --architecture bert")
+    header = next(line for line in text.splitlines() if line.startswith("| minutes"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "minutes", "BERT MLM", "ALBERT MLM", "reference MLM", "BERT SOP", "ALBERT SOP",
+        "reference SOP"]
+    row_30 = next(line for line in text.splitlines() if line.startswith("| 30 "))
+    assert [c.strip() for c in row_30.strip("|").split("|")] == [
+        "30", "6.0%", "9.0%", "", "50.0%", "50.0%", ""]
+    assert "ALBERT's run (commit abc1234)" in text
