@@ -33,6 +33,14 @@ def test_the_report_beats_the_reference_only_at_every_point():
     assert weak["meets_60_minute_targets"] == {"mlm_accuracy": False, "sop_accuracy": False}
     assert weak["median_tokens_per_s"] == 2000.0
     assert [r["minutes"] for r in weak["curve"]] == [5, 10, 15, 22, 30, 45, 60]
+    # A run that reaches a goal before its schedule ends early (48 minutes) meets it; a goal
+    # reached only after 60 minutes does not count.
+    early = curve_report(run(lambda m: 0.3, lambda m: 0.5)[:48])
+    assert early["meets_60_minute_targets"] == {"mlm_accuracy": True, "sop_accuracy": False}
+    late = curve_report(run(lambda m: 0.3 if m > 61 else 0.2, lambda m: 0.9 if m > 61 else 0.5)
+                        + [{"wall_s": 62 * 60, "step": 6200, "val_mlm_accuracy": 0.3,
+                            "val_sop_accuracy": 0.9}])
+    assert late["meets_60_minute_targets"] == {"mlm_accuracy": False, "sop_accuracy": False}
 
 
 def test_a_bert_report_puts_albert_of_the_same_recipe_beside_each_point():
