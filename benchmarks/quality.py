@@ -115,6 +115,18 @@ def run_topics(model: str, preset: Path | None, name: str) -> dict:
     return evaluate_topics(name, preset=str(preset), embedding="albert")
 
 
+def build_plan(datasets, models, skipped, topics: bool = True,
+               topics_only: bool = False) -> list[tuple[str, str, str]]:
+    """(dataset, "task" | "topics", model) runs: every fine-tune and baseline first, then the
+    (cheaper, less central) topic runs on the news sets; `topics_only` keeps only those."""
+    plan = [] if topics_only else [(name, "task", m) for name in datasets for m in models
+                                   if m not in skipped]
+    if topics or topics_only:
+        plan += [(name, "topics", m) for name in datasets if name in TOPIC_DATASETS
+                 for m in (*ENCODERS, "tfidf") if m in models and m not in skipped]
+    return plan
+
+
 def _pct(value) -> str:
     return f"{100 * value:.2f}" if isinstance(value, float) else "—"
 
@@ -196,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="steps between dev evaluations (early stopping)")
     parser.add_argument("--no-topics", dest="topics", action="store_false",
                         help="skip the unsupervised-topic evaluation of the news sets")
+    parser.add_argument("--topics-only", action="store_true",
+                        help="run only the unsupervised-topic evaluation of the news sets")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK,
                         help="where the fine-tuned model folders go (default: %(default)s)")
     parser.add_argument("--results", type=Path, default=RESULTS,
@@ -249,11 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                   "and wall time.\n\n")
         (args.results / "quality.md").write_text(header + markdown(results, skipped) + "\n")
 
-    # Every fine-tune and baseline first, then the (cheaper, less central) topic runs.
-    plan = [(name, "task", m) for name in args.datasets for m in args.models if m not in skipped]
-    plan += [(name, "topics", m) for name in args.datasets if args.topics
-             and name in TOPIC_DATASETS for m in (*ENCODERS, "tfidf")
-             if m in args.models and m not in skipped]
+    plan = build_plan(args.datasets, args.models, skipped, args.topics, args.topics_only)
     loaded: dict[str, object] = {}
     for name, kind, model in plan:
         if name not in loaded:

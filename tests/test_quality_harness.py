@@ -67,3 +67,13 @@ def test_measured_speed_leaves_out_the_compiling_chunk(tmp_path):
     (logs / "history.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     assert quality.measured_speed(tmp_path) == 2100.0
     assert quality.measured_speed(tmp_path / "missing") is None
+
+
+def test_the_plan_runs_tasks_first_and_topics_only_on_news_sets():
+    plan = quality.build_plan(["sst2", "bbc"], ["bert", "tfidf"], {})
+    assert plan == [("sst2", "task", "bert"), ("sst2", "task", "tfidf"), ("bbc", "task", "bert"),
+                    ("bbc", "task", "tfidf"), ("bbc", "topics", "bert"), ("bbc", "topics", "tfidf")]
+    assert quality.build_plan(["sst2", "bbc"], ["bert", "tfidf"], {"bert": "no preset"},
+                              topics_only=True) == [("bbc", "topics", "tfidf")]
+    plan = quality.build_plan(["bbc"], ["lexicon"], {}, topics=False)
+    assert plan == [("bbc", "task", "lexicon")]
