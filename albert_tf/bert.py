@@ -33,24 +33,24 @@ class SentencePieceBertTextClassifierPreprocessor(
     tokenizer_cls = SentencePieceBertTokenizer
 
 
-ARCHITECTURES = ("albert", "bert")
+BACKBONES = {"albert": keras_hub.models.AlbertBackbone, "bert": keras_hub.models.BertBackbone}
 
 
 def architecture_of(backbone) -> str:
     """"albert" or "bert": which of the two encoders `backbone` is."""
-    if isinstance(backbone, keras_hub.models.BertBackbone):
-        return "bert"
-    if isinstance(backbone, keras_hub.models.AlbertBackbone):
-        return "albert"
+    for name, cls in BACKBONES.items():
+        if type(backbone) is cls:
+            return name
     raise TypeError(f"not an ALBERT or BERT backbone: {type(backbone).__name__}")
 
 
-def tokenizer_for(architecture: str, proto: bytes | str | Path, sequence_length=None):
-    """The SentencePiece tokenizer class that saves next to `architecture`'s backbone."""
-    if isinstance(proto, (str, Path)):
-        proto = Path(proto).read_bytes()
-    cls = SentencePieceBertTokenizer if architecture == "bert" else keras_hub.models.AlbertTokenizer
-    return cls(proto=proto, sequence_length=sequence_length)
+def matching_class(cls, backbone_cls):
+    """`cls`, or its subclass declaring `backbone_cls = backbone_cls`: keras-hub's own pairing,
+    so that what is built for a backbone loads back through `cls.from_preset`."""
+    for candidate in (cls, *cls.__subclasses__()):
+        if candidate.backbone_cls is backbone_cls:
+            return candidate
+    raise TypeError(f"no {cls.__name__} for {backbone_cls.__name__}")
 
 
 def load_backbone(preset: str | Path, **kwargs):

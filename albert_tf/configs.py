@@ -61,6 +61,12 @@ class AlbertConfig:
 
         return keras_hub.models.BertBackbone(**self.bert_equivalent_kwargs(), dtype=dtype)
 
+    def build_for(self, architecture: str, dtype=None):
+        """`build()` for "albert", `bert_equivalent()` for "bert" (`pretrain --architecture`)."""
+        if architecture not in ("albert", "bert"):
+            raise ValueError(f"architecture must be albert or bert, not {architecture!r}")
+        return self.build(dtype) if architecture == "albert" else self.bert_equivalent(dtype)
+
     def bert_equivalent_kwargs(self) -> dict:
         """Keyword arguments for `keras_hub.models.BertBackbone` of the same depth and width."""
         return {

@@ -14,7 +14,6 @@ import keras
 import keras_hub
 import numpy as np
 
-from albert_tf.bert import architecture_of
 from albert_tf.heads import ClassificationHead
 from albert_tf.spans import (
     BEGIN,
@@ -39,7 +38,7 @@ class TokenTagger(keras_hub.models.Task):
 
     Args:
         backbone: a `keras_hub.models.AlbertBackbone` (`BertTokenTagger` takes the BERT
-            equivalent; `token_tagger_for` picks the class).
+            equivalent; `albert_tf.bert.matching_class` picks the class).
         preprocessor: optional keras-hub preprocessor (inputs usually come from
             `encode_for_tagging`).
         num_tags: tags per token (`len(TAGS)`: O, B, I).
@@ -88,13 +87,6 @@ class BertTokenTagger(TokenTagger):
     """`TokenTagger` on the BERT equivalent (`albert_tf.bert`), for ALBERT-vs-BERT runs."""
 
     backbone_cls = keras_hub.models.BertBackbone
-
-
-def token_tagger_for(backbone, **kwargs) -> TokenTagger:
-    """A `TokenTagger` (ALBERT) or `BertTokenTagger` for `backbone`, so that the saved folder
-    loads back through `TokenTagger.from_preset`."""
-    cls = BertTokenTagger if architecture_of(backbone) == "bert" else TokenTagger
-    return cls(backbone, **kwargs)
 
 
 def compile_tagger(model: TokenTagger, optimizer, jit_compile: bool = True) -> None:

@@ -21,7 +21,7 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
-from albert_tf.bert import SentencePieceBertTextClassifierPreprocessor, architecture_of
+from albert_tf.bert import SentencePieceBertTextClassifierPreprocessor, matching_class
 from albert_tf.heads import ClassificationHead, MaskedMeanPooling
 
 log = logging.getLogger("opinionrec")
@@ -33,7 +33,7 @@ class TextClassifier(keras_hub.models.Task):
 
     Args:
         backbone: a `keras_hub.models.AlbertBackbone` (`BertTextClassifier` takes the BERT
-            equivalent; `text_classifier_for` picks the class).
+            equivalent; `albert_tf.bert.matching_class` picks the class).
         num_classes: output classes.
         preprocessor: optional keras-hub preprocessor (tokenization usually runs in tf.data).
         dropout: dropout before the classifier.
@@ -78,13 +78,6 @@ class BertTextClassifier(TextClassifier):
 
     backbone_cls = keras_hub.models.BertBackbone
     preprocessor_cls = SentencePieceBertTextClassifierPreprocessor
-
-
-def text_classifier_for(backbone, num_classes: int, **kwargs) -> TextClassifier:
-    """A `TextClassifier` (ALBERT) or `BertTextClassifier` for `backbone`, so that the saved
-    folder loads back through `TextClassifier.from_preset`."""
-    cls = BertTextClassifier if architecture_of(backbone) == "bert" else TextClassifier
-    return cls(backbone, num_classes=num_classes, **kwargs)
 
 
 def compile_text_classifier(model: keras.Model, optimizer, jit_compile: bool = True) -> None:
@@ -266,7 +259,5 @@ def fine_tune_classifier(
 def make_pair_preprocessor(tokenizer, sequence_length: int):
     """keras-hub's ALBERT classifier preprocessor (single texts and (text, pair) tuples); its
     BERT-equivalent subclass for a `SentencePieceBertTokenizer`."""
-    cls = keras_hub.models.AlbertTextClassifierPreprocessor
-    if tokenizer.backbone_cls is keras_hub.models.BertBackbone:
-        cls = SentencePieceBertTextClassifierPreprocessor
+    cls = matching_class(keras_hub.models.AlbertTextClassifierPreprocessor, tokenizer.backbone_cls)
     return cls(tokenizer=tokenizer, sequence_length=sequence_length)

@@ -57,10 +57,15 @@ def train_sentencepiece(
     return output_path
 
 
-def load_tokenizer(proto: Path | str | bytes, sequence_length: int | None = None):
-    """A keras-hub `AlbertTokenizer` over a SentencePiece proto (path or bytes)."""
+def load_tokenizer(proto: Path | str | bytes, sequence_length: int | None = None,
+                   architecture: str = "albert"):
+    """A keras-hub `AlbertTokenizer` over a SentencePiece proto (path or bytes); with
+    `architecture="bert"`, its subclass that saves next to the BERT equivalent."""
     import keras_hub
+
+    from albert_tf.bert import BACKBONES, matching_class
 
     if isinstance(proto, (str, Path)):
         proto = Path(proto).read_bytes()
-    return keras_hub.models.AlbertTokenizer(proto=proto, sequence_length=sequence_length)
+    cls = matching_class(keras_hub.models.AlbertTokenizer, BACKBONES[architecture])
+    return cls(proto=proto, sequence_length=sequence_length)

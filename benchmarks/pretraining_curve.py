@@ -101,8 +101,9 @@ def curve_report(history: list[dict]) -> dict:
 def stage_folder(workspace: Path, architecture: str) -> Path:
     """The workspace folder `opinionrec pretrain --architecture` writes."""
     from pipelines.pretrain import stage_name
+    from pipelines.workspace import Workspace
 
-    return workspace / stage_name(architecture).replace("-", "_")
+    return Workspace(workspace).stage_dir(stage_name(architecture))
 
 
 def sentence_boundary_sop(workspace: Path, limit: int = 1500, architecture: str = "albert") -> dict:
@@ -136,8 +137,7 @@ def sentence_boundary_sop(workspace: Path, limit: int = 1500, architecture: str 
     pairs = Instances.from_records([r.to_bytes() for r in rows if r.sop_label >= 0][:limit])
     config = get_config(params["config"], vocabulary_size=schema["vocabulary_size"],
                         max_sequence_length=max(params["sequence_length"], 128))
-    pretrainer = AlbertPretrainer(config.build() if architecture == "albert"
-                                  else config.bert_equivalent())
+    pretrainer = AlbertPretrainer(config.build_for(architecture))
     compile_pretrainer(pretrainer, make_optimizer(params["optimizer"], params["learning_rate"],
                                                   1, params["steps"]), jit_compile=False)
     step = StepCheckpoint.restore(pretrainer, stage / "checkpoints")
@@ -149,18 +149,16 @@ def sentence_boundary_sop(workspace: Path, limit: int = 1500, architecture: str 
 
 def markdown(report: dict, command: str) -> str:
     pct = (lambda v: "" if v is None else f"{100 * v:.1f}%")
-    rows = [[r["minutes"], pct(r["mlm_accuracy"]), pct(r["reference_mlm_accuracy"]),
-             pct(r["sop_accuracy"]), pct(r["reference_sop_accuracy"])] for r in report["curve"]]
-    headers = ["minutes", "held-out MLM", "reference MLM", "held-out SOP", "reference SOP"]
-    albert = report.get("albert")
-    if albert:  # a BERT run: ALBERT's run of the same recipe beside it
-        at = {r["minutes"]: r for r in albert["curve"]}
+    albert = report.get("albert")  # a BERT run: ALBERT's run of the same recipe beside it
+    runs = {"held-out": report["curve"]} if not albert else \
+        {"BERT": report["curve"], "ALBERT": albert["curve"]}
+    at = {name: {r["minutes"]: r for r in curve} for name, curve in runs.items()}
+    headers, rows = ["minutes"], [[r["minutes"]] for r in report["curve"]]
+    for key, label in (("mlm_accuracy", "MLM"), ("sop_accuracy", "SOP")):
+        headers += [f"{name} {label}" for name in runs] + [f"reference {label}"]
         for row, r in zip(rows, report["curve"]):
-            theirs = at.get(r["minutes"], {})
-            row[2:2] = [pct(theirs.get("mlm_accuracy"))]
-            row.insert(5, pct(theirs.get("sop_accuracy")))
-        headers = ["minutes", "BERT MLM", "ALBERT MLM", "reference MLM", "BERT SOP",
-                   "ALBERT SOP", "reference SOP"]
+            row += [pct(at[name].get(r["minutes"], {}).get(key)) for name in runs]
+            row.append(pct(r["reference_" + key]))
     final = report["final"]
     boundary = report.get("sentence_boundary_sop")
     boundary_text = "" if not boundary else (

@@ -178,7 +178,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     import keras
     import keras_hub
 
-    from albert_tf.bert import architecture_of, load_backbone, tokenizer_for
+    from albert_tf.bert import architecture_of, load_backbone
     from albert_tf.configs import get_config
     from albert_tf.distribute import (
         is_chief,
@@ -188,6 +188,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     )
     from albert_tf.instances import load_instances, pretraining_batches, read_schema
     from albert_tf.pretraining import AlbertPretrainer, compile_pretrainer
+    from albert_tf.tokenizer import load_tokenizer
     from albert_tf.training import fit_resumable, make_optimizer, read_history
 
     try:  # before any TensorFlow op: collectives are configured at program start
@@ -232,7 +233,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         if args.init_from_preset:
             tokenizer = keras_hub.models.AlbertTokenizer.from_preset(args.init_from_preset)
         else:
-            tokenizer = tokenizer_for(args.architecture, ws.spm_model)
+            tokenizer = load_tokenizer(ws.spm_model, architecture=args.architecture)
         if _proto_sha256(tokenizer, args.init_from_preset) != schema["spm_model"]["sha256"]:
             source = (f"{args.init_from_preset}/assets/tokenizer/vocabulary.spm"
                       if args.init_from_preset else str(ws.spm_model))
@@ -263,8 +264,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         else:
             config = get_config(args.config, vocabulary_size=tokenizer.vocabulary_size(),
                                 max_sequence_length=max(sequence_length, 128))
-            backbone = config.build() if args.architecture == "albert" else \
-                config.bert_equivalent()
+            backbone = config.build_for(args.architecture)
         if not 0 < args.mask_rate < 1:
             raise SystemExit(f"pretrain: --mask-rate must be in (0, 1), not {args.mask_rate}")
         use_teacher = args.teacher == "minilm"

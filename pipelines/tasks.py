@@ -187,8 +187,9 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
 def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options, task):
     import numpy as np
 
+    from albert_tf.bert import matching_class
     from albert_tf.text_tasks import (
-        fine_tune_classifier, predict_logits, softmax, text_classifier_for, text_dataset,
+        TextClassifier, fine_tune_classifier, predict_logits, softmax, text_dataset,
     )
     from pipelines.quality import metrics
 
@@ -196,7 +197,8 @@ def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options
     labels = list(dataset.labels)
     in_scope_dev = [e for e in dev if e.label in labels]
     pairs = TASKS[task] == "aspect_polarity"
-    model = text_classifier_for(backbone, num_classes=len(labels))
+    # The subclass for this backbone (ALBERT or BERT), so the folder loads back as it was built.
+    model = matching_class(TextClassifier, type(backbone))(backbone, num_classes=len(labels))
     dev_y = np.asarray(_label_ids(in_scope_dev, labels))
 
     def dev_score(y, logits):  # macro-F1 where classes are unbalanced, else accuracy
@@ -237,9 +239,8 @@ def _train_tagger(backbone, proto, train, dev, sequence_length, work, options) -
 
     from albert_tf.pretraining import example_order
     from albert_tf.spans import PieceAligner
-    from albert_tf.tagger import (
-        compile_tagger, encode_for_tagging, predict_spans, token_tagger_for,
-    )
+    from albert_tf.bert import matching_class
+    from albert_tf.tagger import TokenTagger, compile_tagger, encode_for_tagging, predict_spans
     from albert_tf.text_tasks import KeepBest
     from albert_tf.training import fit_resumable, make_optimizer
     from pipelines.quality import metrics
@@ -247,7 +248,7 @@ def _train_tagger(backbone, proto, train, dev, sequence_length, work, options) -
     aligner = PieceAligner(proto)
     encoded = encode_for_tagging(aligner, [e.text for e in train], [list(e.spans) for e in train],
                                  sequence_length)
-    model = token_tagger_for(backbone)
+    model = matching_class(TokenTagger, type(backbone))(backbone)
     total_steps = planned_steps(options, len(train), sequence_length)
     optimizer = make_optimizer("adamw", options.learning_rate, max(1, total_steps // 10),
                                total_steps)

@@ -42,11 +42,11 @@ def nano_bert_preset(tmp_path_factory, spm_model):
     """The BERT equivalent of the nano config over the same vocabulary, as a keras-hub preset."""
     import keras
 
-    from albert_tf.bert import tokenizer_for
     from albert_tf.configs import get_config
+    from albert_tf.tokenizer import load_tokenizer
 
     keras.utils.set_random_seed(0)
-    tokenizer = tokenizer_for("bert", spm_model)
+    tokenizer = load_tokenizer(spm_model, architecture="bert")
     backbone = get_config("nano", vocabulary_size=tokenizer.vocabulary_size()).bert_equivalent()
     path = tmp_path_factory.mktemp("nano_bert_preset")
     backbone.save_to_preset(str(path))
