@@ -167,3 +167,25 @@ def test_preset_round_trip_gives_identical_outputs(spm_model, tmp_path):
     np.testing.assert_allclose(
         backbone(x)["sequence_output"].numpy(), loaded(x)["sequence_output"].numpy(), atol=1e-6
     )
+
+
+def test_float32_copy_of_a_mixed_bfloat16_backbone_has_its_weights_in_float32():
+    import numpy as np
+
+    from albert_tf.configs import get_config
+    from pipelines.pretrain import float32_copy
+
+    config = get_config("nano", vocabulary_size=100)
+    plain = config.build()
+    assert float32_copy(plain) is plain
+    mixed = config.build("mixed_bfloat16")
+    twin = float32_copy(mixed)
+    assert twin.dtype_policy.name == "float32" and mixed.dtype_policy.name == "mixed_bfloat16"
+    for a, b in zip(mixed.get_weights(), twin.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    x = {"token_ids": np.array([[2, 7, 9, 3, 0]]), "segment_ids": np.zeros([1, 5], "int32"),
+         "padding_mask": np.array([[1, 1, 1, 1, 0]])}
+    out_mixed = np.asarray(mixed(x)["sequence_output"], "float32")
+    out_twin = np.asarray(twin(x)["sequence_output"])
+    assert out_twin.dtype == np.float32
+    np.testing.assert_allclose(out_twin, out_mixed, atol=0.1)  # bf16 has ~3 significant digits

@@ -146,3 +146,31 @@ def test_pretrain_architecture_bert_trains_the_bert_equivalent_beside_albert(wor
     with pytest.raises(SystemExit, match="--architecture bert"):
         cli.main(["pretrain", "--workspace", str(ws), "--config", "nano",
                   "--init-from-preset", str(preset), "--steps", "2", "--no-xla"])
+
+
+def test_pretrain_in_mixed_bfloat16_trains_without_xla_and_saves_a_float32_preset(workspace,
+                                                                                 tmp_path):
+    import numpy as np
+
+    from albert_tf.bert import load_backbone
+
+    ws = prepared_copy(workspace, tmp_path / "ws")
+    command = ["pretrain", "--workspace", str(ws), "--config", "nano", "--batch-size", "8",
+               "--steps", "20", "--checkpoint-every", "10", "--learning-rate", "3e-3",
+               "--warmup-steps", "2", "--eval-instances", "16", "--dtype", "mixed_bfloat16"]
+    assert cli.main(command) == 0
+    stage = json.loads((ws / "pretrain" / "_stage.json").read_text())
+    assert stage["params"]["dtype"] == "mixed_bfloat16"
+    history = json.loads((ws / "pretrain" / "metrics.json").read_text())["history"]
+    assert history[-1]["loss"] < history[0]["loss"]
+    backbone = load_backbone(ws / "pretrain" / "preset")
+    assert backbone.dtype_policy.name == "float32"  # fine-tunes in float32 by default
+    # The preset holds trained weights, not the initial ones the same seed builds.
+    import keras
+
+    from albert_tf.configs import get_config
+
+    keras.utils.set_random_seed(0)
+    initial = get_config("nano", vocabulary_size=backbone.vocabulary_size).build()
+    assert [w.shape for w in initial.get_weights()] == [w.shape for w in backbone.get_weights()]
+    assert not np.allclose(backbone.get_weights()[0], initial.get_weights()[0])
