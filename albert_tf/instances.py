@@ -145,8 +145,9 @@ def load_instances(directory: str | Path, split: str) -> Instances:
 
 
 def mask_generator_from_schema(schema: Mapping, sequence_length: int | None = None,
-                               mask_selection_rate: float = 0.15):
-    """The masker for instances of this schema: special tokens are never masked."""
+                               mask_selection_rate: float = 0.15, max_ngram: int = 1):
+    """The masker for instances of this schema: special tokens are never masked; spans of up
+    to `max_ngram` tokens with `max_ngram` > 1."""
     special = schema["special_token_ids"]
     return make_mask_generator(
         vocabulary_size=schema["vocabulary_size"],
@@ -154,6 +155,7 @@ def mask_generator_from_schema(schema: Mapping, sequence_length: int | None = No
         unselectable_token_ids=sorted(set(special.values())),
         sequence_length=sequence_length or schema["sequence_length"],
         mask_selection_rate=mask_selection_rate,
+        max_ngram=max_ngram,
     )
 
 
@@ -434,9 +436,9 @@ def bucketed_dataset(
 
 
 def bucket_maskers(schema: Mapping, sequence_length: int, mask_selection_rate: float = 0.15,
-                   smallest_bucket: int = 16) -> dict[int, object]:
+                   smallest_bucket: int = 16, max_ngram: int = 1) -> dict[int, object]:
     """One masker per bucket length, each with a mask count that fits its length."""
-    return {length: mask_generator_from_schema(schema, length, mask_selection_rate)
+    return {length: mask_generator_from_schema(schema, length, mask_selection_rate, max_ngram)
             for length in bucket_lengths(sequence_length, smallest_bucket)}
 
 
@@ -476,11 +478,13 @@ def pretraining_batches(
     static_sop: bool = False,
     train_teacher: tuple[np.ndarray, np.ndarray] | None = None,
     held_out_teacher: tuple[np.ndarray, np.ndarray] | None = None,
+    max_ngram: int = 1,
 ) -> PretrainingBatches:
     """Training and held-out batches, `"bucketed"` (by length, `batch_size x sequence_length`
     token slots per step; SOP swaps redrawn every epoch unless `static_sop`) or `"padded"` (every
-    instance padded to `sequence_length`). Training masks `mask_rate` of the tokens; held-out
-    batches always mask 15%, so accuracies compare across runs. Teacher targets need buckets."""
+    instance padded to `sequence_length`). Training masks `mask_rate` of the tokens, in spans of
+    up to `max_ngram` tokens (ALBERT's n-gram masking); held-out batches always mask 15% of the
+    tokens one by one, so accuracies compare across runs. Teacher targets need buckets."""
     if batching not in ("bucketed", "padded"):
         raise ValueError(f"`batching` must be 'bucketed' or 'padded'. Received: {batching!r}")
     if (train_teacher is not None or held_out_teacher is not None) and batching != "bucketed":
@@ -489,7 +493,7 @@ def pretraining_batches(
     pad_id = schema["special_token_ids"]["pad"]
     batch_tokens = batch_size * sequence_length
     if batching == "bucketed":
-        maskers = bucket_maskers(schema, sequence_length, mask_rate)
+        maskers = bucket_maskers(schema, sequence_length, mask_rate, max_ngram=max_ngram)
         eval_ds = bucketed_dataset(
             held_out, bucket_maskers(schema, sequence_length), batch_tokens, sequence_length,
             pad_id, shuffle=False, teacher=held_out_teacher) if len(held_out) else None
@@ -501,7 +505,7 @@ def pretraining_batches(
                                     teacher=train_teacher)
         buckets = bucket_lengths(sequence_length)
     else:
-        masker = mask_generator_from_schema(schema, sequence_length, mask_rate)
+        masker = mask_generator_from_schema(schema, sequence_length, mask_rate, max_ngram)
         eval_ds = instance_dataset(
             held_out, mask_generator_from_schema(schema, sequence_length), batch_size,
             sequence_length, pad_id, shuffle=False) if len(held_out) else None

@@ -51,10 +51,20 @@ def make_mask_generator(
     unselectable_token_ids: Sequence[int],
     sequence_length: int,
     mask_selection_rate: float = 0.15,
-) -> keras_hub.layers.MaskedLMMaskGenerator:
+    max_ngram: int = 1,
+):
     """keras-hub's dynamic masking, as in BERT: 15% of the tokens, of which 80% become [MASK],
     10% a random token and 10% stay; special tokens are never selected. Runs in tf.data, so each
-    epoch masks other tokens."""
+    epoch masks other tokens. `max_ngram` > 1 masks spans instead (`NgramMaskGenerator`)."""
+    if max_ngram > 1:
+        return NgramMaskGenerator(
+            vocabulary_size=vocabulary_size,
+            mask_selection_rate=mask_selection_rate,
+            mask_token_id=mask_token_id,
+            mask_selection_length=mask_selection_length(sequence_length, mask_selection_rate),
+            unselectable_token_ids=unselectable_token_ids,
+            max_ngram=max_ngram,
+        )
     return keras_hub.layers.MaskedLMMaskGenerator(
         vocabulary_size=vocabulary_size,
         mask_selection_rate=mask_selection_rate,
@@ -62,6 +72,106 @@ def make_mask_generator(
         mask_selection_length=mask_selection_length(sequence_length, mask_selection_rate),
         unselectable_token_ids=list(unselectable_token_ids),
     )
+
+
+def ngram_probabilities(max_ngram: int) -> np.ndarray:
+    """ALBERT's span lengths: p(n) = (1/n) / sum_k (1/k) for n = 1..max_ngram."""
+    inverse = 1.0 / np.arange(1, max_ngram + 1)
+    return inverse / inverse.sum()
+
+
+def span_start_rate(mask_selection_rate: float, max_ngram: int) -> float:
+    """The per-token probability of starting a span such that, with spans overlapping freely,
+    the expected share of covered tokens is `mask_selection_rate` (away from row ends).
+
+    A token is covered unless no span of length > k starts k tokens before it, for every k:
+    1 - prod_k (1 - r P(n > k)) = rate, solved for r by bisection."""
+    longer = ngram_probabilities(max_ngram)[::-1].cumsum()[::-1]  # P(n > k), k = 0..max-1
+
+    def coverage(r: float) -> float:
+        return 1.0 - float(np.prod(1.0 - r * longer))
+
+    low, high = 0.0, 1.0  # coverage(1) = 1: a span starts at every token
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if coverage(middle) < mask_selection_rate else (low, middle)
+    return (low + high) / 2
+
+
+class NgramMaskGenerator:
+    """ALBERT's n-gram masking (Lan et al. 2020, after SpanBERT): spans of n consecutive pieces,
+    n <= `max_ngram` with p(n) proportional to 1/n, cover `mask_selection_rate` of the tokens;
+    each covered token becomes [MASK] (80%), a random token (10%) or stays (10%).
+
+    A drop-in for keras-hub's `MaskedLMMaskGenerator` in tf.data: ragged token ids in; masked
+    `token_ids` (ragged) and `mask_positions`, `mask_ids`, `mask_weights` of shape
+    [batch, mask_selection_length] out. Spans never cover special tokens or padding and do not
+    cross them; past `mask_selection_length` covered tokens, a row's later tokens stay unmasked.
+    """
+
+    def __init__(self, vocabulary_size: int, mask_selection_rate: float, mask_token_id: int,
+                 mask_selection_length: int, unselectable_token_ids: Sequence[int] = (),
+                 max_ngram: int = 3, mask_token_rate: float = 0.8,
+                 random_token_rate: float = 0.1):
+        if max_ngram < 1:
+            raise ValueError(f"`max_ngram` must be at least 1. Received: {max_ngram}")
+        if not 0 < mask_selection_rate < 1:
+            raise ValueError("`mask_selection_rate` must be in (0, 1). "
+                             f"Received: {mask_selection_rate}")
+        self.vocabulary_size = vocabulary_size
+        self.mask_selection_rate = mask_selection_rate
+        self.mask_token_id = mask_token_id
+        self.mask_selection_length = mask_selection_length
+        self.unselectable_token_ids = sorted(set(unselectable_token_ids))
+        self.max_ngram = max_ngram
+        self.mask_token_rate = mask_token_rate
+        self.random_token_rate = random_token_rate
+        self.start_rate = span_start_rate(mask_selection_rate, max_ngram)
+        self.log_probabilities = np.log(ngram_probabilities(max_ngram))[None, :]
+
+    def __call__(self, tokens):
+        import tensorflow as tf
+
+        lengths = tokens.row_lengths()
+        dense = tokens.to_tensor()
+        batch, width = tf.shape(dense)[0], tf.shape(dense)[1]
+        selectable = tf.sequence_mask(lengths, width)
+        if self.unselectable_token_ids:
+            special = tf.constant(self.unselectable_token_ids, dense.dtype)
+            selectable &= ~tf.reduce_any(dense[:, :, None] == special, axis=-1)
+        later = tf.range(width)[None, :]
+
+        def shifted(x, k: int):  # x[:, t - k] at t; False where t - k is before the row
+            return x if k == 0 else tf.roll(x, k, axis=1) & (later >= k)
+
+        span = tf.reshape(tf.random.categorical(self.log_probabilities, batch * width),
+                          [batch, width]) + 1
+        start = selectable & (tf.random.uniform([batch, width]) < self.start_rate)
+        covered = tf.zeros_like(selectable)
+        unbroken = selectable  # tokens t-k..t all selectable
+        for k in range(self.max_ngram):
+            if k:
+                unbroken &= shifted(selectable, k)
+            covered |= shifted(start & (span > k), k) & unbroken
+        chosen = covered & (tf.cumsum(tf.cast(covered, tf.int32), axis=1)
+                            <= self.mask_selection_length)
+
+        draw = tf.random.uniform([batch, width])
+        random_ids = tf.random.uniform([batch, width], maxval=self.vocabulary_size,
+                                       dtype=dense.dtype)
+        replacement = tf.where(
+            draw < self.mask_token_rate, tf.cast(self.mask_token_id, dense.dtype),
+            tf.where(draw < self.mask_token_rate + self.random_token_rate, random_ids, dense))
+        masked = tf.where(chosen, replacement, dense)
+        shape = [None, self.mask_selection_length]
+        positions = tf.ragged.boolean_mask(
+            tf.broadcast_to(tf.range(width, dtype=tf.int64)[None, :], [batch, width]), chosen)
+        return {
+            "token_ids": tf.RaggedTensor.from_tensor(masked, lengths=lengths),
+            "mask_positions": positions.to_tensor(shape=shape),
+            "mask_ids": tf.ragged.boolean_mask(dense, chosen).to_tensor(shape=shape),
+            "mask_weights": tf.ones_like(positions, tf.float32).to_tensor(shape=shape),
+        }
 
 
 @keras.saving.register_keras_serializable(package="albert_tf")

@@ -50,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of the tokens of a training instance selected for MLM "
                              "(80%% [MASK], 10%% random, 10%% kept); held-out accuracy is "
                              "always measured at 0.15, so runs compare (default: %(default)s)")
+    parser.add_argument("--max-ngram", type=int, default=1,
+                        help="mask spans of up to this many tokens, a span of n with "
+                        "probability proportional to 1/n, as ALBERT does with 3 (default: "
+                        "%(default)s, single tokens as in BERT; held-out accuracy is always "
+                        "measured on single tokens)")
     parser.add_argument("--sop-weight", type=float, default=1.0,
                         help="weight of the SOP loss beside the MLM loss (default: "
                         "%(default)s)")
@@ -111,7 +116,7 @@ def _params(args: argparse.Namespace) -> dict:
     keys = ["config", "sequence_length", "batch_size", "steps", "learning_rate", "warmup_steps",
             "optimizer", "checkpoint_every", "eval_instances", "seed", "no_xla", "init_from_preset",
             "batching", "static_sop", "teacher", "teacher_weight", "teacher_max_instances",
-            "mask_rate", "sop_weight", "architecture", "dtype"]
+            "mask_rate", "sop_weight", "architecture", "dtype", "max_ngram"]
     return {k: getattr(args, k) for k in keys}
 
 
@@ -188,6 +193,10 @@ def stage_name(architecture: str) -> str:
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     ws = ws_lib.workspace_from_args(args)
+    if not 0 < args.mask_rate < 1:
+        raise SystemExit(f"pretrain: --mask-rate must be in (0, 1), not {args.mask_rate}")
+    if args.max_ngram < 1:
+        raise SystemExit(f"pretrain: --max-ngram must be at least 1, not {args.max_ngram}")
     params = _params(args)
     stage_key = stage_name(args.architecture)
     inputs = {"vocab": "stage:vocab", "pretraining-data": "stage:pretraining-data"}
@@ -293,8 +302,6 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             config = get_config(args.config, vocabulary_size=tokenizer.vocabulary_size(),
                                 max_sequence_length=max(sequence_length, 128))
             backbone = config.build_for(args.architecture, _policy(args.dtype))
-        if not 0 < args.mask_rate < 1:
-            raise SystemExit(f"pretrain: --mask-rate must be in (0, 1), not {args.mask_rate}")
         use_teacher = args.teacher == "minilm"
         if use_teacher:
             if args.batching != "bucketed":
@@ -325,7 +332,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             train, held_out, schema, args.batching, args.batch_size, sequence_length,
             seed=args.seed, mask_rate=args.mask_rate, static_sop=args.static_sop,
             train_teacher=train_teacher if use_teacher else None,
-            held_out_teacher=held_out_teacher if use_teacher else None)
+            held_out_teacher=held_out_teacher if use_teacher else None,
+            max_ngram=args.max_ngram)
         log.info("pretrain: %s batches of %d token slots, %.0f%% of them real tokens",
                  args.batching, batches.batch_tokens,
                  100 * batches.real_tokens_per_step / batches.batch_tokens)

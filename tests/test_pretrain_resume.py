@@ -174,3 +174,19 @@ def test_pretrain_in_mixed_bfloat16_trains_without_xla_and_saves_a_float32_prese
     initial = get_config("nano", vocabulary_size=backbone.vocabulary_size).build()
     assert [w.shape for w in initial.get_weights()] == [w.shape for w in backbone.get_weights()]
     assert not np.allclose(backbone.get_weights()[0], initial.get_weights()[0])
+
+
+def test_pretrain_with_ngram_masking_learns_and_refuses_a_bad_span_length(workspace, tmp_path):
+    ws = prepared_copy(workspace, tmp_path / "ws")
+    with pytest.raises(SystemExit, match="--max-ngram must be at least 1"):
+        cli.main(["pretrain", "--workspace", str(ws), "--max-ngram", "0"])
+    assert not (ws / "pretrain").exists()  # refused before any work
+    command = ["pretrain", "--workspace", str(ws), "--config", "nano", "--batch-size", "8",
+               "--steps", "20", "--checkpoint-every", "10", "--learning-rate", "3e-3",
+               "--warmup-steps", "2", "--eval-instances", "16", "--max-ngram", "3",
+               "--mask-rate", "0.3", "--no-xla"]
+    assert cli.main(command) == 0
+    stage = json.loads((ws / "pretrain" / "_stage.json").read_text())
+    assert stage["params"]["max_ngram"] == 3
+    history = json.loads((ws / "pretrain" / "metrics.json").read_text())["history"]
+    assert history[-1]["loss"] < history[0]["loss"]
