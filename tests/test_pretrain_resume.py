@@ -42,6 +42,17 @@ def prepared_copy(workspace: Path, destination: Path) -> Path:
     return destination
 
 
+def nano_pretrain(ws: Path, *options: str) -> list[str]:
+    """`opinionrec pretrain` arguments of a 20-step `nano` run on `ws`, plus `options`."""
+    return ["pretrain", "--workspace", str(ws), "--config", "nano", "--batch-size", "8",
+            "--steps", "20", "--checkpoint-every", "10", "--learning-rate", "3e-3",
+            "--warmup-steps", "2", "--eval-instances", "16", *options]
+
+
+def loss_history(ws: Path, stage: str = "pretrain") -> list[dict]:
+    return json.loads((ws / stage / "metrics.json").read_text())["history"]
+
+
 def pretrain_command(ws: Path) -> list[str]:
     return [sys.executable, "-m", "pipelines.cli", "pretrain", "--workspace", str(ws),
             "--config", "nano", "--batch-size", "8", "--steps", str(STEPS),
@@ -128,11 +139,7 @@ def test_pretrain_architecture_bert_trains_the_bert_equivalent_beside_albert(wor
     from albert_tf.bert import SentencePieceBertTokenizer, load_backbone
 
     ws = prepared_copy(workspace, tmp_path / "ws")
-    command = ["pretrain", "--workspace", str(ws), "--architecture", "bert", "--config", "nano",
-               "--batch-size", "8", "--steps", "20", "--checkpoint-every", "10",
-               "--learning-rate", "3e-3", "--warmup-steps", "2", "--eval-instances", "16",
-               "--no-xla"]
-    assert cli.main(command) == 0
+    assert cli.main(nano_pretrain(ws, "--architecture", "bert", "--no-xla")) == 0
     assert not (ws / "pretrain").exists()  # the ALBERT stage is left alone
     preset = ws / "pretrain_bert" / "preset"
     backbone = load_backbone(preset)
@@ -140,7 +147,7 @@ def test_pretrain_architecture_bert_trains_the_bert_equivalent_beside_albert(wor
     assert backbone.num_layers == 2 and backbone.hidden_dim == 32  # nano's depth and width
     tokenizer = keras_hub.models.AlbertTokenizer.from_preset(str(preset))
     assert type(tokenizer) is SentencePieceBertTokenizer
-    history = json.loads((ws / "pretrain_bert" / "metrics.json").read_text())["history"]
+    history = loss_history(ws, "pretrain_bert")
     assert history[-1]["loss"] < history[0]["loss"]
     # A preset of the other architecture is refused with the option to pass.
     with pytest.raises(SystemExit, match="--architecture bert"):
@@ -155,13 +162,10 @@ def test_pretrain_in_mixed_bfloat16_trains_without_xla_and_saves_a_float32_prese
     from albert_tf.bert import load_backbone
 
     ws = prepared_copy(workspace, tmp_path / "ws")
-    command = ["pretrain", "--workspace", str(ws), "--config", "nano", "--batch-size", "8",
-               "--steps", "20", "--checkpoint-every", "10", "--learning-rate", "3e-3",
-               "--warmup-steps", "2", "--eval-instances", "16", "--dtype", "mixed_bfloat16"]
-    assert cli.main(command) == 0
+    assert cli.main(nano_pretrain(ws, "--dtype", "mixed_bfloat16")) == 0
     stage = json.loads((ws / "pretrain" / "_stage.json").read_text())
     assert stage["params"]["dtype"] == "mixed_bfloat16"
-    history = json.loads((ws / "pretrain" / "metrics.json").read_text())["history"]
+    history = loss_history(ws)
     assert history[-1]["loss"] < history[0]["loss"]
     backbone = load_backbone(ws / "pretrain" / "preset")
     assert backbone.dtype_policy.name == "float32"  # fine-tunes in float32 by default
@@ -181,12 +185,8 @@ def test_pretrain_with_ngram_masking_learns_and_refuses_a_bad_span_length(worksp
     with pytest.raises(SystemExit, match="--max-ngram must be at least 1"):
         cli.main(["pretrain", "--workspace", str(ws), "--max-ngram", "0"])
     assert not (ws / "pretrain").exists()  # refused before any work
-    command = ["pretrain", "--workspace", str(ws), "--config", "nano", "--batch-size", "8",
-               "--steps", "20", "--checkpoint-every", "10", "--learning-rate", "3e-3",
-               "--warmup-steps", "2", "--eval-instances", "16", "--max-ngram", "3",
-               "--mask-rate", "0.3", "--no-xla"]
-    assert cli.main(command) == 0
+    assert cli.main(nano_pretrain(ws, "--max-ngram", "3", "--mask-rate", "0.3", "--no-xla")) == 0
     stage = json.loads((ws / "pretrain" / "_stage.json").read_text())
     assert stage["params"]["max_ngram"] == 3
-    history = json.loads((ws / "pretrain" / "metrics.json").read_text())["history"]
+    history = loss_history(ws)
     assert history[-1]["loss"] < history[0]["loss"]
