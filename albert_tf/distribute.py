@@ -161,11 +161,16 @@ def chief_dir(base: Path, strategy: tf.distribute.Strategy) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def jit_compile_for(strategy: tf.distribute.Strategy, requested: bool) -> bool:
-    """`requested`, unless the strategy has several replicas, which XLA cannot compile for."""
+def jit_compile_for(strategy: tf.distribute.Strategy, requested: bool,
+                    dtype: str = "float32") -> bool:
+    """`requested`, unless the strategy has several replicas, which XLA cannot compile for, or
+    `dtype` is mixed_bfloat16 without a GPU: XLA:CPU's bf16 matmuls are slower than oneDNN's."""
     if requested and strategy.num_replicas_in_sync > 1:
         log.info("XLA off: a jit-compiled step cannot hold the all-reduce of %d replicas",
                  strategy.num_replicas_in_sync)
+        return False
+    if requested and dtype == "mixed_bfloat16" and not tf.config.list_physical_devices("GPU"):
+        log.info("XLA off: on a CPU, oneDNN's bf16 kernels outrun XLA's")
         return False
     return requested
 

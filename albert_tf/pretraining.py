@@ -56,22 +56,16 @@ def make_mask_generator(
     """keras-hub's dynamic masking, as in BERT: 15% of the tokens, of which 80% become [MASK],
     10% a random token and 10% stay; special tokens are never selected. Runs in tf.data, so each
     epoch masks other tokens. `max_ngram` > 1 masks spans instead (`NgramMaskGenerator`)."""
+    kwargs = {
+        "vocabulary_size": vocabulary_size,
+        "mask_selection_rate": mask_selection_rate,
+        "mask_token_id": mask_token_id,
+        "mask_selection_length": mask_selection_length(sequence_length, mask_selection_rate),
+        "unselectable_token_ids": list(unselectable_token_ids),
+    }
     if max_ngram > 1:
-        return NgramMaskGenerator(
-            vocabulary_size=vocabulary_size,
-            mask_selection_rate=mask_selection_rate,
-            mask_token_id=mask_token_id,
-            mask_selection_length=mask_selection_length(sequence_length, mask_selection_rate),
-            unselectable_token_ids=unselectable_token_ids,
-            max_ngram=max_ngram,
-        )
-    return keras_hub.layers.MaskedLMMaskGenerator(
-        vocabulary_size=vocabulary_size,
-        mask_selection_rate=mask_selection_rate,
-        mask_token_id=mask_token_id,
-        mask_selection_length=mask_selection_length(sequence_length, mask_selection_rate),
-        unselectable_token_ids=list(unselectable_token_ids),
-    )
+        return NgramMaskGenerator(**kwargs, max_ngram=max_ngram)
+    return keras_hub.layers.MaskedLMMaskGenerator(**kwargs)
 
 
 def ngram_probabilities(max_ngram: int) -> np.ndarray:

@@ -164,18 +164,6 @@ def teacher_targets(instances, schema: dict, tokenizer, cache_dir: Path,
     return embeddings, weights
 
 
-def _policy(dtype: str) -> str | None:
-    """The Keras dtype policy of `--dtype`; None keeps Keras' float32 default."""
-    return None if dtype == "float32" else dtype
-
-
-def _bf16_on_cpu(dtype: str) -> bool:
-    """True for mixed_bfloat16 without a GPU: XLA:CPU's bf16 matmuls are slower than oneDNN's."""
-    import tensorflow as tf
-
-    return dtype == "mixed_bfloat16" and not tf.config.list_physical_devices("GPU")
-
-
 def float32_copy(backbone):
     """`backbone` itself if it computes in float32, else a float32 twin with its weights: a
     preset saved from a mixed-precision run loads, and fine-tunes, in float32."""
@@ -293,7 +281,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         model_scope = contextlib.ExitStack()  # build and compile in the strategy's scope
         model_scope.enter_context(strategy.scope())
         if args.init_from_preset:
-            backbone = load_backbone(args.init_from_preset, dtype=_policy(args.dtype))
+            backbone = load_backbone(args.init_from_preset, dtype=args.dtype)
             if architecture_of(backbone) != args.architecture:
                 raise SystemExit(f"pretrain: {args.init_from_preset} holds a "
                                  f"{type(backbone).__name__}; pass --architecture "
@@ -301,7 +289,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         else:
             config = get_config(args.config, vocabulary_size=tokenizer.vocabulary_size(),
                                 max_sequence_length=max(sequence_length, 128))
-            backbone = config.build_for(args.architecture, _policy(args.dtype))
+            backbone = config.build_for(args.architecture, args.dtype)
         use_teacher = args.teacher == "minilm"
         if use_teacher:
             if args.batching != "bucketed":
@@ -318,7 +306,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         pretrainer = AlbertPretrainer(backbone, teacher_dim=TEACHER_DIM if use_teacher else None)
         warmup = args.warmup_steps if args.warmup_steps is not None else min(500, args.steps // 10)
         optimizer = make_optimizer(args.optimizer, args.learning_rate, warmup, args.steps)
-        xla = jit_compile_for(strategy, not args.no_xla and not _bf16_on_cpu(args.dtype))
+        xla = jit_compile_for(strategy, not args.no_xla, args.dtype)
         compile_pretrainer(pretrainer, optimizer, jit_compile=xla,
                            teacher_weight=args.teacher_weight, sop_weight=args.sop_weight)
         model_scope.close()

@@ -70,6 +70,9 @@ def test_single_worker_helpers(tmp_path):
     with chief_dir(tmp_path / "ckpt", strategy) as path:
         assert path == tmp_path / "ckpt"
     assert jit_compile_for(strategy, True) and not jit_compile_for(strategy, False)
+    # bf16 trains without XLA on a CPU (oneDNN's bf16 path), with it on a GPU.
+    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    assert jit_compile_for(strategy, True, "mixed_bfloat16") == has_gpu
     assert any_worker(True, strategy) and not any_worker(False, strategy)
     policy = distribute_dataset_options().experimental_distribute.auto_shard_policy
     assert policy == tf.data.experimental.AutoShardPolicy.DATA
