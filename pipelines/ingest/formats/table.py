@@ -1,9 +1,12 @@
 """Tables with a column mapping: CSV, TSV, JSON lines and Parquet (also inside .zip).
 
-One raw record per table row: a CSV record is split with the `csv` module (a quoted field may
-hold newlines, so a record can span several lines) and keeps its original bytes; a TSV record
-(GLUE / THUCNews style, no quoting) is one line; a JSON-lines record is one line; a Parquet row is
-its JSON encoding. A `.zip` archive is read member by member (CSV/TSV/JSON lines/Parquet members,
+One raw record per table row, keeping its original bytes. CSV and TSV files are read alike: the
+delimiter and the quoting are sniffed from the first 200 lines (`sniff_dialect`). A quoted file is
+split with the `csv` module, as pandas and Python's csv writer quote (a quoted field may hold the
+delimiter, doubled quotes and newlines, so a record can span several lines); a file whose quotes
+are plain characters (GLUE's TSVs: `"quoted" words` mid-sentence) is read one record per line.
+Lines end at "\n", "\r\n" or a lone "\r"; a leading BOM is dropped. A JSON-lines record is one
+line; a Parquet row is its JSON encoding. A `.zip` archive is read member by member (CSV/TSV/JSON lines/Parquet members,
 in archive order; other members are skipped), each member with its own header; `member` names the
 member. Positions run on across members. A header row is skipped and not counted.
 
@@ -40,13 +43,14 @@ import csv
 import dataclasses
 import datetime as dt
 import io
+import itertools
 import json
 import logging
 import math
 import posixpath
 import re
 import zipfile
-from typing import IO, Any, Iterator, Mapping, Sequence
+from typing import IO, Any, Iterable, Iterator, Mapping, Sequence
 
 from pipelines.ingest.formats.base import InputFormat, RawRecord, open_input
 from pipelines.ingest.parsing import (
@@ -70,6 +74,9 @@ log = logging.getLogger("opinionrec")
 TABLE = "table"
 FIELDS = ("text", "title", "label", "user", "item", "rating", "timestamp", "id", "split")
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".deflate", ".lzma", ".xz")
+# Delimiters a CSV/TSV file may use instead of the one its name suggests, in order of preference.
+DELIMITERS = (",", "\t", ";", "|")
+BOM = b"\xef\xbb\xbf"
 
 csv.field_size_limit(2**31 - 1)  # a review may be megabytes long; the parser bounds the text
 
@@ -148,8 +155,10 @@ def looks_like_header(first: Sequence[str], rest: Sequence[Sequence[str]]) -> bo
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """What a table file (or zip member) looks like: its dialect, delimiter and header.
+    """What a table file (or zip member) looks like: its dialect, delimiter, quoting and header.
 
+    `quoted` says whether `"` quotes fields (a quoted field may hold delimiters, newlines and
+    doubled quotes) or is an ordinary character (one record per line, as GLUE's TSVs are read).
     `header` is None for a header-less file; `head` holds the first rows (after the header) for
     positional mapping; `width` is the column count rows must have (None for JSON/Parquet).
     """
@@ -159,6 +168,123 @@ class Layout:
     header: tuple[str, ...] | None = None
     head: tuple[tuple[str, ...], ...] = ()
     width: int | None = None
+    quoted: bool = True
+
+
+def _physical_lines(handle: IO[bytes], chunk_size: int = 1 << 16) -> Iterator[bytes]:
+    """The file's lines with their ends, split at "\\n", "\\r\\n" or a lone "\\r" (universal
+    newlines, as pandas reads them); a leading UTF-8 BOM is dropped."""
+    pending = b""
+    first = True
+    while chunk := handle.read(chunk_size):
+        if first:
+            chunk, first = chunk.removeprefix(BOM), False
+        pending += chunk
+        start = 0
+        while True:
+            end = _next_line_end(pending, start)
+            # A "\r" at the end of the buffer may be the first half of "\r\n": wait for more.
+            if end == -1 or (end == len(pending) and pending.endswith(b"\r")):
+                break
+            yield pending[start:end]
+            start = end
+        pending = pending[start:]
+    if pending:
+        yield pending
+
+
+def _next_line_end(data: bytes, start: int) -> int:
+    """The index just past the line end at or after `start`, or -1 when none is complete."""
+    newline, carriage = data.find(b"\n", start), data.find(b"\r", start)
+    if carriage == -1 or (newline != -1 and newline < carriage):
+        return -1 if newline == -1 else newline + 1
+    if carriage + 1 < len(data) and data[carriage + 1:carriage + 2] == b"\n":
+        return carriage + 2
+    return carriage + 1
+
+
+def _line_body(line: bytes) -> bytes:
+    return line.removesuffix(b"\n").removesuffix(b"\r")
+
+
+def _delimited_records(lines: Iterable[bytes], delimiter: str, quoted: bool = True,
+                       strict: bool = False) -> Iterator[tuple[bytes, list[str] | None]]:
+    """(original bytes without the line end, fields) per record of a CSV/TSV file.
+
+    Quoted: split by the csv module (a quoted field may span lines). Lines are decoded with
+    surrogateescape so that invalid UTF-8 travels on as the original bytes (the parser rejects
+    it). A record the csv module cannot read comes with fields None; with `strict`, so does one
+    whose quotes are not well formed (`"a" b`). Unquoted: one record per line.
+    """
+    if not quoted:
+        for line in lines:
+            body = _line_body(line)
+            yield body, body.decode("utf-8", "surrogateescape").split(delimiter)
+        return
+    consumed: list[str] = []
+
+    def decoded() -> Iterator[str]:
+        for line in lines:
+            text = line.decode("utf-8", "surrogateescape")
+            consumed.append(text)
+            yield text
+
+    source = decoded()
+    while True:
+        reader = csv.reader(source, delimiter=delimiter, strict=strict)
+        try:
+            for fields in reader:
+                raw = "".join(consumed).encode("utf-8", "surrogateescape")
+                consumed.clear()
+                yield _line_body(raw), fields
+            return
+        except csv.Error:
+            raw = "".join(consumed).encode("utf-8", "surrogateescape")
+            consumed.clear()
+            yield _line_body(raw), None
+
+
+def _consistency(rows: Sequence[Sequence[str] | None]) -> tuple[int, float]:
+    """(width of the first row, share of rows with that width)."""
+    if not rows or rows[0] is None:
+        return 0, 0.0
+    width = len(rows[0])
+    return width, sum(1 for r in rows if r is not None and len(r) == width) / len(rows)
+
+
+def _head_records(lines: Sequence[bytes], delimiter: str, quoted: bool, strict: bool = False,
+                  truncated: bool = False) -> list[list[str] | None]:
+    """The non-blank records of a file's first lines; when the lines stop before the end of the
+    file, the last record is dropped (it may be cut short)."""
+    rows = [f for raw, f in _delimited_records(lines, delimiter, quoted, strict) if raw.strip()]
+    return rows[:-1] if truncated and len(rows) > 1 else rows
+
+
+def sniff_dialect(lines: Sequence[bytes], default: str, truncated: bool = False
+                  ) -> tuple[str, bool]:
+    """(delimiter, quoted) of a CSV/TSV file from its first lines.
+
+    The delimiter: `default` (from the file name) unless it splits nothing and another of
+    `DELIMITERS` splits every record into the same number (>= 2) of columns. Quoting is on, as in
+    pandas and the csv module, unless a field opens with `"` without being a well-formed quoted
+    field (`"quoted" words`, as in GLUE's TSVs) and reading the quotes as text fits the columns at
+    least as well: then the file is read one record per line with quotes as ordinary characters.
+    """
+    delimiter = default
+    if _consistency(_head_records(lines, default, True, truncated=truncated))[0] < 2:
+        for candidate in DELIMITERS:
+            width, share = _consistency(_head_records(lines, candidate, True, truncated=truncated))
+            if candidate != default and width >= 2 and share == 1.0:
+                delimiter = candidate
+                break
+    plain = _head_records(lines, delimiter, False, truncated=truncated)
+    if not any(cell.startswith('"') for row in plain for cell in row or ()):
+        return delimiter, True  # nothing is quoted: both readings agree
+    strict = _head_records(lines, delimiter, True, strict=True, truncated=truncated)
+    if all(row is not None for row in strict):
+        return delimiter, True
+    quoted_fit = _consistency(_head_records(lines, delimiter, True, truncated=truncated))[1]
+    return delimiter, quoted_fit > _consistency(plain)[1]
 
 
 def _seekable(handle: IO[bytes]) -> IO[bytes]:
@@ -198,35 +324,6 @@ def table_members(path: str) -> list[str]:
     return keep
 
 
-def _csv_records(handle: IO[bytes], delimiter: str) -> Iterator[tuple[bytes, list[str] | None]]:
-    """(original bytes without the line end, fields) per CSV record, split by the csv module.
-
-    Lines are decoded with surrogateescape so that invalid UTF-8 travels on as the original bytes
-    (the parser rejects it). A record the csv module cannot read comes with fields None.
-    """
-    consumed: list[str] = []
-
-    def lines() -> Iterator[str]:
-        while line := handle.readline():
-            text = line.decode("utf-8", "surrogateescape")
-            consumed.append(text)
-            yield text
-
-    source = lines()
-    while True:
-        reader = csv.reader(source, delimiter=delimiter)
-        try:
-            for fields in reader:
-                raw = "".join(consumed).encode("utf-8", "surrogateescape")
-                consumed.clear()
-                yield raw.removesuffix(b"\n").removesuffix(b"\r"), fields
-            return
-        except csv.Error:
-            raw = "".join(consumed).encode("utf-8", "surrogateescape")
-            consumed.clear()
-            yield raw.removesuffix(b"\n").removesuffix(b"\r"), None
-
-
 def _lines(handle: IO[bytes]) -> Iterator[bytes]:
     while line := handle.readline():
         yield line.rstrip(b"\n").removesuffix(b"\r")
@@ -246,8 +343,9 @@ def _parquet_rows(handle: IO[bytes]) -> Iterator[bytes]:
 
 def _rows(handle: IO[bytes], layout: Layout) -> Iterator[bytes]:
     """Raw records of one table in order, the header included."""
-    if layout.dialect == "csv":
-        for raw, _ in _csv_records(handle, layout.delimiter):
+    if layout.dialect in ("csv", "tsv"):
+        records = _delimited_records(_physical_lines(handle), layout.delimiter, layout.quoted)
+        for raw, _ in records:
             yield raw
     elif layout.dialect == "parquet":
         yield from _parquet_rows(handle)
@@ -255,12 +353,10 @@ def _rows(handle: IO[bytes], layout: Layout) -> Iterator[bytes]:
         yield from _lines(handle)
 
 
-def _tsv_fields(raw: bytes, delimiter: str) -> list[str]:
-    return raw.decode("utf-8", "replace").split(delimiter)
-
-
-def read_layout(path: str, member: str | None = None, max_rows: int = 6) -> Layout:
-    """The layout of a table file or zip member, from its first rows."""
+def read_layout(path: str, member: str | None = None, max_rows: int = 6,
+                sniff_lines: int = 200) -> Layout:
+    """The layout of a table file or zip member, from its first rows (the dialect of a CSV or
+    TSV file from its first `sniff_lines` lines, see `sniff_dialect`)."""
     dialect = dialect_of(member or path) or "csv"
     with _open_table(path, member) as handle:
         if dialect == "parquet":
@@ -274,27 +370,20 @@ def read_layout(path: str, member: str | None = None, max_rows: int = 6) -> Layo
                 if record is not None:
                     return Layout(dialect, header=tuple(record))
             return Layout(dialect, header=())
-        first_line = handle.readline()
-        delimiter = "\t" if dialect == "tsv" else ","
-        if dialect == "csv" and b"," not in first_line:
-            delimiter = "\t" if b"\t" in first_line else ";" if b";" in first_line else ","
-        rows: list[list[str]] = []
-        stream = io.BytesIO(first_line + b"".join(handle.readline() for _ in range(200)))
-        if dialect == "csv":
-            records = (f for _, f in _csv_records(stream, delimiter) if f)
-        else:
-            records = (_tsv_fields(raw, delimiter) for raw in _lines(stream) if raw.strip())
-        for fields in records:
-            rows.append(fields)
-            if len(rows) >= max_rows:
-                break
+        lines = list(itertools.islice(_physical_lines(handle), sniff_lines + 1))
+    truncated = len(lines) > sniff_lines
+    lines = lines[:sniff_lines]
+    delimiter, quoted = sniff_dialect(lines, "\t" if dialect == "tsv" else ",", truncated)
+    rows = [fields if fields is not None else [raw.decode("utf-8", "replace")]
+            for raw, fields in _delimited_records(lines, delimiter, quoted) if raw.strip()]
+    rows = [[cell.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for cell in row]
+            for row in rows[:max_rows]]
     if not rows:
-        return Layout(dialect, delimiter)
-    rows[0] = [rows[0][0].lstrip("\ufeff"), *rows[0][1:]]
+        return Layout(dialect, delimiter, quoted=quoted)
     if looks_like_header(rows[0], rows[1:]):
         header = tuple(c.strip() for c in rows[0])
-        return Layout(dialect, delimiter, header, tuple(map(tuple, rows[1:])), len(header))
-    return Layout(dialect, delimiter, None, tuple(map(tuple, rows)), len(rows[0]))
+        return Layout(dialect, delimiter, header, tuple(map(tuple, rows[1:])), len(header), quoted)
+    return Layout(dialect, delimiter, None, tuple(map(tuple, rows)), len(rows[0]), quoted)
 
 
 def split_table(path: str) -> Iterator[RawRecord]:
@@ -525,7 +614,7 @@ class ParseTableFn(ParseFn):
     def _row(self, text: str, layout: Layout) -> list[str] | dict[str, Any]:
         if layout.dialect in ("json", "parquet"):
             return json_object(text)
-        if layout.dialect == "csv":
+        if layout.quoted:
             try:
                 rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter))
             except csv.Error as error:
