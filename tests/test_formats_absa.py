@@ -81,9 +81,9 @@ def test_hu_liu_readme_is_not_taken_for_data():
 def test_fixture_counts_reconcile(absa_run):
     _, stats, _ = absa_run
     assert_reconciles(stats)
-    assert counts(stats, SEMEVAL_2014) == (11, 5, 6, 0)  # 2 identical texts, both kept
+    assert counts(stats, SEMEVAL_2014) == (11, 6, 5, 0)  # 2 identical texts, both kept
     assert counts(stats, SEMEVAL_2015) == (5, 4, 1, 0)
-    assert counts(stats, SEMEVAL_SB2) == (3, 2, 1, 0)
+    assert counts(stats, SEMEVAL_SB2) == (3, 3, 0, 0)  # a Review without rid is kept
     assert counts(stats, TRUNCATED) == (3, 2, 1, 0)
     assert counts(stats, DONG) == (7, 4, 3, 0)  # a repeated example is kept
     assert counts(stats, HU_LIU) == (8, 6, 2, 0)  # "##1 ." twice in a review, both kept
@@ -101,9 +101,7 @@ def test_fixture_bad_records_are_rejected_with_reasons(absa_run):
         (SEMEVAL_2014.name, 6): "wrong_type",  # from="zero"
         (SEMEVAL_2014.name, 7): "empty_text",  # <text>   </text>
         (SEMEVAL_2014.name, 8): "out_of_range",  # to beyond the text
-        (SEMEVAL_2014.name, 9): "missing_field",  # no id
         (SEMEVAL_2015.name, 4): "missing_field",  # Opinion with neither target nor category
-        (SEMEVAL_SB2.name, 2): "missing_field",  # Review without rid
         (TRUNCATED.name, 2): "invalid_xml",
         (DONG.name, 3): "missing_field",  # no $T$
         (DONG.name, 4): "out_of_range",  # polarity 2
@@ -128,7 +126,7 @@ def test_fixture_bad_records_are_rejected_with_reasons(absa_run):
 def test_semeval_2014_documents(absa_run):
     _, _, docs = absa_run
     sentences = docs[SEMEVAL_2014.name]
-    assert sorted(sentences) == [0, 1, 2, 3, 10]
+    assert sorted(sentences) == [0, 1, 2, 3, 9, 10]
     assert_spans(sentences.values())
     first = sentences[0]
     assert first["kind"] == "labelled" and first["split"] == "train"
@@ -152,6 +150,8 @@ def test_semeval_2014_documents(absa_run):
     assert (sentences[2]["item"], sentences[3]["item"]) == ("Cafes_Train_2014:103",
                                                             "Cafes_Train_2014:104")
     assert sentences[2]["aspects"] == [] and sentences[2]["label"] is None
+    # A sentence without an id is kept, its id derived from the file and its position.
+    assert sentences[9]["item"] == "Cafes_Train_2014:#9"
     # Of two occurrences of "latte", the one at the source offset is taken.
     latte = sentences[10]["aspects"][0]
     assert (latte["term"], latte["start"], latte["polarity"]) == ("latte art", 24, "conflict")
@@ -173,7 +173,8 @@ def test_semeval_2015_sentences_and_2016_text_level_reviews(absa_run):
     assert sentences[3]["labels"] == ["SERVICE#GENERAL"] and sentences[3]["label"] is None
 
     reviews = docs[SEMEVAL_SB2.name]
-    assert sorted(reviews) == [0, 1]
+    assert sorted(reviews) == [0, 1, 2]
+    assert reviews[2]["item"] == "Cafes_Train_English_SB2:#2"  # no rid: file and position
     review = reviews[0]
     assert review["item"] == "Cafes_Train_English_SB2:501" and review["split"] == "train"
     assert review["text"] == "Good coffee. Rude staff, though."

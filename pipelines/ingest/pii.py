@@ -1,5 +1,7 @@
 """PII scrubbing: e-mail addresses, URLs and phone numbers become placeholders, counted per kind.
 
+URLs are links with a scheme or "www.", and bare domains with a path ("facebook.com/NewAirUSA").
+
 The placeholders are bracketed words (`[EMAIL]`, `[URL]`, `[PHONE]`), not `<EMAIL>`: text is
 cleaned again downstream, and the HTML tag stripper would remove anything that looks like a tag.
 The rules favour precision: a phone number needs a `+` country code, a bracketed area code, or
@@ -20,6 +22,18 @@ _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A
 # A URL runs to the next whitespace or quote; sentence punctuation at its end stays outside.
 _URL = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"'\]]+?(?=[.,;:!?)\]'\"]*(?:\s|$))",
                   re.IGNORECASE)
+# A bare domain with a path, no scheme ("facebook.com/NewAirUSA", "bit.ly/3xYz"): a top-level
+# domain from the common generic ones or a two-letter country code, then "/" and URL characters
+# (sentence punctuation counts only inside the path). A bare "Amazon.com" stays: a shop's name,
+# not a link to a person; "e.g./i.e.", "4.5/5" and "v1.2/1.3" have no such top-level domain.
+_TLDS = ("com|net|org|edu|gov|mil|int|info|biz|name|pro|io|co|ai|app|dev|me|tv|ly|gl|fm|to|cc|"
+         "xyz|online|site|shop|store|blog|news|tech|club|link|page|[a-z]{2}")
+_URL_CHAR = r"[A-Za-z0-9\-_~/?#@$&*+=%]"
+_BARE_URL = re.compile(
+    r"(?<![A-Za-z0-9@./:_-])(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    rf"(?:{_TLDS})/(?:{_URL_CHAR}|[.,;:!](?={_URL_CHAR}))*",
+    re.IGNORECASE,
+)
 _PHONE = re.compile(
     r"(?<![\w+.-])(?:"
     r"\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]?\d{2,4}){1,3}"  # +44 20 7946 0958
@@ -56,6 +70,7 @@ def scrub_pii_edits(text: str) -> tuple[str, dict[str, int], list[list[Edit]]]:
     passes = (
         ("email", _EMAIL, EMAIL, "@" in text),
         ("url", _URL, URL, "://" in text or "www." in text.lower()),
+        ("url", _BARE_URL, URL, "/" in text and "." in text),
         ("phone", _PHONE, PHONE, True),
     )
     for kind, pattern, placeholder, maybe in passes:
@@ -64,7 +79,7 @@ def scrub_pii_edits(text: str) -> tuple[str, dict[str, int], list[list[Edit]]]:
             continue
         text, n = _sub(pattern, placeholder, text, edits)
         if n:
-            found[kind] = n
+            found[kind] = found.get(kind, 0) + n
     return text, found, edits
 
 

@@ -21,8 +21,10 @@ One `kind="labelled"` document per record:
 - `text`: the sentence (SB2: the review's sentences joined by spaces), cleaned.
 - `aspects`: every aspectTerm / Opinion, then every 2014 aspectCategory, in file order:
   `term` (aspectTerm `term` or Opinion `target`; "" for categories and `target="NULL"`),
-  `start`/`end` (the span in the cleaned `text`, moved with the cleaning; -1 when there is no
-  target or, SB2, no sentence offsets), `polarity` as given (positive/negative/neutral/conflict,
+  `start`/`end` (the span in the cleaned `text`, moved with the cleaning; a term without
+  `from`/`to`, as third-party files often have, is located in the text (`locate_term`, counted as
+  `absa.offsets_located`, or `absa.offsets_not_found` and kept at -1); -1 when there is no target
+  or, SB2, no sentence offsets), `polarity` as given (positive/negative/neutral/conflict,
   "" when absent as in blind test files), `category` ("FOOD#QUALITY", "service", or "").
 - `labels`: the distinct aspect categories in order (SemEval's aspect-category-detection target;
   [] for 2014 Laptops, which have none); `label`: the polarity every annotated aspect shares, or
@@ -30,15 +32,16 @@ One `kind="labelled"` document per record:
   polarity; this is only a summary of the aspect polarities).
 - `item`: "<file name without extension>:<id>", the id being the source's identifier of the
   annotated unit: the sentence `id` (2015/16: "rid:n", so the review is its prefix) or, for SB2,
-  the review `rid`. The sources repeat short sentences ("I love it!"; 18 repeated texts in
+  the review `rid`; where the source leaves it out (a common third-party variant), "#<record
+  position>", counted as `absa.derived_id`. The sources repeat short sentences ("I love it!"; 18 repeated texts in
   Laptop_Train_v2.xml) under different ids, Laptops_Test_Gold.xml holds one sentence (id 227) of
   Laptop_Train_v2.xml, and the 2016 training sets are the 2015 train + test sets: with the file
   and id in `item` the exact de-duplication key differs, so every sentence of every file is
   written (de-duplicate across gold files deliberately, if at all, when building a split).
 - `split`: "train" / "test" / "dev" / "trial" from the file name, else null.
 
-Rejections: `invalid_xml` (see above), `missing_field` (no sentence `id` / review `rid`, no
-`<text>`, an aspectTerm without `term`, an Opinion without `target` and `category`),
+Rejections: `invalid_xml` (see above), `missing_field` (no `<text>`, an aspectTerm without
+`term`, an Opinion without `target` and `category`),
 `empty_text`, `wrong_type` (an offset that is not an integer, a record that is not a `<sentence>` or
 `<Review>`), `out_of_range` (an unknown polarity, offsets outside the text or `from > to`).
 """
@@ -118,6 +121,30 @@ def relocate_span(raw: str, text: str, term: str, start: int) -> tuple[str, int,
     if best == -1:
         return clean_term, -1, -1
     return clean_term, best, best + len(clean_term)
+
+
+def locate_term(text: str, term: str, taken: Sequence[tuple[int, int]] = ()
+                ) -> tuple[str, int, int]:
+    """(cleaned term, start, end) of `term` in the cleaned `text` when the source gives no offsets.
+
+    The first occurrence that overlaps no span in `taken` (the terms of the same sentence placed
+    already, so a term annotated twice, as SemEval-2014 does, gets its two occurrences), else the
+    first occurrence (SemEval-2015/16 repeat a target once per category); a whole-word match before
+    a match inside a word, the exact case before another case. Not found (or an empty term):
+    (-1, -1).
+    """
+    clean_term = clean_text(term)
+    if not clean_term:
+        return clean_term, -1, -1
+    escaped = re.escape(clean_term)
+    word = rf"(?<!\w){escaped}(?!\w)"
+    matches = [(m.start(), m.end()) for pattern, flags in
+               ((word, 0), (word, re.I), (escaped, 0), (escaped, re.I))
+               for m in re.finditer(pattern, text, flags)]
+    for start, end in matches:
+        if not any(start < other_end and other_start < end for other_start, other_end in taken):
+            return clean_term, start, end
+    return (clean_term, *matches[0]) if matches else (clean_term, -1, -1)
 
 
 def shared_polarity(aspects: Sequence[Aspect]) -> str | None:
@@ -304,9 +331,9 @@ class ParseSemEvalFn(ParseFn):
         except ET.ParseError as error:
             raise Rejected(REJECT_INVALID_XML, str(error)) from None
         if elem.tag == "sentence":
-            unit, body, aspects = self._sentence(elem)
+            unit, body, aspects = self._sentence(elem, position)
         elif elem.tag == "Review":
-            unit, body, aspects = self._review(elem)
+            unit, body, aspects = self._review(elem, position)
         else:
             raise Rejected(REJECT_WRONG_TYPE, f"expected <sentence> or <Review>, got <{elem.tag}>")
         return make_document(
@@ -322,31 +349,42 @@ class ParseSemEvalFn(ParseFn):
             aspects=aspects,
         )
 
-    def _sentence(self, elem: ET.Element) -> tuple[str, str, list[Aspect]]:
-        sentence_id = _attr(elem, "id")
+    def _unit_id(self, elem: ET.Element, name: str, position: int) -> str:
+        """The source's id of the annotated unit, or "#<position>" (counted) when it has none:
+        third-party SemEval-style files often leave the ids out."""
+        value = (elem.get(name) or "").strip()
+        if value:
+            return value
+        self.counters.inc("step.absa.derived_id")
+        return f"#{position}"
+
+    def _sentence(self, elem: ET.Element, position: int) -> tuple[str, str, list[Aspect]]:
+        sentence_id = self._unit_id(elem, "id", position)
         raw = _element_text(elem)
         body = self.clean_body(raw, "<text>")
         aspects: list[Aspect] = []
+        taken: list[tuple[int, int]] = []  # spans of the terms located without offsets
         for term_elem in elem.iterfind("aspectTerms/aspectTerm"):
             term = _attr(term_elem, "term")
-            aspects.append(self._span(term_elem, term, raw, body, category=""))
+            aspects.append(self._span(term_elem, term, raw, body, "", taken))
         for opinion in elem.iterfind("Opinions/Opinion"):
-            aspects.append(self._opinion(opinion, raw, body))
+            aspects.append(self._opinion(opinion, raw, body, taken))
         for category in elem.iterfind("aspectCategories/aspectCategory"):
             aspects.append(Aspect(term="", start=-1, end=-1, polarity=_polarity(category),
                                   category=_attr(category, "category")))
         return sentence_id, body, aspects
 
-    def _review(self, elem: ET.Element) -> tuple[str, str, list[Aspect]]:
-        review_id = _attr(elem, "rid")
+    def _review(self, elem: ET.Element, position: int) -> tuple[str, str, list[Aspect]]:
+        review_id = self._unit_id(elem, "rid", position)
         texts = [clean_text(_element_text(s)) for s in elem.iter("sentence")]
         body = self.clean_body(" ".join(t for t in texts if t), "review <text>")
         # Review-level opinions carry no offsets into the joined text: spans are -1.
         opinions = elem.iterfind("Opinions/Opinion")
-        aspects = [self._opinion(o, "", body, spans=False) for o in opinions]
+        aspects = [self._opinion(o, "", body, [], spans=False) for o in opinions]
         return review_id, body, aspects
 
-    def _opinion(self, opinion: ET.Element, raw: str, body: str, spans: bool = True) -> Aspect:
+    def _opinion(self, opinion: ET.Element, raw: str, body: str, taken: list[tuple[int, int]],
+                 spans: bool = True) -> Aspect:
         target = (opinion.get("target") or "").strip()
         category = (opinion.get("category") or "").strip()
         if not target and not category:
@@ -357,13 +395,20 @@ class ParseSemEvalFn(ParseFn):
         if not spans:
             return Aspect(term=clean_text(target), start=-1, end=-1,
                           polarity=_polarity(opinion), category=category)
-        return self._span(opinion, target, raw, body, category=category)
+        return self._span(opinion, target, raw, body, category, taken)
 
-    def _span(self, elem: ET.Element, term: str, raw: str, body: str, category: str) -> Aspect:
+    def _span(self, elem: ET.Element, term: str, raw: str, body: str, category: str,
+              taken: list[tuple[int, int]]) -> Aspect:
+        """An aspect with its span in the cleaned text: from the source offsets, or, without
+        them, located in the text (`locate_term`; counted as found or not found)."""
         polarity = _polarity(elem)
         offsets = _offsets(elem, raw)
         if offsets is None:
-            clean_term, start, end = clean_text(term), -1, -1
+            clean_term, start, end = locate_term(body, term, taken)
+            if start >= 0:
+                taken.append((start, end))
+            self.counters.inc("step.absa.offsets_located" if start >= 0
+                              else "step.absa.offsets_not_found")
         else:
             clean_term, start, end = relocate_span(raw, body, term, offsets[0])
         return Aspect(term=clean_term, start=start, end=end, polarity=polarity, category=category)
