@@ -21,6 +21,12 @@ from pipelines.records import DOC_SCHEMA, clean_text_steps, read_table, split_se
     ("Call 1-800-555-1234 or (555) 123-4567.", "Call [PHONE] or [PHONE].", {"phone": 2}),
     ("London +44 20 7946 0958, ok", "London [PHONE], ok", {"phone": 1}),
     ("客服电话13812345678请联系", "客服电话[PHONE]请联系", {"phone": 1}),
+    # Bare domains with a path, no scheme; sentence punctuation after the path stays outside.
+    ("Like us on facebook.com/NewAirUSA.", "Like us on [URL].", {"url": 1}),
+    ("Redeem at amazon.com/gc/redeem, then bit.ly/3xYz!", "Redeem at [URL], then [URL]!",
+     {"url": 2}),
+    ("see example.co.uk/page?q=1&r=2#top and www.foo.org", "see [URL] and [URL]", {"url": 2}),
+    ("淘宝taobao.com/item很好", "淘宝[URL]很好", {"url": 1}),
 ])
 def test_pii_is_replaced_and_counted(text, expected, kinds):
     assert scrub_pii(text) == (expected, kinds)
@@ -30,6 +36,9 @@ def test_pii_is_replaced_and_counted(text, expected, kinds):
     "Released 2015-06-12 for $12.99, model AD2600, 1080p, 3 x 250 ml.",
     "ISBN 978-3-16-148410-0, v1.2.3, 10.000.000 units, 100 000 000 dollars, 16:9, 2014 - 2016.",
     "Rated 4.5/5 by 1,234 buyers; user@ home; a.b@c",
+    # No scheme, "www." or path: a shop's name, abbreviations, fractions and versions stay.
+    "Bought on Amazon.com, e.g./i.e. the U.S./Canada store, 1.5/2.0 GHz, v1.2/v1.3, 3.5mm/6.35mm",
+    "and/or w/o 50/50 km/h 24/7 Mon./Tue. No./Qty. p.m./a.m.",
 ])
 def test_numbers_dates_and_prices_are_not_pii(text):
     assert scrub_pii(text) == (text, {})

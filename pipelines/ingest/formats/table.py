@@ -174,33 +174,31 @@ class Layout:
 def _physical_lines(handle: IO[bytes], chunk_size: int = 1 << 16) -> Iterator[bytes]:
     """The file's lines with their ends, split at "\\n", "\\r\\n" or a lone "\\r" (universal
     newlines, as pandas reads them); a leading UTF-8 BOM is dropped."""
-    pending = b""
-    first = True
+    lines = _split_lines(handle, chunk_size)
+    first = next(lines, None)
+    if first is not None:
+        yield first.removeprefix(BOM)
+        yield from lines
+
+
+def _split_lines(handle: IO[bytes], chunk_size: int) -> Iterator[bytes]:
+    pending: list[bytes] = []  # the start of a line that goes on in the next chunk
     while chunk := handle.read(chunk_size):
-        if first:
-            chunk, first = chunk.removeprefix(BOM), False
-        pending += chunk
-        start = 0
-        while True:
-            end = _next_line_end(pending, start)
-            # A "\r" at the end of the buffer may be the first half of "\r\n": wait for more.
-            if end == -1 or (end == len(pending) and pending.endswith(b"\r")):
-                break
-            yield pending[start:end]
-            start = end
-        pending = pending[start:]
+        if b"\n" not in chunk and b"\r" not in chunk and not (pending and
+                                                            pending[-1].endswith(b"\r")):
+            pending.append(chunk)  # a long line: no re-splitting of what was read already
+            continue
+        lines = b"".join([*pending, chunk]).splitlines(keepends=True)  # at \n, \r\n, \r only
+        last = lines.pop()
+        yield from lines
+        # The last line may go on in the next chunk; a "\r" may be the first half of "\r\n".
+        if last.endswith(b"\n"):
+            yield last
+            pending = []
+        else:
+            pending = [last]
     if pending:
-        yield pending
-
-
-def _next_line_end(data: bytes, start: int) -> int:
-    """The index just past the line end at or after `start`, or -1 when none is complete."""
-    newline, carriage = data.find(b"\n", start), data.find(b"\r", start)
-    if carriage == -1 or (newline != -1 and newline < carriage):
-        return -1 if newline == -1 else newline + 1
-    if carriage + 1 < len(data) and data[carriage + 1:carriage + 2] == b"\n":
-        return carriage + 2
-    return carriage + 1
+        yield b"".join(pending)
 
 
 def _line_body(line: bytes) -> bytes:
