@@ -221,8 +221,9 @@ def test_csv_with_bom_mixed_line_ends_and_crlf_inside_quotes(tmp_path: Path):
 
 
 def test_headerless_quoted_tsv_maps_by_position(tmp_path: Path):
-    path = tmp_path / "titles.tsv"
+    path = tmp_path / "titles.txt"
     path.write_bytes(b'"A title\nover two lines"\tsports\nAnother title\tnews\n')
+    assert detect_format(str(path)) == "table"  # a .txt whose quoted records share a width
     layout = read_layout(str(path))
     assert layout.header is None and layout.quoted and layout.width == 2
     records = ingest_records(path)

@@ -70,7 +70,7 @@ POLARITIES = ("positive", "negative", "neutral", "conflict")
 # `member` of the raw record that stands for the unparseable rest of a file.
 XML_ERROR_MEMBER = "xml-error: "
 MAX_ERROR_RAW_BYTES = 1 << 20
-_ROOT_TAGS = (b"<sentences", b"<Reviews", b"<sentence ", b"<Review ")
+_ROOT_TAGS = (b"<sentences", b"<Reviews", b"<sentence ", b"<Review ", b"<sentence>", b"<Review>")
 _SPLIT_NAMES = {"train": "train", "test": "test", "dev": "dev", "val": "dev", "trial": "trial"}
 _COMPRESSION = (".gz", ".bz2", ".zst", ".deflate", ".lzma", ".xz")
 _SPLIT_WORD = re.compile(r"(?<![a-z])(train|test|dev|val|trial)(?![a-z])")

@@ -417,16 +417,21 @@ def _has_text_key(head: Sequence[bytes]) -> bool:
 
 def is_table_file(name: str, head: Sequence[bytes]) -> bool:
     """The generic fallback: .csv/.tsv/.parquet/.zip/.jsonl always; .json when its first object
-    has a text-like key; .txt when its first lines share a tab-separated column count."""
+    has a text-like key; .txt when its first records (quoted fields may span lines) share a
+    tab-separated column count."""
     if name.endswith((".csv", ".tsv", ".tab", ".parquet", ".pq", ".zip")):
         return True
     if name.endswith((".jsonl", ".ndjson")):
         return True
     if name.endswith(".json"):
         return _has_text_key(head)
-    if name.endswith(".txt"):
-        widths = {line.count(b"\t") for line in head}
-        return len(head) >= 2 and len(widths) == 1 and widths != {0}
+    if name.endswith(".txt"):  # tab-separated: 2+ columns in every record of the head (the
+        # last one may be cut short inside a quoted field)
+        records = _head_records([line + b"\n" for line in head], "\t", True)
+        width, _ = _consistency(records)
+        return len(records) >= 2 and width >= 2 and all(
+            r is not None and len(r) == width for r in records[:-1]) and (
+            records[-1] is not None and (len(records[-1]) == width or b'"' in head[-1]))
     return False
 
 
