@@ -156,6 +156,19 @@ def test_quoted_multiline_tsv_through_the_pipeline(tmp_path: Path):
     assert first["sentences"].tolist() == ['He said "great fit" and kept pair 0 for work']
 
 
+def test_pandas_default_index_column_is_no_obstacle(tmp_path: Path):
+    """`DataFrame.to_csv` writes an unnamed index column by default: the header still names the
+    other columns."""
+    path = tmp_path / "indexed.tsv"
+    pd.DataFrame({"sentence": ["good\nthing", "bad"], "label": [1, 0]}).to_csv(path, sep="\t")
+    layout = read_layout(str(path))
+    assert layout.header == ("", "sentence", "label")
+    records = ingest_records(path)
+    assert [(r["text"], r["label"]) for _, _, r in records] == [("good thing", "1"), ("bad", "0")]
+    assert compare_with_pandas(records, pandas_frame(str(path), str(path)), "sentence",
+                               "label") == {}
+
+
 def test_unquoted_tsv_keeps_its_quotes_and_one_record_per_line(tmp_path: Path):
     """GLUE-style TSV: a field that opens with a quote it does not close at its end means quotes
     are plain characters; pandas agrees when told QUOTE_NONE, which is what was sniffed."""

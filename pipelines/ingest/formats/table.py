@@ -141,8 +141,11 @@ def _name_like(value: str) -> bool:
 def looks_like_header(first: Sequence[str], rest: Sequence[Sequence[str]]) -> bool:
     """Whether `first` names columns: distinct, non-numeric cells, either one of them a known
     column name, or all of them name-like (a few words, no sentence punctuation) above rows with
-    a cell that is a number or not name-like (csv.Sniffer's idea, simplified)."""
+    a cell that is a number or not name-like (csv.Sniffer's idea, simplified). An empty first
+    cell is the unnamed index column pandas writes by default (`to_csv` with index=True)."""
     cells = [c.strip().lstrip("\ufeff") for c in first]
+    if len(cells) > 1 and not cells[0]:
+        cells, rest = cells[1:], [r[1:] for r in rest]
     if not cells or any(not c or _is_number(c) for c in cells) or len(set(cells)) < len(cells):
         return False
     if any(_norm(c) in _ALL_KNOWN for c in cells):
