@@ -341,7 +341,7 @@ NO_IDS_2015 = """<?xml version="1.0" encoding="UTF-8"?>
             <sentence>
                 <text>Great wine list, fair prices.</text>
                 <Opinions>
-                    <Opinion target="wine list" category="DRINKS#STYLE_OPTIONS" polarity="positive"/>
+                    <Opinion target="wine list" category="DRINKS#STYLE" polarity="positive"/>
                     <Opinion target="wine list" category="DRINKS#PRICES" polarity="positive"/>
                     <Opinion target="NULL" category="RESTAURANT#PRICES" polarity="positive"/>
                 </Opinions>

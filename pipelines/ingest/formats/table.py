@@ -6,9 +6,10 @@ split with the `csv` module, as pandas and Python's csv writer quote (a quoted f
 delimiter, doubled quotes and newlines, so a record can span several lines); a file whose quotes
 are plain characters (GLUE's TSVs: `"quoted" words` mid-sentence) is read one record per line.
 Lines end at "\n", "\r\n" or a lone "\r"; a leading BOM is dropped. A JSON-lines record is one
-line; a Parquet row is its JSON encoding. A `.zip` archive is read member by member (CSV/TSV/JSON lines/Parquet members,
-in archive order; other members are skipped), each member with its own header; `member` names the
-member. Positions run on across members. A header row is skipped and not counted.
+line; a Parquet row is its JSON encoding. A `.zip` archive is read member by member (CSV/TSV/JSON
+lines/Parquet members, in archive order; other members are skipped), each member with its own
+header; `member` names the member. Positions run on across members. A header row is skipped and
+not counted.
 
 Column mapping (canonical field -> source column): `--columns text=review_body,label=2` names a
 column by header name (or JSON key) or by 0-based index. Fields not named there are inferred from
