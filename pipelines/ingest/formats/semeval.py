@@ -34,10 +34,11 @@ One `kind="labelled"` document per record:
   annotated unit: the sentence `id` (2015/16: "rid:n", so the review is its prefix) or, for SB2,
   the review `rid`; where the source leaves it out (a common third-party variant), "#<record
   position>", counted as `absa.derived_id`. The sources repeat short sentences ("I love it!";
-  18 repeated texts in Laptop_Train_v2.xml) under different ids, Laptops_Test_Gold.xml holds one sentence (id 227) of
-  Laptop_Train_v2.xml, and the 2016 training sets are the 2015 train + test sets: with the file
-  and id in `item` the exact de-duplication key differs, so every sentence of every file is
-  written (de-duplicate across gold files deliberately, if at all, when building a split).
+  18 repeated texts in Laptop_Train_v2.xml) under different ids, Laptops_Test_Gold.xml holds one
+  sentence (id 227) of Laptop_Train_v2.xml, and the 2016 training sets are the 2015 train + test
+  sets: with the file and id in `item` the exact de-duplication key differs, so every sentence of
+  every file is written (de-duplicate across gold files deliberately, if at all, when building a
+  split).
 - `split`: "train" / "test" / "dev" / "trial" from the file name, else null.
 
 Rejections: `invalid_xml` (see above), `missing_field` (no `<text>`, an aspectTerm without
