@@ -125,28 +125,89 @@ class StepCheckpoint(keras.callbacks.Callback):
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stops training at the first chunk boundary after `max_minutes` of this run."""
+    """Stops training within one step of `max_minutes` after this run's training began (after
+    the step that crosses it; a multi-worker run stops at the next chunk boundary instead, where
+    every worker agrees). Keras then ends the chunk early: its validation and checkpoint run at
+    that step, so a restart resumes from it."""
 
     def __init__(self, max_minutes: float | None, strategy=None):
         super().__init__()
         self.max_seconds = None if max_minutes is None else max_minutes * 60.0
-        self.start = time.perf_counter()
+        self.start: float | None = None
         self.strategy = strategy
+        self.reached = False
+        if strategy is not None:
+            from albert_tf.distribute import is_multi_worker
+
+            self.per_step = not is_multi_worker(strategy)
+        else:
+            self.per_step = True
 
     def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
+        if self.start is None:
+            self.start = time.perf_counter()
+
+    def _time_up(self) -> bool:
+        return self.max_seconds is not None and time.perf_counter() - self.start >= self.max_seconds
+
+    def _stop(self) -> None:
+        if not self.reached:
+            log.info("time budget of %g min reached at step %d; stopping",
+                     self.max_seconds / 60, int(self.model.optimizer.iterations.numpy()))
+        self.reached = True
+        self.model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.per_step and self._time_up():
+            self._stop()
 
     def on_epoch_end(self, epoch, logs=None):
         if self.max_seconds is None:
             return
-        time_up = time.perf_counter() - self.start >= self.max_seconds
-        if self.strategy is not None:
+        time_up = self._time_up()
+        if not self.per_step:
             from albert_tf.distribute import any_worker
 
             time_up = any_worker(time_up, self.strategy)  # all workers stop at the same chunk
         if time_up:
-            log.info("time budget of %.1f min reached; stopping", self.max_seconds / 60)
-            self.model.stop_training = True
+            self._stop()
+
+
+class ProgressLog(keras.callbacks.Callback):
+    """A log line every `every_seconds` of training (step, loss, speed, time left), for output
+    that is not a terminal: Keras' own line comes only once a chunk, which may be minutes."""
+
+    def __init__(self, total_steps: int, every_seconds: float = 30.0):
+        super().__init__()
+        self.total_steps = total_steps
+        self.every_seconds = every_seconds
+        self.last = time.perf_counter()
+        self.last_step = 0
+
+    def on_train_begin(self, logs=None):
+        self.last = time.perf_counter()
+        self.last_step = int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if now - self.last < self.every_seconds:
+            return
+        step = int(self.model.optimizer.iterations.numpy())
+        rate = (step - self.last_step) / (now - self.last)
+        left = (self.total_steps - step) / rate if rate > 0 else float("inf")
+        loss = (logs or {}).get("loss")
+        log.info("step %d/%d (%.0f%%)%s, %.2f steps/s, about %s left", step, self.total_steps,
+                 100 * step / max(1, self.total_steps),
+                 f", loss {float(loss):.4f}" if loss is not None else "", rate,
+                 _duration(left))
+        self.last, self.last_step = now, step
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 class MetricsLog(keras.callbacks.Callback):
@@ -212,12 +273,14 @@ def fit_resumable(
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: int | str | None = None,
     strategy=None,
+    progress_seconds: float = 30.0,
 ) -> int:
     """Train `model` to `total_steps`, resuming from the newest checkpoint; return the final step.
 
     `make_train_dataset(start_step, num_steps)` must return `num_steps` batches starting at global
     step `start_step`. With a tf.distribute `strategy` (build and compile the model in its scope,
-    but call this outside it), only the chief writes checkpoints and logs.
+    but call this outside it), only the chief writes checkpoints and logs. `max_minutes` stops
+    training within one step of the budget (`TimeBudget`), with a checkpoint at that step.
     """
     start_step = StepCheckpoint.restore(model, checkpoint_dir)
     chief = True
@@ -235,26 +298,47 @@ def fit_resumable(
     if initial_epoch >= epochs:
         log.info("already trained to step %d of %d", start_step, total_steps)
         return start_step
+    terminal = sys.stdout.isatty()
     writers = [  # only the chief writes checkpoints and logs
         StepCheckpoint(checkpoint_dir, keep=keep_checkpoints),
         MetricsLog(log_dir, tokens_per_step=tokens_per_step),
+        *([] if terminal else [ProgressLog(epochs * steps_per_checkpoint, progress_seconds)]),
     ] if chief else []
     callbacks = [
         *writers,
         TimeBudget(max_minutes, strategy),
         *(extra_callbacks or []),
     ]
-    model.fit(
-        make_train_dataset(start_step, epochs * steps_per_checkpoint - start_step),
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps_per_checkpoint,
-        validation_data=validation_data,
-        callbacks=callbacks,
-        # A live progress bar on a terminal; one line per checkpoint in logs and CI.
-        verbose=verbose if verbose is not None else (1 if sys.stdout.isatty() else 2),
-    )
+    with warnings.catch_warnings():
+        # A run stopped by its time budget mid-chunk resumes mid-chunk: its chunks then end
+        # `start_step` % chunk later, and the last one is short, which Keras reports as running
+        # out of data. The data ends exactly at the planned step, so that is no error here.
+        if start_step % steps_per_checkpoint:
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+        model.fit(
+            make_train_dataset(start_step, epochs * steps_per_checkpoint - start_step),
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_checkpoint,
+            validation_data=validation_data,
+            validation_steps=known_steps(validation_data),
+            callbacks=callbacks,
+            # A live progress bar on a terminal; a line per chunk (and ProgressLog's every
+            # `progress_seconds`) in logs and CI.
+            verbose=verbose if verbose is not None else (1 if terminal else 2),
+        )
     return int(model.optimizer.iterations.numpy())
+
+
+def known_steps(dataset: tf.data.Dataset | None) -> int | None:
+    """The batches of a held-out dataset (counted with one pass when tf.data cannot tell): Keras,
+    told, stops there instead of reading to the end and warning that it "ran out of data"."""
+    if not isinstance(dataset, tf.data.Dataset):
+        return None
+    cardinality = int(dataset.cardinality())
+    if cardinality == tf.data.UNKNOWN_CARDINALITY:
+        cardinality = int(dataset.reduce(0, lambda count, _: count + 1))
+    return cardinality if cardinality > 0 else None
 
 
 def read_history(log_dir: Path) -> list[dict]:

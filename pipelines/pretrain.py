@@ -64,7 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=10000,
                         help="training steps (default: %(default)s)")
     parser.add_argument("--max-minutes", type=float, default=None,
-                        help="stop at the first checkpoint after this many minutes")
+                        help="stop within one step after this many minutes of training, with a "
+                        "checkpoint and the preset saved there (the same command continues from "
+                        "it); default or 0: no limit")
     parser.add_argument("--learning-rate", type=float, default=1e-3,
                         help="peak learning rate after warm-up (default: %(default)s)")
     parser.add_argument("--warmup-steps", type=int, default=None,
@@ -214,7 +216,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from albert_tf.instances import load_instances, pretraining_batches, read_schema
     from albert_tf.pretraining import AlbertPretrainer, compile_pretrainer
     from albert_tf.tokenizer import load_tokenizer
-    from albert_tf.training import fit_resumable, make_optimizer, read_history
+    from albert_tf.training import fit_resumable, known_steps, make_optimizer, read_history
 
     try:  # before any TensorFlow op: collectives are configured at program start
         strategy = make_strategy(args.strategy)
@@ -335,13 +337,14 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             pretrainer, train_ds, total_steps=args.steps,
             steps_per_checkpoint=args.checkpoint_every, checkpoint_dir=checkpoints,
             log_dir=stage_dir / "logs", validation_data=eval_ds,
-            keep_checkpoints=args.keep_checkpoints, max_minutes=args.max_minutes,
+            keep_checkpoints=args.keep_checkpoints, max_minutes=args.max_minutes or None,
             tokens_per_step=batches.real_tokens_per_step, strategy=strategy,
         )
         metrics = {"step": step, "train_instances": len(train),
                    "held_out_instances": len(held_out)}
         if eval_ds is not None:
-            scores = pretrainer.evaluate(eval_ds, return_dict=True, verbose=0)
+            scores = pretrainer.evaluate(eval_ds, steps=known_steps(eval_ds), return_dict=True,
+                                         verbose=0)
             metrics.update({
                 "held_out_mlm_accuracy": scores["mlm_accuracy"],
                 "held_out_sop_accuracy": scores["sop_accuracy"],

@@ -1,6 +1,8 @@
 """Pretraining learns, training resumes from checkpoints, presets round-trip."""
 
 import json
+import logging
+import warnings
 
 import keras
 import keras_hub
@@ -125,24 +127,62 @@ def _fresh_classifier(tokenizer):
 
 def test_interrupted_training_resumes_at_its_checkpoint(spm_model, tmp_path):
     tokenizer = load_tokenizer(spm_model)
-    # A zero time budget stops at the first checkpoint, as an interruption would.
+    # A zero time budget stops after the first step, mid-chunk, and saves a checkpoint there.
     first = _classifier_run(tokenizer, tmp_path, total_steps=30, max_minutes=0)
-    assert int(first.optimizer.iterations.numpy()) == 10
+    assert int(first.optimizer.iterations.numpy()) == 1
 
     # The checkpoint holds the whole state: a fresh model restores weights and step exactly.
     fresh = _fresh_classifier(tokenizer)
-    assert StepCheckpoint.restore(fresh, tmp_path / "ckpt") == 10
-    assert int(fresh.optimizer.iterations.numpy()) == 10
+    assert StepCheckpoint.restore(fresh, tmp_path / "ckpt") == 1
+    assert int(fresh.optimizer.iterations.numpy()) == 1
     for restored, trained in zip(fresh.get_weights(), first.get_weights()):
         np.testing.assert_array_equal(restored, trained)
 
-    # Running the same command again continues from step 10 to the end.
-    second = _classifier_run(tokenizer, tmp_path, total_steps=30)
+    # Running the same command again continues from step 1 to the end, its chunks shifted by the
+    # step it resumed at, and the short last chunk is no "ran out of data" warning.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        second = _classifier_run(tokenizer, tmp_path, total_steps=30)
+    assert not [w for w in caught if "ran out of data" in str(w.message)]
     assert int(second.optimizer.iterations.numpy()) == 30
-    assert [h["step"] for h in read_history(tmp_path / "logs")] == [10, 20, 30]
+    assert [h["step"] for h in read_history(tmp_path / "logs")] == [1, 11, 21, 30]
     state = json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())
     assert state["step"] == 30 and len(state["checkpoints"]) == 2
     assert sorted(p.name for p in (tmp_path / "ckpt").glob("*.h5")) == state["checkpoints"]
+
+
+def test_time_budget_stops_within_a_step_and_progress_is_logged(spm_model, tmp_path, caplog):
+    """A budget far shorter than a chunk stops at the first step past it (not at the chunk's
+    end); a run whose output is not a terminal logs its progress between chunks."""
+    import time as time_lib
+
+    tokenizer = load_tokenizer(spm_model)
+
+    class SlowSteps(keras.callbacks.Callback):  # 50 ms a step, so the budget is met mid-chunk
+        def on_train_batch_end(self, batch, logs=None):
+            time_lib.sleep(0.05)
+
+    texts = LabelledTexts()
+    for i, doc in enumerate(make_review_corpus(100)):
+        texts.add(" ".join(doc), sentiment=i % 3)
+    preprocessor = make_text_preprocessor(tokenizer, 32)
+    model = OpinionClassifier(nano_backbone(tokenizer), num_sentiments=3, num_topics=0)
+    compile_classifier(model, make_optimizer("adamw", 1e-3, 5, 1000), jit_compile=False)
+    with caplog.at_level(logging.INFO, logger="opinionrec"):
+        step = fit_resumable(
+            model, lambda s, n: classification_dataset(texts, preprocessor, 8, 0, start_step=s,
+                                                       num_steps=n),
+            total_steps=1000, steps_per_checkpoint=1000, checkpoint_dir=tmp_path / "ckpt",
+            log_dir=tmp_path / "logs", max_minutes=0.02, verbose=0, progress_seconds=0.3,
+            extra_callbacks=[SlowSteps()],
+        )
+    assert 1 <= step < 1000  # stopped inside the only chunk
+    assert read_history(tmp_path / "logs")[-1]["step"] == step
+    assert StepCheckpoint.restore(_fresh_classifier(tokenizer), tmp_path / "ckpt") == step
+    assert "time budget of 0.02 min reached at step %d" % step in caplog.text
+    progress = [r.getMessage() for r in caplog.records if "steps/s" in r.getMessage()]
+    assert progress and progress[0].startswith("step ") and "/1000 (" in progress[0]
+    assert "left" in progress[0]
 
 
 def test_restore_without_checkpoint_starts_at_zero(spm_model, tmp_path):

@@ -190,3 +190,34 @@ def test_pretrain_with_ngram_masking_learns_and_refuses_a_bad_span_length(worksp
     assert stage["params"]["max_ngram"] == 3
     history = loss_history(ws)
     assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_time_budgets_stop_pretrain_and_finetune_within_a_step(workspace, tmp_path):
+    """`--max-minutes` ends training at the first step past the budget, far inside a chunk (the
+    budget used to be checked only at checkpoints); pretrain saves its preset there and the same
+    command continues from that step; finetune keeps what it learned and exports."""
+    ws = prepared_copy(workspace, tmp_path / "ws")
+    budget_s = 4.0
+    command = ["pretrain", "--workspace", str(ws), "--config", "nano", "--batch-size", "8",
+               "--steps", "20000", "--checkpoint-every", "20000", "--eval-instances", "16",
+               "--no-xla", "--max-minutes", str(budget_s / 60)]
+    assert cli.main(command) == 0
+    metrics = json.loads((ws / "pretrain" / "metrics.json").read_text())
+    first = metrics["step"]
+    assert 1 <= first < 20000 and checkpoint_step(ws) == first
+    # Training ran past the budget by at most a step and the chunk's validation (a generous
+    # bound: a nano step takes milliseconds; the old chunk-boundary check ran all 20,000 steps).
+    assert budget_s <= metrics["history"][-1]["wall_s"] < budget_s + 60
+    assert (ws / "pretrain" / "preset" / "config.json").exists()
+    assert cli.main(command) == 0
+    second = json.loads((ws / "pretrain" / "metrics.json").read_text())["step"]
+    assert first < second < 20000
+
+    finetune = ["finetune", "--workspace", str(ws), "--sequence-length", "32", "--epochs", "500",
+                "--checkpoint-every", "20000", "--no-xla", "--max-minutes", str(budget_s / 60)]
+    assert cli.main(finetune) == 0
+    history = [json.loads(line) for line in
+               (ws / "finetune" / "logs" / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 1 and 1 <= history[0]["step"] < 20000
+    assert budget_s <= history[0]["wall_s"] < budget_s + 60
+    assert (ws / "finetune" / "metrics.json").exists()
