@@ -121,6 +121,7 @@ def sentence_boundary_sop(workspace: Path, limit: int = 1500, architecture: str 
     from albert_tf.instances import Instances, pretraining_batches, read_schema
     from albert_tf.pretraining import AlbertPretrainer, compile_pretrainer
     from albert_tf.training import StepCheckpoint, make_optimizer
+    from pipelines.corpus import split_key
     from pipelines.pretraining_data import is_validation, run_pretraining_data_bare
     from pipelines.records import DOC_SCHEMA, read_table
     from pipelines.workspace import Workspace
@@ -133,7 +134,7 @@ def sentence_boundary_sop(workspace: Path, limit: int = 1500, architecture: str 
     if params.get("teacher") not in (None, "none"):
         raise SystemExit("sentence-boundary SOP: runs with --teacher are not supported")
     docs = [d for d in read_table(ws.docs, DOC_SCHEMA).to_pylist()
-            if is_validation(str(d["id"]), options["validation_fraction"])]
+            if is_validation(split_key(d["text"] or ""), options["validation_fraction"])]
     rows = run_pretraining_data_bare(docs, schema["spm_model"]["path"], **options,
                                      serialize=False).records["validation"]
     pairs = Instances.from_records([r.to_bytes() for r in rows if r.sop_label >= 0][:limit])

@@ -32,8 +32,15 @@ def read_docs(docs_dir: Path, kinds: Sequence[str] | None = None,
     return docs.sort_values("id", kind="stable").reset_index(drop=True)
 
 
+def split_key(text: str) -> str:
+    """What held-out splits hash: the text, case-folded with its whitespace collapsed. Copies of one
+    text then fall on one side (Amazon repeats a review on every variant of a product: split by
+    document id, 330 of 334 held-out reviews of a category had their exact text in training)."""
+    return " ".join(str(text).casefold().split())
+
+
 def held_out(ids: Sequence[str], fraction: float, salt: str = "held-out") -> list[bool]:
-    """A deterministic split by document id: True for about `fraction` of the ids."""
+    """A deterministic split by key (a `split_key`, or an id): True for about `fraction` of them."""
     threshold = int(fraction * 10_000)
     return [
         int(hashlib.sha1(f"{salt}:{i}".encode()).hexdigest()[:8], 16) % 10_000 < threshold

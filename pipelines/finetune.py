@@ -15,6 +15,7 @@ import logging
 import shutil
 
 from pipelines import workspace as ws_lib
+from pipelines.corpus import held_out, split_key
 
 log = logging.getLogger("opinionrec")
 
@@ -125,8 +126,9 @@ def _labelled_texts(docs, sentence_examples: bool = True):
 
     A review gives its text, its title and (with `sentence_examples`) each of its sentences, all
     labelled with its rating: aspect polarity is computed on clauses, and a head that has seen only
-    whole reviews misreads short texts. Returns the examples, the document id of each (to split
-    by document), whether each is a whole document (metrics are on those) and the topic names.
+    whole reviews misreads short texts. Returns the examples, the `split_key` of each one's
+    document (to split by document text, so copies of a review share a side), whether each is a
+    whole document (metrics are on those) and the topic names.
     """
     import pandas as pd
 
@@ -141,23 +143,36 @@ def _labelled_texts(docs, sentence_examples: bool = True):
         text = " ".join(filter(None, [row.title, row.text])) if row.kind == "news" else row.text
         if not text or not text.strip():
             continue
+        key = split_key(text)
         if row.kind == "review" and row.rating is not None and not pd.isna(row.rating):
             sentiment = rating_to_sentiment(float(row.rating))
             data.add(text, sentiment=sentiment)
-            short_texts = [row.title] if row.title and row.title.strip() else []
+            ids.append(key)
+            whole.append(True)  # the flags follow the examples' order: the review comes first
+            short_texts = [row.title] if isinstance(row.title, str) and row.title.strip() else []
             if sentence_examples and row.sentences is not None and len(row.sentences) > 1:
                 short_texts += [s for s in row.sentences if s and s.strip()]
             for short in short_texts:
                 data.add(short, sentiment=sentiment)
-                ids.append(row.id)
+                ids.append(key)
                 whole.append(False)
         elif row.kind == "news" and row.label in topic_index:
             data.add(text, topic=topic_index[row.label])
-        else:
-            continue
-        ids.append(row.id)
-        whole.append(True)
+            ids.append(key)
+            whole.append(True)
     return data, ids, whole, topic_labels
+
+
+def split_held_out(keys, whole, texts, fraction: float) -> tuple[list[int], list[int]]:
+    """(training example indices, held-out document indices): documents by their text key, and
+    no training example (a title or sentence of another review included) that is the exact text
+    of a held-out document, so no held-out text has a twin in training."""
+    test_mask = held_out(keys, fraction, salt="finetune")
+    test = [i for i, (h, w) in enumerate(zip(test_mask, whole)) if h and w]
+    held_texts = {keys[i] for i in test}
+    train = [i for i, h in enumerate(test_mask)
+             if not h and split_key(texts[i]) not in held_texts]
+    return train, test
 
 
 def _scores(y_true, y_pred) -> dict:
@@ -234,7 +249,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from albert_tf.export import TextFeatures, export_text_features
     from albert_tf.training import fit_resumable, make_optimizer
     from pipelines.aspect_mining import AspectLexicon
-    from pipelines.corpus import held_out, read_docs
+    from pipelines.corpus import read_docs
 
     stage_dir = ws.stage_dir("finetune")
     preset = args.preset or str(ws.pretrained_preset)
@@ -248,10 +263,9 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         data, ids, whole, topic_labels = _labelled_texts(docs, args.sentence_examples)
         if not len(data):
             raise SystemExit("finetune: no rated reviews or labelled news in the ingested documents")
-        test_mask = held_out(ids, args.held_out, salt="finetune")
-        train = data.subset([i for i, h in enumerate(test_mask) if not h])
         # Held-out documents are scored whole (their titles and sentences are not scored apart).
-        test = data.subset([i for i, (h, w) in enumerate(zip(test_mask, whole)) if h and w])
+        train_rows, test_rows = split_held_out(ids, whole, data.texts, args.held_out)
+        train, test = data.subset(train_rows), data.subset(test_rows)
         log.info("finetune: %d training texts, %d held-out documents; %d topics: %s", len(train),
                  len(test), len(topic_labels), ", ".join(topic_labels))
 

@@ -39,6 +39,7 @@ from typing import Any
 
 from pipelines import workspace as ws_lib
 from pipelines.beam_counts import NotReconciled, counter_values
+from pipelines.corpus import split_key
 from pipelines.fspath import RemotePath, as_path, remove_tree
 from pipelines.records import DOC_KINDS
 from pipelines.tfexample import encode_example
@@ -196,9 +197,10 @@ def seed_for(seed: int, doc_id: str) -> int:
     return int.from_bytes(hashlib.sha1(f"{seed}:{doc_id}".encode()).digest()[:8], "big")
 
 
-def is_validation(doc_id: str, fraction: float) -> bool:
-    """The split by document id (the same hash as `pipelines.corpus.held_out`)."""
-    digest = hashlib.sha1(f"held-out:{doc_id}".encode()).hexdigest()
+def is_validation(key: str, fraction: float) -> bool:
+    """The split by a document's `split_key` (its text: copies of a text share a side), the same
+    hash as `pipelines.corpus.held_out`."""
+    digest = hashlib.sha1(f"held-out:{key}".encode()).hexdigest()
     return int(digest[:8], 16) % 10_000 < int(fraction * 10_000)
 
 
@@ -315,7 +317,8 @@ def document_instances(doc: Mapping[str, Any], processor, special: SpecialIds,
             result.truncated_sentences += 1
             result.truncated_tokens += len(ids) - limit
     result.tokens = total - result.truncated_tokens
-    result.split = "validation" if is_validation(doc_id, options.validation_fraction) else "train"
+    in_validation = is_validation(split_key(doc.get("text") or ""), options.validation_fraction)
+    result.split = "validation" if in_validation else "train"
     rng = random.Random(seed_for(options.seed, doc_id))
     cut_within = word_starts if options.split_single_sentences else None
     for index, chunk in enumerate(pack_chunks(sentence_ids, limit)):
@@ -636,8 +639,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="chance that segments A and B are swapped (SOP label 1) "
                         "(default: %(default)s)")
     parser.add_argument("--validation-fraction", type=float, default=0.05,
-                        help="fraction of documents (by id hash) in the validation split "
-                        "(default: %(default)s)")
+                        help="fraction of documents in the validation split, by a hash of "
+                        "their text, so copies of a text share a side (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds each document's segment cuts and swaps (default: %(default)s)")
     parser.add_argument("--min-tokens", type=int, default=5,

@@ -1,0 +1,51 @@
+"""Held-out splits by text: no held-out document has its exact text (or a copy of it) in training.
+
+Amazon copies a review onto every variant of a product (same user, same text, other asin); a
+split by document id put most held-out reviews' exact text in training.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pandas as pd
+
+from pipelines.corpus import held_out, split_key
+from pipelines.finetune import _labelled_texts, split_held_out
+from tests.conftest import shared_file
+
+
+def amazon_docs(name: str) -> pd.DataFrame:
+    rows = []
+    path = shared_file(f"amazon-reviews-2018-5core-small/{name}.json.gz")
+    with gzip.open(path) as f:
+        for i, line in enumerate(f):
+            review = json.loads(line)
+            text = (review.get("reviewText") or "").strip()
+            if text:
+                rows.append({"id": f"{name}:{i}", "kind": "review", "title": review.get("summary"),
+                             "text": text, "rating": float(review["overall"]), "label": None,
+                             "sentences": [text]})
+    return pd.DataFrame(rows)
+
+
+def test_split_key_folds_case_and_whitespace():
+    assert split_key("  Great  card,\nthanks ") == split_key("great card, THANKS")
+    assert split_key("Great card") != split_key("Great cards")
+
+
+def test_finetune_held_out_reviews_have_no_exact_text_twin_in_training():
+    docs = amazon_docs("All_Beauty_5")
+    data, keys, whole, _ = _labelled_texts(docs, sentence_examples=True)
+    train, test = split_held_out(keys, whole, data.texts, 0.1)
+    assert len(test) > 100 and len(train) > 1000
+    # Held-out examples are whole reviews (not a title or sentence of one).
+    assert {data.texts[i] for i in test} <= set(docs["text"])
+    held_texts = {split_key(data.texts[i]) for i in test}
+    assert not held_texts & {split_key(data.texts[i]) for i in train}
+    # The split by document id that this replaces leaked: the test can tell the two apart.
+    by_id = held_out(docs["id"].tolist(), 0.1, salt="finetune")
+    held_by_id = {split_key(t) for t, h in zip(docs["text"], by_id) if h}
+    train_by_id = {split_key(t) for t, h in zip(docs["text"], by_id) if not h}
+    assert len(held_by_id & train_by_id) > 0.5 * len(held_by_id)
