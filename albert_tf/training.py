@@ -177,29 +177,39 @@ class ProgressLog(keras.callbacks.Callback):
     """A log line every `every_seconds` of training (step, loss, speed, time left), for output
     that is not a terminal: Keras' own line comes only once a chunk, which may be minutes."""
 
-    def __init__(self, total_steps: int, every_seconds: float = 30.0):
+    def __init__(self, total_steps: int, every_seconds: float = 30.0,
+                 budget: TimeBudget | None = None):
         super().__init__()
         self.total_steps = total_steps
         self.every_seconds = every_seconds
-        self.last = time.perf_counter()
+        self.budget = budget  # its end, when sooner, is the time left
+        self.last: float | None = None
         self.last_step = 0
 
     def on_train_begin(self, logs=None):
-        self.last = time.perf_counter()
-        self.last_step = int(self.model.optimizer.iterations.numpy())
+        self.last = None  # the speed is measured from the end of the first step (compilation)
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()
+        if self.last is None:
+            self.last, self.last_step = now, int(self.model.optimizer.iterations.numpy())
+            return
         if now - self.last < self.every_seconds:
             return
         step = int(self.model.optimizer.iterations.numpy())
         rate = (step - self.last_step) / (now - self.last)
         left = (self.total_steps - step) / rate if rate > 0 else float("inf")
+        until = ""
+        budget = self.budget
+        if budget is not None and budget.max_seconds is not None and budget.start is not None:
+            budget_left = budget.start + budget.max_seconds - now
+            if budget_left < left:
+                left, until = max(budget_left, 0.0), " (time budget)"
         loss = (logs or {}).get("loss")
-        log.info("step %d/%d (%.0f%%)%s, %.2f steps/s, about %s left", step, self.total_steps,
+        log.info("step %d/%d (%.0f%%)%s, %.2f steps/s, about %s left%s", step, self.total_steps,
                  100 * step / max(1, self.total_steps),
                  f", loss {float(loss):.4f}" if loss is not None else "", rate,
-                 _duration(left))
+                 _duration(left), until)
         self.last, self.last_step = now, step
 
 
@@ -299,16 +309,14 @@ def fit_resumable(
         log.info("already trained to step %d of %d", start_step, total_steps)
         return start_step
     terminal = sys.stdout.isatty()
+    budget = TimeBudget(max_minutes, strategy)
+    progress = ProgressLog(epochs * steps_per_checkpoint, progress_seconds, budget)
     writers = [  # only the chief writes checkpoints and logs
         StepCheckpoint(checkpoint_dir, keep=keep_checkpoints),
         MetricsLog(log_dir, tokens_per_step=tokens_per_step),
-        *([] if terminal else [ProgressLog(epochs * steps_per_checkpoint, progress_seconds)]),
+        *([] if terminal else [progress]),
     ] if chief else []
-    callbacks = [
-        *writers,
-        TimeBudget(max_minutes, strategy),
-        *(extra_callbacks or []),
-    ]
+    callbacks = [*writers, budget, *(extra_callbacks or [])]
     with warnings.catch_warnings():
         # A run stopped by its time budget mid-chunk resumes mid-chunk: its chunks then end
         # `start_step` % chunk later, and the last one is short, which Keras reports as running

@@ -2,8 +2,9 @@
 
 read docs -> one element per sentence -> RunInference (a ModelHandler on `tf.saved_model.load`)
 -> per-sentence features -> per-document features -> per-item and per-user aspect/sentiment
-profiles, plus the user-item interactions of reviews. Outputs under `<workspace>/features/`:
-`sentences/`, `docs/` (sharded Parquet) and `items.parquet`, `users.parquet`,
+profiles, plus the user-item interactions of reviews and of ratings without text. Outputs under
+`<workspace>/features/`: `sentences/`, `docs/` (sharded Parquet) and `items.parquet`,
+`users.parquet`,
 `interactions.parquet`, `aspects.json` — the input contract of `train-recommender`.
 """
 
@@ -308,12 +309,15 @@ def _write_single(pcoll, path: Path, schema: pa.Schema, label: str):
 def build_pipeline(pipeline: beam.Pipeline, docs_pattern: str, model_dir: str, out_dir: Path,
                    aspects: Sequence[str], titles: dict[str, str], batch_size: int) -> None:
     """The features job's graph (see module doc)."""
-    docs = (
-        pipeline
-        | "ReadDocs" >> beam.io.ReadFromParquet(docs_pattern, columns=[
-            "id", "kind", "user", "item", "rating", "timestamp", "text", "sentences",
-            "source", "source_position"])
-        | "KeepReviewsAndNews" >> beam.Filter(lambda d: d["kind"] in ("review", "news"))
+    all_docs = pipeline | "ReadDocs" >> beam.io.ReadFromParquet(docs_pattern, columns=[
+        "id", "kind", "user", "item", "rating", "timestamp", "text", "sentences",
+        "source", "source_position"])
+    docs = all_docs | "KeepReviewsAndNews" >> beam.Filter(lambda d: d["kind"] in ("review", "news"))
+    # Ratings without review text: interactions for the recommender, no text to encode.
+    ratings = (
+        all_docs
+        | "Ratings" >> beam.Filter(lambda d: d["kind"] == "rating" and d["user"] and d["item"])
+        | "RatingRows" >> beam.Map(lambda d: {**d, "position": d["source_position"]})
     )
     handler = KeyedModelHandler(SavedModelHandler(model_dir, max_batch_size=batch_size))
     sentences = (
@@ -367,7 +371,8 @@ def build_pipeline(pipeline: beam.Pipeline, docs_pattern: str, model_dir: str, o
     )
     _write_single(user_rows, out_dir / "users.parquet", USER_SCHEMA, "WriteUsers")
 
-    interactions = reviews | "Interactions" >> beam.Map(lambda d: {
+    interactions = (reviews, ratings) | "ReviewsAndRatings" >> beam.Flatten()
+    interactions = interactions | "Interactions" >> beam.Map(lambda d: {
         "user": d["user"], "item": d["item"], "rating": d["rating"], "timestamp": d["timestamp"],
         "position": d["position"], "source": d["source"]})
     _write_single(interactions, out_dir / "interactions.parquet", INTERACTION_SCHEMA,

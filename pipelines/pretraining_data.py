@@ -41,7 +41,7 @@ from pipelines import workspace as ws_lib
 from pipelines.beam_counts import NotReconciled, counter_values
 from pipelines.corpus import split_key
 from pipelines.fspath import RemotePath, as_path, remove_tree
-from pipelines.records import DOC_KINDS
+from pipelines.records import TEXT_KINDS
 from pipelines.tfexample import encode_example
 
 log = logging.getLogger("opinionrec")
@@ -94,7 +94,7 @@ class InstanceOptions:
     validation_fraction: float = 0.05
     seed: int = 0
     min_tokens: int = 5
-    kinds: tuple[str, ...] = DOC_KINDS
+    kinds: tuple[str, ...] = TEXT_KINDS
     include_evaluation_splits: bool = False
     # A one-sentence chunk of at least `min_split_tokens` tokens is cut at a word boundary into A
     # and B. ALBERT's segments are spans of text, not sentences; without these cuts the SST-2
@@ -388,7 +388,7 @@ def run_pretraining_data_bare(
     validation_fraction: float = 0.05,
     seed: int = 0,
     min_tokens: int = 5,
-    kinds: Sequence[str] = DOC_KINDS,
+    kinds: Sequence[str] = TEXT_KINDS,
     serialize: bool = True,
     out_dir: str | Path | None = None,
     include_evaluation_splits: bool = False,
@@ -645,7 +645,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seeds each document's segment cuts and swaps (default: %(default)s)")
     parser.add_argument("--min-tokens", type=int, default=5,
                         help="skip documents with fewer tokens (default: %(default)s)")
-    parser.add_argument("--kinds", default=",".join(DOC_KINDS),
+    parser.add_argument("--kinds", default=",".join(TEXT_KINDS),
                         help="document kinds to use, comma-separated (default: %(default)s)")
     parser.add_argument("--include-evaluation-splits", action="store_true",
                         help="also pretrain on labelled documents of the test and validation "

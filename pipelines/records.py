@@ -27,8 +27,11 @@ import pyarrow as pa
 
 # === Record kinds and dead-letter reasons ===
 
-DocKind = Literal["review", "news", "labelled"]
-DOC_KINDS: tuple[str, ...] = ("review", "news", "labelled")
+DocKind = Literal["review", "news", "labelled", "rating"]
+# Documents with text. A "rating" is a star rating without review text (user, item, rating, and
+# the title when there is one; `text` is ""): an interaction for the recommender, no text to learn.
+TEXT_KINDS: tuple[str, ...] = ("review", "news", "labelled")
+DOC_KINDS: tuple[str, ...] = (*TEXT_KINDS, "rating")
 
 # Why a raw record was rejected; `ingest` writes one of these in each dead-letter row.
 REJECT_INVALID_UTF8 = "invalid_utf8"

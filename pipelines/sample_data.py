@@ -837,10 +837,11 @@ def bad_review_line(kind: str, record: dict[str, Any]) -> bytes:
         return line[: len(line) // 2]
     if kind == "non_numeric_rating":
         record["overall"] = "five stars"
-    elif kind == "missing_text":
-        del record["reviewText"]
+    elif kind == "missing_text":  # and no rating: a rating alone would be an interaction
+        del record["reviewText"], record["overall"]
     elif kind == "empty_text":
         record["reviewText"] = "  <br /> &nbsp; "
+        del record["overall"]
     elif kind == "rating_out_of_range":
         record["overall"] = 7.0
     elif kind == "invalid_utf8":

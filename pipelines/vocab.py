@@ -54,7 +54,10 @@ def _run(args: argparse.Namespace) -> int:
         for title, sentences, text in zip(docs["title"], docs["sentences"], docs["text"]):
             if isinstance(title, str) and title:  # a missing title reads back as NaN
                 lines.append(title)
-            lines.extend(sentences if sentences is not None and len(sentences) else [text])
+            if sentences is not None and len(sentences):
+                lines.extend(sentences)
+            elif isinstance(text, str) and text:  # a rating without text has none
+                lines.append(text)
         log.info("vocab: training SentencePiece on %d lines", len(lines))
         try:
             train_sentencepiece(lines, ws.spm_model, vocabulary_size=args.vocabulary_size)

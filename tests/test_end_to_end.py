@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import signal
@@ -30,12 +31,60 @@ CHAIN = [
 ]
 
 
+RATINGS_ONLY_USER = "A_RATINGS_ONLY"
+
+
+def add_ratings_without_text(ws) -> list[dict]:
+    """Star ratings with no review text, as Amazon files hold them: a user known only by three
+    such ratings, and two more by users who also wrote reviews."""
+    path = ws / "raw" / "reviews.json.gz"
+    lines = gzip.decompress(path.read_bytes()).splitlines()  # the bad lines included
+    reviews = []
+    for line in lines:
+        try:
+            reviews.append(json.loads(line))
+        except ValueError:  # truncated JSON, invalid UTF-8: sample-data's bad records
+            continue
+    reviews = [r for r in reviews if isinstance(r.get("reviewText"), str) and r["reviewText"]]
+    items = sorted({r["asin"] for r in reviews})
+    ratings = [{"reviewerID": RATINGS_ONLY_USER, "asin": item, "overall": 5.0,
+                "unixReviewTime": 1_600_000_000 + i} for i, item in enumerate(items[:3])]
+    ratings += [{"reviewerID": r["reviewerID"], "asin": items[-1], "overall": 2.0,
+                 "reviewText": "", "unixReviewTime": 1_600_000_100} for r in reviews[:2]
+                if r["asin"] != items[-1]]
+    lines += [json.dumps(r).encode() for r in ratings]
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    return ratings
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     ws = tmp_path_factory.mktemp("e2e")
     for stage in CHAIN:
         assert cli.main([stage[0], "--workspace", str(ws), *stage[1:]]) == 0, stage[0]
+        if stage[0] == "sample-data":
+            (ws / "ratings.json").write_text(json.dumps(add_ratings_without_text(ws)))
     return ws
+
+
+@pytest.mark.slow
+def test_ratings_without_text_are_interactions(workspace):
+    """A rating without review text is kept as a `rating` document and counted; it reaches the
+    recommender's interactions, so a user known only by such ratings does not vanish."""
+    import pyarrow.parquet as pq
+
+    ratings = json.loads((workspace / "ratings.json").read_text())
+    stats = json.loads((workspace / "ingest" / "stats.json").read_text())
+    assert stats["steps"]["ratings_without_text"] == len(ratings) >= 4
+    docs = read_docs(workspace / "ingest" / "docs", kinds=["rating"],
+                     columns=["user", "item", "rating", "text"])
+    assert len(docs) == len(ratings) and set(docs["text"]) == {""}
+    interactions = pq.read_table(workspace / "features" / "interactions.parquet").to_pandas()
+    mine = interactions[interactions["user"] == RATINGS_ONLY_USER]
+    assert sorted(mine["item"]) == sorted(r["asin"] for r in ratings[:3])
+    assert set(mine["rating"]) == {5.0}
+    reviews = read_docs(workspace / "ingest" / "docs", kinds=["review"], columns=["user"])
+    assert len(interactions) == len(reviews) + len(ratings)
 
 
 @pytest.mark.slow

@@ -212,6 +212,8 @@ def test_parse_review_fn_splits_good_and_bad_records():
         ("r.json", 4, json.dumps({**good, "reviewText": " <br/> "}).encode()),
         ("r.json", 5, b'{"reviewText": "caf\xe9"}'),
         ("r.json", 6, json.dumps({**good, "asin": None}).encode()),
+        ("r.json", 7, json.dumps({k: v for k, v in good.items() if k != "overall"}
+                                 | {"reviewText": " "}).encode()),
     ]
     with BeamTestPipeline(options=beam_options.pipeline_options()) as pipeline:
         outputs = (
@@ -223,7 +225,8 @@ def test_parse_review_fn_splits_good_and_bad_records():
         )
         assert_that(
             outputs.parsed | "Good" >> beam.Map(lambda d: (d["id"], d["rating"], d["sentences"])),
-            equal_to([("r.json:0", 4.0, ["Nice.", "Works well."])]),
+            # A rating without text is an interaction, kept as a `rating` document.
+            equal_to([("r.json:0", 4.0, ["Nice.", "Works well."]), ("r.json:4", 4.0, [])]),
             label="good records",
         )
         assert_that(
@@ -231,7 +234,7 @@ def test_parse_review_fn_splits_good_and_bad_records():
                 lambda r: (r["source_position"], r["reason"])
             ),
             equal_to([(1, "invalid_json"), (2, "wrong_type"), (3, "out_of_range"),
-                      (4, "empty_text"), (5, "invalid_utf8"), (6, "missing_field")]),
+                      (5, "invalid_utf8"), (6, "missing_field"), (7, "empty_text")]),
             label="rejected records",
         )
 
@@ -277,7 +280,6 @@ def test_fixture_bad_lines_are_rejected_with_expected_reasons(fixtures_run):
         ("mixed_reviews.jsonl", 3): "invalid_utf8",
         ("mixed_reviews.jsonl", 4): "wrong_type",
         ("mixed_reviews.jsonl", 5): "out_of_range",
-        ("mixed_reviews.jsonl", 6): "empty_text",
         ("mixed_reviews.jsonl", 7): "missing_field",
         ("mixed_reviews.jsonl", 8): "wrong_type",
         ("mixed_reviews.jsonl", 11): "wrong_type",
@@ -290,7 +292,7 @@ def test_fixture_bad_lines_are_rejected_with_expected_reasons(fixtures_run):
     }
     reviews = stats["by_source"][str(FIXTURES / "mixed_reviews.jsonl")]
     assert (reviews["read"], reviews["written"], reviews["rejected"], reviews["deduplicated"]) == (
-        14, 4, 9, 1)
+        14, 5, 8, 1)  # line 6, a rating with blank text, is a `rating` document
     assert reviews["blank_lines"] == 1
     behaviors = stats["by_source"][str(FIXTURES / "behaviors.tsv")]
     assert (behaviors["written"], behaviors["deduplicated"]) == (2, 1)
@@ -305,9 +307,13 @@ def test_fixture_good_lines_are_cleaned_documents(fixtures_run):
     ]
     docs = {d["id"]: d for d in read_table(ws / "ingest" / "docs", DOC_SCHEMA).to_pylist()}
     assert set(docs) == {
-        "mixed_reviews.jsonl:0", "mixed_reviews.jsonl:2", "mixed_reviews.jsonl:10",
-        "mixed_reviews.jsonl:12", "news.tsv:0", "news.tsv:3", "news.tsv:4",
+        "mixed_reviews.jsonl:0", "mixed_reviews.jsonl:2", "mixed_reviews.jsonl:6",
+        "mixed_reviews.jsonl:10", "mixed_reviews.jsonl:12", "news.tsv:0", "news.tsv:3",
+        "news.tsv:4",
     }
+    rating = docs["mixed_reviews.jsonl:6"]
+    assert (rating["kind"], rating["text"], rating["rating"], rating["sentences"]) == (
+        "rating", "", 1.0, [])
     first = docs["mixed_reviews.jsonl:0"]
     assert first["text"] == (
         "Great sound & deep bass. The battery lasts all week! Dr. Who fans will love it."
@@ -400,10 +406,12 @@ def test_real_amazon_all_beauty(tmp_path: Path):
     stats = run_ingest(tmp_path / "ws", "--input", str(path))
     assert_reconciles(stats)
     assert stats["read"] == 5269
-    assert stats["rejected"] == 5 and stats["rejected_by_reason"] == {"missing_field": 5}
+    # 5 ratings have no review text: kept as interactions (`rating` documents), counted.
+    assert stats["rejected"] == 0 and stats["steps"]["ratings_without_text"] == 5
     assert stats["deduplicated"] > 1000  # the file repeats reviews across product variants
     docs = read_table(tmp_path / "ws" / "ingest" / "docs", DOC_SCHEMA)
-    assert docs.num_rows == stats["written"] == 5269 - 5 - stats["deduplicated"]
+    assert docs.num_rows == stats["written"] == 5269 - stats["deduplicated"]
+    assert docs["kind"].to_pylist().count("rating") == 4  # one repeats a rating of the same item
 
 
 @pytest.mark.slow  # ~350k interaction rows through the in-memory runner

@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 from pipelines.ingest.formats.base import InputFormat
 from pipelines.ingest.parsing import (
     ParseFn,
+    Rejected,
     first_object_keys,
     first_present,
     json_object,
@@ -17,7 +18,13 @@ from pipelines.ingest.parsing import (
     required_id,
     required_text,
 )
-from pipelines.records import Document, ItemRecord, clean_text
+from pipelines.records import (
+    REJECT_EMPTY_TEXT,
+    REJECT_MISSING_FIELD,
+    Document,
+    ItemRecord,
+    clean_text,
+)
 
 AMAZON = "amazon"
 AMAZON_META = "amazon-meta"
@@ -61,7 +68,10 @@ class ParseReviewFn(ParseFn):
     """Amazon review JSON line -> Document(kind="review").
 
     Required: reviewerID, asin, reviewText (2023 names user_id, asin, text are accepted too);
-    `overall` must be a number within 1-5 when present.
+    `overall` must be a number within 1-5 when present. A rating without review text (the field
+    missing, null or empty after cleaning) is still an interaction: it becomes a `kind="rating"`
+    document with empty text, counted as `ratings_without_text`; without a rating either, it is
+    rejected as before.
     """
 
     def parse(self, text: str, source: str, position: int, member: str | None = None
@@ -69,12 +79,20 @@ class ParseReviewFn(ParseFn):
         record = json_object(text)
         user = required_id(record, ("reviewerID", "user_id"))
         item = required_id(record, ("asin", "parent_asin"))
-        field, body = required_text(record, ("reviewText", "text"))
         rating = rating_field(record)
+        kind = "review"
+        try:
+            field, body = required_text(record, ("reviewText", "text"))
+            body = self.clean_body(body, field)
+        except Rejected as rejection:
+            if rating is None or rejection.reason not in (REJECT_MISSING_FIELD, REJECT_EMPTY_TEXT):
+                raise
+            kind, body = "rating", ""
+            self.counters.inc("step.ratings_without_text")
         return make_document(
             doc_id=self.doc_id(source, position),
-            kind="review",
-            text=self.clean_body(body, field),
+            kind=kind,
+            text=body,
             source=source,
             position=position,
             user=user,
