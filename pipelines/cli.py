@@ -74,10 +74,14 @@ def build_parser(chosen: str | None) -> argparse.ArgumentParser:
 
 
 class _KnownNoise(logging.Filter):
-    """Drops Beam's import-time warning about optional GCP client libraries (not an error here)."""
+    """Drops Beam warnings that are no error here: the import-time one about optional GCP client
+    libraries, and RunInference's "Resource module is not available", which it logs on Linux too
+    when an optional import beside `resource` fails (it only means no memory figure)."""
+
+    NOISE = ("apitools not found", "Resource module is not available")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("apitools not found")
+        return not str(record.msg).startswith(self.NOISE)
 
 
 def configure_logging(verbose: bool) -> None:
