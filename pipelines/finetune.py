@@ -163,6 +163,11 @@ def _labelled_texts(docs, sentence_examples: bool = True):
     return data, ids, whole, topic_labels
 
 
+def below_baseline(scores: dict) -> bool:
+    """Whether a head's held-out accuracy or macro-F1 is under TF-IDF + logistic regression's."""
+    return any(scores["albert"][m] < scores["tfidf_lr"][m] for m in ("accuracy", "macro_f1"))
+
+
 def split_held_out(keys, whole, texts, fraction: float) -> tuple[list[int], list[int]]:
     """(training example indices, held-out document indices): documents by their text key, and
     no training example (a title or sentence of another review included) that is the exact text
@@ -298,6 +303,11 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             log.info("finetune: held-out %s accuracy %.3f (TF-IDF + LR %.3f), macro-F1 %.3f (%.3f)",
                      task, scores["albert"]["accuracy"], scores["tfidf_lr"]["accuracy"],
                      scores["albert"]["macro_f1"], scores["tfidf_lr"]["macro_f1"])
+            scores["below_baseline"] = below_baseline(scores)
+            if scores["below_baseline"]:
+                log.warning("finetune: the %s head is BELOW its TF-IDF + LR baseline on held-out "
+                            "documents (accuracy or macro-F1); pretrain longer or start from a "
+                            "better preset before trusting its features", task)
         model.save_weights(stage_dir / "classifier.weights.h5")
         lexicon = AspectLexicon.from_json(json.loads(ws.aspect_lexicon.read_text()))
         heads = {"sentiment_labels": list(SENTIMENT_LABELS), "topic_labels": topic_labels,

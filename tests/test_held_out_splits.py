@@ -49,3 +49,15 @@ def test_finetune_held_out_reviews_have_no_exact_text_twin_in_training():
     held_by_id = {split_key(t) for t, h in zip(docs["text"], by_id) if h}
     train_by_id = {split_key(t) for t, h in zip(docs["text"], by_id) if not h}
     assert len(held_by_id & train_by_id) > 0.5 * len(held_by_id)
+
+
+def test_a_head_under_its_baseline_is_flagged():
+    from pipelines.finetune import below_baseline
+
+    def scores(acc, f1, base_acc, base_f1):
+        return {"albert": {"accuracy": acc, "macro_f1": f1},
+                "tfidf_lr": {"accuracy": base_acc, "macro_f1": base_f1}}
+
+    assert below_baseline(scores(0.976, 0.494, 0.982, 0.426))  # Gift_Cards: accuracy under
+    assert below_baseline(scores(0.99, 0.40, 0.98, 0.45))
+    assert not below_baseline(scores(0.99, 0.50, 0.98, 0.45))
