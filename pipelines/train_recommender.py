@@ -1,12 +1,18 @@
-"""`opinionrec train-recommender`: train the TFRS two-tower model on the features stage's output.
+"""`opinionrec train-recommender`: two-tower retrieval + DCN ranker on the features stage's output.
 
 Reads `<workspace>/features/` (aspects.json, items/users/interactions Parquet), splits the
-interactions by the EVAL.md "Recommendation" protocol, trains on train (dev picks the epoch),
-measures test Recall@k / NDCG@k / MRR for the model and the most-popular and item-kNN baselines in
-the same harness, and writes under `<workspace>/train_recommender/`:
+interactions by the EVAL.md "Recommendation" protocol and runs `recommender.fit.fit_recommender`:
+the TFRS two-tower model and the first-stage signals (EASE, item-kNN, text and aspect match,
+popularity, ratings) are fitted on train, dev chooses the temperature, EASE's strength and the
+epochs, and a TFRS deep & cross ranker combines the signals. The model and every single signal
+(most-popular, item-kNN, EASE, two-tower, content) are measured in the same harness; when one of
+them beats the ranker on dev, it is exported instead and a warning says so. Everything is refitted
+on all interactions before export. Writes under `<workspace>/train_recommender/`:
 
-  metrics.json   the figures (dev and test, all users and the cold-start slice) and the options
-  logs/          TensorBoard logs of the training run
+  metrics.json   the figures (dev and test, all users and the cold-start slice), the choices
+                 made on dev, the loss per epoch, and `fallback`
+  training.png   the two-tower loss and the ranker's dev NDCG per epoch
+  logs/          TensorBoard logs of the two-tower runs
   recommender/   the SavedModel that `export` versions and TF Serving runs (signatures
                  `serving_default` and `recommend`: item_ids, scores, explanations, titles)
 """
@@ -26,7 +32,7 @@ STAGE = "train-recommender"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     ws_lib.add_workspace_argument(parser)
-    parser.add_argument("--epochs", type=int, default=8,
+    parser.add_argument("--epochs", type=int, default=15,
                         help="maximum training epochs (dev Recall@k picks the best; "
                              "default: %(default)s)")
     parser.add_argument("--embedding-dim", type=int, default=32,
@@ -34,11 +40,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=128,
                         help="interactions per batch; the batch's items are the negatives "
                              "(default: %(default)s)")
-    parser.add_argument("--learning-rate", type=float, default=0.1,
-                        help="Adagrad learning rate (default: %(default)s)")
-    parser.add_argument("--patience", type=int, default=2,
+    parser.add_argument("--learning-rate", type=float, default=0.05,
+                        help="Adagrad learning rate of the two-tower model (default: %(default)s)")
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[0.05, 0.2],
+                        help="softmax temperatures tried for the two-tower model; dev picks one "
+                             "(default: %(default)s)")
+    parser.add_argument("--patience", type=int, default=3,
                         help="stop after this many epochs without a better dev Recall@k; "
                              "0 = never (default: %(default)s)")
+    parser.add_argument("--ranker-epochs", type=int, default=30,
+                        help="maximum epochs of the DCN ranker; dev NDCG@k picks one "
+                             "(default: %(default)s)")
     parser.add_argument("--k", type=int, default=10,
                         help="cut-off of the metrics and default number of recommendations "
                              "served (default: %(default)s)")
@@ -48,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def format_table(metrics: dict, k: int) -> str:
     """Test metrics of each method side by side (all users; cold-start slice in brackets)."""
     keys = [f"recall@{k}", f"ndcg@{k}", "mrr"]
-    header = f"{'method':<14}" + "".join(f"{key:>20}" for key in keys)
+    header = f"{'method':<20}" + "".join(f"{key:>20}" for key in keys)
     lines = [header, "-" * len(header)]
     for method, parts in metrics["test"].items():
         cells = []
@@ -56,18 +68,41 @@ def format_table(metrics: dict, k: int) -> str:
             cold = parts["cold_start"][key]
             cold_text = f"({cold:.4f})" if parts["cold_start"]["users"] else "(-)"
             cells.append(f"{parts['all'][key]:.4f} {cold_text:>9}".rjust(20))
-        lines.append(f"{method:<14}" + "".join(cells))
+        lines.append(f"{method:<20}" + "".join(cells))
     first = next(iter(metrics["test"].values()))
     lines.append(f"test users: {first['all']['users']}, cold-start slice (in brackets): "
                  f"{first['cold_start']['users']}")
     return "\n".join(lines)
 
 
+def plot_training(training: dict, path) -> None:
+    """Two-tower loss and dev recall per epoch and the ranker's dev NDCG per epoch, side by side."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tower, ranker = training["two_tower"], training["ranker"]
+    dev_key = next(key for key in ranker if key.startswith("dev_"))
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(12, 3.2))
+    epochs = lambda values: range(1, len(values) + 1)  # noqa: E731
+    left.plot(epochs(tower["loss_per_epoch"]), tower["loss_per_epoch"], marker="o")
+    left.set(title=f"two-tower train loss (T={tower['temperature']})", xlabel="epoch",
+             ylabel="per interaction")
+    middle.plot(epochs(tower["dev_recall_per_epoch"]), tower["dev_recall_per_epoch"], marker="o")
+    middle.set(title="two-tower dev recall@k", xlabel="epoch")
+    right.plot(epochs(ranker[dev_key]), ranker[dev_key], marker="o")
+    right.set(title=f"ranker {dev_key.replace('_', ' ')}", xlabel="epoch")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     ws = ws_lib.workspace_from_args(args)
     params = {"epochs": args.epochs, "embedding_dim": args.embedding_dim,
               "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-              "patience": args.patience, "k": args.k, "seed": args.seed}
+              "patience": args.patience, "k": args.k, "seed": args.seed,
+              "temperatures": list(args.temperatures), "ranker_epochs": args.ranker_epochs}
     inputs = {"features": "stage:features"}
     if ws_lib.skip_if_fresh(args, ws, STAGE, params, inputs):
         return 0
@@ -78,8 +113,9 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     # Heavy imports here so `opinionrec --help` stays fast.
     from recommender import evaluate as evaluation
     from recommender.data import load_features
+    from recommender.fit import fit_recommender
     from recommender.serving_module import build_serving_module, export_recommender
-    from recommender.train import TrainConfig, model_scorer, train_retrieval
+    from recommender.train import TrainConfig
 
     with ws_lib.stage_run(ws, STAGE, params, inputs) as record:
         stage_dir = ws.stage_dir(STAGE)
@@ -91,34 +127,36 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
         config = TrainConfig(epochs=args.epochs, embedding_dim=args.embedding_dim,
                              batch_size=args.batch_size, learning_rate=args.learning_rate,
-                             seed=args.seed, patience=args.patience, k=args.k)
-        result = train_retrieval(features, split, config, log_dir=stage_dir / "logs")
-
-        scorers = {
-            "two-tower": model_scorer(result.model, features),
-            "most-popular": evaluation.popularity_scorer(split.train, num_items),
-            "item-knn": evaluation.item_knn_scorer(split.train, num_users, num_items),
-        }
+                             seed=args.seed, patience=args.patience, k=args.k,
+                             ranker_epochs=args.ranker_epochs)
+        result = fit_recommender(
+            features, split, config, temperatures=tuple(args.temperatures),
+            log_dir=stage_dir / "logs", progress=lambda step: log.info("%s: %s", STAGE, step))
         metrics = {
-            "protocol": "EVAL.md Recommendation: leave-last-out, full catalogue, seen excluded",
+            "protocol": "EVAL.md Recommendation: leave-last-out, full catalogue, seen excluded; "
+                        "fitted on train, chosen on dev",
             "k": args.k,
             "counts": {"users": num_users, "items": num_items, "train": len(split.train),
                        "dev": len(split.dev), "test": len(split.test)},
-            "training": {"config": config.as_dict(), "dev_recall_per_epoch": result.dev_recall,
-                         "best_epoch": result.best_epoch + 1},
-            "dev": {name: evaluation.evaluate(s, split, num_items, "dev", args.k)
-                    for name, s in scorers.items()},
-            "test": {name: evaluation.evaluate(s, split, num_items, "test", args.k)
-                     for name, s in scorers.items()},
+            "exported": result.choice,
+            "fallback": result.fallback,
+            "training": result.training,
+            "dev": result.dev,
+            "test": result.test,
         }
         (stage_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        plot_training(result.training, stage_dir / "training.png")
         print(format_table(metrics, args.k))
 
-        module = build_serving_module(result.model, features, args.k)
+        module = build_serving_module(result.exported, result.ranker, features, args.k,
+                                      result.choice)
         export_recommender(module, ws.recommender_model)
-        log.info("%s: SavedModel written to %s", STAGE, ws.recommender_model)
+        log.info("%s: SavedModel (%s) written to %s", STAGE,
+                 "two-tower + DCN ranker" if result.choice == "ranker"
+                 else f"FALLBACK: {result.choice} alone", ws.recommender_model)
         record["summary"] = {
             "test": {name: parts["all"] for name, parts in metrics["test"].items()},
+            "exported": result.choice,
             "model": str(ws.recommender_model),
         }
     return 0

@@ -29,10 +29,14 @@ class IdFeatureTower(tf.keras.Model):
       feature_keys: input keys of the float feature vectors concatenated after the id embedding.
       embedding_dim: size of the id embedding and of the output embedding.
       seed: initializer seed, for repeatable training.
+      normalize: L2-normalise each float feature vector on the way in and the output embedding on
+        the way out, so scores are cosines (scaled by the task's temperature). Raw review-text
+        embeddings have norms near 18, and unnormalised dot products of them made the in-batch
+        softmax diverge on real data (losses and scores in the thousands).
     """
 
     def __init__(self, vocabulary: Sequence[str], id_key: str, feature_keys: Sequence[str],
-                 embedding_dim: int = 32, seed: int = 0, **kwargs):
+                 embedding_dim: int = 32, seed: int = 0, normalize: bool = True, **kwargs):
         super().__init__(**kwargs)
         # === Layers ===
         self.lookup = tf.keras.layers.StringLookup(vocabulary=list(vocabulary), mask_token=None,
@@ -48,30 +52,36 @@ class IdFeatureTower(tf.keras.Model):
         self.feature_keys = list(feature_keys)
         self.embedding_dim = embedding_dim
         self.seed = seed
+        self.normalize = normalize
 
     def call(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
         parts = [self.id_embedding(self.lookup(inputs[self.id_key]))]
-        parts += [tf.cast(inputs[key], tf.float32) for key in self.feature_keys]
-        return self.projection(tf.concat(parts, axis=-1))
+        for key in self.feature_keys:
+            feature = tf.cast(inputs[key], tf.float32)
+            parts.append(tf.math.l2_normalize(feature, axis=-1) if self.normalize else feature)
+        output = self.projection(tf.concat(parts, axis=-1))
+        return tf.math.l2_normalize(output, axis=-1) if self.normalize else output
 
     def get_config(self) -> dict:
         return {"vocabulary": self.vocabulary, "id_key": self.id_key,
                 "feature_keys": self.feature_keys, "embedding_dim": self.embedding_dim,
-                "seed": self.seed}
+                "seed": self.seed, "normalize": self.normalize}
 
 
-def query_tower(user_ids: Sequence[str], embedding_dim: int = 32, seed: int = 0
-                ) -> IdFeatureTower:
-    """User id + `aspect_weight` + user text `embedding` -> query embedding."""
-    return IdFeatureTower(user_ids, "user_id", ["aspect_weight", "embedding"], embedding_dim,
-                          seed=seed, name="query_tower")
+def query_tower(user_ids: Sequence[str], embedding_dim: int = 32, seed: int = 0,
+                use_features: bool = True) -> IdFeatureTower:
+    """User id + `aspect_weight` + user text `embedding` -> query embedding (id only when
+    `use_features` is False: the ID-only baseline)."""
+    keys = ["aspect_weight", "embedding"] if use_features else []
+    return IdFeatureTower(user_ids, "user_id", keys, embedding_dim, seed=seed, name="query_tower")
 
 
-def candidate_tower(item_ids: Sequence[str], embedding_dim: int = 32, seed: int = 0
-                    ) -> IdFeatureTower:
+def candidate_tower(item_ids: Sequence[str], embedding_dim: int = 32, seed: int = 0,
+                    use_features: bool = True) -> IdFeatureTower:
     """Item id + item text `embedding` + `aspect_score` -> candidate embedding."""
-    return IdFeatureTower(item_ids, "item_id", ["embedding", "aspect_score"], embedding_dim,
-                          seed=seed + 100, name="candidate_tower")
+    keys = ["embedding", "aspect_score"] if use_features else []
+    return IdFeatureTower(item_ids, "item_id", keys, embedding_dim, seed=seed + 100,
+                          name="candidate_tower")
 
 
 class RetrievalModel(tfrs.Model):
@@ -112,11 +122,16 @@ class RetrievalModel(tfrs.Model):
             temperature=temperature,
             remove_accidental_hits=True,  # a repeated item in a batch is not its own negative
         )
+        # The epoch's mean loss per interaction (TFRS reports only the last batch's sum).
+        self.interaction_loss = tf.keras.metrics.Mean(name="interaction_loss")
 
     def compute_loss(self, features: dict[str, dict[str, tf.Tensor]], training: bool = False
                      ) -> tf.Tensor:
         queries = self.query_tower(features["user"])
         candidates = self.candidate_tower(features["item"])
-        return self.task(queries, candidates, candidate_ids=features["item"]["item_id"],
+        loss = self.task(queries, candidates, candidate_ids=features["item"]["item_id"],
                          candidate_sampling_probability=features.get("sampling_probability"),
                          compute_metrics=not training)
+        if training:
+            self.interaction_loss.update_state(loss / tf.cast(tf.shape(queries)[0], tf.float32))
+        return loss

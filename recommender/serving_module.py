@@ -1,11 +1,17 @@
 """The `recommender` SavedModel: user id -> top-k items, scores, explanations and titles.
 
-A `tf.Module` wraps a TFRS `BruteForce` index built from the trained query tower and the catalogue's
-candidate embeddings, plus lookup tables (user profiles, each user's seen items, titles, the
-explanation facts), so the whole request runs in one graph:
+A `tf.Module` holds the exported first-stage signals (`recommender.signals.Signals`, refitted on
+every interaction), the trained DCN ranker and lookup tables (user rows, each user's seen items,
+titles, the explanation facts), so the whole request runs in one graph:
 
-  user_id -> profile lookup -> query tower -> BruteForce.query_with_exclusions(seen items)
+  user_id -> user row -> signals against the catalogue (two-tower cosine, EASE, item-kNN, text and
+          aspect match, popularity, mean rating; standardised per user as in training)
+          -> DCN ranker scores -> seen items masked -> top-k
           -> (unknown user: most-popular items instead) -> in-graph explanations and titles
+
+The catalogue is scored whole (one [B, N, F] feature tensor): right for catalogues up to tens of
+thousands of items. When training chose a single signal over the ranker (`fallback`), that
+signal's raw score ranks instead.
 
 Signatures (names as `serving/` and `pipelines/recommend.py` expect):
   serving_default: user_id string [B] -> item_ids string [B, K], scores float32 [B, K],
@@ -26,30 +32,13 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
 from recommender.data import FeatureSet
 from recommender.explain import ExplanationTables, GraphExplainer
-from recommender.model import RetrievalModel
-from recommender.train import embed, item_inputs
+from recommender.ranking import DCNRanker
+from recommender.signals import FEATURES, PER_USER, Signals
 
 PAD_ID = ""  # pads the seen-items table; item ids are never empty (checked by data.read_items)
-
-
-class CatalogueBruteForce(tfrs.layers.factorized_top_k.BruteForce):
-    """BruteForce whose k never exceeds the catalogue size.
-
-    `query_with_exclusions` asks for k + (number of exclusion columns) candidates, which on a small
-    catalogue is more than it holds; clamping here keeps every k valid.
-    """
-
-    def call(self, queries, k=None):
-        k = self._k if k is None else k
-        return super().call(queries, k=tf.minimum(k, tf.shape(self._candidates)[0]))
-
-    def get_config(self) -> dict:
-        # The query model is a tracked child, not config; saying so keeps saving quiet.
-        return {"k": self._k, "name": self.name}
 
 
 def _lookup_table(keys: np.ndarray, name: str) -> tf.lookup.StaticHashTable:
@@ -77,73 +66,120 @@ class RecommenderModule(tf.Module):
     """Serving module; see the module docstring for the signatures.
 
     Args:
-      query_tower: trained query tower (user_id, aspect_weight, embedding -> [B, E]).
-      candidate_embeddings: [N, E] candidate-tower outputs of the catalogue, in item row order.
-      features: the feature set (ids, profiles, titles, interactions = the seen items).
+      signals: the first-stage signals fitted on every interaction.
+      ranker: the trained ranker ([B, N, F] -> [B, N]).
+      features: the feature set (ids, titles, explanation facts; its interactions are the seen
+        items and must be those `signals` were fitted on).
       popularity: [N] score of each item for unknown users.
       k: default number of recommendations (clamped to the catalogue size).
+      choice: "ranker", or the `signals.FEATURES` name that ranks alone (the dev fallback).
     """
 
-    def __init__(self, query_tower: tf.keras.Model, candidate_embeddings: np.ndarray,
-                 features: FeatureSet, popularity: np.ndarray, k: int = 10):
+    def __init__(self, signals: Signals, ranker: DCNRanker, features: FeatureSet,
+                 popularity: np.ndarray, k: int = 10, choice: str = "ranker"):
         super().__init__(name="recommender")
+        if choice != "ranker" and choice not in FEATURES:
+            raise ValueError(f"`choice` must be 'ranker' or one of {FEATURES}. Received {choice!r}")
         items, users = features.items, features.users
-        item_ids = tf.constant(items.ids.astype(str), tf.string)
         self.num_items = len(items)
         self.num_users = len(users)
         self.default_k = max(0, min(int(k), self.num_items))
-        # === Indexes ===
-        self.index = CatalogueBruteForce(query_tower, k=self.default_k)
-        self.index.index(tf.constant(candidate_embeddings, tf.float32), item_ids)
-        self.popular = CatalogueBruteForce(k=self.default_k)
-        self.popular.index(tf.constant(popularity.reshape(-1, 1), tf.float32), item_ids)
-        # === Tables (last row: unknown user / padding item) ===
+        self.choice = choice
+        self.ranker = ranker
+
+        def table(array: np.ndarray, name: str, pad_row: bool = False) -> tf.Variable:
+            array = np.asarray(array, dtype="float32")
+            if pad_row:  # the extra last row: unknown users
+                array = np.concatenate([array, np.zeros((1,) + array.shape[1:], "float32")])
+            return tf.Variable(array, trainable=False, name=name)
+
+        # === Signals (last user row: unknown user) ===
+        self.user_vectors = table(signals.user_vectors, "user_vectors", pad_row=True)
+        self.item_vectors = table(signals.item_vectors, "item_vectors")
+        self.ease = table(signals.ease, "ease")
+        self.item_knn = table(signals.item_knn, "item_knn")
+        self.user_text = table(signals.user_text, "user_text", pad_row=True)
+        self.item_text = table(signals.item_text, "item_text")
+        self.user_aspects = table(signals.user_aspects, "user_aspects", pad_row=True)
+        self.item_aspects = table(signals.item_aspects, "item_aspects")
+        self.log_popularity = table(signals.popularity, "log_popularity")
+        self.mean_rating = table(signals.mean_rating, "mean_rating")
+        self.popularity = table(popularity, "popularity")
+        # === Tables ===
         self.user_rows = _lookup_table(users.ids, "user_rows")
         self.item_rows = _lookup_table(items.ids, "item_rows")
-        zero_user = lambda width: np.zeros((1, width), "float32")  # noqa: E731
-        self.user_aspect_weight = tf.Variable(
-            np.concatenate([users.aspect_weight, zero_user(users.aspect_weight.shape[1])]),
-            trainable=False, name="user_aspect_weight")
-        self.user_embedding = tf.Variable(
-            np.concatenate([users.embedding, zero_user(users.embedding.shape[1])]),
-            trainable=False, name="user_embedding")
         inter = features.interactions
-        self.seen = tf.Variable(
-            seen_table(inter["user_row"].to_numpy(), inter["item"].to_numpy(), len(users)),
-            dtype=tf.string, trainable=False, name="seen_items")
+        seen = seen_table(inter["user_row"].to_numpy(), inter["item"].to_numpy(), len(users))
+        self.seen = tf.Variable(seen, dtype=tf.string, trainable=False, name="seen_items")
+        index = features.item_index
+        seen_rows = np.vectorize(lambda item: index.get(item, self.num_items), otypes=["int64"])(
+            seen) if seen.size else np.zeros(seen.shape, "int64")
+        self.seen_rows = tf.Variable(seen_rows, trainable=False, name="seen_rows")
+        self.item_ids = tf.constant(items.ids.astype(str), tf.string)
         self.titles = tf.Variable(np.concatenate([items.titles, np.array([""], dtype=object)]),
                                   dtype=tf.string, trainable=False, name="titles")
         self.explainer = GraphExplainer(ExplanationTables.from_features(features))
+
+    def signal_features(self, rows: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        """Raw signals of user rows [B] against the catalogue (name -> [B, N]), and the seen mask.
+
+        Mirrors `Signals.raw`; `rows` of unknown users point at the empty last row."""
+        seen_rows = tf.gather(self.seen_rows, rows)  # [B, W], padding = num_items
+        history = tf.reduce_max(tf.one_hot(seen_rows, self.num_items + 1), axis=1)[:, :-1]
+        batch = tf.shape(rows)[0]
+        broadcast = lambda v: tf.broadcast_to(v[None, :], [batch, self.num_items])  # noqa: E731
+        raw = {
+            "two_tower": tf.matmul(tf.gather(self.user_vectors, rows), self.item_vectors,
+                                   transpose_b=True),
+            "ease": tf.matmul(history, self.ease),
+            "item_knn": tf.matmul(history, self.item_knn),
+            "content": tf.matmul(tf.gather(self.user_text, rows), self.item_text,
+                                 transpose_b=True),
+            "aspect_match": tf.matmul(tf.gather(self.user_aspects, rows), self.item_aspects,
+                                      transpose_b=True),
+            "popularity": broadcast(self.log_popularity),
+            "mean_rating": broadcast(self.mean_rating),
+            "history": tf.broadcast_to(
+                tf.math.log1p(tf.reduce_sum(history, axis=1, keepdims=True)),
+                [batch, self.num_items]),
+        }
+        return raw, history > 0
+
+    def score(self, rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Ranking scores [B, N] of user rows (the ranker's, or the chosen signal's) and the seen
+        mask [B, N]."""
+        raw, seen = self.signal_features(rows)
+        if self.choice != "ranker":
+            return raw[self.choice], seen
+        columns = []
+        for name in FEATURES:
+            value = raw[name]
+            if name in PER_USER:
+                mean, variance = tf.nn.moments(value, axes=[1], keepdims=True)
+                value = (value - mean) / (tf.sqrt(variance) + 1e-6)
+            columns.append(value)
+        return self.ranker(tf.stack(columns, axis=-1)), seen
 
     def _recommend(self, user_id: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         rows = self.user_rows.lookup(user_id)
         known = rows >= 0
         safe_rows = tf.where(known, rows, self.num_users)
-        queries = {"user_id": user_id,
-                   "aspect_weight": tf.gather(self.user_aspect_weight, safe_rows),
-                   "embedding": tf.gather(self.user_embedding, safe_rows)}
-        exclusions = tf.gather(self.seen, safe_rows)  # [B, W], unknown users: all padding
         k = tf.clip_by_value(tf.cast(k, tf.int32), 0, self.num_items)
 
-        scores, ids = self.index.query_with_exclusions(queries, exclusions, k=k)
-        popular_scores, popular_ids = self.popular.query_with_exclusions(
-            tf.ones([tf.shape(user_id)[0], 1]), exclusions, k=k)
-        ids = tf.where(known[:, None], ids, popular_ids)
-        scores = tf.where(known[:, None], scores, popular_scores)
-
-        # Fewer unseen items than k: query_with_exclusions fills the tail with seen ones.
-        real_exclusion = tf.not_equal(exclusions, PAD_ID)[:, None, :]
-        leaked = tf.reduce_any(
-            tf.logical_and(tf.equal(ids[:, :, None], exclusions[:, None, :]), real_exclusion),
-            axis=-1)
-        ids = tf.where(leaked, PAD_ID, ids)
-        scores = tf.where(leaked, 0.0, scores)
-
-        item_rows = self.item_rows.lookup(ids)  # -1 for padding
+        personal, seen = self.score(safe_rows)
+        popular = tf.broadcast_to(self.popularity[None, :], tf.shape(personal))
+        scores = tf.where(known[:, None], personal, popular)
+        masked = tf.where(seen, tf.constant(-np.inf, tf.float32), scores)
+        top_scores, top_rows = tf.math.top_k(masked, k=k)
+        # Fewer unseen items than k: the tail is seen items (-inf) -> padding.
+        padded = tf.math.is_inf(top_scores)
+        ids = tf.where(padded, PAD_ID, tf.gather(self.item_ids, top_rows))
+        top_scores = tf.where(padded, 0.0, top_scores)
+        item_rows = tf.where(padded, tf.constant(-1, tf.int64), tf.cast(top_rows, tf.int64))
         explanations = self.explainer(tf.where(known, rows, -1), item_rows)
         padding_row = tf.constant(self.num_items, tf.int64)
         titles = tf.gather(self.titles, tf.where(item_rows < 0, padding_row, item_rows))
-        return {"item_ids": ids, "scores": scores, "explanations": explanations,
+        return {"item_ids": ids, "scores": top_scores, "explanations": explanations,
                 "titles": titles}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
@@ -158,15 +194,14 @@ class RecommenderModule(tf.Module):
         return self._recommend(user_id, k)
 
 
-def build_serving_module(model: RetrievalModel, features: FeatureSet, k: int = 10
-                         ) -> RecommenderModule:
-    """Serving module of a trained model: embeds the catalogue; popularity = share of all
-    interactions (what a cold-start user is served)."""
-    candidates = embed(model.candidate_tower, item_inputs(features, np.arange(len(features.items))))
+def build_serving_module(signals: Signals, ranker: DCNRanker, features: FeatureSet, k: int = 10,
+                         choice: str = "ranker") -> RecommenderModule:
+    """Serving module of a fitted recommender; popularity = share of all interactions (what a
+    cold-start user is served)."""
     counts = np.bincount(features.interactions["item_row"].to_numpy(),
                          minlength=len(features.items)).astype("float64")
     popularity = counts / max(counts.sum(), 1.0)
-    return RecommenderModule(model.query_tower, candidates, features, popularity, k)
+    return RecommenderModule(signals, ranker, features, popularity, k, choice)
 
 
 def export_recommender(module: RecommenderModule, path: Path) -> Path:

@@ -31,10 +31,14 @@ class TrainConfig:
     embedding_dim: int = 32
     batch_size: int = 128
     learning_rate: float = 0.1
+    temperature: float = 0.1  # softmax temperature over cosine scores
+    use_features: bool = True  # False: the ID-only two-tower baseline
     seed: int = 0
     patience: int = 2  # epochs without a better dev Recall@k before stopping; 0 disables
     logq_correction: bool = True  # correct in-batch negatives for popularity sampling
     k: int = 10
+    ranker_epochs: int = 30  # the DCN ranker's maximum epochs (dev NDCG@k picks one)
+    ranker_patience: int = 4
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -79,7 +83,10 @@ def interaction_dataset(features: FeatureSet, frame: pd.DataFrame, batch_size: i
     dataset = tf.data.Dataset.from_tensor_slices(data)
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(frame), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # Whole batches only (when there is at least one): every step sees the same number of
+    # in-batch negatives, so losses are comparable.
+    drop_remainder = shuffle_seed is not None and len(frame) >= batch_size
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
 def embed(tower: tf.keras.Model, inputs: dict[str, np.ndarray], batch: int = 4096) -> np.ndarray:
@@ -90,10 +97,16 @@ def embed(tower: tf.keras.Model, inputs: dict[str, np.ndarray], batch: int = 409
     return np.concatenate(parts) if parts else np.zeros((0, tower.embedding_dim), "float32")
 
 
-def model_scorer(model: RetrievalModel, features: FeatureSet) -> evaluation.Scorer:
-    """Dot-product scores of every user against the whole catalogue (embeddings computed once)."""
+def tower_vectors(model: RetrievalModel, features: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
+    """Query-tower outputs of every user [U, E] and candidate-tower outputs of every item [N, E]."""
     items = embed(model.candidate_tower, item_inputs(features, np.arange(len(features.items))))
     users = embed(model.query_tower, user_inputs(features, np.arange(len(features.users))))
+    return users, items
+
+
+def model_scorer(model: RetrievalModel, features: FeatureSet) -> evaluation.Scorer:
+    """Dot-product scores of every user against the whole catalogue (embeddings computed once)."""
+    users, items = tower_vectors(model, features)
     return lambda rows: users[rows] @ items.T
 
 
@@ -137,7 +150,7 @@ class EpochLog(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         shown = [f"{name} {logs[key]:.4f}" for name, key in (
-            ("loss", "loss"), ("val loss", "val_loss"),
+            ("loss per interaction", "interaction_loss"),
             ("val top-10 accuracy", "val_factorized_top_k/top_10_categorical_accuracy"))
             if key in logs]
         shown += [f"{key} {value:.4f}" for key, value in logs.items() if key.startswith("dev_")]
@@ -154,9 +167,11 @@ def train_retrieval(features: FeatureSet, split: evaluation.Split, config: Train
     items = tf.data.Dataset.from_tensor_slices(
         item_inputs(features, np.arange(len(features.items))))
     model = RetrievalModel(
-        query_tower(features.users.ids.astype(str), config.embedding_dim, config.seed),
-        candidate_tower(features.items.ids.astype(str), config.embedding_dim, config.seed),
-        items, num_candidates=len(features.items))
+        query_tower(features.users.ids.astype(str), config.embedding_dim, config.seed,
+                    config.use_features),
+        candidate_tower(features.items.ids.astype(str), config.embedding_dim, config.seed,
+                        config.use_features),
+        items, temperature=config.temperature, num_candidates=len(features.items))
     model.compile(optimizer=tf.keras.optimizers.Adagrad(config.learning_rate),
                   jit_compile=False)  # TF Serving runs without XLA; keep one code path
     callbacks: list[tf.keras.callbacks.Callback] = []
@@ -175,6 +190,8 @@ def train_retrieval(features: FeatureSet, split: evaluation.Split, config: Train
                         verbose=verbose)
     result = TrainResult(model=model, history={k: [float(x) for x in v]
                                                for k, v in history.history.items()})
+    # TFRS' `loss` is the last batch's sum; `interaction_loss` is the epoch's mean per interaction.
+    result.history["loss"] = result.history.pop("interaction_loss", result.history["loss"])
     if dev_callback is not None:
         result.dev_recall = dev_callback.recalls
         result.best_epoch = dev_callback.best_epoch

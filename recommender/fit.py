@@ -1,0 +1,174 @@
+"""Fitting the whole recommender: two-tower retrieval + first-stage signals + the DCN ranker.
+
+Protocol (EVAL.md: fitted on train, dev chooses, test reports):
+  1. The two-tower model is trained on train for each temperature in the grid; dev Recall@k picks
+     the epoch and the temperature. A loss that grows or turns non-finite is reported as divergence.
+  2. EASE's L2 strength is chosen on dev.
+  3. The ranker learns from an inner leave-last-out split of train (towers and signals refitted
+     on the rest), and dev NDCG@k picks its epoch.
+  4. Every method is measured on dev; the exported scorer is the best of them on dev: the ranker
+     unless a single signal (most-popular, EASE, item-kNN, the two-tower) beats it, which is
+     logged as a warning and recorded (`fallback`) in the metrics.
+  5. Test figures use the train-fitted signals; the export refits towers and signals on every
+     interaction with the chosen epochs and strengths, and keeps the ranker.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from recommender import evaluate as evaluation
+from recommender.data import FeatureSet
+from recommender.ranking import DCNRanker, inner_split, ranker_scorer, ranking_lists, train_ranker
+from recommender.signals import FEATURES, Signals, fit_signals
+from recommender.train import TrainConfig, TrainResult, tower_vectors, train_retrieval
+
+log = logging.getLogger("opinionrec")
+
+EASE_L2_GRID = (1.0, 10.0, 50.0, 100.0, 300.0, 1000.0)
+SINGLE_SIGNALS = {"two-tower": "two_tower", "ease": "ease", "item-knn": "item_knn",
+                  "most-popular": "popularity", "content": "content"}
+DIVERGENCE_RATIO = 1.5  # last epoch's loss above 1.5x the first: diverged
+
+
+@dataclass
+class FitResult:
+    """What `fit_recommender` learned and measured."""
+
+    config: TrainConfig  # the chosen two-tower configuration
+    ease_l2: float
+    choice: str  # "ranker" or the name of the single signal exported instead
+    ranker: DCNRanker
+    exported: Signals  # signals refitted on every interaction (what serving uses)
+    dev: dict[str, dict] = field(default_factory=dict)
+    test: dict[str, dict] = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+
+    @property
+    def fallback(self) -> bool:
+        return self.choice != "ranker"
+
+
+def signal_scorer(signals: Signals, name: str) -> evaluation.Scorer:
+    return lambda users: signals.raw(users)[name]
+
+
+def diverged(losses: list[float]) -> bool:
+    """Non-finite loss, or a last epoch's loss well above the first's."""
+    if not losses:
+        return False
+    if not all(math.isfinite(x) for x in losses):
+        return True
+    return len(losses) > 1 and losses[-1] > DIVERGENCE_RATIO * losses[0]
+
+
+def _signals(features: FeatureSet, frame: pd.DataFrame, tower: TrainResult, ease_l2: float
+             ) -> Signals:
+    users, items = tower_vectors(tower.model, features)
+    return fit_signals(
+        frame, len(features.users), len(features.items), user_vectors=users, item_vectors=items,
+        user_text=features.users.embedding, item_text=features.items.embedding,
+        user_aspects=features.users.aspect_weight, item_aspects=features.items.aspect_score,
+        ease_l2=ease_l2)
+
+
+def _only(frame: pd.DataFrame) -> evaluation.Split:
+    empty = frame.iloc[:0]
+    return evaluation.Split(train=frame, dev=empty, test=empty)
+
+
+def _tune_towers(features: FeatureSet, split: evaluation.Split, config: TrainConfig,
+                 temperatures: tuple[float, ...], log_dir) -> tuple[TrainConfig, TrainResult, dict]:
+    """Train once per temperature; dev Recall@k (best epoch) picks one."""
+    runs = {}
+    for temperature in temperatures:
+        candidate = replace(config, temperature=temperature)
+        result = train_retrieval(features, split, candidate,
+                                 log_dir=None if log_dir is None else log_dir / f"t{temperature}")
+        best = max(result.dev_recall) if result.dev_recall else 0.0
+        runs[temperature] = (best, candidate, result)
+        losses = result.history.get("loss", [])
+        if diverged(losses):
+            log.warning("train-recommender: the two-tower model DIVERGED at temperature %s "
+                        "(loss per epoch %s)", temperature, [round(x, 2) for x in losses])
+    temperature = max(runs, key=lambda t: runs[t][0])  # ties keep the first
+    _, chosen, result = runs[temperature]
+    info = {"temperature_grid": {str(t): runs[t][0] for t in runs}, "temperature": temperature,
+            "loss_per_epoch": result.history.get("loss", []),
+            "dev_recall_per_epoch": result.dev_recall, "best_epoch": result.best_epoch + 1,
+            "diverged": diverged(result.history.get("loss", []))}
+    return replace(chosen, epochs=result.best_epoch + 1, patience=0), result, info
+
+
+def _choose_ease(split: evaluation.Split, num_users: int, num_items: int, k: int
+                 ) -> tuple[float, dict]:
+    from recommender.signals import ease_weights, history_matrix
+    history = history_matrix(split.train, num_users, num_items)
+    scores = {}
+    for l2 in EASE_L2_GRID:
+        weights = ease_weights(history, l2)
+        scorer = lambda users, w=weights: history[users] @ w  # noqa: E731
+        scores[l2] = evaluation.evaluate(scorer, split, num_items, "dev", k)["all"][f"ndcg@{k}"]
+    best = max(scores, key=scores.get)
+    return best, {str(l2): value for l2, value in scores.items()}
+
+
+def fit_recommender(features: FeatureSet, split: evaluation.Split, config: TrainConfig,
+                    temperatures: tuple[float, ...] = (0.05, 0.2), log_dir=None,
+                    progress: Callable[[str], None] = lambda message: None) -> FitResult:
+    """Steps 1-5 of the module docstring; see there."""
+    num_users, num_items, k = len(features.users), len(features.items), config.k
+    ndcg = f"ndcg@{k}"
+
+    progress("two-tower retrieval (temperature grid on dev)")
+    tuned, tower, tower_info = _tune_towers(features, split, config, temperatures, log_dir)
+    ease_l2, ease_grid = _choose_ease(split, num_users, num_items, k)
+    train_signals = _signals(features, split.train, tower, ease_l2)
+
+    progress("ranker training lists (inner split of train)")
+    inner_train, inner_targets = inner_split(split.train)
+    inner_tower = train_retrieval(features, _only(inner_train), tuned)
+    lists = ranking_lists(_signals(features, inner_train, inner_tower, ease_l2), inner_targets,
+                          seed=config.seed)
+
+    def dev_ndcg(ranker: DCNRanker) -> float:
+        scorer = ranker_scorer(ranker, train_signals)
+        return evaluation.evaluate(scorer, split, num_items, "dev", k)["all"][ndcg]
+
+    progress("DCN ranker (dev NDCG picks the epoch)")
+    ranker, ranker_dev = train_ranker(lists, dev_ndcg, epochs=config.ranker_epochs,
+                                      patience=config.ranker_patience, seed=config.seed)
+
+    scorers = {"two-tower + ranker": ranker_scorer(ranker, train_signals)}
+    scorers.update({name: signal_scorer(train_signals, signal)
+                    for name, signal in SINGLE_SIGNALS.items()})
+    dev = {name: evaluation.evaluate(s, split, num_items, "dev", k) for name, s in scorers.items()}
+    test = {name: evaluation.evaluate(s, split, num_items, "test", k)
+            for name, s in scorers.items()}
+    best = max(dev, key=lambda name: dev[name]["all"][ndcg])  # ties keep the ranker (first)
+    choice = "ranker"
+    if dev[best]["all"][ndcg] > dev["two-tower + ranker"]["all"][ndcg]:
+        choice = SINGLE_SIGNALS[best]
+        log.warning("train-recommender: the two-tower + ranker model is BELOW %s on dev "
+                    "(NDCG@%d %.4f vs %.4f); exporting %s instead", best, k,
+                    dev["two-tower + ranker"]["all"][ndcg], dev[best]["all"][ndcg], best)
+
+    progress("refit on every interaction for export")
+    everything = pd.concat([split.train, split.dev, split.test], ignore_index=True)
+    final_tower = train_retrieval(features, _only(everything), tuned)
+    exported = _signals(features, everything, final_tower, ease_l2)
+    training = {"two_tower": {**tower_info, "config": tuned.as_dict()},
+                "ease_l2_grid": ease_grid, "ease_l2": ease_l2,
+                "ranker": {"features": list(FEATURES), "lists": int(len(lists.label)),
+                           "list_size": int(lists.label.shape[1]) if len(lists.label) else 0,
+                           f"dev_{ndcg}_per_epoch": ranker_dev,
+                           "best_epoch": int(np.argmax(ranker_dev)) + 1 if ranker_dev else 0},
+                "refit_interactions": int(len(everything))}
+    return FitResult(config=tuned, ease_l2=ease_l2, choice=choice, ranker=ranker,
+                     exported=exported, dev=dev, test=test, training=training)
