@@ -5,6 +5,12 @@ tagger, a "noun" is a word that is not a stop word, an opinion word or a generic
 candidate that appears near an opinion word in a good share of its occurrences ("the battery is
 great", "terrible sound quality") is an aspect term. A bigram joins the aspect of its first word
 when that word is an aspect too ("battery life" -> battery), so the two never count twice.
+
+What people write about besides the product is no aspect: people and relations ("my daughter
+loved it"), occasions ("for Christmas"), generic nouns and verbs ("help", "option", "found"),
+contractions ("they'd fit"), and the product type itself ("gift card" in a gift-card category,
+found from the item titles or, without titles, from how many reviews name it). Synonyms are
+merged under one name (cost, value -> price; colour -> color).
 """
 
 from __future__ import annotations
@@ -58,17 +64,87 @@ i'm i've i'd i'll you're you've we're they're it's that's there's isn't aren't d
 didn't can't couldn't won't wouldn't wasn't weren't haven't hasn't let's
 """.split())
 
+# Nouns reviews use that are not attributes of the product: people, occasions, generic nouns,
+# verbs and adjectives that pass the noun test, and place holders. `tests/test_aspect_mining.py`
+# holds the lexicon to this list on real reviews.
+NON_ASPECTS = frozenset("""
+people person persons man men woman women guy guys girl girls boy boys lady ladies kid kids child
+children baby babies toddler teen teens teenager teenagers adult adults family families friend
+friends wife husband mom mum mother dad father parents parent son sons daughter daughters sister
+sisters brother brothers niece nieces nephew nephews grandchildren grandchild granddaughter
+granddaughters grandson grandsons grandma grandpa grandmother grandfather aunt uncle cousin
+cousins boyfriend girlfriend fiance fiancee partner coworker coworkers colleague colleagues boss
+teacher teachers student students customer customers recipient recipients receiver receivers
+neighbor neighbors neighbour everyone everybody somebody nobody myself yourself himself herself
+christmas xmas birthday birthdays holiday holidays anniversary wedding graduation occasion
+occasions valentine valentine's mother's father's easter thanksgiving stocking stockings party
+help work works worked working found find finds option options part parts description choice
+choices reason reasons place places purpose idea ideas experience thing stuff fact case end
+problem problems issue issues question questions answer situation point lot deal job hand hands
+home house life world way ways matter mind word words name names number numbers amount kind
+opinion opinions review reviewer reviewers rating ratings stars seller sellers company brand
+store stores shop shops website site online mail email money dollars dollar cents bucks
+thank thanks love hope wish glad sure lol wow red blue green black white pink yellow purple
+present presents redeem redeeming redeemed late early today tomorrow yesterday morning night
+gift gifts within without minutes minute hours hour two three four five ten latest current
+special weekly monthly daily gives offers real around overall small large date
+""".split())
+
+# Surface words merged under one aspect name.
+SYNONYMS = {"cost": "price", "costs": "price", "value": "price", "pricing": "price",
+            "prices": "price", "colour": "color", "colours": "color", "colors": "color",
+            "sizing": "size", "sizes": "size", "smells": "smell",
+            "scent": "smell", "scents": "smell", "fragrance": "smell", "smelling": "smell",
+            "shipping": "delivery", "mag": "magazine", "photos": "pictures",
+            "photographs": "pictures"}
+
 # Words that introduce a noun phrase: nouns follow them, verbs rarely do.
 DETERMINERS = frozenset("""
 the a an this that these those my your his her its our their some any no every each
 """.split())
 
 _WORD = re.compile(r"[a-z][a-z'\-]+")
+_HTML_TAG = re.compile(r"<[^>]*(?:>|$)")  # a tag, or an unclosed one cut off at the end
 _CLAUSE = re.compile(r"\b(?:but|however|although|though|whereas|while|yet|except)\b|[;:,!?.]")
 
 
 def _is_candidate(word: str) -> bool:
-    return len(word) >= 3 and word not in STOP_WORDS and word not in OPINION_WORDS
+    return (len(word) >= 3 and "'" not in word and word not in STOP_WORDS
+            and word not in OPINION_WORDS)
+
+
+def _is_aspect_word(word: str, excluded: frozenset[str]) -> bool:
+    """Not a person, occasion or generic noun, not the product type (or its plural), not an
+    adverb ("properly") or a past participle ("credited"; "speed" stays)."""
+    if word in NON_ASPECTS or word in excluded or word.rstrip("s") in excluded:
+        return False
+    if word.endswith("ly") or (word.endswith("ed") and not word.endswith("eed") and len(word) > 4):
+        return False
+    return True
+
+
+def product_type_words(titles: Iterable[str], min_share: float = 0.25) -> set[str]:
+    """Words in at least `min_share` of the item titles ("gift", "card" for gift cards): the
+    product type, not an aspect of it."""
+    titles = [t for t in titles if isinstance(t, str) and t.strip()]
+    if not titles:
+        return set()
+    counts: Counter[str] = Counter()
+    for title in titles:
+        title = _HTML_TAG.sub(" ", title)  # Amazon metadata titles may hold HTML
+        counts.update(set(_WORD.findall(title.lower())))
+    return {w for w, c in counts.items() if c >= min_share * len(titles) and _is_candidate(w)}
+
+
+def frequent_words(documents: Iterable[str], min_share: float = 0.35) -> set[str]:
+    """Candidate words in at least `min_share` of the documents: without item titles, the words
+    nearly every review names are taken for the product type."""
+    counts: Counter[str] = Counter()
+    total = 0
+    for document in documents:
+        total += 1
+        counts.update({w for w in _WORD.findall(document.lower()) if _is_candidate(w)})
+    return {w for w, c in counts.items() if total and c >= min_share * total}
 
 
 @dataclass
@@ -101,6 +177,8 @@ def mine_aspects(
     min_opinion_ratio: float = 0.15,
     min_bigram_share: float = 0.25,
     min_determiner_ratio: float = 0.15,
+    product_words: Iterable[str] = (),
+    filter_non_aspects: bool = True,
 ) -> AspectLexicon:
     """Mine up to `max_aspects` aspects from `sentences` (English).
 
@@ -110,7 +188,14 @@ def mine_aspects(
     its first word's occurrences (a collocation such as "battery life", not "battery died"). A
     unigram must follow a determiner within two words in `min_determiner_ratio` of its
     occurrences: nouns do ("the price", "my hair"), verbs rarely do ("it smells great").
+    With `filter_non_aspects`, `NON_ASPECTS` and `product_words` (see `product_type_words`) are
+    no aspects, alone or as a bigram's first word (a product word not as its second either), and
+    `SYNONYMS` are merged.
     """
+    excluded = frozenset(w.lower() for w in product_words) if filter_non_aspects else frozenset()
+    allowed = ((lambda w: _is_aspect_word(w, excluded)) if filter_non_aspects
+               else (lambda w: True))
+    synonyms = SYNONYMS if filter_non_aspects else {}
     total: Counter[str] = Counter()
     near: Counter[str] = Counter()
     determined: Counter[str] = Counter()
@@ -148,7 +233,7 @@ def mine_aspects(
     unigrams = [
         t for t in near
         if " " not in t and qualifies(t) and determined[t] >= min_determiner_ratio * total[t]
-        and inside[t] < 0.5 * total[t]
+        and inside[t] < 0.5 * total[t] and allowed(t)
     ]
     unigrams.sort(key=lambda t: (-near[t], t))
     groups: dict[str, dict] = {}
@@ -157,6 +242,9 @@ def mine_aspects(
     for word in unigrams:  # most opinionated first
         stem = next((s for s in (word[:-1], word[:-2]) if word.endswith("s") and s in candidates),
                     word)  # "cards" -> "card", "smells" -> "smell"
+        stem = synonyms.get(stem, stem)  # "cost" -> "price"
+        if not allowed(stem):  # "mag" -> "magazine", the product type
+            continue
         if stem not in groups:
             if len(groups) >= max_aspects:
                 continue
@@ -166,6 +254,7 @@ def mine_aspects(
     bigrams = [
         t for t in near
         if " " in t and qualifies(t) and total[t] >= min_bigram_share * total[t.split()[0]]
+        and allowed(t.split()[0]) and t.split()[1] not in excluded  # "battery life" stays
     ]
     for bigram in sorted(bigrams, key=lambda t: (-near[t], t)):
         first, second = bigram.split()

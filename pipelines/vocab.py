@@ -36,8 +36,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from albert_tf.tokenizer import train_sentencepiece
-    from pipelines.aspect_mining import mine_aspects
-    from pipelines.corpus import read_docs
+    from pipelines.aspect_mining import frequent_words, mine_aspects, product_type_words
+    from pipelines.corpus import read_docs, read_parquet_dir
 
     ws = ws_lib.workspace_from_args(args)
     params = {
@@ -73,8 +73,19 @@ def _run(args: argparse.Namespace) -> int:
         reviews = docs[docs["kind"] == "review"]
         source = reviews if len(reviews) else docs
         review_sentences = [s for row in source["sentences"] if row is not None for s in row]
+        titles = []
+        if ws.items.exists() and any(ws.items.glob("*.parquet")):
+            titles = list(read_parquet_dir(ws.items, ["title"])["title"])
+        product_words = product_type_words(titles)
+        origin = "item titles"
+        if not product_words:
+            product_words = frequent_words(t for t in source["text"] if isinstance(t, str))
+            origin = "review frequency"
+        log.info("vocab: product type words (not aspects), from %s: %s", origin,
+                 ", ".join(sorted(product_words)) or "none")
         lexicon = mine_aspects(
-            review_sentences, max_aspects=args.max_aspects, min_count=args.min_aspect_count
+            review_sentences, max_aspects=args.max_aspects, min_count=args.min_aspect_count,
+            product_words=product_words,
         )
         ws.aspect_lexicon.write_text(json.dumps(lexicon.to_json(), indent=2) + "\n")
 

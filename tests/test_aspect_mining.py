@@ -1,5 +1,7 @@
 """The mined aspect lexicon recovers the aspects a corpus talks about."""
 
+import pytest
+
 from pipelines.aspect_mining import mine_aspects
 from tests.conftest import make_review_corpus
 
@@ -27,3 +29,67 @@ def test_round_trips_through_json():
 
     lexicon = mine_aspects([s for d in make_review_corpus(200) for s in d], min_count=3)
     assert AspectLexicon.from_json(lexicon.to_json()).aspects == lexicon.aspects
+
+
+# People, occasions and generic nouns that are never product aspects (issue 14's acceptance list).
+NOT_ASPECTS = {"daughter", "son", "wife", "husband", "friend", "friends", "family", "kids",
+               "people", "recipient", "receiver", "niece", "grandchildren", "granddaughter",
+               "christmas", "birthday", "stocking", "help", "work", "found", "option", "part",
+               "description", "choice", "place", "stuff", "job", "thing", "reason", "gift",
+               "present", "money", "red", "without", "weekly", "special", "current"}
+
+
+def test_people_occasions_contractions_and_the_product_type_are_no_aspects():
+    from pipelines.aspect_mining import product_type_words
+
+    sentences = (["My daughter loved the great design."] * 8
+                 + ["The gift card has a great design and the price is great."] * 8
+                 + ["Great for Christmas, my son said the cost was great."] * 8
+                 + ["They'd fit great, the fit is great."] * 8
+                 + ["The value is great."] * 6)
+    brands = ["Amazon", "Starbucks", "Visa", "Target", "Olive Garden", "Apple", "Uber", "Subway"]
+    product = product_type_words([f"{brand} <b>Gift Card</b>" for brand in brands])
+    assert product == {"gift", "card"}  # in every title; a brand is in one of 8, markup in none
+    lexicon = mine_aspects(sentences, min_count=3, product_words=product)
+    names = set(lexicon.names)
+    assert {"design", "price", "fit"} <= names
+    assert not names & {"daughter", "son", "christmas", "gift", "card", "they'd fit", "they'd"}
+    # cost and value are merged into price
+    assert {"cost", "value"} <= set(lexicon.aspects[lexicon.names.index("price")]["terms"])
+    # without the filters, the old lexicon kept the people and the product type
+    old = set(mine_aspects(sentences, min_count=3, filter_non_aspects=False).names)
+    assert {"daughter", "gift"} <= old
+
+
+def test_product_type_words_ignore_markup_and_fall_back_to_review_frequency():
+    from pipelines.aspect_mining import frequent_words, product_type_words
+
+    assert product_type_words(['<span class="a-size-medium a-color-secondary"'] * 5) == set()
+    assert "magazine" in frequent_words(["The magazine is good."] * 4 + ["Nice photos."])
+
+
+@pytest.mark.parametrize("category, expected", [
+    ("All_Beauty", {"smell", "hair", "skin", "price"}),
+    ("Gift_Cards", {"design", "price", "packaging"}),
+    ("Magazine_Subscriptions", {"article", "recipe", "price", "pictures"}),
+])
+def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(category, expected):
+    """The lexicon `vocab` mines from a real category: attributes in, the stop list out."""
+    import gzip
+    import json
+    import re
+
+    from pipelines.aspect_mining import frequent_words, product_type_words
+    from tests.conftest import shared_file
+
+    reviews = shared_file(f"amazon-reviews-2018-5core-small/{category}_5.json.gz")
+    texts = [r["reviewText"] for r in map(json.loads, gzip.open(reviews)) if r.get("reviewText")]
+    meta = reviews.parent / f"meta_{category}.json.gz"
+    titles = ([m.get("title", "") for m in map(json.loads, gzip.open(meta))]
+              if meta.exists() else [])
+    product = product_type_words(titles) or frequent_words(texts)
+    sentences = [s for t in texts for s in re.split(r"(?<=[.!?])\s+", t)]
+    names = set(mine_aspects(sentences, product_words=product).names)
+    assert expected <= names, names
+    assert not names & NOT_ASPECTS, names & NOT_ASPECTS
+    assert not names & product, names & product
