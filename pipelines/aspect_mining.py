@@ -28,7 +28,8 @@ gorgeous stylish sleek elegant decent fine favorite favourite brilliant incredib
 fabulous excellent exceptional remarkable flawless durable affordable cheap inexpensive worth
 glad enjoy enjoyed enjoying like liked likes soft gentle fresh pleasant lightweight light strong
 powerful responsive accurate convenient handy useful effective works worked tasty delicious
-friendly helpful quiet long-lasting sharp vivid bright loud punchy deep warm
+friendly helpful quiet long-lasting sharp vivid bright loud punchy deep warm lasts forever
+thrilled heavenly delighted
 """.split())
 
 NEGATIVE_WORDS = frozenset("""
@@ -106,6 +107,27 @@ the a an this that these those my your his her its our their some any no every e
 _WORD = re.compile(r"[a-z][a-z'\-]+")
 _HTML_TAG = re.compile(r"<[^>]*(?:>|$)")  # a tag, or an unclosed one cut off at the end
 _CLAUSE = re.compile(r"\b(?:but|however|although|though|whereas|while|yet|except)\b|[;:,!?.]")
+
+
+NEGATIONS = frozenset("not no never nothing hardly barely neither nor without".split())
+
+
+def clause_praises(sentence: str, terms: Iterable[str]) -> bool:
+    """Whether a reader takes `sentence` as praise of the aspect named by `terms`: the clause that
+    names it (the whole sentence when no clause does) holds a positive opinion word and no
+    negative word or negation ("Runs small, I had to return them" and "Terrible quality, the sole
+    fell apart" are no praise of size or sole)."""
+    patterns = [re.compile(r"\b" + re.escape(t.lower()) + r"\b") for t in terms if t]
+    clauses = [c for c in _CLAUSE.split(sentence.lower()) if c.strip()]
+    naming = [c for c in clauses if any(p.search(c) for p in patterns)] or [sentence.lower()]
+    for clause in naming:
+        words = _WORD.findall(clause)
+        negated = any(w in NEGATIONS or w.endswith("n't") for w in words)
+        if negated or any(w in NEGATIVE_WORDS for w in words):
+            return False
+        if not any(w in POSITIVE_WORDS for w in words):
+            return False
+    return True
 
 
 def _is_candidate(word: str) -> bool:

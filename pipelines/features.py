@@ -25,6 +25,7 @@ from apache_beam.ml.inference.base import (
 )
 
 from pipelines import workspace as ws_lib
+from pipelines.aspect_mining import clause_praises
 
 log = logging.getLogger("opinionrec")
 
@@ -151,11 +152,14 @@ class ItemProfileFn(beam.CombineFn):
     """Per item: mean review embedding, per-aspect mean polarity, mentions, praise and best quote.
 
     `aspect_positive` counts mentions whose clause polarity is at least `PRAISE`; the quote is the
-    best such sentence, kept only when praise is the majority of the aspect's mentions.
+    best such sentence that a reader takes as praise too (`clause_praises`: a positive word and no
+    negative one or negation in the clause naming the aspect), kept only when praise is the
+    majority of the aspect's mentions.
     """
 
-    def __init__(self, aspects: Sequence[str]):
+    def __init__(self, aspects: Sequence[str], terms: dict[str, list[str]] | None = None):
         self._index = {a: i for i, a in enumerate(aspects)}
+        self._terms = {a: (terms or {}).get(a) or [a] for a in aspects}
 
     def create_accumulator(self):
         size = len(self._index)
@@ -173,7 +177,8 @@ class ItemProfileFn(beam.CombineFn):
             acc["score"][i] += polarity
             acc["count"][i] += 1
             acc["positive"][i] += polarity >= PRAISE
-            if polarity >= PRAISE and len(sentence) <= MAX_QUOTE_CHARS:
+            if (polarity >= PRAISE and len(sentence) <= MAX_QUOTE_CHARS
+                    and clause_praises(sentence, self._terms[mention["aspect"]])):
                 rank = quote_rank(polarity, sentence, mention.get("alone", True))
                 if rank > acc["best"][i][0]:
                     acc["best"][i] = (rank, sentence)
@@ -307,7 +312,8 @@ def _write_single(pcoll, path: Path, schema: pa.Schema, label: str):
 
 
 def build_pipeline(pipeline: beam.Pipeline, docs_pattern: str, model_dir: str, out_dir: Path,
-                   aspects: Sequence[str], titles: dict[str, str], batch_size: int) -> None:
+                   aspects: Sequence[str], titles: dict[str, str], batch_size: int,
+                   aspect_terms: dict[str, list[str]] | None = None) -> None:
     """The features job's graph (see module doc)."""
     all_docs = pipeline | "ReadDocs" >> beam.io.ReadFromParquet(docs_pattern, columns=[
         "id", "kind", "user", "item", "rating", "timestamp", "text", "sentences",
@@ -345,7 +351,7 @@ def build_pipeline(pipeline: beam.Pipeline, docs_pattern: str, model_dir: str, o
     items = (
         reviews
         | "KeyByItem" >> beam.Map(lambda d: (d["item"], d))
-        | "ItemProfiles" >> beam.CombinePerKey(ItemProfileFn(aspects))
+        | "ItemProfiles" >> beam.CombinePerKey(ItemProfileFn(aspects, aspect_terms))
         | "ItemRows" >> beam.MapTuple(lambda item, p: {"item": item, "title": titles.get(item, ""), **p})
     )
     _write_single(items, out_dir / "items.parquet", ITEM_SCHEMA, "WriteItems")
@@ -430,12 +436,21 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         options = pipeline_options(beam_args)
         with beam.Pipeline(options=options) as pipeline:
             build_pipeline(pipeline, str(ws.docs / "*.parquet"), str(model_dir), out_dir,
-                           aspects, _item_titles(ws.items), args.batch_size)
+                           aspects, _item_titles(ws.items), args.batch_size,
+                           _aspect_terms(ws))
         summary = _summarise(out_dir)
         record["summary"] = summary
         log.info("features: %(sentences)d sentences, %(items)d items, %(users)d users, "
                  "%(interactions)d interactions -> %(dir)s", summary)
     return 0
+
+
+def _aspect_terms(ws: ws_lib.Workspace) -> dict[str, list[str]]:
+    """Aspect name -> its surface terms, from the vocab stage's lexicon (empty without one)."""
+    if not ws.aspect_lexicon.exists():
+        return {}
+    data = json.loads(ws.aspect_lexicon.read_text())
+    return {a["name"]: list(a["terms"]) for a in data.get("aspects", [])}
 
 
 def _aspects_from_lexicon(ws: ws_lib.Workspace) -> list[str]:

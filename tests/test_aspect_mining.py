@@ -93,3 +93,19 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     assert expected <= names, names
     assert not names & NOT_ASPECTS, names & NOT_ASPECTS
     assert not names & product, names & product
+
+
+@pytest.mark.parametrize("sentence, terms, praises", [
+    ("The sound is great.", ["sound"], True),
+    ("Great sound but the battery dies fast.", ["sound"], True),
+    ("Great sound but the battery dies fast.", ["battery"], False),  # its clause criticises
+    ("Runs small, I had to return them.", ["size", "small"], False),
+    ("Terrible quality, the sole fell apart in a week.", ["sole"], False),  # no praise at all
+    ("The price is not great.", ["price"], False),
+    ("I wouldn't call the design pretty.", ["design"], False),
+    ("Lovely packaging, my sister was thrilled.", ["packaging"], True),
+])
+def test_clause_praises_reads_the_clause_that_names_the_aspect(sentence, terms, praises):
+    from pipelines.aspect_mining import clause_praises
+
+    assert clause_praises(sentence, terms) is praises

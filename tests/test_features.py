@@ -68,6 +68,17 @@ def test_quotes_prefer_confident_praise_of_the_aspect_alone():
     assert out["aspect_sentence"][0] == ""  # the battery is only criticised
 
 
+def test_a_sentence_the_encoder_likes_but_a_reader_does_not_is_never_quoted():
+    """The real-data spot check: a weak encoder gave "the sole fell apart" +0.73 for the sole."""
+    fn = ItemProfileFn(["sole", "size"], {"size": ["size", "small"]})
+    doc = review("i1", "u1", [("sole", 0.73, "Terrible quality, the sole fell apart in a week."),
+                              ("size", 0.94, "Runs small, I had to return them."),
+                              ("size", 0.5, "The size is perfect.")])
+    out = fn.extract_output(fn.add_input(fn.create_accumulator(), doc))
+    assert out["aspect_sentence"] == ["", "The size is perfect."]
+    assert out["aspect_positive"] == [1, 2]  # the encoder's count is kept as it is
+
+
 def test_an_aspect_mostly_criticised_has_no_quote():
     doc = review("i1", "u1", [("price", 0.8, "Great price."), ("price", -0.7, "Way too pricey."),
                               ("price", -0.9, "Overpriced."), ("price", 0.05, "Price is ok.")])
