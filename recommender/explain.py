@@ -7,12 +7,20 @@ Rule (the same in numpy and in-graph):
   - Personal: among quotable aspects the user weights (> 0), take the argmax of
     `aspect_weight * support` -> `You care about <aspect>: "<sentence>" (praised in P of C
     mentions)` (`(mentioned C times)` when the features lack `aspect_positive`).
-  - Fallback (unknown user, or one who weights none of the quotable aspects): the quotable aspect
-    with the largest support -> `Reviewers praise its <aspect>: "<sentence>"`.
+  - Because you liked (when the tables carry `contribution`, the item-kNN weights of the served
+    model): among the items the user liked (rated 4 or more, or unrated), the one that adds most
+    to this item's score, if any does -> `Because you liked <title>; reviewers praise its
+    <aspect>: "<sentence>"` (or `Because you liked <title>. <plain line>` with nothing to quote).
+  - Fallback (unknown user, or one who weights none of the quotable aspects and liked nothing
+    related): the quotable aspect with the largest support -> `Reviewers praise its <aspect>:
+    "<sentence>"`.
   - Plain: no quotable aspect -> `N reviews, average rating R.` (`N reviews so far.` without
     ratings).
+  - Caveat, appended for a known user: of the aspects the user weights that the item's reviews
+    criticise (support < 0 over 2 or more mentions), the worst by weight * support ->
+    ` Note: reviewers criticise its <aspect>.`
   - Padding (no item, row -1) -> "".
-Ties go to the first aspect. The sentence is quoted verbatim. Only IEEE-exact float operations
+Ties go to the first aspect (and the first liked item). The sentence is quoted verbatim. Only IEEE-exact float operations
 (multiply, divide, add, compare) enter the choice, so numpy and TensorFlow pick the same aspect.
 
 `explain_reference` is the readable numpy/Python version the tests trust; `GraphExplainer` is the
@@ -30,6 +38,11 @@ from recommender.data import FeatureSet
 
 PERSONAL = 'You care about {aspect}: "{sentence}" ({support})'
 FALLBACK = 'Reviewers praise its {aspect}: "{sentence}"'
+LIKED = 'Because you liked {liked}; reviewers praise its {aspect}: "{sentence}"'
+LIKED_PLAIN = "Because you liked {liked}. {plain}"
+CAVEAT = " Note: reviewers criticise its {aspect}."
+MAX_TITLE_CHARS = 60  # a liked item's title is cut to this (with "...") in the line
+LIKED_RATING = 4.0  # ratings at or above this (or no rating) count as liked
 
 
 @dataclass(frozen=True)
@@ -44,10 +57,17 @@ class ExplanationTables:
     n_reviews: np.ndarray  # [N] int64
     mean_rating: np.ndarray  # [N] float32, NaN when the item has no rating
     user_weight: np.ndarray  # [U, A] float32
+    # "Because you liked": optional; [N, N] float32 contribution[x, c] of liked item x to item c
+    contribution: np.ndarray | None = None
+    liked: np.ndarray | None = None  # [U, W] int32 item rows each user liked, -1 padded
+    liked_name: np.ndarray | None = None  # [N] str, how a liked item is named (title or id)
 
     @classmethod
-    def from_features(cls, features: FeatureSet) -> "ExplanationTables":
-        """Tables from a feature set; ratings are averaged over all of its interactions."""
+    def from_features(cls, features: FeatureSet, contribution: np.ndarray | None = None
+                      ) -> "ExplanationTables":
+        """Tables from a feature set; ratings are averaged over all of its interactions. With
+        `contribution` ([N, N] item-kNN weights: a user's scores are history @ contribution), the
+        "because you liked" line is on, over each user's liked interactions."""
         items = features.items
         ratings = features.interactions[["item_row", "rating"]].dropna()
         mean = ratings.groupby("item_row")["rating"].mean()
@@ -63,7 +83,29 @@ class ExplanationTables:
             n_reviews=items.n_reviews.astype("int64"),
             mean_rating=mean_rating,
             user_weight=features.users.aspect_weight.astype("float32"),
+            **(_liked_tables(features, contribution) if contribution is not None else {}),
         )
+
+
+def _liked_tables(features: FeatureSet, contribution: np.ndarray) -> dict:
+    inter = features.interactions
+    liked_rows = inter[inter["rating"].isna() | (inter["rating"] >= LIKED_RATING)]
+    per_user: list[list[int]] = [[] for _ in range(len(features.users))]
+    for user, item in zip(liked_rows["user_row"], liked_rows["item_row"]):
+        if int(item) not in per_user[int(user)]:
+            per_user[int(user)].append(int(item))
+    width = max([1] + [len(items) for items in per_user])
+    liked = np.full((len(per_user), width), -1, dtype="int32")
+    for user, items in enumerate(per_user):
+        liked[user, :len(items)] = items
+    names = []
+    for title, item_id in zip(features.items.titles, features.items.ids):
+        name = str(title).strip() or str(item_id)
+        if len(name) > MAX_TITLE_CHARS:
+            name = name[:MAX_TITLE_CHARS - 3].rstrip() + "..."
+        names.append(name)
+    return {"contribution": np.asarray(contribution, dtype="float32"), "liked": liked,
+            "liked_name": np.asarray(names, dtype=object)}
 
 
 # === Reference (numpy / Python) ===
@@ -82,15 +124,43 @@ def _plain_line(n_reviews: int, mean_rating: float) -> str:
     return f"{n_reviews} {noun}, average rating {np.float32(mean_rating):.1f}."
 
 
+def _liked_item(tables: ExplanationTables, user_row: int, item_row: int) -> int:
+    """The liked item adding most to `item_row` (first on ties), or -1."""
+    if tables.contribution is None or user_row < 0:
+        return -1
+    liked = [int(x) for x in tables.liked[user_row] if x >= 0]
+    if not liked:
+        return -1
+    values = tables.contribution[liked, item_row]
+    best = int(np.argmax(values))
+    return liked[best] if values[best] > 0 else -1
+
+
+def _caveat(tables: ExplanationTables, user_row: int, support: np.ndarray, item_row: int) -> str:
+    if user_row < 0 or not len(tables.aspects):
+        return ""
+    weight = tables.user_weight[user_row]
+    criticised = (support < 0) & (tables.aspect_count[item_row] >= 2) & (weight > 0)
+    if not criticised.any():
+        return ""
+    aspect = int(np.argmax(np.where(criticised, -(weight * support), np.float32(-1.0))))
+    return CAVEAT.format(aspect=tables.aspects[aspect])
+
+
 def explain_reference(tables: ExplanationTables, user_row: int, item_row: int) -> str:
     """The explanation for one pair; `user_row` -1 = unknown user, `item_row` -1 = padding."""
     if item_row < 0:
         return ""
     sentences = tables.aspect_sentence[item_row]
     support = item_support(tables.aspect_score[item_row], tables.aspect_count[item_row])
+    caveat = _caveat(tables, user_row, support, item_row)
     quotable = np.array([s != "" for s in sentences], dtype=bool) & (support > 0)
+    plain = _plain_line(int(tables.n_reviews[item_row]), float(tables.mean_rating[item_row]))
+    liked = _liked_item(tables, user_row, item_row)
     if not quotable.any():
-        return _plain_line(int(tables.n_reviews[item_row]), float(tables.mean_rating[item_row]))
+        if liked >= 0:
+            return LIKED_PLAIN.format(liked=tables.liked_name[liked], plain=plain) + caveat
+        return plain + caveat
     weight = (tables.user_weight[user_row] if user_row >= 0
               else np.zeros(len(tables.aspects), dtype="float32"))
     personal = np.where(quotable, weight * support, np.float32(-1.0))
@@ -103,9 +173,12 @@ def explain_reference(tables: ExplanationTables, user_row: int, item_row: int) -
         else:
             phrase = f"mentioned {count} times"
         return PERSONAL.format(aspect=tables.aspects[aspect], sentence=sentences[aspect],
-                               support=phrase)
+                               support=phrase) + caveat
     aspect = int(np.argmax(np.where(quotable, support, np.float32(-1.0))))
-    return FALLBACK.format(aspect=tables.aspects[aspect], sentence=sentences[aspect])
+    if liked >= 0:
+        return LIKED.format(liked=tables.liked_name[liked], aspect=tables.aspects[aspect],
+                            sentence=sentences[aspect]) + caveat
+    return FALLBACK.format(aspect=tables.aspects[aspect], sentence=sentences[aspect]) + caveat
 
 
 def explain_reference_batch(tables: ExplanationTables, user_rows: np.ndarray,
@@ -161,6 +234,17 @@ class GraphExplainer(tf.Module):
         self.user_weight = variable(
             np.concatenate([tables.user_weight, np.zeros((1, num_aspects), "float32")]),
             tf.float32, "user_weight")
+        self.has_liked = tables.contribution is not None
+        if self.has_liked:
+            num_items = len(tables.n_reviews)
+            contribution = np.zeros((num_items + 1, num_items + 1), "float32")
+            contribution[:num_items, :num_items] = tables.contribution
+            self.contribution = variable(contribution, tf.float32, "contribution")
+            liked = np.where(tables.liked < 0, num_items, tables.liked)  # padding -> empty row
+            self.liked = variable(np.concatenate(
+                [liked, np.full((1, liked.shape[1]), num_items)]).astype("int32"), tf.int32,
+                "liked")
+            self.liked_name = variable(padded(tables.liked_name, ""), tf.string, "liked_name")
 
     def __call__(self, user_rows: tf.Tensor, item_rows: tf.Tensor) -> tf.Tensor:
         """[B] int user rows (-1 unknown), [B, K] int item rows (-1 padding) -> [B, K] strings."""
@@ -169,15 +253,48 @@ class GraphExplainer(tf.Module):
         pad_item = item_rows < 0
         item_rows = tf.where(pad_item, tf.shape(self.n_reviews, tf.int32)[0] - 1,
                              tf.cast(item_rows, tf.int32))
-        line = self._plain_line(item_rows)
+        plain = self._plain_line(item_rows)
+        line = plain
+        has_liked, liked_name = self._liked(user_rows, item_rows)
+        line = tf.where(has_liked, tf.strings.join(["Because you liked ", liked_name, ". ", plain]),
+                        line)
         if self.num_aspects:  # otherwise nothing is quotable (and there is no aspect to gather)
-            any_quotable, quoted_line = self._quoted_line(user_rows, item_rows)
+            any_quotable, quoted_line = self._quoted_line(user_rows, item_rows, has_liked,
+                                                          liked_name)
             line = tf.where(any_quotable, quoted_line, line)
+            line = tf.strings.join([line, self._caveat(user_rows, item_rows)])
         return tf.where(pad_item, "", line)
 
-    def _quoted_line(self, user_rows: tf.Tensor, item_rows: tf.Tensor
-                     ) -> tuple[tf.Tensor, tf.Tensor]:
-        """([B, K] whether the item has a quotable aspect, [B, K] personal or fallback line)."""
+    def _liked(self, user_rows: tf.Tensor, item_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """([B, K] whether a liked item adds to the item's score, [B, K] its name)."""
+        if not self.has_liked:
+            return tf.zeros(tf.shape(item_rows), tf.bool), tf.fill(tf.shape(item_rows), "")
+        liked = tf.gather(self.liked, user_rows)  # [B, W]; the unknown user's row is all padding
+        rows = tf.gather(self.contribution, liked)  # [B, W, N + 1]
+        values = tf.gather(rows, item_rows, axis=2, batch_dims=1)  # [B, W, K]
+        values = tf.transpose(values, [0, 2, 1])  # [B, K, W]
+        best = _first_argmax(values)
+        has_liked = tf.reduce_max(values, axis=-1) > 0
+        liked_item = tf.gather(liked, best, batch_dims=1)  # [B, K]
+        return has_liked, tf.gather(self.liked_name, liked_item)
+
+    def _caveat(self, user_rows: tf.Tensor, item_rows: tf.Tensor) -> tf.Tensor:
+        """[B, K] " Note: reviewers criticise its <aspect>." or ""."""
+        score = tf.gather(self.aspect_score, item_rows)
+        count = tf.gather(self.aspect_count, item_rows)
+        count_f = tf.cast(count, tf.float32)
+        support = (score * count_f) / (count_f + 1.0)
+        weight = tf.gather(self.user_weight, user_rows)[:, None, :]
+        criticised = (support < 0) & (count >= 2) & (weight > 0)
+        aspect = _first_argmax(tf.where(criticised, -(weight * support), -1.0))
+        name = tf.gather(self.aspects, aspect)
+        return tf.where(tf.reduce_any(criticised, axis=-1),
+                        tf.strings.join([" Note: reviewers criticise its ", name, "."]), "")
+
+    def _quoted_line(self, user_rows: tf.Tensor, item_rows: tf.Tensor, has_liked: tf.Tensor,
+                     liked_name: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """([B, K] whether the item has a quotable aspect, [B, K] personal, liked or fallback
+        line)."""
         score = tf.gather(self.aspect_score, item_rows)  # [B, K, A]
         count = tf.gather(self.aspect_count, item_rows)
         sentences = tf.gather(self.aspect_sentence, item_rows)
@@ -202,8 +319,10 @@ class GraphExplainer(tf.Module):
         personal_line = tf.strings.join(
             ["You care about ", name, ': "', sentence, '" (', phrase, ")"])
         fallback_line = tf.strings.join(["Reviewers praise its ", name, ': "', sentence, '"'])
-        return tf.reduce_any(quotable, axis=-1), tf.where(is_personal, personal_line,
-                                                          fallback_line)
+        liked_line = tf.strings.join(["Because you liked ", liked_name,
+                                      "; reviewers praise its ", name, ': "', sentence, '"'])
+        other = tf.where(has_liked, liked_line, fallback_line)
+        return tf.reduce_any(quotable, axis=-1), tf.where(is_personal, personal_line, other)
 
     def _plain_line(self, item_rows: tf.Tensor) -> tf.Tensor:
         """[B, K] `N reviews, average rating R.` (or `N reviews so far.` without ratings)."""

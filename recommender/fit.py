@@ -46,6 +46,7 @@ class FitResult:
     choice: str  # "ranker" or the name of the single signal exported instead
     ranker: DCNRanker
     exported: Signals  # signals refitted on every interaction (what serving uses)
+    train_signals: Signals  # signals fitted on train (what the dev and test figures score)
     dev: dict[str, dict] = field(default_factory=dict)
     test: dict[str, dict] = field(default_factory=dict)
     training: dict = field(default_factory=dict)
@@ -171,4 +172,5 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
                            "best_epoch": int(np.argmax(ranker_dev)) + 1 if ranker_dev else 0},
                 "refit_interactions": int(len(everything))}
     return FitResult(config=tuned, ease_l2=ease_l2, choice=choice, ranker=ranker,
-                     exported=exported, dev=dev, test=test, training=training)
+                     exported=exported, train_signals=train_signals, dev=dev, test=test,
+                     training=training)

@@ -118,7 +118,8 @@ class RecommenderModule(tf.Module):
         self.item_ids = tf.constant(items.ids.astype(str), tf.string)
         self.titles = tf.Variable(np.concatenate([items.titles, np.array([""], dtype=object)]),
                                   dtype=tf.string, trainable=False, name="titles")
-        self.explainer = GraphExplainer(ExplanationTables.from_features(features))
+        self.explainer = GraphExplainer(
+            ExplanationTables.from_features(features, contribution=signals.item_knn))
 
     def signal_features(self, rows: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         """Raw signals of user rows [B] against the catalogue (name -> [B, N]), and the seen mask.

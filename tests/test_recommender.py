@@ -286,29 +286,57 @@ def test_reference_explanations_follow_the_rule_on_a_hand_worked_table():
     # user 1 cares about sound only
     assert explain_reference(tables, 1, 0) == (
         'You care about sound: "Crisp, "rich" sound." (praised in 1 of 1 mentions)')
-    # user 3 cares about battery, which item 1 does not praise: fallback to its best aspect
+    # user 3 cares about battery, which item 1's reviews criticise: its best aspect + a caveat
     assert explain_reference(tables, 3, 1) == (
-        'Reviewers praise its sound: "Great sound for the money."')
+        'Reviewers praise its sound: "Great sound for the money." '
+        'Note: reviewers criticise its battery.')
     # all-zero weights and unknown users: fallback
     assert explain_reference(tables, 2, 0) == (
         'Reviewers praise its battery: "The battery lasts all week."')
-    assert explain_reference(tables, -1, 1) == explain_reference(tables, 3, 1)
+    assert explain_reference(tables, -1, 1) == (  # no caveat for a user we know nothing of
+        'Reviewers praise its sound: "Great sound for the money."')
     # no sentence: the plain line; padding: empty
     assert explain_reference(tables, 0, 2) == "1 review so far."
     assert explain_reference(_tiny_tables(), 0, 1) == (
-        'You care about sound: "Great sound for the money." (praised in 3 of 4 mentions)')
+        'You care about sound: "Great sound for the money." (praised in 3 of 4 mentions) '
+        'Note: reviewers criticise its battery.')
     assert explain_reference(tables, 0, -1) == ""
     assert explain_reference(_tiny_tables(positive=False), 0, 0) == (
         'You care about battery: "The battery lasts all week." (mentioned 5 times)')
 
 
-@pytest.mark.parametrize("positive", [True, False])
-def test_in_graph_explainer_agrees_with_the_reference(positive):
+def _liked_tables(positive: bool = True):
+    """_tiny_tables plus "because you liked": user 2 liked items 0 and 1 (item 1 adds 0.5 to
+    item 2's score and 0.25 to item 0's), user 1 liked item 2 (adds nothing), user 3 liked nothing."""
+    contribution = np.array([[0.0, 0.0, 0.3], [0.25, 0.0, 0.5], [0.0, 0.0, 0.0]], "float32")
+    return dataclasses.replace(
+        _tiny_tables(positive), contribution=contribution,
+        liked=np.array([[-1, -1], [2, -1], [0, 1], [-1, -1]], "int32"),
+        liked_name=np.array(["Battery Pack", "Speaker X", "B0001"], dtype=object))
+
+
+def test_because_you_liked_comes_after_personal_and_before_the_fallback():
+    from recommender.explain import explain_reference
+
+    tables = _liked_tables()
+    # user 2 weights nothing: item 0 is explained by the liked item adding most to it (item 1)
+    assert explain_reference(tables, 2, 0) == (
+        'Because you liked Speaker X; reviewers praise its battery: "The battery lasts all week."')
+    # nothing to quote on item 2: the liked line with the plain one; item 1 adds 0.5 > 0.3
+    assert explain_reference(tables, 2, 2) == "Because you liked Speaker X. 1 review so far."
+    # user 1's liked item adds nothing to item 0: personal still comes first anyway
+    assert explain_reference(tables, 1, 0).startswith("You care about sound")
+    assert explain_reference(tables, 1, 2) == "1 review so far."  # liked item 2 adds 0 to item 2
+    assert explain_reference(tables, -1, 0).startswith("Reviewers praise its battery")
+
+
+@pytest.mark.parametrize("positive, liked", [(True, False), (False, False), (True, True)])
+def test_in_graph_explainer_agrees_with_the_reference(positive, liked):
     import tensorflow as tf
 
     from recommender.explain import GraphExplainer, explain_reference_batch
 
-    tables = _tiny_tables(positive)
+    tables = _liked_tables(positive) if liked else _tiny_tables(positive)
     users = np.array([0, 1, 2, 3, -1])
     items = np.array([[0, 1, 2, -1]] * 5)
     expected = explain_reference_batch(tables, users, items)
@@ -382,8 +410,18 @@ def test_explanations_on_planted_data_quote_a_weighted_aspect_verbatim(trained):
             else:
                 seen_kinds.add("fallback")
                 aspect = max(quotable, key=lambda a: score[a] * count[a] / (count[a] + 1.0))
-                assert text == f'Reviewers praise its {ASPECTS[aspect]}: "{sentences[aspect]}"'
-    assert seen_kinds == {"plain", "personal", "fallback"}
+                assert text.startswith(
+                    f'Reviewers praise its {ASPECTS[aspect]}: "{sentences[aspect]}"')
+            criticised = [a for a in range(4) if weights[a] > 0 and count[a] >= 2
+                          and score[a] < 0]
+            if criticised:
+                seen_kinds.add("caveat")
+                worst = min(criticised,
+                            key=lambda a: weights[a] * score[a] * count[a] / (count[a] + 1.0))
+                assert text.endswith(f" Note: reviewers criticise its {ASPECTS[worst]}.")
+            else:
+                assert "Note:" not in text
+    assert seen_kinds == {"plain", "personal", "fallback", "caveat"}
 
 
 # === Protocol check on real data (EVAL.md reference baselines) ===

@@ -63,7 +63,7 @@ def test_serving_module_returns_unseen_top_k_with_explanations(exported):
     # Independent computation: the numpy signals of the refitted model through the ranker.
     rows = np.array([features.user_index[u] for u in users])
     full_scores = ranker_scorer(result.ranker, result.exported)(rows)
-    tables = ExplanationTables.from_features(features)
+    tables = ExplanationTables.from_features(features, contribution=result.exported.item_knn)
     ids, scores = _decode(out["item_ids"].numpy()), out["scores"].numpy()
     explanations = _decode(out["explanations"].numpy())
     for b, user in enumerate(users):
