@@ -28,15 +28,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "topics": ("pipelines.topics",
                "Unsupervised topics: cluster sentence embeddings, name and score them."),
     "features": ("pipelines.features", "Beam RunInference job: text features and profiles."),
-    "train-recommender": ("pipelines.train_recommender", "Train the TFRS two-tower retrieval model."),
+    "train-recommender": ("pipelines.train_recommender",
+                          "Train the TFRS two-tower retrieval model and the DCN ranker."),
     "export": ("pipelines.export", "Assemble the TF Serving model folder and models.config."),
     "serve": ("pipelines.serve", "Serve exported models over the TF Serving REST API."),
     "recommend": ("pipelines.recommend", "Ask the server for a user's explained recommendations."),
     "demo": ("pipelines.demo", "Run the whole chain on sample data, skipping up-to-date stages."),
+    "run": ("pipelines.run_chain",
+            "Run the whole chain on your own files within a time budget (--minutes)."),
 }
 
 # Commands whose unknown arguments are Beam pipeline options (--runner, --direct_num_workers, ...).
-BEAM_COMMANDS = {"ingest", "pretraining-data", "features", "demo"}
+BEAM_COMMANDS = {"ingest", "pretraining-data", "features", "demo", "run"}
 
 
 def _chosen_command(argv: Sequence[str]) -> str | None:

@@ -58,26 +58,28 @@ def stage_argv(name: str, extra: list[str], args: argparse.Namespace, beam_args:
     argv = [name, "--workspace", args.workspace, *extra]
     if not args.force:
         argv.append("--if-stale")
-    if name == "sample-data" and args.reviews:
+    if name == "sample-data" and getattr(args, "reviews", None):
         argv += ["--reviews", str(args.reviews)]
     if name in BEAM_STAGES:
         argv += beam_args
     return argv
 
 
-def run_stages(args: argparse.Namespace, beam_args: list[str]) -> list[dict]:
+def run_stages(args: argparse.Namespace, beam_args: list[str],
+               stages: list[tuple[str, list[str]]] = DEMO_STAGES, command: str = "demo"
+               ) -> list[dict]:
     """Run every stage in-process, in order; return what each did and how long it took."""
     from pipelines import cli
 
     ws = ws_lib.workspace_from_args(args)
     report = []
-    for index, (name, extra) in enumerate(DEMO_STAGES, start=1):
-        log.info("demo: [%d/%d] %s", index, len(DEMO_STAGES), name)
+    for index, (name, extra) in enumerate(stages, start=1):
+        log.info("%s: [%d/%d] %s", command, index, len(stages), name)
         before = ws_lib.read_stage_record(ws, name)
         start = time.perf_counter()
         code = cli.main(stage_argv(name, extra, args, beam_args))
         if code:
-            raise SystemExit(f"demo: stage {name} failed with exit code {code}")
+            raise SystemExit(f"{command}: stage {name} failed with exit code {code}")
         after = ws_lib.read_stage_record(ws, name)
         ran = after is not None and (before is None or before.get("run_id") != after.get("run_id"))
         report.append({"stage": name, "ran": ran,

@@ -125,6 +125,7 @@ def doc_record(element: tuple[str, dict]) -> Iterable[dict]:
         "timestamp": doc.get("timestamp"),
         "position": doc.get("source_position"),
         "source": doc.get("source") or "",
+        "text": doc.get("text") or "",
         "embedding": embedding.astype("float32").tolist(),
         "sentiment": sentiment.astype("float32").tolist(),
         "topic_label": max(set(topics), key=topics.count) if topics else "",
@@ -295,7 +296,20 @@ USER_SCHEMA = pa.schema([
 INTERACTION_SCHEMA = pa.schema([
     ("user", pa.string()), ("item", pa.string()), ("rating", pa.float64()),
     ("timestamp", pa.int64()), ("position", pa.int64()), ("source", pa.string()),
+    ("text_key", pa.string()),
 ])
+
+
+def text_key(text) -> str:
+    """A short hash of a review's text (case and whitespace folded), "" for none: the recommender
+    finds listings that share reviews (the copies Amazon makes for every variant) by it."""
+    import hashlib
+
+    from pipelines.corpus import split_key
+
+    if not isinstance(text, str) or not text.strip():
+        return ""
+    return hashlib.sha1(split_key(text).encode("utf-8")).hexdigest()[:16]
 
 
 def _doc_feature_row(doc: dict) -> dict:
@@ -380,7 +394,7 @@ def build_pipeline(pipeline: beam.Pipeline, docs_pattern: str, model_dir: str, o
     interactions = (reviews, ratings) | "ReviewsAndRatings" >> beam.Flatten()
     interactions = interactions | "Interactions" >> beam.Map(lambda d: {
         "user": d["user"], "item": d["item"], "rating": d["rating"], "timestamp": d["timestamp"],
-        "position": d["position"], "source": d["source"]})
+        "position": d["position"], "source": d["source"], "text_key": text_key(d.get("text"))})
     _write_single(interactions, out_dir / "interactions.parquet", INTERACTION_SCHEMA,
                   "WriteInteractions")
 

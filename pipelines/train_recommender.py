@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cut-off of the metrics and default number of recommendations "
                              "served (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--no-group-items", action="store_true",
+                        help="keep listings that share reviews (Amazon's variant copies) apart "
+                             "instead of merging them into one product")
 
 
 def format_table(metrics: dict, k: int) -> str:
@@ -102,7 +105,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     params = {"epochs": args.epochs, "embedding_dim": args.embedding_dim,
               "batch_size": args.batch_size, "learning_rate": args.learning_rate,
               "patience": args.patience, "k": args.k, "seed": args.seed,
-              "temperatures": list(args.temperatures), "ranker_epochs": args.ranker_epochs}
+              "temperatures": list(args.temperatures), "ranker_epochs": args.ranker_epochs,
+              "group_items": not args.no_group_items}
     inputs = {"features": "stage:features"}
     if ws_lib.skip_if_fresh(args, ws, STAGE, params, inputs):
         return 0
@@ -119,7 +123,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     with ws_lib.stage_run(ws, STAGE, params, inputs) as record:
         stage_dir = ws.stage_dir(STAGE)
-        features = load_features(ws.features)
+        features = load_features(ws.features, group_items=not args.no_group_items)
         split = evaluation.split_interactions(features.interactions)
         num_items, num_users = len(features.items), len(features.users)
         log.info("%s: %d users, %d items; interactions train %d / dev %d / test %d", STAGE,
@@ -137,7 +141,9 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                         "fitted on train, chosen on dev",
             "k": args.k,
             "counts": {"users": num_users, "items": num_items, "train": len(split.train),
-                       "dev": len(split.dev), "test": len(split.test)},
+                       "dev": len(split.dev), "test": len(split.test),
+                       "merged_listings": {rep: others for rep, others in
+                                           (features.groups or {}).items()}},
             "exported": result.choice,
             "fallback": result.fallback,
             "training": result.training,

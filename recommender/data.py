@@ -5,6 +5,12 @@ The `features` stage writes `aspects.json`, `items.parquet`, `users.parquet` and
 explanations, export) indexes items and users by their row in these arrays, so this module fixes
 that order once: items and users in file order, users that only occur in the interactions appended
 with empty profiles, and interactions with items missing from the catalogue dropped (and counted).
+
+Item groups: Amazon copies a review onto every variant listing of a product (same user, same text,
+another asin). Listings that share at least half of the smaller one's reviews (and two or more)
+are one product: with `group_items`, each group is represented by its listing with the most
+reviews, interactions move to it (a copied review counts once), and the other listings leave the
+catalogue, so splits, evidence and recommendations see the product once.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import pyarrow.parquet as pq
 log = logging.getLogger("opinionrec")
 
 INTERACTION_COLUMNS = ("user", "item", "rating", "timestamp", "position")
+MIN_SHARED_REVIEWS = 2
+MIN_SHARED_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class FeatureSet:
     items: Items
     users: Users
     interactions: pd.DataFrame  # user, item, rating, timestamp, position (+ item_row, user_row)
+    groups: dict[str, list[str]] | None = None  # representative -> its other listings
 
     @property
     def item_index(self) -> dict[str, int]:
@@ -155,8 +164,60 @@ def _with_missing_users(users: Users, interaction_users: np.ndarray, dim: int) -
     )
 
 
-def load_features(folder: Path) -> FeatureSet:
-    """Read a `features` folder; raises FileNotFoundError naming the stage to run when absent."""
+def item_groups(interactions: pd.DataFrame) -> dict[str, str]:
+    """listing -> representative for listings that share reviews (see the module docstring);
+    listings in no group are absent. Needs a `text_key` column ("" = no text)."""
+    import itertools
+
+    reviews = interactions[interactions["text_key"].fillna("") != ""]
+    n_reviews = interactions.groupby("item").size().to_dict()
+    shared: dict[tuple[str, str], int] = {}
+    for _, items in reviews.groupby(["user", "text_key"])["item"]:
+        for a, b in itertools.combinations(sorted(set(items)), 2):
+            shared[a, b] = shared.get((a, b), 0) + 1
+    parent: dict[str, str] = {}
+
+    def root(item: str) -> str:
+        while parent.setdefault(item, item) != item:
+            parent[item] = parent[parent[item]]
+            item = parent[item]
+        return item
+
+    for (a, b), count in sorted(shared.items()):
+        if count >= max(MIN_SHARED_REVIEWS, MIN_SHARED_SHARE * min(n_reviews[a], n_reviews[b])):
+            parent[root(b)] = root(a)
+    members: dict[str, list[str]] = {}
+    for item in parent:
+        members.setdefault(root(item), []).append(item)
+    mapping = {}
+    for group in members.values():
+        if len(group) < 2:
+            continue
+        representative = max(sorted(group), key=lambda item: n_reviews[item])  # first on ties
+        mapping.update({item: representative for item in group})
+    return mapping
+
+
+def _group(items: Items, interactions: pd.DataFrame, mapping: dict[str, str]
+           ) -> tuple[Items, pd.DataFrame, dict[str, list[str]]]:
+    keep = np.array([mapping.get(item, item) == item for item in items.ids])
+    items = Items(**{name: (value[keep] if isinstance(value, np.ndarray) else value)
+                     for name, value in items.__dict__.items()})
+    interactions = interactions.copy()
+    interactions["item"] = interactions["item"].map(lambda item: mapping.get(item, item))
+    copied = interactions.duplicated(["user", "item", "text_key"]) & (
+        interactions["text_key"].fillna("") != "")
+    interactions = interactions[~copied].reset_index(drop=True)
+    groups: dict[str, list[str]] = {}
+    for item, representative in sorted(mapping.items()):
+        if item != representative:
+            groups.setdefault(representative, []).append(item)
+    return items, interactions, groups
+
+
+def load_features(folder: Path, group_items: bool = False) -> FeatureSet:
+    """Read a `features` folder; raises FileNotFoundError naming the stage to run when absent.
+    `group_items` merges listings that share reviews (needs `text_key` in the interactions)."""
     folder = Path(folder)
     needed = ["aspects.json", "items.parquet", "users.parquet", "interactions.parquet"]
     absent = [name for name in needed if not (folder / name).exists()]
@@ -169,9 +230,22 @@ def load_features(folder: Path) -> FeatureSet:
     lacking = [c for c in INTERACTION_COLUMNS if c not in interactions]
     if lacking:
         raise ValueError(f"interactions.parquet lacks columns {lacking}")
-    interactions = interactions[list(INTERACTION_COLUMNS)].copy()
+    has_text_key = "text_key" in interactions
+    interactions = interactions[list(INTERACTION_COLUMNS) + (["text_key"] if has_text_key
+                                                             else [])].copy()
     interactions["user"] = interactions["user"].astype(str)
     interactions["item"] = interactions["item"].astype(str)
+    groups = None
+    if group_items and has_text_key:
+        mapping = item_groups(interactions)
+        items, interactions, groups = _group(items, interactions, mapping)
+        if groups:
+            log.info("train-recommender: %d listings that share reviews merged into %d products "
+                     "(%d items left)", sum(len(g) + 1 for g in groups.values()), len(groups),
+                     len(items))
+    elif group_items:
+        log.warning("train-recommender: interactions.parquet has no text_key (features from an "
+                    "older version); listings that share reviews are not merged")
     item_index = {item: row for row, item in enumerate(items.ids)}
     in_catalogue = interactions["item"].map(item_index.__contains__).astype(bool)
     if not in_catalogue.all():
@@ -183,4 +257,5 @@ def load_features(folder: Path) -> FeatureSet:
     user_index = {user: row for row, user in enumerate(users.ids)}
     interactions["item_row"] = interactions["item"].map(item_index).astype("int64")
     interactions["user_row"] = interactions["user"].map(user_index).astype("int64")
-    return FeatureSet(aspects=aspects, items=items, users=users, interactions=interactions)
+    return FeatureSet(aspects=aspects, items=items, users=users, interactions=interactions,
+                      groups=groups)

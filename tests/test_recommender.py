@@ -451,3 +451,32 @@ def test_most_popular_matches_the_eval_reference_on_amazon_5core(name, reference
     metrics = evaluate(popularity_scorer(split.train, num_items), split, num_items, "test")
     assert metrics["all"]["users"] == frame["user"].nunique()
     assert metrics["all"]["ndcg@10"] == pytest.approx(reference, abs=0.003)
+
+
+def test_listings_sharing_reviews_become_one_product(tmp_path):
+    """Amazon's variant copies: B and C carry the same users' same texts as A, so the three are
+    one product; D shares one short review with A only (one shared text is not a copy)."""
+    from recommender.data import item_groups, load_features
+
+    rows = []
+    for u in range(4):  # 4 users reviewed A, B and C with one text each
+        for item in "ABC":
+            rows.append((f"u{u}", item, 5.0, 100 + u, f"k{u}"))
+    rows += [("u0", "D", 4.0, 50, "k0"), ("u9", "D", 3.0, 60, "other"), ("u8", "D", 2.0, 61, "x"),
+             ("u7", "B", 5.0, 70, "y"), ("u6", "A", 4.0, 80, ""), ("u5", "A", 4.0, 81, "")]
+    frame = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp", "text_key"])
+    frame["position"] = np.arange(len(frame))
+    mapping = item_groups(frame)
+    assert mapping == {"A": "A", "B": "A", "C": "A"}  # A has the most reviews (6)
+    make_features(tmp_path, num_users=3, num_items=4, per_user=2, num_new=0)
+    items = pq.read_table(tmp_path / "items.parquet").to_pandas()
+    items["item"] = list("ABCD")
+    pq.write_table(pa.Table.from_pandas(items, preserve_index=False), tmp_path / "items.parquet")
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False),
+                   tmp_path / "interactions.parquet")
+    grouped = load_features(tmp_path, group_items=True)
+    assert list(grouped.items.ids) == ["A", "D"] and grouped.groups == {"A": ["B", "C"]}
+    inter = grouped.interactions
+    # each user's copied review counts once; u7's own review of B moves to A
+    assert len(inter[inter.item == "A"]) == 4 + 1 + 2 and set(inter.item) == {"A", "D"}
+    assert len(load_features(tmp_path).items) == 4  # grouping is opt-in

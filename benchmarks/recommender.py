@@ -1,0 +1,398 @@
+"""Recommendation quality on real data, every method side by side in one harness (EVAL.md).
+
+Amazon 5-core categories (All_Beauty, Gift_Cards, Magazine_Subscriptions): leave-last-out split,
+full catalogue, seen items excluded, fitted on train, chosen on dev, test reported. Methods:
+
+  two-tower + ranker   what `train-recommender` exports (recommender/fit.py)
+  two-tower            the retrieval stage alone (id + text + aspect features)
+  two-tower (ID only)  the same towers without features (temperature chosen on dev)
+  ease, item-knn, most-popular, content   the single signals the ranker combines
+  content TF-IDF       TF-IDF of the user's train reviews vs the item's train reviews (EVAL.md)
+
+Beside NDCG@10 / Recall@10 / MRR (all users and the cold-start slice): catalogue coverage of the
+top-10 lists, the share of distinct top-1 items and the largest share of users one item is top-1
+for; and, for the exported model's top-10 explanations: share personal (an aspect the user wrote
+about), share quoting an aspect, verbatim quotes, quotes the encoder labels positive, distinct
+quotes. MIND (behaviours, impressions; AUC, MRR, nDCG@5/10 per impression as MIND reports them):
+most-popular and content TF-IDF over a time split (first 80% of impressions to fit, last 20% to
+test); the two-tower needs the features stage run on MIND and is not measured there yet.
+
+Each category needs a workspace that went through the chain up to `features`; missing ones are
+made with `opinionrec run --minutes 20` (about 20 minutes each on 2 cores):
+
+    python benchmarks/recommender.py --root /tmp/bench      # ~2 min with the workspaces made
+
+Writes benchmarks/results/recommender.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from benchmarks._common import markdown_table, write_results  # noqa: E402
+
+SHARED = Path(os.environ.get("OPINIONREC_SHARED_DATA",
+                             Path(__file__).resolve().parents[2] / "shared" / "data"))
+AMAZON = SHARED / "amazon-reviews-2018-5core-small"
+CATEGORIES = ("All_Beauty", "Gift_Cards", "Magazine_Subscriptions")
+MIND = SHARED / "mind-small-train-sample"
+K = 10
+
+
+# === Amazon ===
+
+
+def ensure_workspace(root: Path, category: str, minutes: float) -> Path:
+    ws = root / f"ws_{category}"
+    if (ws / "features" / "interactions.parquet").exists():
+        return ws
+    inputs = ["--input", str(AMAZON / f"{category}_5.json.gz")]
+    if (AMAZON / f"meta_{category}.json.gz").exists():
+        inputs += ["--input", str(AMAZON / f"meta_{category}.json.gz")]
+    print(f"{category}: no workspace under {root}; running `opinionrec run` ({minutes:.0f} min)")
+    subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--workspace", str(ws),
+                    "--minutes", str(minutes), *inputs], check=True)
+    return ws
+
+
+def read_parquet_folder(folder: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+    files = sorted(glob.glob(str(folder / "*.parquet")))
+    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+
+
+def tfidf_scorer(docs: pd.DataFrame, features, train: pd.DataFrame):
+    """Cosine of TF-IDF vectors: the user's train review texts vs the item's train review texts."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    reviews = docs[docs["kind"] == "review"][["user", "item", "text"]]
+    pairs = set(zip(train["user"], train["item"]))
+    reviews = reviews[[pair in pairs for pair in zip(reviews["user"], reviews["item"])]]
+    item_text = reviews.groupby("item")["text"].apply(" ".join)
+    user_text = reviews.groupby("user")["text"].apply(" ".join)
+    items = [item_text.get(i, "") for i in features.items.ids]
+    users = [user_text.get(u, "") for u in features.users.ids]
+    vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=1, stop_words="english")
+    vectorizer.fit(items + users)
+    item_matrix = normalize(vectorizer.transform(items))
+    user_matrix = normalize(vectorizer.transform(users))
+    return lambda rows: (user_matrix[rows] @ item_matrix.T).toarray()
+
+
+def top_lists(scorer, split, num_items: int, k: int = K) -> np.ndarray:
+    """Each test user's top-k items (train and dev items excluded), [users, k] item rows."""
+    users = split.test["user_row"].to_numpy()
+    scores = np.asarray(scorer(users), dtype="float64").copy()
+    seen = pd.concat([split.train, split.dev])
+    index = {int(u): i for i, u in enumerate(users)}
+    for user, item in zip(seen["user_row"], seen["item_row"]):
+        if int(user) in index:
+            scores[index[int(user)], int(item)] = -np.inf
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def diversity(top: np.ndarray, num_items: int) -> dict:
+    first = top[:, 0]
+    counts = np.bincount(first, minlength=num_items)
+    return {"coverage@10": float(len(np.unique(top)) / num_items),
+            "distinct_top1_share": float(len(np.unique(first)) / num_items),
+            "max_top1_user_share": float(counts.max() / len(first)) if len(first) else 0.0}
+
+
+def id_only_two_tower(features, split, config, temperatures):
+    from recommender.train import model_scorer, train_retrieval
+
+    best = None
+    for temperature in temperatures:
+        result = train_retrieval(features, split, replace(config, use_features=False,
+                                                          temperature=temperature))
+        recall = max(result.dev_recall)
+        if best is None or recall > best[0]:
+            best = (recall, result)
+    return model_scorer(best[1].model, features)
+
+
+QUOTE = re.compile(r'"(.*)"')
+
+
+def explanation_metrics(module, features, docs: pd.DataFrame, sentences: pd.DataFrame) -> dict:
+    """What users read: the exported module's top-10 explanations for every known user."""
+    import tensorflow as tf
+
+    users = list(features.users.ids)
+    out = module.serve(tf.constant(users))
+    explanations = [[e.decode() for e in row] for row in out["explanations"].numpy()]
+    items = [[i.decode() for i in row] for row in out["item_ids"].numpy()]
+    item_texts = docs[docs["kind"] == "review"].groupby("item")["text"].apply(list).to_dict()
+    positive = dict(zip(sentences["text"], sentences["sentiment_label"] == "positive"))
+    aspects = list(features.aspects)
+    weights = features.users.aspect_weight
+    rows = {"explanations": 0, "personal": 0, "aspect": 0, "plain": 0, "verbatim": 0,
+            "encoder_positive": 0, "user_wrote_about": 0}
+    quotes = []
+    examples = []
+    for u, (user_items, lines) in enumerate(zip(items, explanations)):
+        for item, line in zip(user_items, lines):
+            if not item:
+                continue
+            rows["explanations"] += 1
+            match = QUOTE.search(line)
+            if not match:
+                rows["plain"] += 1
+                continue
+            rows["aspect"] += 1
+            quote = match.group(1)
+            quotes.append(quote)
+            personal = line.startswith("You care about")
+            rows["personal"] += personal
+            aspect = line.split(":", 1)[0].replace("You care about ", "").replace(
+                "Reviewers praise its ", "")
+            if aspect in aspects and weights[u, aspects.index(aspect)] > 0:
+                rows["user_wrote_about"] += 1
+            rows["verbatim"] += any(quote in text for text in item_texts.get(item, []))
+            rows["encoder_positive"] += bool(positive.get(quote, False))
+            if len(examples) < 12 and u % 37 == 0:
+                examples.append({"user": users[u], "item": item, "explanation": line})
+    n, quoted = max(rows["explanations"], 1), max(rows["aspect"], 1)
+    return {"explanations": rows["explanations"],
+            "share_personal": rows["personal"] / n,
+            "share_aspect": rows["aspect"] / n,
+            "share_plain": rows["plain"] / n,
+            "share_citing_aspect_user_wrote_about": rows["user_wrote_about"] / n,
+            "verbatim_of_quotes": rows["verbatim"] / quoted,
+            "encoder_positive_of_quotes": rows["encoder_positive"] / quoted,
+            "unique_quote_ratio": len(set(quotes)) / quoted,
+            "examples": examples}
+
+
+def amazon_category(ws: Path, temperatures=(0.05, 0.2)) -> dict:
+    from recommender import evaluate as evaluation
+    from recommender.data import load_features
+    from recommender.fit import fit_recommender, signal_scorer, SINGLE_SIGNALS
+    from recommender.ranking import ranker_scorer
+    from recommender.serving_module import build_serving_module
+    from recommender.train import TrainConfig
+
+    features = load_features(ws / "features", group_items=True)
+    split = evaluation.split_interactions(features.interactions)
+    num_items = len(features.items)
+    config = TrainConfig(epochs=15, patience=3, learning_rate=0.05)
+    start = time.perf_counter()
+    fit = fit_recommender(features, split, config, temperatures=temperatures)
+    fit_seconds = time.perf_counter() - start
+    docs = read_parquet_folder(ws / "ingest" / "docs")
+    sentences = read_parquet_folder(ws / "features" / "sentences")
+
+    scorers = {"two-tower + ranker": None}
+    scorers["two-tower (ID only)"] = id_only_two_tower(features, split, config, temperatures)
+    scorers["content TF-IDF"] = tfidf_scorer(docs, features, split.train)
+    methods = dict(fit.test)
+    for name in ("two-tower (ID only)", "content TF-IDF"):
+        methods[name] = evaluation.evaluate(scorers[name], split, num_items, "test", K)
+
+    # Top-1 concentration and coverage of the train-fitted model and baselines on test users.
+    train_signals = fit.train_signals
+    lists = {"two-tower + ranker": top_lists(ranker_scorer(fit.ranker, train_signals), split,
+                                             num_items)}
+    for name, signal in SINGLE_SIGNALS.items():
+        lists[name] = top_lists(signal_scorer(train_signals, signal), split, num_items)
+    for name in ("two-tower (ID only)", "content TF-IDF"):
+        lists[name] = top_lists(scorers[name], split, num_items)
+    module = build_serving_module(fit.exported, fit.ranker, features, K, fit.choice)
+    return {
+        "merged_listings": features.groups or {},
+        "counts": {"users": len(features.users), "items": num_items, "train": len(split.train),
+                   "dev": len(split.dev), "test": len(split.test),
+                   "cold_start_test": methods["most-popular"]["cold_start"]["users"]},
+        "exported": fit.choice,
+        "fit_seconds": round(fit_seconds, 1),
+        "training": fit.training,
+        "dev": {name: parts["all"] for name, parts in fit.dev.items()},
+        "test": methods,
+        "diversity": {name: diversity(top, num_items) for name, top in lists.items()},
+        "explanations": explanation_metrics(module, features, docs, sentences),
+        "aspects": list(features.aspects),
+    }
+
+
+# === MIND ===
+
+
+def mind_metrics(labels: np.ndarray, scores: np.ndarray) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    order = np.argsort(-scores, kind="stable")
+    ranked = labels[order]
+
+    def dcg(values: np.ndarray, k: int) -> float:
+        values = values[:k]
+        return float(np.sum((2 ** values - 1) / np.log2(np.arange(2, len(values) + 2))))
+
+    ideal = np.sort(labels)[::-1]
+    hits = np.flatnonzero(ranked)
+    return {"auc": float(roc_auc_score(labels, scores)),
+            "mrr": float(np.sum(ranked / (np.arange(len(ranked)) + 1)) / np.sum(labels)),
+            "ndcg@5": dcg(ranked, 5) / dcg(ideal, 5), "ndcg@10": dcg(ranked, 10) / dcg(ideal, 10),
+            "first_hit": int(hits[0]) + 1}
+
+
+def mind() -> dict:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    behaviours = pd.read_csv(MIND / "behaviors.tsv", sep="\t", header=None, quoting=3,
+                             names=["impression", "user", "time", "history", "impressions"])
+    behaviours["time"] = pd.to_datetime(behaviours["time"], format="%m/%d/%Y %I:%M:%S %p")
+    behaviours = behaviours.sort_values(["time", "impression"], kind="stable")
+    cut = int(0.8 * len(behaviours))
+    fit_part, test_part = behaviours.iloc[:cut], behaviours.iloc[cut:]
+    news = pd.read_csv(MIND / "news.tsv", sep="\t", header=None, quoting=3,
+                       names=["id", "category", "subcategory", "title", "abstract", "url",
+                              "title_entities", "abstract_entities"])
+    text = dict(zip(news["id"], news["title"].fillna("") + " " + news["abstract"].fillna("")))
+    clicks: dict[str, float] = {}
+    for impressions in fit_part["impressions"]:
+        for token in str(impressions).split():
+            item, label = token.rsplit("-", 1)
+            clicks[item] = clicks.get(item, 0.0) + float(label)
+    vectorizer = TfidfVectorizer(sublinear_tf=True, stop_words="english").fit(list(text.values()))
+    rng = np.random.default_rng(0)
+    per_method: dict[str, list[dict]] = {"most-popular": [], "content TF-IDF": [], "random": []}
+    for history, impressions in zip(test_part["history"], test_part["impressions"]):
+        tokens = [t.rsplit("-", 1) for t in str(impressions).split()]
+        items = [item for item, _ in tokens]
+        labels = np.array([int(label) for _, label in tokens], dtype="float64")
+        if labels.sum() == 0 or labels.sum() == len(labels):
+            continue
+        popular = np.array([clicks.get(i, 0.0) for i in items]) + 1e-6 * rng.random(len(items))
+        profile = " ".join(text.get(n, "") for n in str(history).split() if n != "nan")
+        user_vector = normalize(vectorizer.transform([profile]))
+        item_vectors = normalize(vectorizer.transform([text.get(i, "") for i in items]))
+        content = (item_vectors @ user_vector.T).toarray().ravel() + 1e-6 * rng.random(len(items))
+        per_method["most-popular"].append(mind_metrics(labels, popular))
+        per_method["content TF-IDF"].append(mind_metrics(labels, content))
+        per_method["random"].append(mind_metrics(labels, rng.random(len(items))))
+    return {"impressions_fit": int(cut), "impressions_test": len(per_method["random"]),
+            "news_with_text": len(text),
+            "test": {name: {key: float(np.mean([row[key] for row in rows]))
+                            for key in ("auc", "mrr", "ndcg@5", "ndcg@10")}
+                     for name, rows in per_method.items()}}
+
+
+# === Report ===
+
+
+ORDER = ("two-tower + ranker", "two-tower", "two-tower (ID only)", "ease", "item-knn",
+         "most-popular", "content", "content TF-IDF")
+
+
+def markdown(results: dict) -> str:
+    parts = []
+    headers = ["method"] + [c for c in results["amazon"]]
+    rows = []
+    for method in ORDER:
+        row = [method]
+        for category, result in results["amazon"].items():
+            m = result["test"][method]["all"]
+            row.append(f"{m['ndcg@10']:.4f} / {m['recall@10']:.4f}")
+        rows.append(row)
+    parts.append("Test NDCG@10 / Recall@10 (EVAL.md; fitted on train, chosen on dev):\n")
+    parts.append(markdown_table(headers, rows))
+    rows = []
+    for method in ORDER:
+        row = [method]
+        for result in results["amazon"].values():
+            d = result["diversity"].get(method)
+            row.append("-" if d is None else
+                       f"{d['coverage@10']:.2f} / {d['max_top1_user_share']:.2f}")
+        rows.append(row)
+    parts.append("\nCatalogue coverage of the top-10 lists / largest share of test users one item "
+                 "is top-1 for:\n")
+    parts.append(markdown_table(headers, rows))
+    keys = ["share_personal", "share_citing_aspect_user_wrote_about", "share_aspect",
+            "share_plain", "verbatim_of_quotes", "encoder_positive_of_quotes",
+            "unique_quote_ratio"]
+    rows = [[key] + [f"{r['explanations'][key]:.3f}" for r in results["amazon"].values()]
+            for key in keys]
+    parts.append("\nExplanations of the exported model's top-10 lists (every known user):\n")
+    parts.append(markdown_table(["metric"] + list(results["amazon"]), rows))
+    for category, result in results["amazon"].items():
+        parts.append(f"\n{category}: exported `{result['exported']}`; two-tower temperature "
+                     f"{result['training']['two_tower']['temperature']}, loss per epoch "
+                     f"{[round(x, 3) for x in result['training']['two_tower']['loss_per_epoch']]}"
+                     f"; EASE L2 {result['ease_l2'] if 'ease_l2' in result else result['training']['ease_l2']}"
+                     f"; fit {result['fit_seconds']} s.")
+    if "mind" in results:
+        mind_result = results["mind"]
+        parts.append(f"\nMIND ({mind_result['impressions_test']} test impressions, time split):\n")
+        parts.append(markdown_table(["method", "AUC", "MRR", "nDCG@5", "nDCG@10"], [
+            [name, *(f"{m[key]:.4f}" for key in ("auc", "mrr", "ndcg@5", "ndcg@10"))]
+            for name, m in mind_result["test"].items()]))
+    return "\n".join(parts)
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    categories = list(results["amazon"])
+    figure, axis = plt.subplots(figsize=(10, 3.8))
+    width = 0.8 / len(ORDER)
+    for i, method in enumerate(ORDER):
+        values = [results["amazon"][c]["test"][method]["all"]["ndcg@10"] for c in categories]
+        axis.bar(np.arange(len(categories)) + i * width, values, width, label=method)
+    axis.set_xticks(np.arange(len(categories)) + 0.4 - width / 2, categories)
+    axis.set_ylabel("test NDCG@10")
+    axis.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("bench_workspaces"),
+                        help="folder of the per-category workspaces ws_<category> "
+                             "(made when missing; default: %(default)s)")
+    parser.add_argument("--minutes", type=float, default=20.0,
+                        help="budget of `opinionrec run` for a missing workspace")
+    parser.add_argument("--categories", nargs="+", default=list(CATEGORIES))
+    parser.add_argument("--no-mind", action="store_true", help="skip the MIND impressions")
+    args = parser.parse_args()
+    from pipelines.cli import configure_logging
+    configure_logging(False)
+
+    results: dict = {"protocol": "EVAL.md Recommendation", "k": K, "amazon": {}}
+    for category in args.categories:
+        ws = ensure_workspace(args.root, category, args.minutes)
+        print(f"== {category}")
+        results["amazon"][category] = amazon_category(ws)
+    if not args.no_mind:
+        print("== MIND")
+        results["mind"] = mind()
+    from benchmarks._common import RESULTS
+    text = markdown(results)
+    print(text)
+    write_results("recommender", results, text)
+    plot(results, RESULTS / "recommender.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""`opinionrec run`: the whole chain on the user's own files, within a time budget.
+
+ingest -> vocab -> pretraining-data -> pretrain -> finetune -> features -> train-recommender ->
+export, with the training stages' `--max-minutes` cut from one `--minutes` budget: the stages that
+do not train take a few minutes on a corpus of a few thousand reviews (measured on 2 cores), and
+what is left goes 60/40 to pretraining and fine-tuning. Up-to-date stages are skipped, so a second
+run with new options redoes only what changed. Ends with the recommender's test table and how to
+serve the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+
+from pipelines import workspace as ws_lib
+
+log = logging.getLogger("opinionrec")
+
+FIXED_MINUTES = 6.0  # ingest, vocab, pretraining-data, features, train-recommender, export
+MIN_TRAINING_MINUTES = 2.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", action="append", required=True, metavar="PATH",
+                        help="a file or folder to ingest (repeat for several; any format "
+                             "`ingest` reads, e.g. an Amazon category and its metadata)")
+    parser.add_argument("--workspace", default=os.environ.get("OPINIONREC_WORKSPACE", "workspace"),
+                        help="workspace folder (default: %(default)s)")
+    parser.add_argument("--minutes", type=float, default=20.0,
+                        help="time budget of the whole chain on this machine; the training "
+                             "stages get what the others leave (default: %(default)s)")
+    parser.add_argument("--config", default="tiny",
+                        help="ALBERT size for pretraining (default: %(default)s)")
+    parser.add_argument("--force", action="store_true",
+                        help="re-run every stage even when its outputs are up to date")
+
+
+def budgets(minutes: float) -> tuple[float, float]:
+    """(pretrain, finetune) minutes out of the whole budget."""
+    training = max(minutes - FIXED_MINUTES, MIN_TRAINING_MINUTES)
+    return round(0.6 * training, 2), round(0.4 * training, 2)
+
+
+def chain(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    pretrain_minutes, finetune_minutes = budgets(args.minutes)
+    inputs = [token for path in args.input for token in ("--input", path)]
+    return [
+        ("ingest", inputs),
+        ("vocab", []),
+        ("pretraining-data", []),
+        ("pretrain", ["--config", args.config, "--max-minutes", str(pretrain_minutes)]),
+        ("finetune", ["--max-minutes", str(finetune_minutes)]),
+        ("features", []),
+        ("train-recommender", []),
+        ("export", []),
+    ]
+
+
+def run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipelines.demo import print_report, run_stages
+    from pipelines.train_recommender import format_table
+
+    started = time.perf_counter()
+    ws = ws_lib.workspace_from_args(args)
+    pretrain_minutes, finetune_minutes = budgets(args.minutes)
+    log.info("run: budget %.0f min: pretrain %.1f min, finetune %.1f min, about %.0f min for the "
+             "other stages", args.minutes, pretrain_minutes, finetune_minutes, FIXED_MINUTES)
+    report = run_stages(args, beam_args, chain(args), command="run")
+    total = time.perf_counter() - started
+    (ws.root / "run_timings.json").write_text(json.dumps(
+        {"minutes": args.minutes, "wall_s": round(total, 1), "stages": report}, indent=2) + "\n")
+    print_report(report)
+    metrics_path = ws.stage_dir("train-recommender") / "metrics.json"
+    if metrics_path.exists():
+        metrics = json.loads(metrics_path.read_text())
+        print("\nRecommender, test split (EVAL.md protocol):")
+        print(format_table(metrics, metrics["k"]))
+        if metrics.get("fallback"):
+            print(f"WARNING: the ranker was below {metrics['exported']} on dev; "
+                  f"{metrics['exported']} alone was exported.")
+    print(f"\nWhole chain: {total / 60:.1f} min (budget {args.minutes:.0f} min). Serve it with\n"
+          f"  opinionrec serve --workspace {args.workspace}\n"
+          f"  opinionrec recommend --user USER_ID")
+    return 0
