@@ -1,0 +1,33 @@
+"""`opinionrec run`: the chain's stages and how one --minutes budget is cut for training."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from pipelines import run_chain
+
+
+@pytest.mark.parametrize("minutes, expected", [(20, (8.4, 5.6)), (30, (14.4, 9.6)),
+                                               (5, (1.2, 0.8))])
+def test_training_stages_get_what_the_others_leave(minutes, expected):
+    assert run_chain.budgets(minutes) == expected
+
+
+def test_chain_passes_every_input_and_the_budgets():
+    args = argparse.Namespace(input=["a.json.gz", "meta.json.gz"], minutes=20.0, config="tiny")
+    stages = dict(run_chain.chain(args))
+    assert list(stages) == ["ingest", "vocab", "pretraining-data", "pretrain", "finetune",
+                            "features", "train-recommender", "export"]
+    assert stages["ingest"] == ["--input", "a.json.gz", "--input", "meta.json.gz"]
+    assert stages["pretrain"] == ["--config", "tiny", "--max-minutes", "8.4"]
+    assert stages["finetune"] == ["--max-minutes", "5.6"]
+
+
+def test_run_needs_an_input(capsys):
+    from pipelines import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--workspace", "nowhere"])
+    assert "--input" in capsys.readouterr().err
