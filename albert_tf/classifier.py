@@ -87,6 +87,8 @@ class OpinionClassifier(keras_hub.models.Task):
         self.topic_head = ClassificationHead(
             max(num_topics, 1), dropout=dropout, dtype=backbone.dtype_policy, name="topic_head"
         )
+        if num_topics <= 0:  # no labelled news: the 1-unit head gets no gradient, so no updates
+            self.topic_head.trainable = False
         # The heads read the mean over tokens, so the [CLS] pooler gets no gradient: freeze it.
         backbone.get_layer("pooled_dense").trainable = False
 

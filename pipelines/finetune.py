@@ -271,8 +271,9 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         # Held-out documents are scored whole (their titles and sentences are not scored apart).
         train_rows, test_rows = split_held_out(ids, whole, data.texts, args.held_out)
         train, test = data.subset(train_rows), data.subset(test_rows)
-        log.info("finetune: %d training texts, %d held-out documents; %d topics: %s", len(train),
-                 len(test), len(topic_labels), ", ".join(topic_labels))
+        log.info("finetune: %d training texts, %d held-out documents; %s", len(train), len(test),
+                 f"{len(topic_labels)} topics: {', '.join(topic_labels)}" if topic_labels
+                 else "no labelled news, so no topic head")
 
         keras.utils.set_random_seed(args.seed)  # initial weights, dropout, masking
         tokenizer = keras_hub.models.AlbertTokenizer.from_preset(preset)

@@ -125,11 +125,14 @@ def _fresh_classifier(tokenizer):
     return model
 
 
-def test_interrupted_training_resumes_at_its_checkpoint(spm_model, tmp_path):
+def test_interrupted_training_resumes_at_its_checkpoint(spm_model, tmp_path, recwarn):
     tokenizer = load_tokenizer(spm_model)
     # A zero time budget stops after the first step, mid-chunk, and saves a checkpoint there.
     first = _classifier_run(tokenizer, tmp_path, total_steps=30, max_minutes=0)
     assert int(first.optimizer.iterations.numpy()) == 1
+    # Without topics the topic head is frozen: no "Gradients do not exist" warning each run.
+    assert not first.topic_head.trainable
+    assert not [w for w in recwarn if "Gradients do not exist" in str(w.message)]
 
     # The checkpoint holds the whole state: a fresh model restores weights and step exactly.
     fresh = _fresh_classifier(tokenizer)
