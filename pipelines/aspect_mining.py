@@ -277,6 +277,7 @@ def mine_aspects(
         t for t in near
         if " " in t and qualifies(t) and total[t] >= min_bigram_share * total[t.split()[0]]
         and allowed(t.split()[0]) and t.split()[1] not in excluded  # "battery life" stays
+        and not t.endswith("ly")  # "ships securely"
     ]
     for bigram in sorted(bigrams, key=lambda t: (-near[t], t)):
         first, second = bigram.split()

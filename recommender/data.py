@@ -56,6 +56,7 @@ class Users:
     n_reviews: np.ndarray  # [U] int64
     aspect_weight: np.ndarray  # [U, A] float32, non-negative, sums to 1 or all zero
     embedding: np.ndarray  # [U, D] float32
+    aspect_count: np.ndarray | None = None  # [U, A] int32, the user's reviews mentioning each
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -138,6 +139,8 @@ def read_users(path: Path, num_aspects: int) -> Users:
         n_reviews=frame["n_reviews"].fillna(0).to_numpy(dtype="int64"),
         aspect_weight=_matrix(frame["aspect_weight"], num_aspects, "float32", "aspect_weight"),
         embedding=_matrix(frame["embedding"], None, "float32", "users.embedding"),
+        aspect_count=_matrix(frame["aspect_count"], num_aspects, "int32", "users.aspect_count")
+        if "aspect_count" in frame else None,
     )
 
 
@@ -151,7 +154,8 @@ def _with_missing_users(users: Users, interaction_users: np.ndarray, dim: int) -
             raise ValueError(f"User embeddings have {embedding.shape[1]} dims, items have {dim}.")
         embedding = np.zeros((len(users), dim), dtype="float32")
     if not missing:
-        return Users(users.ids, users.n_reviews, users.aspect_weight, embedding)
+        return Users(users.ids, users.n_reviews, users.aspect_weight, embedding,
+                     users.aspect_count)
     log.info("train-recommender: %d users have interactions but no profile; using empty profiles",
              len(missing))
     n = len(missing)
@@ -161,6 +165,8 @@ def _with_missing_users(users: Users, interaction_users: np.ndarray, dim: int) -
         aspect_weight=np.concatenate(
             [users.aspect_weight, np.zeros((n, users.aspect_weight.shape[1]), "float32")]),
         embedding=np.concatenate([embedding, np.zeros((n, dim), "float32")]),
+        aspect_count=None if users.aspect_count is None else np.concatenate(
+            [users.aspect_count, np.zeros((n, users.aspect_count.shape[1]), "int32")]),
     )
 
 

@@ -4,9 +4,12 @@ Rule (the same in numpy and in-graph):
   - An aspect is *quotable* for an item when the item has a praising sentence for it and positive
     support, support = aspect_score * count / (count + 1) (mean polarity, discounted when few
     reviews mention it).
-  - Personal: among quotable aspects the user weights (> 0), take the argmax of
-    `aspect_weight * support` -> `You care about <aspect>: "<sentence>" (praised in P of C
-    mentions)` (`(mentioned C times)` when the features lack `aspect_positive`).
+  - Personal: among quotable aspects the user writes about, take the argmax of
+    `personal_weight * support`, personal_weight = aspect_weight + 0.01 * the share of the user's
+    reviews that mention the aspect (so an aspect the user brings up more than others do comes
+    first) -> `You care about <aspect>: "<sentence>" (praised in P of C mentions)` when its
+    aspect_weight > 0, else `You wrote about <aspect>: ...` (`(mentioned C times)` when the
+    features lack `aspect_positive`).
   - Because you liked (when the tables carry `contribution`, the item-kNN weights of the served
     model): among the items the user liked (rated 4 or more, or unrated), the one that adds most
     to this item's score, if any does -> `Because you liked <title>; reviewers praise its
@@ -37,6 +40,8 @@ import tensorflow as tf
 from recommender.data import FeatureSet
 
 PERSONAL = 'You care about {aspect}: "{sentence}" ({support})'
+MENTIONED = 'You wrote about {aspect}: "{sentence}" ({support})'
+MENTION_WEIGHT = np.float32(0.01)  # an aspect the user only mentioned ranks below a preference
 FALLBACK = 'Reviewers praise its {aspect}: "{sentence}"'
 LIKED = 'Because you liked {liked}; reviewers praise its {aspect}: "{sentence}"'
 LIKED_PLAIN = "Because you liked {liked}. {plain}"
@@ -57,6 +62,8 @@ class ExplanationTables:
     n_reviews: np.ndarray  # [N] int64
     mean_rating: np.ndarray  # [N] float32, NaN when the item has no rating
     user_weight: np.ndarray  # [U, A] float32
+    # [U, A] float32 share of the user's reviews mentioning each aspect (None: unknown)
+    user_mentioned: np.ndarray | None = None
     # "Because you liked": optional; [N, N] float32 contribution[x, c] of liked item x to item c
     contribution: np.ndarray | None = None
     liked: np.ndarray | None = None  # [U, W] int32 item rows each user liked, -1 padded
@@ -83,8 +90,18 @@ class ExplanationTables:
             n_reviews=items.n_reviews.astype("int64"),
             mean_rating=mean_rating,
             user_weight=features.users.aspect_weight.astype("float32"),
+            user_mentioned=None if features.users.aspect_count is None else (
+                features.users.aspect_count
+                / np.maximum(features.users.n_reviews, 1)[:, None]).astype("float32"),
             **(_liked_tables(features, contribution) if contribution is not None else {}),
         )
+
+
+def personal_weights(tables: ExplanationTables) -> np.ndarray:
+    """[U, A] float32 weight of each aspect for the personal line (see the module docstring)."""
+    if tables.user_mentioned is None:
+        return tables.user_weight.astype("float32")
+    return (tables.user_weight + MENTION_WEIGHT * tables.user_mentioned).astype("float32")
 
 
 def _liked_tables(features: FeatureSet, contribution: np.ndarray) -> dict:
@@ -161,7 +178,7 @@ def explain_reference(tables: ExplanationTables, user_row: int, item_row: int) -
         if liked >= 0:
             return LIKED_PLAIN.format(liked=tables.liked_name[liked], plain=plain) + caveat
         return plain + caveat
-    weight = (tables.user_weight[user_row] if user_row >= 0
+    weight = (personal_weights(tables)[user_row] if user_row >= 0
               else np.zeros(len(tables.aspects), dtype="float32"))
     personal = np.where(quotable, weight * support, np.float32(-1.0))
     if personal.max() > 0:
@@ -172,7 +189,8 @@ def explain_reference(tables: ExplanationTables, user_row: int, item_row: int) -
                      "mentions"
         else:
             phrase = f"mentioned {count} times"
-        return PERSONAL.format(aspect=tables.aspects[aspect], sentence=sentences[aspect],
+        template = PERSONAL if tables.user_weight[user_row, aspect] > 0 else MENTIONED
+        return template.format(aspect=tables.aspects[aspect], sentence=sentences[aspect],
                                support=phrase) + caveat
     aspect = int(np.argmax(np.where(quotable, support, np.float32(-1.0))))
     if liked >= 0:
@@ -234,6 +252,9 @@ class GraphExplainer(tf.Module):
         self.user_weight = variable(
             np.concatenate([tables.user_weight, np.zeros((1, num_aspects), "float32")]),
             tf.float32, "user_weight")
+        self.personal_weight = variable(
+            np.concatenate([personal_weights(tables), np.zeros((1, num_aspects), "float32")]),
+            tf.float32, "personal_weight")
         self.has_liked = tables.contribution is not None
         if self.has_liked:
             num_items = len(tables.n_reviews)
@@ -301,7 +322,7 @@ class GraphExplainer(tf.Module):
         count_f = tf.cast(count, tf.float32)
         support = (score * count_f) / (count_f + 1.0)
         quotable = tf.logical_and(tf.not_equal(sentences, ""), support > 0)
-        weight = tf.gather(self.user_weight, user_rows)[:, None, :]  # [B, 1, A]
+        weight = tf.gather(self.personal_weight, user_rows)[:, None, :]  # [B, 1, A]
         personal = tf.where(quotable, weight * support, -1.0)
         is_personal = tf.reduce_max(personal, axis=-1) > 0
         aspect = tf.where(is_personal, _first_argmax(personal),
@@ -316,8 +337,10 @@ class GraphExplainer(tf.Module):
                 ["praised in ", tf.strings.as_string(positive), " of ", chosen_count, " mentions"])
         else:
             phrase = tf.strings.join(["mentioned ", chosen_count, " times"])
-        personal_line = tf.strings.join(
-            ["You care about ", name, ': "', sentence, '" (', phrase, ")"])
+        strong = tf.gather(tf.gather(self.user_weight, user_rows)[:, None, :]
+                           + tf.zeros_like(support), aspect, batch_dims=2) > 0
+        prefix = tf.where(strong, "You care about ", "You wrote about ")
+        personal_line = tf.strings.join([prefix, name, ': "', sentence, '" (', phrase, ")"])
         fallback_line = tf.strings.join(["Reviewers praise its ", name, ': "', sentence, '"'])
         liked_line = tf.strings.join(["Because you liked ", liked_name,
                                       "; reviewers praise its ", name, ': "', sentence, '"'])

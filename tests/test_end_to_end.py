@@ -14,7 +14,7 @@ from pipelines.corpus import read_docs
 from pipelines.serve import start_server_process
 
 CAVEAT = r"(?: Note: reviewers criticise its [^.]+\.)?$"
-PERSONAL = re.compile(r'^You care about (?P<aspect>.+?): "(?P<sentence>.+)" '
+PERSONAL = re.compile(r'^You (?P<how>care|wrote) about (?P<aspect>.+?): "(?P<sentence>.+)" '
                       r"\((?P<support>[^)]+)\)" + CAVEAT)
 PLAIN = re.compile(r"^\d+ reviews?(, average rating \d\.\d\.| so far\.)" + CAVEAT)
 
@@ -128,10 +128,12 @@ def test_chain_serves_explanations_citing_planted_aspects_and_real_sentences(wor
                     assert explanation.startswith(("Because you liked", "Reviewers praise its")) \
                         or PLAIN.match(explanation), explanation
                     continue
-                personal += 1
-                cited_planted += planted(match["aspect"], user)
                 # The quote is verbatim a sentence of one of this item's reviews.
                 assert match["sentence"] in sentences_of[item], (item, explanation)
+                if match["how"] == "wrote":  # an aspect the user only mentions: not counted
+                    continue
+                personal += 1
+                cited_planted += planted(match["aspect"], user)
         print(f"{personal} of {3 * len(users)} explanations personal, {cited_planted} cite a "
               "planted aspect")
         # Measured over five runs of this chain: 10-12 of 15 personal, of which 55-100% cite a

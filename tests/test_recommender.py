@@ -315,6 +315,19 @@ def _liked_tables(positive: bool = True):
         liked_name=np.array(["Battery Pack", "Speaker X", "B0001"], dtype=object))
 
 
+def test_an_aspect_the_user_only_wrote_about_is_personal_too():
+    from recommender.explain import explain_reference
+
+    # user 2 has no preference beyond chance but mentioned sound in half their reviews
+    mentioned = np.zeros((4, 2), "float32")
+    mentioned[2, 1] = 0.5
+    mentioned[0, 1] = 1.0  # user 0 prefers battery and sound equally; mentions do not override
+    tables = dataclasses.replace(_tiny_tables(), user_mentioned=mentioned)
+    assert explain_reference(tables, 2, 0) == (
+        'You wrote about sound: "Crisp, "rich" sound." (praised in 1 of 1 mentions)')
+    assert explain_reference(tables, 0, 0).startswith("You care about battery")
+
+
 def test_because_you_liked_comes_after_personal_and_before_the_fallback():
     from recommender.explain import explain_reference
 
@@ -332,11 +345,15 @@ def test_because_you_liked_comes_after_personal_and_before_the_fallback():
 
 @pytest.mark.parametrize("positive, liked", [(True, False), (False, False), (True, True)])
 def test_in_graph_explainer_agrees_with_the_reference(positive, liked):
+    """(The mention share is part of every table here: user 2 only mentions sound.)"""
     import tensorflow as tf
 
     from recommender.explain import GraphExplainer, explain_reference_batch
 
     tables = _liked_tables(positive) if liked else _tiny_tables(positive)
+    mentioned = np.zeros((4, 2), "float32")
+    mentioned[2, 1], mentioned[3, 0] = 0.5, 0.25
+    tables = dataclasses.replace(tables, user_mentioned=mentioned)
     users = np.array([0, 1, 2, 3, -1])
     items = np.array([[0, 1, 2, -1]] * 5)
     expected = explain_reference_batch(tables, users, items)
