@@ -143,7 +143,7 @@ def explanation_metrics(module, features, docs: pd.DataFrame, sentences: pd.Data
     aspects = list(features.aspects)
     weights = features.users.aspect_weight
     rows = {"explanations": 0, "personal": 0, "aspect": 0, "plain": 0, "verbatim": 0,
-            "encoder_positive": 0, "user_wrote_about": 0}
+            "encoder_positive": 0, "user_wrote_about": 0, "liked": 0, "caveat": 0}
     quotes = []
     examples = []
     for u, (user_items, lines) in enumerate(zip(items, explanations)):
@@ -151,6 +151,7 @@ def explanation_metrics(module, features, docs: pd.DataFrame, sentences: pd.Data
             if not item:
                 continue
             rows["explanations"] += 1
+            rows["caveat"] += " Note: reviewers criticise" in line
             match = QUOTE.search(line)
             if not match:
                 rows["plain"] += 1
@@ -158,21 +159,27 @@ def explanation_metrics(module, features, docs: pd.DataFrame, sentences: pd.Data
             rows["aspect"] += 1
             quote = match.group(1)
             quotes.append(quote)
-            personal = line.startswith("You care about")
+            personal = line.startswith(("You care about", "You wrote about"))
             rows["personal"] += personal
-            aspect = line.split(":", 1)[0].replace("You care about ", "").replace(
-                "Reviewers praise its ", "")
-            if aspect in aspects and weights[u, aspects.index(aspect)] > 0:
+            rows["liked"] += line.startswith("Because you liked")
+            head = line.split(': "', 1)[0]
+            aspect = re.sub(r"^(You care about |You wrote about |Reviewers praise its |"
+                            r"Because you liked .*; reviewers praise its )", "", head)
+            wrote = features.users.aspect_count
+            if aspect in aspects and (weights[u, aspects.index(aspect)] > 0 or (
+                    wrote is not None and wrote[u, aspects.index(aspect)] > 0)):
                 rows["user_wrote_about"] += 1
             rows["verbatim"] += any(quote in text for text in item_texts.get(item, []))
             rows["encoder_positive"] += bool(positive.get(quote, False))
-            if len(examples) < 12 and u % 37 == 0:
+            if len(examples) < 60 and u % 7 == 0:
                 examples.append({"user": users[u], "item": item, "explanation": line})
     n, quoted = max(rows["explanations"], 1), max(rows["aspect"], 1)
     return {"explanations": rows["explanations"],
             "share_personal": rows["personal"] / n,
             "share_aspect": rows["aspect"] / n,
             "share_plain": rows["plain"] / n,
+            "share_because_you_liked": rows["liked"] / n,
+            "share_with_caveat": rows["caveat"] / n,
             "share_citing_aspect_user_wrote_about": rows["user_wrote_about"] / n,
             "verbatim_of_quotes": rows["verbatim"] / quoted,
             "encoder_positive_of_quotes": rows["encoder_positive"] / quoted,
@@ -324,9 +331,9 @@ def markdown(results: dict) -> str:
     parts.append("\nCatalogue coverage of the top-10 lists / largest share of test users one item "
                  "is top-1 for:\n")
     parts.append(markdown_table(headers, rows))
-    keys = ["share_personal", "share_citing_aspect_user_wrote_about", "share_aspect",
-            "share_plain", "verbatim_of_quotes", "encoder_positive_of_quotes",
-            "unique_quote_ratio"]
+    keys = ["share_personal", "share_citing_aspect_user_wrote_about", "share_because_you_liked",
+            "share_aspect", "share_plain", "share_with_caveat", "verbatim_of_quotes",
+            "encoder_positive_of_quotes", "unique_quote_ratio"]
     rows = [[key] + [f"{r['explanations'][key]:.3f}" for r in results["amazon"].values()]
             for key in keys]
     parts.append("\nExplanations of the exported model's top-10 lists (every known user):\n")

@@ -132,12 +132,8 @@ def popularity_scorer(train: pd.DataFrame, num_items: int) -> Scorer:
 def item_knn_scorer(train: pd.DataFrame, num_users: int, num_items: int, neighbours: int = 50
                     ) -> Scorer:
     """Item-kNN: sum of cosine similarities (top `neighbours` per item) to the user's items."""
-    matrix = np.zeros((num_users, num_items), dtype="float64")
-    matrix[train["user_row"].to_numpy(), train["item_row"].to_numpy()] = 1.0
-    norms = np.sqrt(matrix.sum(axis=0))
-    similarity = (matrix.T @ matrix) / np.maximum(np.outer(norms, norms), 1e-12)
-    np.fill_diagonal(similarity, 0.0)
-    if neighbours < num_items:
-        cutoff = -np.sort(-similarity, axis=1)[:, neighbours - 1:neighbours]
-        similarity = np.where(similarity >= cutoff, similarity, 0.0)
-    return lambda users: matrix[users] @ similarity.T
+    from recommender.signals import history_matrix, knn_weights
+
+    matrix = history_matrix(train, num_users, num_items).astype("float64")
+    weights = knn_weights(matrix, neighbours).astype("float64")
+    return lambda users: matrix[users] @ weights

@@ -39,16 +39,30 @@ def test_ease_weights_solve_the_constrained_least_squares_problem():
         np.testing.assert_allclose(weights[others, j], ridge, rtol=1e-4, atol=1e-5)
 
 
-def test_knn_weights_match_the_evaluation_baseline():
+def test_knn_scores_sum_the_top_neighbour_cosines_of_the_user_items():
+    """Item-kNN by hand: cosine of item columns, each item keeping its 3 nearest neighbours."""
     from recommender import evaluate as evaluation
-    from recommender.signals import history_matrix, knn_weights
+    from recommender.signals import history_matrix
 
     rng = np.random.default_rng(1)
-    pairs = {(int(u), int(i)) for u, i in zip(rng.integers(0, 20, 120), rng.integers(0, 15, 120))}
+    pairs = {(int(u), int(i)) for u, i in zip(rng.integers(0, 20, 120), rng.integers(0, 8, 120))}
     frame = _frame(sorted(pairs))
-    history = history_matrix(frame, 20, 15)
-    expected = evaluation.item_knn_scorer(frame, 20, 15, neighbours=5)(np.arange(20))
-    np.testing.assert_allclose(history @ knn_weights(history, neighbours=5), expected, atol=1e-5)
+    history = history_matrix(frame, 20, 8).astype("float64")
+    cosine = np.zeros((8, 8))
+    for a in range(8):
+        for b in range(8):
+            if a != b:
+                norm = np.linalg.norm(history[:, a]) * np.linalg.norm(history[:, b])
+                cosine[a, b] = history[:, a] @ history[:, b] / norm if norm else 0.0
+    expected = np.zeros((20, 8))
+    for user in range(20):
+        for target in range(8):
+            kept = np.sort(cosine[target])[::-1][:3]  # the target's 3 nearest neighbours
+            for item in np.flatnonzero(history[user]):
+                if cosine[target, item] >= kept[-1]:
+                    expected[user, target] += cosine[target, item]
+    scores = evaluation.item_knn_scorer(frame, 20, 8, neighbours=3)(np.arange(20))
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
 
 
 def test_signals_are_standardised_per_user_and_popularity_is_global():
