@@ -219,5 +219,6 @@ def test_time_budgets_stop_pretrain_and_finetune_within_a_step(workspace, tmp_pa
     history = [json.loads(line) for line in
                (ws / "finetune" / "logs" / "history.jsonl").read_text().splitlines()]
     assert len(history) == 1 and 1 <= history[0]["step"] < 20000
-    assert budget_s <= history[0]["wall_s"] < budget_s + 60
+    # training takes 80% of the stage budget; scoring and export the rest
+    assert 0.8 * budget_s <= history[0]["wall_s"] < budget_s + 60
     assert (ws / "finetune" / "metrics.json").exists()

@@ -31,3 +31,10 @@ def test_run_needs_an_input(capsys):
     with pytest.raises(SystemExit):
         cli.main(["run", "--workspace", "nowhere"])
     assert "--input" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("budget, training", [(None, None), (10.0, 9.0), (3.0, 2.4), (0.5, 0.4)])
+def test_finetune_keeps_part_of_its_budget_for_scoring_and_export(budget, training):
+    from pipelines.finetune import training_minutes
+
+    assert training_minutes(budget) == pytest.approx(training)
