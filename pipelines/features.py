@@ -26,6 +26,7 @@ from apache_beam.ml.inference.base import (
 
 from pipelines import workspace as ws_lib
 from pipelines.aspect_mining import clause_praises
+from recommender.profiles import user_aspect_weights  # one rule for the stage and evaluation
 
 log = logging.getLogger("opinionrec")
 
@@ -245,26 +246,6 @@ class UserProfileFn(beam.CombineFn):
             "embedding": _mean_vector(acc["emb"], acc["n"]),
             "aspect_count": list(acc["count"]),
         }
-
-
-def user_aspect_weights(counts: Sequence[int], n_reviews: int, aspect_rate: Sequence[float]
-                        ) -> list[float]:
-    """How much a user cares about each aspect: mentions beyond what an average reviewer makes.
-
-    `aspect_rate[a]` is the share of all reviews that mention aspect a, so a user with n reviews
-    would mention it `n * rate` times by chance, give or take `sqrt(n * rate)` (Poisson). The
-    weight is the excess beyond that chance band, `count - n * rate - sqrt(n * rate)` (at least 0),
-    normalised to sum to 1; all zero when the user stands out on no aspect. Counting excess
-    mentions, not their ratio, keeps one mention of a rare word from outweighing an aspect the user
-    brings up in most of their reviews; discounting by the chance band keeps a user's few incidental
-    mentions of a common word from reading as a preference.
-    """
-    excess = []
-    for count, rate in zip(counts, aspect_rate):
-        expected = n_reviews * rate
-        excess.append(max(count - expected - math.sqrt(expected), 0.0))
-    total = sum(excess)
-    return [e / total for e in excess] if total > 0 else [0.0] * len(excess)
 
 
 SENTENCE_SCHEMA = pa.schema([

@@ -71,6 +71,9 @@ class FeatureSet:
     users: Users
     interactions: pd.DataFrame  # user, item, rating, timestamp, position (+ item_row, user_row)
     groups: dict[str, list[str]] | None = None  # representative -> its other listings
+    # Per-review features (user, item, embedding, aspects, aspect_polarity) from features/docs/:
+    # what evaluation rebuilds train-only profiles from (see recommender.profiles). None: absent.
+    reviews: pd.DataFrame | None = None
 
     @property
     def item_index(self) -> dict[str, int]:
@@ -241,7 +244,7 @@ def load_features(folder: Path, group_items: bool = False) -> FeatureSet:
                                                              else [])].copy()
     interactions["user"] = interactions["user"].astype(str)
     interactions["item"] = interactions["item"].astype(str)
-    groups = None
+    groups, mapping = None, {}
     if group_items and has_text_key:
         mapping = item_groups(interactions)
         items, interactions, groups = _group(items, interactions, mapping)
@@ -264,4 +267,17 @@ def load_features(folder: Path, group_items: bool = False) -> FeatureSet:
     interactions["item_row"] = interactions["item"].map(item_index).astype("int64")
     interactions["user_row"] = interactions["user"].map(user_index).astype("int64")
     return FeatureSet(aspects=aspects, items=items, users=users, interactions=interactions,
-                      groups=groups)
+                      groups=groups, reviews=_read_reviews(folder / "docs", mapping))
+
+
+def _read_reviews(folder: Path, mapping: dict[str, str]) -> pd.DataFrame | None:
+    files = sorted(folder.glob("*.parquet")) if folder.exists() else []
+    if not files:
+        return None
+    columns = ["kind", "user", "item", "embedding", "aspects", "aspect_polarity"]
+    frame = pd.concat([pq.read_table(f, columns=columns).to_pandas() for f in files],
+                      ignore_index=True)
+    frame = frame[frame["kind"] == "review"].reset_index(drop=True)
+    frame["user"] = frame["user"].astype(str)
+    frame["item"] = frame["item"].astype(str).map(lambda item: mapping.get(item, item))
+    return frame

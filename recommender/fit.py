@@ -11,6 +11,9 @@ Protocol (EVAL.md: fitted on train, dev chooses, test reports):
      logged as a warning and recorded (`fallback`) in the metrics.
   5. Test figures use the train-fitted signals; the export refits towers and signals on every
      interaction with the chosen epochs and strengths, and keeps the ranker.
+User and item profiles (text embeddings, aspect weights and scores) are rebuilt from the reviews
+of the interactions each step may see (`recommender.profiles`): train for 1-4, the inner split's
+rest for the ranker's lists, everything for the export.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import pandas as pd
 
 from recommender import evaluate as evaluation
 from recommender.data import FeatureSet
+from recommender.profiles import profiles_from
 from recommender.ranking import DCNRanker, inner_split, ranker_scorer, ranking_lists, train_ranker
 from recommender.signals import FEATURES, Signals, fit_signals
 from recommender.train import TrainConfig, TrainResult, tower_vectors, train_retrieval
@@ -126,6 +130,14 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
     """Steps 1-5 of the module docstring; see there."""
     num_users, num_items, k = len(features.users), len(features.items), config.k
     ndcg = f"ndcg@{k}"
+    everything = pd.concat([split.train, split.dev, split.test], ignore_index=True)
+    full = features
+    if features.reviews is not None:  # profiles from train reviews only: no held-out text
+        features = profiles_from(full, features.reviews, split.train)
+    else:
+        log.warning("train-recommender: no per-review features (features/docs/); user and item "
+                    "profiles include held-out reviews, so the text and aspect signals are "
+                    "measured optimistically")
 
     progress("two-tower retrieval (temperature grid on dev)")
     tuned, tower, tower_info = _tune_towers(features, split, config, temperatures, log_dir)
@@ -134,9 +146,11 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
 
     progress("ranker training lists (inner split of train)")
     inner_train, inner_targets = inner_split(split.train)
-    inner_tower = train_retrieval(features, _only(inner_train), tuned)
-    lists = ranking_lists(_signals(features, inner_train, inner_tower, ease_l2), inner_targets,
-                          seed=config.seed)
+    inner_features = (profiles_from(full, full.reviews, inner_train)
+                      if full.reviews is not None else features)
+    inner_tower = train_retrieval(inner_features, _only(inner_train), tuned)
+    lists = ranking_lists(_signals(inner_features, inner_train, inner_tower, ease_l2),
+                          inner_targets, seed=config.seed)
 
     def dev_ndcg(ranker: DCNRanker) -> float:
         scorer = ranker_scorer(ranker, train_signals)
@@ -161,9 +175,8 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
                     dev["two-tower + ranker"]["all"][ndcg], dev[best]["all"][ndcg], best)
 
     progress("refit on every interaction for export")
-    everything = pd.concat([split.train, split.dev, split.test], ignore_index=True)
-    final_tower = train_retrieval(features, _only(everything), tuned)
-    exported = _signals(features, everything, final_tower, ease_l2)
+    final_tower = train_retrieval(full, _only(everything), tuned)
+    exported = _signals(full, everything, final_tower, ease_l2)
     training = {"two_tower": {**tower_info, "config": tuned.as_dict()},
                 "ease_l2_grid": ease_grid, "ease_l2": ease_l2,
                 "ranker": {"features": list(FEATURES), "lists": int(len(lists.label)),

@@ -172,3 +172,30 @@ def test_a_ranker_worse_than_a_single_signal_falls_back_loudly(planted, monkeypa
     assert best != "two-tower + ranker", dev
     assert result.fallback and result.choice == fit_lib.SINGLE_SIGNALS[best]
     assert "BELOW" in caplog.text and best in caplog.text
+
+
+def test_train_only_profiles_leave_held_out_reviews_out():
+    """A user's and an item's profile are rebuilt from the allowed reviews only."""
+    from recommender.data import FeatureSet, Items, Users
+    from recommender.profiles import profiles_from
+
+    items = Items(ids=np.array(["a", "b"], dtype=object), titles=np.array(["", ""], dtype=object),
+                  n_reviews=np.array([2, 1]), embedding=np.full((2, 2), 9.0, "float32"),
+                  aspect_score=np.full((2, 1), 0.9, "float32"),
+                  aspect_count=np.ones((2, 1), "int32"),
+                  aspect_sentence=np.array([[""], [""]], dtype=object), aspect_positive=None)
+    users = Users(ids=np.array(["u", "v"], dtype=object), n_reviews=np.array([2, 1]),
+                  aspect_weight=np.ones((2, 1), "float32"), embedding=np.full((2, 2), 9.0,
+                                                                             "float32"))
+    reviews = pd.DataFrame({
+        "user": ["u", "u", "v"], "item": ["a", "b", "a"],
+        "embedding": [[1.0, 0.0], [0.0, 1.0], [3.0, 3.0]],
+        "aspects": [["fit"], [], ["fit"]], "aspect_polarity": [[0.5], [], [-0.5]]})
+    features = FeatureSet(aspects=["fit"], items=items, users=users,
+                          interactions=pd.DataFrame(), reviews=reviews)
+    train = pd.DataFrame({"user": ["u", "v"], "item": ["a", "a"]})  # u's review of b held out
+    rebuilt = profiles_from(features, reviews, train)
+    np.testing.assert_allclose(rebuilt.users.embedding, [[1.0, 0.0], [3.0, 3.0]])
+    np.testing.assert_allclose(rebuilt.items.embedding, [[2.0, 1.5], [0.0, 0.0]])  # b: none left
+    np.testing.assert_allclose(rebuilt.items.aspect_score, [[0.0], [0.0]])  # +0.5 and -0.5
+    assert features.users.embedding[0, 0] == 9.0  # the original is untouched
