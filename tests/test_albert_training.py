@@ -176,13 +176,13 @@ def test_time_budget_stops_within_a_step_and_progress_is_logged(spm_model, tmp_p
             model, lambda s, n: classification_dataset(texts, preprocessor, 8, 0, start_step=s,
                                                        num_steps=n),
             total_steps=1000, steps_per_checkpoint=1000, checkpoint_dir=tmp_path / "ckpt",
-            log_dir=tmp_path / "logs", max_minutes=0.4, verbose=0, progress_seconds=0.5,
+            log_dir=tmp_path / "logs", max_minutes=1.0, verbose=0, progress_seconds=0.5,
             extra_callbacks=[SlowSteps()],
         )
     assert 1 <= step < 1000  # stopped inside the only chunk
     assert read_history(tmp_path / "logs")[-1]["step"] == step
     assert StepCheckpoint.restore(_fresh_classifier(tokenizer), tmp_path / "ckpt") == step
-    assert "time budget of 0.4 min reached at step %d" % step in caplog.text
+    assert "time budget of 1 min reached at step %d" % step in caplog.text
     progress = [r.getMessage() for r in caplog.records if "steps/s" in r.getMessage()]
     assert progress and progress[0].startswith("step ") and "/1000 (" in progress[0]
     assert "left (time budget)" in progress[0]  # the budget ends before the schedule
