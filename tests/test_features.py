@@ -101,3 +101,14 @@ def test_sentences_are_keyed_by_document_and_position():
     doc = {"id": "reviews.json.gz:7", "text": "A. B.", "sentences": ["A.", " ", "B."]}
     assert list(explode_sentences(doc)) == [("reviews.json.gz:7\t0", "A."),
                                             ("reviews.json.gz:7\t2", "B.")]
+
+
+def test_missing_item_titles_become_empty_strings(tmp_path):
+    """Metadata whose titles cleaning emptied reads back as NaN; the items table needs strings."""
+    import pandas as pd
+
+    from pipelines.features import _item_titles
+
+    pd.DataFrame({"item": ["a", "b", ""], "title": ["Vogue", None, "x"]}).to_parquet(
+        tmp_path / "items-0.parquet")
+    assert _item_titles(tmp_path) == {"a": "Vogue", "b": ""}
