@@ -188,6 +188,9 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.max_ngram < 1:
         raise SystemExit(f"pretrain: --max-ngram must be at least 1, not {args.max_ngram}")
     params = _params(args)
+    # What the freshness check compares: the options as given (the run may resolve some, e.g. the
+    # sequence length from the data, which must not make the next `--if-stale` run stale).
+    requested = dict(params)
     stage_key = stage_name(args.architecture)
     inputs = {"vocab": "stage:vocab", "pretraining-data": "stage:pretraining-data"}
     if args.init_from_preset:
@@ -252,7 +255,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         shutil.rmtree(checkpoints, ignore_errors=True)
         shutil.rmtree(stage_dir / "logs", ignore_errors=True)
 
-    stage = ws_lib.stage_run(ws, stage_key, params, inputs) if chief else \
+    stage = ws_lib.stage_run(ws, stage_key, requested, inputs) if chief else \
         contextlib.nullcontext({})
     with stage as record:
         if chief:

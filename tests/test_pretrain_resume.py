@@ -212,6 +212,11 @@ def test_time_budgets_stop_pretrain_and_finetune_within_a_step(workspace, tmp_pa
     assert cli.main(command) == 0
     second = json.loads((ws / "pretrain" / "metrics.json").read_text())["step"]
     assert first < second < 20000
+    # Up to date with its options (the sequence length it resolved from the data is no option
+    # the user gave): `--if-stale` skips it, as `opinionrec run` relies on.
+    record = json.loads((ws / "pretrain" / "_stage.json").read_text())
+    assert cli.main(command + ["--if-stale"]) == 0
+    assert json.loads((ws / "pretrain" / "_stage.json").read_text())["run_id"] == record["run_id"]
 
     finetune = ["finetune", "--workspace", str(ws), "--sequence-length", "32", "--epochs", "500",
                 "--checkpoint-every", "20000", "--no-xla", "--max-minutes", str(budget_s / 60)]
