@@ -161,7 +161,7 @@ def test_time_budget_stops_within_a_step_and_progress_is_logged(spm_model, tmp_p
 
     tokenizer = load_tokenizer(spm_model)
 
-    class SlowSteps(keras.callbacks.Callback):  # 50 ms a step, so the budget is met mid-chunk
+    class SlowSteps(keras.callbacks.Callback):  # 50 ms a step: 10,000 steps would take 500 s
         def on_train_batch_end(self, batch, logs=None):
             time_lib.sleep(0.05)
 
@@ -170,21 +170,25 @@ def test_time_budget_stops_within_a_step_and_progress_is_logged(spm_model, tmp_p
         texts.add(" ".join(doc), sentiment=i % 3)
     preprocessor = make_text_preprocessor(tokenizer, 32)
     model = OpinionClassifier(nano_backbone(tokenizer), num_sentiments=3, num_topics=0)
-    compile_classifier(model, make_optimizer("adamw", 1e-3, 5, 1000), jit_compile=False)
+    compile_classifier(model, make_optimizer("adamw", 1e-3, 5, 10000), jit_compile=False)
     with caplog.at_level(logging.INFO, logger="opinionrec"):
         step = fit_resumable(
             model, lambda s, n: classification_dataset(texts, preprocessor, 8, 0, start_step=s,
                                                        num_steps=n),
-            total_steps=1000, steps_per_checkpoint=1000, checkpoint_dir=tmp_path / "ckpt",
+            total_steps=10000, steps_per_checkpoint=10000, checkpoint_dir=tmp_path / "ckpt",
             log_dir=tmp_path / "logs", max_minutes=1.0, verbose=0, progress_seconds=0.5,
             extra_callbacks=[SlowSteps()],
         )
-    assert 1 <= step < 1000  # stopped inside the only chunk
-    assert read_history(tmp_path / "logs")[-1]["step"] == step
+    # Stopped inside the only chunk, at most 60 s / 50 ms = 1,200 steps in (a budget checked only
+    # at the chunk's end would run all 10,000), and only once the minute had passed.
+    assert 1 <= step <= 1201
+    last = read_history(tmp_path / "logs")[-1]
+    assert last["step"] == step
+    assert 60.0 <= last["wall_s"] < 60.0 + 30.0
     assert StepCheckpoint.restore(_fresh_classifier(tokenizer), tmp_path / "ckpt") == step
     assert "time budget of 1 min reached at step %d" % step in caplog.text
     progress = [r.getMessage() for r in caplog.records if "steps/s" in r.getMessage()]
-    assert progress and progress[0].startswith("step ") and "/1000 (" in progress[0]
+    assert progress and progress[0].startswith("step ") and "/10000 (" in progress[0]
     assert "left (time budget)" in progress[0]  # the budget ends before the schedule
 
 
