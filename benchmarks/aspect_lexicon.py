@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import markdown_table, write_results  # noqa: E402
-from pipelines.aspect_mining import frequent_words, mine_aspects, product_type_words  # noqa: E402
+from pipelines.aspect_mining import mine_aspects, product_words  # noqa: E402
 
 SHARED = Path(os.environ.get("OPINIONREC_SHARED_DATA",
                              Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -81,7 +81,7 @@ def amazon(category: str) -> tuple[list[str], list[str], list[str]]:
     if (folder / f"meta_{category}.json.gz").exists():
         titles = [m.get("title", "") for m in map(json.loads,
                                                    gzip.open(folder / f"meta_{category}.json.gz"))]
-    product = product_type_words(titles) or frequent_words(texts)
+    product, _ = product_words(titles, texts)
     return (mine_aspects(sentences, filter_non_aspects=False).names,
             mine_aspects(sentences, product_words=product).names, sorted(product))
 

@@ -28,7 +28,6 @@ Writes benchmarks/results/recommender.{json,md,png}.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import re
 import subprocess
@@ -67,12 +66,6 @@ def ensure_workspace(root: Path, category: str, minutes: float) -> Path:
     subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--workspace", str(ws),
                     "--minutes", str(minutes), *inputs], check=True)
     return ws
-
-
-def read_parquet_folder(folder: Path) -> pd.DataFrame:
-    import pyarrow.parquet as pq
-    files = sorted(glob.glob(str(folder / "*.parquet")))
-    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
 
 
 def tfidf_scorer(docs: pd.DataFrame, features, train: pd.DataFrame):
@@ -115,16 +108,14 @@ def diversity(top: np.ndarray, num_items: int) -> dict:
 
 
 def id_only_two_tower(features, split, config, temperatures):
-    from recommender.train import model_scorer, train_retrieval
+    """The same towers without profile features, temperature and epoch chosen on dev as for the
+    full model (`recommender.fit`)."""
+    from recommender.fit import _tune_towers
+    from recommender.train import model_scorer
 
-    best = None
-    for temperature in temperatures:
-        result = train_retrieval(features, split, replace(config, use_features=False,
-                                                          temperature=temperature))
-        recall = max(result.dev_recall)
-        if best is None or recall > best[0]:
-            best = (recall, result)
-    return model_scorer(best[1].model, features)
+    _, result, _ = _tune_towers(features, split, replace(config, use_features=False),
+                                temperatures, None)
+    return model_scorer(result.model, features)
 
 
 QUOTE = re.compile(r'"(.*)"')
@@ -202,8 +193,10 @@ def amazon_category(ws: Path, temperatures=(0.05, 0.2)) -> dict:
     start = time.perf_counter()
     fit = fit_recommender(features, split, config, temperatures=temperatures)
     fit_seconds = time.perf_counter() - start
-    docs = read_parquet_folder(ws / "ingest" / "docs")
-    sentences = read_parquet_folder(ws / "features" / "sentences")
+    from pipelines.corpus import read_parquet_dir
+
+    docs = read_parquet_dir(ws / "ingest" / "docs")
+    sentences = read_parquet_dir(ws / "features" / "sentences")
 
     scorers = {"two-tower + ranker": None}
     scorers["two-tower (ID only)"] = id_only_two_tower(features, split, config, temperatures)

@@ -15,6 +15,7 @@ merged under one name (cost, value -> price; colour -> color).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -112,12 +113,18 @@ _CLAUSE = re.compile(r"\b(?:but|however|although|though|whereas|while|yet|except
 NEGATIONS = frozenset("not no never nothing hardly barely neither nor without".split())
 
 
+@functools.lru_cache(maxsize=4096)
+def _term_patterns(terms: tuple[str, ...]) -> list[re.Pattern]:
+    """Whole-word patterns of an aspect's terms, compiled once (features calls per mention)."""
+    return [re.compile(r"\b" + re.escape(t.lower()) + r"\b") for t in terms if t]
+
+
 def clause_praises(sentence: str, terms: Iterable[str]) -> bool:
     """Whether a reader takes `sentence` as praise of the aspect named by `terms`: the clause that
     names it (the whole sentence when no clause does) holds a positive opinion word and no
     negative word or negation ("Runs small, I had to return them" and "Terrible quality, the sole
     fell apart" are no praise of size or sole)."""
-    patterns = [re.compile(r"\b" + re.escape(t.lower()) + r"\b") for t in terms if t]
+    patterns = _term_patterns(tuple(terms))
     clauses = [c for c in _CLAUSE.split(sentence.lower()) if c.strip()]
     naming = [c for c in clauses if any(p.search(c) for p in patterns)] or [sentence.lower()]
     for clause in naming:
@@ -156,6 +163,15 @@ def product_type_words(titles: Iterable[str], min_share: float = 0.25) -> set[st
         title = _HTML_TAG.sub(" ", title)  # Amazon metadata titles may hold HTML
         counts.update(set(_WORD.findall(title.lower())))
     return {w for w, c in counts.items() if c >= min_share * len(titles) and _is_candidate(w)}
+
+
+def product_words(titles: Iterable[str], reviews: Iterable[str]) -> tuple[set[str], str]:
+    """The product type's words (what `vocab` keeps out of the lexicon) and where they came from:
+    the item titles when they name one, else how many reviews name them."""
+    words = product_type_words(titles)
+    if words:
+        return words, "item titles"
+    return frequent_words(reviews), "review frequency"
 
 
 def frequent_words(documents: Iterable[str], min_share: float = 0.35) -> set[str]:

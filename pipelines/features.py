@@ -11,6 +11,7 @@ profiles, plus the user-item interactions of reviews and of ratings without text
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ from apache_beam.ml.inference.base import (
 
 from pipelines import workspace as ws_lib
 from pipelines.aspect_mining import clause_praises
+from pipelines.corpus import split_key
 from recommender.profiles import user_aspect_weights  # one rule for the stage and evaluation
 
 log = logging.getLogger("opinionrec")
@@ -284,10 +286,6 @@ INTERACTION_SCHEMA = pa.schema([
 def text_key(text) -> str:
     """A short hash of a review's text (case and whitespace folded), "" for none: the recommender
     finds listings that share reviews (the copies Amazon makes for every variant) by it."""
-    import hashlib
-
-    from pipelines.corpus import split_key
-
     if not isinstance(text, str) or not text.strip():
         return ""
     return hashlib.sha1(split_key(text).encode("utf-8")).hexdigest()[:16]

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from albert_tf.tokenizer import train_sentencepiece
-    from pipelines.aspect_mining import frequent_words, mine_aspects, product_type_words
+    from pipelines.aspect_mining import mine_aspects, product_words
     from pipelines.corpus import read_docs, read_parquet_dir
 
     ws = ws_lib.workspace_from_args(args)
@@ -76,16 +76,13 @@ def _run(args: argparse.Namespace) -> int:
         titles = []
         if ws.items.exists() and any(ws.items.glob("*.parquet")):
             titles = list(read_parquet_dir(ws.items, ["title"])["title"])
-        product_words = product_type_words(titles)
-        origin = "item titles"
-        if not product_words:
-            product_words = frequent_words(t for t in source["text"] if isinstance(t, str))
-            origin = "review frequency"
+        review_texts = [t for t in source["text"] if isinstance(t, str)]
+        words, origin = product_words(titles, review_texts)
         log.info("vocab: product type words (not aspects), from %s: %s", origin,
-                 ", ".join(sorted(product_words)) or "none")
+                 ", ".join(sorted(words)) or "none")
         lexicon = mine_aspects(
             review_sentences, max_aspects=args.max_aspects, min_count=args.min_aspect_count,
-            product_words=product_words,
+            product_words=words,
         )
         ws.aspect_lexicon.write_text(json.dumps(lexicon.to_json(), indent=2) + "\n")
 

@@ -84,6 +84,21 @@ class FeatureSet:
         return {user: row for row, user in enumerate(self.users.ids)}
 
 
+def padded_rows(user_rows: np.ndarray, item_rows: np.ndarray, num_users: int, pad: int
+                ) -> np.ndarray:
+    """[num_users, W] int64: each user's distinct item rows in first-seen order, `pad`-filled
+    (W = the longest list, at least 1). The serving module's seen items and the explanations'
+    liked items are such tables."""
+    per_user: list[list[int]] = [[] for _ in range(num_users)]
+    for user, item in zip(user_rows, item_rows):
+        if int(item) not in per_user[int(user)]:
+            per_user[int(user)].append(int(item))
+    table = np.full((num_users, max([1] + [len(items) for items in per_user])), pad, "int64")
+    for user, items in enumerate(per_user):
+        table[user, :len(items)] = items
+    return table
+
+
 def _matrix(values: pd.Series, width: int | None, dtype: str, column: str) -> np.ndarray:
     """Stack a list column into a 2-D array; empty lists become zero rows of the common width."""
     rows = [np.asarray(v if v is not None else [], dtype=dtype) for v in values]

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from recommender.data import FeatureSet
+from recommender.data import FeatureSet, padded_rows
 
 PERSONAL = 'You care about {aspect}: "{sentence}" ({support})'
 MENTIONED = 'You wrote about {aspect}: "{sentence}" ({support})'
@@ -107,14 +107,8 @@ def personal_weights(tables: ExplanationTables) -> np.ndarray:
 def _liked_tables(features: FeatureSet, contribution: np.ndarray) -> dict:
     inter = features.interactions
     liked_rows = inter[inter["rating"].isna() | (inter["rating"] >= LIKED_RATING)]
-    per_user: list[list[int]] = [[] for _ in range(len(features.users))]
-    for user, item in zip(liked_rows["user_row"], liked_rows["item_row"]):
-        if int(item) not in per_user[int(user)]:
-            per_user[int(user)].append(int(item))
-    width = max([1] + [len(items) for items in per_user])
-    liked = np.full((len(per_user), width), -1, dtype="int32")
-    for user, items in enumerate(per_user):
-        liked[user, :len(items)] = items
+    liked = padded_rows(liked_rows["user_row"].to_numpy(), liked_rows["item_row"].to_numpy(),
+                        len(features.users), pad=-1).astype("int32")
     names = []
     for title, item_id in zip(features.items.titles, features.items.ids):
         name = str(title).strip() or str(item_id)
@@ -280,10 +274,14 @@ class GraphExplainer(tf.Module):
         line = tf.where(has_liked, tf.strings.join(["Because you liked ", liked_name, ". ", plain]),
                         line)
         if self.num_aspects:  # otherwise nothing is quotable (and there is no aspect to gather)
-            any_quotable, quoted_line = self._quoted_line(user_rows, item_rows, has_liked,
-                                                          liked_name)
+            count = tf.gather(self.aspect_count, item_rows)  # [B, K, A]
+            count_f = tf.cast(count, tf.float32)
+            support = (tf.gather(self.aspect_score, item_rows) * count_f) / (count_f + 1.0)
+            user_weight = tf.gather(self.user_weight, user_rows)[:, None, :]  # [B, 1, A]
+            any_quotable, quoted_line = self._quoted_line(
+                user_rows, item_rows, count, support, user_weight, has_liked, liked_name)
             line = tf.where(any_quotable, quoted_line, line)
-            line = tf.strings.join([line, self._caveat(user_rows, item_rows)])
+            line = tf.strings.join([line, self._caveat(count, support, user_weight)])
         return tf.where(pad_item, "", line)
 
     def _liked(self, user_rows: tf.Tensor, item_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -299,28 +297,20 @@ class GraphExplainer(tf.Module):
         liked_item = tf.gather(liked, best, batch_dims=1)  # [B, K]
         return has_liked, tf.gather(self.liked_name, liked_item)
 
-    def _caveat(self, user_rows: tf.Tensor, item_rows: tf.Tensor) -> tf.Tensor:
+    def _caveat(self, count: tf.Tensor, support: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
         """[B, K] " Note: reviewers criticise its <aspect>." or ""."""
-        score = tf.gather(self.aspect_score, item_rows)
-        count = tf.gather(self.aspect_count, item_rows)
-        count_f = tf.cast(count, tf.float32)
-        support = (score * count_f) / (count_f + 1.0)
-        weight = tf.gather(self.user_weight, user_rows)[:, None, :]
         criticised = (support < 0) & (count >= 2) & (weight > 0)
         aspect = _first_argmax(tf.where(criticised, -(weight * support), -1.0))
         name = tf.gather(self.aspects, aspect)
         return tf.where(tf.reduce_any(criticised, axis=-1),
                         tf.strings.join([" Note: reviewers criticise its ", name, "."]), "")
 
-    def _quoted_line(self, user_rows: tf.Tensor, item_rows: tf.Tensor, has_liked: tf.Tensor,
+    def _quoted_line(self, user_rows: tf.Tensor, item_rows: tf.Tensor, count: tf.Tensor,
+                     support: tf.Tensor, user_weight: tf.Tensor, has_liked: tf.Tensor,
                      liked_name: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """([B, K] whether the item has a quotable aspect, [B, K] personal, liked or fallback
         line)."""
-        score = tf.gather(self.aspect_score, item_rows)  # [B, K, A]
-        count = tf.gather(self.aspect_count, item_rows)
-        sentences = tf.gather(self.aspect_sentence, item_rows)
-        count_f = tf.cast(count, tf.float32)
-        support = (score * count_f) / (count_f + 1.0)
+        sentences = tf.gather(self.aspect_sentence, item_rows)  # [B, K, A]
         quotable = tf.logical_and(tf.not_equal(sentences, ""), support > 0)
         weight = tf.gather(self.personal_weight, user_rows)[:, None, :]  # [B, 1, A]
         personal = tf.where(quotable, weight * support, -1.0)
@@ -337,8 +327,7 @@ class GraphExplainer(tf.Module):
                 ["praised in ", tf.strings.as_string(positive), " of ", chosen_count, " mentions"])
         else:
             phrase = tf.strings.join(["mentioned ", chosen_count, " times"])
-        strong = tf.gather(tf.gather(self.user_weight, user_rows)[:, None, :]
-                           + tf.zeros_like(support), aspect, batch_dims=2) > 0
+        strong = tf.gather(user_weight + tf.zeros_like(support), aspect, batch_dims=2) > 0
         prefix = tf.where(strong, "You care about ", "You wrote about ")
         personal_line = tf.strings.join([prefix, name, ': "', sentence, '" (', phrase, ")"])
         fallback_line = tf.strings.join(["Reviewers praise its ", name, ': "', sentence, '"'])

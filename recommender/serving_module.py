@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from recommender.data import FeatureSet
+from recommender.data import FeatureSet, padded_rows
 from recommender.explain import ExplanationTables, GraphExplainer
 from recommender.ranking import DCNRanker
 from recommender.signals import FEATURES, PER_USER, Signals
 
-PAD_ID = ""  # pads the seen-items table; item ids are never empty (checked by data.read_items)
+PAD_ID = ""  # pads the recommended ids; item ids are never empty (checked by data.read_items)
 
 
 def _lookup_table(keys: np.ndarray, name: str) -> tf.lookup.StaticHashTable:
@@ -46,20 +46,6 @@ def _lookup_table(keys: np.ndarray, name: str) -> tf.lookup.StaticHashTable:
     initializer = tf.lookup.KeyValueTensorInitializer(
         tf.constant(keys.astype(str), tf.string), tf.range(len(keys), dtype=tf.int64))
     return tf.lookup.StaticHashTable(initializer, default_value=-1, name=name)
-
-
-def seen_table(user_rows: np.ndarray, item_ids: np.ndarray, num_users: int) -> np.ndarray:
-    """[num_users + 1, W] ids of the items each user interacted with, PAD_ID-padded (last row
-    empty, for unknown users)."""
-    per_user: list[list[str]] = [[] for _ in range(num_users + 1)]
-    for user, item in zip(user_rows, item_ids):
-        if item not in per_user[user]:
-            per_user[user].append(item)
-    width = max(1, max(len(items) for items in per_user))
-    table = np.full((num_users + 1, width), PAD_ID, dtype=object)
-    for user, items in enumerate(per_user):
-        table[user, :len(items)] = items
-    return table
 
 
 class RecommenderModule(tf.Module):
@@ -108,12 +94,11 @@ class RecommenderModule(tf.Module):
         # === Tables ===
         self.user_rows = _lookup_table(users.ids, "user_rows")
         self.item_rows = _lookup_table(items.ids, "item_rows")
+        # Each user's seen item rows, padded with num_items (an extra one-hot column dropped in
+        # `signal_features`); the last row, all padding, is the unknown user's.
         inter = features.interactions
-        seen = seen_table(inter["user_row"].to_numpy(), inter["item"].to_numpy(), len(users))
-        self.seen = tf.Variable(seen, dtype=tf.string, trainable=False, name="seen_items")
-        index = features.item_index
-        seen_rows = np.vectorize(lambda item: index.get(item, self.num_items), otypes=["int64"])(
-            seen) if seen.size else np.zeros(seen.shape, "int64")
+        seen_rows = padded_rows(inter["user_row"].to_numpy(), inter["item_row"].to_numpy(),
+                                len(users) + 1, pad=self.num_items)
         self.seen_rows = tf.Variable(seen_rows, trainable=False, name="seen_rows")
         self.item_ids = tf.constant(items.ids.astype(str), tf.string)
         self.titles = tf.Variable(np.concatenate([items.titles, np.array([""], dtype=object)]),

@@ -79,7 +79,7 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     import json
     import re
 
-    from pipelines.aspect_mining import frequent_words, product_type_words
+    from pipelines.aspect_mining import product_words
     from tests.conftest import shared_file
 
     reviews = shared_file(f"amazon-reviews-2018-5core-small/{category}_5.json.gz")
@@ -87,7 +87,7 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     meta = reviews.parent / f"meta_{category}.json.gz"
     titles = ([m.get("title", "") for m in map(json.loads, gzip.open(meta))]
               if meta.exists() else [])
-    product = product_type_words(titles) or frequent_words(texts)
+    product, _ = product_words(titles, texts)
     sentences = [s for t in texts for s in re.split(r"(?<=[.!?])\s+", t)]
     names = set(mine_aspects(sentences, product_words=product).names)
     assert expected <= names, names
