@@ -33,13 +33,15 @@ friendly helpful quiet long-lasting sharp vivid bright loud punchy deep warm las
 thrilled heavenly delighted
 """.split())
 
+# Not "issue": a magazine's issue, "social issues" (a complaint's "issue" usually comes with one of
+# these words anyway: "had issues, returned it").
 NEGATIVE_WORDS = frozenset("""
 bad poor terrible awful horrible worst worse hate hated hates disappointing disappointed
 disappointment useless broken broke breaks cheap flimsy weak uncomfortable painful hurts hurt
 annoying annoyed slow laggy buggy noisy loud muffled tinny harsh dull distorted distortion
 expensive overpriced pricey fragile faulty defective unreliable mediocre meh awkward bulky heavy
 ugly tight loose sticky greasy itchy dry burning irritated irritation smelly stinks stinky
-fake flimsy garbage junk waste wasted refund returned return problem problems issue issues dies
+fake flimsy garbage junk waste wasted refund returned return problem problems dies
 died dead drains drained fails failed failing failure lousy subpar inferior rough scratchy short
 """.split())
 
@@ -106,11 +108,14 @@ the a an this that these those my your his her its our their some any no every e
 """.split())
 
 _WORD = re.compile(r"[a-z][a-z'\-]+")
+_TOKEN = re.compile(r"[a-z0-9][a-z0-9'\-]*")  # words and numbers, for reading opinions
 _HTML_TAG = re.compile(r"<[^>]*(?:>|$)")  # a tag, or an unclosed one cut off at the end
 _CLAUSE = re.compile(r"\b(?:but|however|although|though|whereas|while|yet|except)\b|[;:,!?.]")
 
 
 NEGATIONS = frozenset("not no never nothing hardly barely neither nor without".split())
+# "I would have liked it in a tin", "I wish it were bigger": a wish is no praise.
+_COUNTERFACTUAL = re.compile(r"\b(?:would|could|should)(?: have|'ve)\b|\bwish(?:ed|es)?\b|\bhoped\b")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -128,13 +133,43 @@ def clause_praises(sentence: str, terms: Iterable[str]) -> bool:
     clauses = [c for c in _CLAUSE.split(sentence.lower()) if c.strip()]
     naming = [c for c in clauses if any(p.search(c) for p in patterns)] or [sentence.lower()]
     for clause in naming:
-        words = _WORD.findall(clause)
+        words = _TOKEN.findall(clause)
         negated = any(w in NEGATIONS or w.endswith("n't") for w in words)
-        if negated or any(w in NEGATIVE_WORDS for w in words):
+        if negated or _COUNTERFACTUAL.search(clause) or any(w in NEGATIVE_WORDS for w in words):
             return False
         if not any(w in POSITIVE_WORDS for w in words):
             return False
     return True
+
+
+def _opinions(words: list[str]) -> tuple[int, int]:
+    """(positive, negative) opinion words of a clause, a word negated by one of the three words
+    before it counting as its opposite ("not bad" is positive, "isn't worth it" negative)."""
+    positive = negative = 0
+    for i, word in enumerate(words):
+        if word not in OPINION_WORDS:
+            continue
+        negated = any(w in NEGATIONS or w.endswith("n't") for w in words[max(0, i - 3):i])
+        is_positive = (word in POSITIVE_WORDS) != negated
+        positive += is_positive
+        negative += not is_positive
+    return positive, negative
+
+
+def clause_criticises(sentence: str, terms: Iterable[str]) -> bool:
+    """Whether a reader takes `sentence` as criticism of the aspect named by `terms`: a clause that
+    names it (the whole sentence when none does) holds negative opinions (negative words, or
+    negated positive ones) at least as many as positive ones ("The content is a little weak",
+    "the fit is not good" and "the battery dies fast" criticise; "Like the short articles, the
+    information is helpful" and "Don't get me wrong" do not)."""
+    patterns = _term_patterns(tuple(terms))
+    clauses = [c for c in _CLAUSE.split(sentence.lower()) if c.strip()]
+    naming = [c for c in clauses if any(p.search(c) for p in patterns)] or [sentence.lower()]
+    for clause in naming:
+        positive, negative = _opinions(_TOKEN.findall(clause))
+        if negative and negative >= positive:
+            return True
+    return False
 
 
 def _is_candidate(word: str) -> bool:

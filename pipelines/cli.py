@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "topics": ("pipelines.topics",
                "Unsupervised topics: cluster sentence embeddings, name and score them."),
     "features": ("pipelines.features", "Beam RunInference job: text features and profiles."),
+    "describe": ("pipelines.describe",
+                 "Each item's pros and cons from its reviews, with counts and quotes."),
     "train-recommender": ("pipelines.train_recommender",
                           "Train the TFRS two-tower retrieval model and the DCN ranker."),
     "export": ("pipelines.export", "Assemble the TF Serving model folder and models.config."),

@@ -31,6 +31,7 @@ DEMO_STAGES: list[tuple[str, list[str]]] = [
                   "--learning-rate", "2e-3"]),
     ("finetune", ["--sequence-length", "96", "--epochs", "1", "--max-minutes", "4"]),
     ("features", []),
+    ("describe", []),
     ("train-recommender", []),
     ("export", []),
 ]

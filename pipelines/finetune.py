@@ -265,7 +265,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         make_text_preprocessor,
     )
     from albert_tf.export import TextFeatures, export_text_features
-    from albert_tf.training import fit_resumable, make_optimizer
+    from albert_tf.training import fit_resumable, make_optimizer, warmup_steps_for
     from pipelines.aspect_mining import AspectLexicon
     from pipelines.corpus import read_docs
 
@@ -295,7 +295,9 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         model = OpinionClassifier(backbone, num_sentiments=len(SENTIMENT_LABELS),
                                   num_topics=len(topic_labels))
         steps = max(1, int(args.epochs * len(train) / args.batch_size))
-        optimizer = make_optimizer("adamw", args.learning_rate, steps // 10, steps)
+        budget = DEFAULT_MAX_MINUTES if args.max_minutes is None else args.max_minutes or None
+        optimizer = make_optimizer("adamw", args.learning_rate,
+                                   warmup_steps_for(steps // 10, budget), steps)
         compile_classifier(model, optimizer, jit_compile=not args.no_xla)
 
         def train_ds(start_step: int, num_steps: int):
@@ -305,7 +307,6 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                 balance_sentiment=args.class_weights == "balanced",
             )
 
-        budget = DEFAULT_MAX_MINUTES if args.max_minutes is None else args.max_minutes or None
         fit_resumable(
             model, train_ds, total_steps=steps, steps_per_checkpoint=args.checkpoint_every,
             checkpoint_dir=stage_dir / "checkpoints", log_dir=stage_dir / "logs",

@@ -70,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-3,
                         help="peak learning rate after warm-up (default: %(default)s)")
     parser.add_argument("--warmup-steps", type=int, default=None,
-                        help="default: 10%% of --steps, at most 500")
+                        help="default: 10%% of --steps, at most 500 (at most 20 with --max-minutes, "
+                        "which a run rarely outlasts)")
     parser.add_argument("--optimizer", choices=["adamw", "lamb"], default="adamw",
                         help="AdamW or LAMB, both with linear decay (default: %(default)s)")
     parser.add_argument("--checkpoint-every", type=int, default=200,
@@ -219,7 +220,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from albert_tf.instances import load_instances, pretraining_batches, read_schema
     from albert_tf.pretraining import AlbertPretrainer, compile_pretrainer
     from albert_tf.tokenizer import load_tokenizer
-    from albert_tf.training import fit_resumable, known_steps, make_optimizer, read_history
+    from albert_tf.training import (fit_resumable, known_steps, make_optimizer, read_history,
+                                    warmup_steps_for)
 
     try:  # before any TensorFlow op: collectives are configured at program start
         strategy = make_strategy(args.strategy)
@@ -309,7 +311,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             held_out_teacher = teacher_targets(held_out, schema, tokenizer,
                                                stage_dir / "teacher-cache")
         pretrainer = AlbertPretrainer(backbone, teacher_dim=TEACHER_DIM if use_teacher else None)
-        warmup = args.warmup_steps if args.warmup_steps is not None else min(500, args.steps // 10)
+        warmup = (args.warmup_steps if args.warmup_steps is not None
+                  else warmup_steps_for(min(500, args.steps // 10), args.max_minutes))
         optimizer = make_optimizer(args.optimizer, args.learning_rate, warmup, args.steps)
         xla = jit_compile_for(strategy, not args.no_xla, args.dtype)
         compile_pretrainer(pretrainer, optimizer, jit_compile=xla,

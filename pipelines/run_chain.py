@@ -55,6 +55,8 @@ def chain(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         ("pretrain", ["--config", args.config, "--max-minutes", str(pretrain_minutes)]),
         ("finetune", ["--max-minutes", str(finetune_minutes)]),
         ("features", []),
+    ("describe", []),
+        ("describe", []),
         ("train-recommender", []),
         ("export", []),
     ]

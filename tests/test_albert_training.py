@@ -236,3 +236,16 @@ def test_float32_copy_of_a_mixed_bfloat16_backbone_has_its_weights_in_float32():
     out_twin = np.asarray(twin(x)["sequence_output"])
     assert out_twin.dtype == np.float32
     np.testing.assert_allclose(out_twin, out_mixed, atol=0.1)  # bf16 has ~3 significant digits
+
+
+def test_budgeted_runs_warm_up_over_a_few_steps_so_the_rate_reaches_its_peak():
+    """Under --max-minutes a run ends long before its planned steps (82 of 10,000 in `run
+    --minutes 20`): a warm-up of 10% of the plan would keep the rate at a fraction of its peak."""
+    from albert_tf.training import BUDGET_WARMUP_STEPS, WarmupLinearDecay, warmup_steps_for
+
+    assert warmup_steps_for(500, None) == warmup_steps_for(500, 0) == 500
+    assert warmup_steps_for(500, 8.4) == BUDGET_WARMUP_STEPS
+    assert warmup_steps_for(5, 8.4) == 5
+    schedule = WarmupLinearDecay(1e-3, warmup_steps_for(1000, 8.4), 10_000)
+    assert float(schedule(80)) > 0.99e-3  # at the step a budgeted run reaches, about the peak
+    assert float(WarmupLinearDecay(1e-3, 1000, 10_000)(80)) < 0.1e-3  # the unbudgeted plan

@@ -104,8 +104,29 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     ("The price is not great.", ["price"], False),
     ("I wouldn't call the design pretty.", ["design"], False),
     ("Lovely packaging, my sister was thrilled.", ["packaging"], True),
+    ("But I would have liked it to come in a tin.", ["tin"], False),  # a wish
+    ("I wish the box were sturdy.", ["box"], False),
+    ("I would recommend the tin to anyone, great.", ["tin"], True),
+    ("Love every issue, great recipes.", ["recipe", "recipes"], True),  # an issue, not a problem
 ])
 def test_clause_praises_reads_the_clause_that_names_the_aspect(sentence, terms, praises):
     from pipelines.aspect_mining import clause_praises
 
     assert clause_praises(sentence, terms) is praises
+
+
+@pytest.mark.parametrize("sentence, terms, criticises", [
+    ("The content is a little weak for me.", ["content"], True),
+    ("The fit is not good.", ["fit"], True),  # a negated positive word
+    ("Great sound but the battery dies fast.", ["battery"], True),
+    ("Great sound but the battery dies fast.", ["sound"], False),
+    ("Like the short articles and the information is helpful.", ["article", "articles"], False),
+    ("Don't get me wrong - there are plenty of food recipes in each issue.", ["food"], False),
+    ("Not bad at all for the price.", ["price"], False),  # a negated negative word
+    ("The magazine does not have substance in the short stories.", ["stories"], True),
+    ("Runs small, I had to return them.", ["colour"], True),  # no clause names it: the sentence
+])
+def test_clause_criticises_reads_the_clause_that_names_the_aspect(sentence, terms, criticises):
+    from pipelines.aspect_mining import clause_criticises
+
+    assert clause_criticises(sentence, terms) is criticises

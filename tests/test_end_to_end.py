@@ -28,6 +28,7 @@ CHAIN = [
      "--steps", "40", "--checkpoint-every", "20", "--learning-rate", "3e-3"],
     ["finetune", "--sequence-length", "48", "--epochs", "4"],
     ["features"],
+    ["describe"],
     ["train-recommender", "--epochs", "2", "--ranker-epochs", "5"],
     ["export"],
 ]
@@ -150,6 +151,41 @@ def test_chain_serves_explanations_citing_planted_aspects_and_real_sentences(wor
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_item_descriptions_quote_the_items_reviews_and_lean_to_planted_quality(workspace, capsys):
+    """`describe` writes every reviewed item's pros and cons; quotes are verbatim sentences of
+    the item's reviews; pros fall on aspects planted good more often than on ones planted bad."""
+    truth = json.loads((workspace / "raw" / "truth.json").read_text())
+    surface = {form.lower(): name for name, forms in truth["aspects"].items() for form in forms}
+    lexicon = {a["name"]: a["terms"] for a in
+               json.loads((workspace / "vocab" / "aspects.json").read_text())["aspects"]}
+    items = json.loads((workspace / "describe" / "items.json").read_text())["items"]
+    docs = read_docs(workspace / "ingest" / "docs", kinds=["review"], columns=["item", "sentences"])
+    assert {d["item"] for d in items} == set(docs["item"])
+    sentences_of = {}
+    for item, sentences in zip(docs["item"], docs["sentences"]):
+        sentences_of.setdefault(item, set()).update(sentences)
+
+    def planted_quality(item: str, aspect: str) -> int | None:
+        names = {surface.get(form) for form in [aspect, *lexicon.get(aspect, [])]} - {None}
+        qualities = [truth["items"][item]["quality"][n] for n in names]
+        return qualities[0] if qualities else None
+
+    pro_quality = []
+    for d in items:
+        assert d["summary"]
+        for point in d["pros"] + d["cons"]:
+            assert point["quote"] in sentences_of[d["item"]], point
+        pro_quality += [planted_quality(d["item"], p["aspect"]) for p in d["pros"]]
+    good, bad = pro_quality.count(1), pro_quality.count(-1)
+    print(f"pros on planted-good aspects {good}, on planted-bad {bad}, of {len(pro_quality)}")
+    assert good > 2 * bad, pro_quality
+
+    item = items[0]["item"]
+    assert cli.main(["describe", "--workspace", str(workspace), "--if-stale", "--item", item]) == 0
+    assert f"({item}, {items[0]['reviews']} reviews)" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ def test_chain_passes_every_input_and_the_budgets():
     args = argparse.Namespace(input=["a.json.gz", "meta.json.gz"], minutes=20.0, config="tiny")
     stages = dict(run_chain.chain(args))
     assert list(stages) == ["ingest", "vocab", "pretraining-data", "pretrain", "finetune",
-                            "features", "train-recommender", "export"]
+                            "features", "describe", "train-recommender", "export"]
     assert stages["ingest"] == ["--input", "a.json.gz", "--input", "meta.json.gz"]
     assert stages["pretrain"] == ["--config", "tiny", "--max-minutes", "8.4"]
     assert stages["finetune"] == ["--max-minutes", "5.6"]
