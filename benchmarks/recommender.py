@@ -134,7 +134,13 @@ def explanation_metrics(module, features, docs: pd.DataFrame, sentences: pd.Data
     aspects = list(features.aspects)
     weights = features.users.aspect_weight
     rows = {"explanations": 0, "personal": 0, "aspect": 0, "plain": 0, "verbatim": 0,
-            "encoder_positive": 0, "user_wrote_about": 0, "liked": 0, "caveat": 0}
+            "encoder_positive": 0, "user_wrote_about": 0, "liked": 0, "caveat": 0, "could": 0}
+    # The ceiling of the personal share: pairs where the user wrote about an aspect that the
+    # item's reviews mention at all (a personal line needs one of them to be praised and quotable).
+    wrote_any = (features.users.aspect_count > 0 if features.users.aspect_count is not None
+                 else weights > 0)
+    item_row = features.item_index
+    mentioned = features.items.aspect_count > 0
     quotes = []
     examples = []
     for u, (user_items, lines) in enumerate(zip(items, explanations)):
@@ -142,6 +148,7 @@ def explanation_metrics(module, features, docs: pd.DataFrame, sentences: pd.Data
             if not item:
                 continue
             rows["explanations"] += 1
+            rows["could"] += bool((wrote_any[u] & mentioned[item_row[item]]).any())
             rows["caveat"] += " Note: reviewers criticise" in line
             match = QUOTE.search(line)
             if not match:
@@ -172,10 +179,42 @@ def explanation_metrics(module, features, docs: pd.DataFrame, sentences: pd.Data
             "share_because_you_liked": rows["liked"] / n,
             "share_with_caveat": rows["caveat"] / n,
             "share_citing_aspect_user_wrote_about": rows["user_wrote_about"] / n,
+            "personal_ceiling": rows["could"] / n,
+            "users_writing_about_an_aspect": float(wrote_any.any(axis=1).mean()),
             "verbatim_of_quotes": rows["verbatim"] / quoted,
             "encoder_positive_of_quotes": rows["encoder_positive"] / quoted,
             "unique_quote_ratio": len(set(quotes)) / quoted,
             "examples": examples}
+
+
+def ndcg_difference(ranks_a: np.ndarray, ranks_b: np.ndarray, k: int = K, samples: int = 2000,
+                    seed: int = 0) -> dict:
+    """Mean per-user NDCG@k of a minus b on the same held-out users, with a paired bootstrap 95%
+    interval: whether a gap is more than the noise of a few hundred test users."""
+    gains = lambda r: np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0)  # noqa: E731
+    diff = gains(np.asarray(ranks_a, "float64")) - gains(np.asarray(ranks_b, "float64"))
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (samples, len(diff)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(diff.mean()), "ci95": [float(low), float(high)]}
+
+
+def description_metrics(ws: Path, features, sentences: pd.DataFrame) -> dict:
+    """`opinionrec describe`'s rule on this workspace: how many items get pros and cons."""
+    from pipelines.corpus import read_parquet_dir
+    from pipelines.describe import describe_items
+    from pipelines.features import PRAISE, _aspect_terms
+    from pipelines.workspace import Workspace
+
+    docs = read_parquet_dir(ws / "features" / "docs", ["doc_id", "user", "item", "rating"])
+    titles = dict(zip(features.items.ids, features.items.titles))
+    described = describe_items(sentences, docs, titles, features.groups or {},
+                               _aspect_terms(Workspace(ws)), PRAISE)
+    n = max(len(described), 1)
+    return {"items": len(described),
+            "share_with_pros": sum(bool(d.pros) for d in described) / n,
+            "share_with_cons": sum(bool(d.cons) for d in described) / n,
+            "examples": [d.as_dict() for d in described[:3]]}
 
 
 def amazon_category(ws: Path, temperatures=(0.05, 0.2)) -> dict:
@@ -214,18 +253,30 @@ def amazon_category(ws: Path, temperatures=(0.05, 0.2)) -> dict:
     for name in ("two-tower (ID only)", "content TF-IDF"):
         lists[name] = top_lists(scorers[name], split, num_items)
     module = build_serving_module(fit.exported, fit.ranker, features, K, fit.choice)
+    # The exported scorer (fitted on train) against each baseline, user by user on test.
+    exported_scorer = (ranker_scorer(fit.ranker, train_signals) if fit.choice == "ranker"
+                       else signal_scorer(train_signals, fit.choice))
+    exclude = [split.train, split.dev]
+    exported_ranks = evaluation.held_out_ranks(exported_scorer, split.test, exclude, num_items)
+    versus = {name: ndcg_difference(exported_ranks, evaluation.held_out_ranks(
+        signal_scorer(train_signals, SINGLE_SIGNALS[name]), split.test, exclude, num_items))
+        for name in ("ease", "item-knn", "most-popular")}
+    versus["two-tower (ID only)"] = ndcg_difference(exported_ranks, evaluation.held_out_ranks(
+        scorers["two-tower (ID only)"], split.test, exclude, num_items))
     return {
         "merged_listings": features.groups or {},
         "counts": {"users": len(features.users), "items": num_items, "train": len(split.train),
                    "dev": len(split.dev), "test": len(split.test),
                    "cold_start_test": methods["most-popular"]["cold_start"]["users"]},
         "exported": fit.choice,
+        "exported_minus": versus,
         "fit_seconds": round(fit_seconds, 1),
         "training": fit.training,
         "dev": {name: parts["all"] for name, parts in fit.dev.items()},
         "test": methods,
         "diversity": {name: diversity(top, num_items) for name, top in lists.items()},
         "explanations": explanation_metrics(module, features, docs, sentences),
+        "descriptions": description_metrics(ws, features, sentences),
         "aspects": list(features.aspects),
     }
 
@@ -251,9 +302,59 @@ def mind_metrics(labels: np.ndarray, scores: np.ndarray) -> dict:
             "first_hit": int(hits[0]) + 1}
 
 
+def _mind_impressions(column: pd.Series) -> list[list[tuple[str, int]]]:
+    return [[(t.rsplit("-", 1)[0], int(t.rsplit("-", 1)[1])) for t in str(v).split()]
+            for v in column]
+
+
+def _history(value) -> list[str]:
+    return [n for n in str(value).split() if n != "nan"]
+
+
+def mind_features(fit_part: pd.DataFrame, news: pd.DataFrame, text_vectors: np.ndarray):
+    """A `FeatureSet` of MIND clicks: news are items (their text vectors as the item embedding,
+    zeros for the many without a news.tsv row; no aspects), users are the readers of the fit
+    period (mean text vector of what they clicked), and every click (history or impression) is an
+    interaction, history clicks first. `news` must list every news id of the behaviours."""
+    from recommender.data import FeatureSet, Items, Users
+
+    item_index = {n: i for i, n in enumerate(news["id"])}
+    rows = []
+    for user, time, history, impressions in zip(fit_part["user"], fit_part["time"],
+                                                fit_part["history"], _mind_impressions(
+                                                    fit_part["impressions"])):
+        for position, item in enumerate(_history(history)):  # clicked before this impression
+            rows.append((user, item, pd.Timestamp(0) + pd.Timedelta(seconds=position)))
+        rows += [(user, item, time) for item, label in impressions if label]
+    frame = pd.DataFrame(rows, columns=["user", "item", "timestamp"])
+    frame = frame[frame["item"].isin(item_index)]
+    frame = frame.sort_values("timestamp", kind="stable").drop_duplicates(["user", "item"])
+    users = np.array(sorted(frame["user"].unique()), dtype=object)
+    user_index = {u: i for i, u in enumerate(users)}
+    frame = frame.assign(rating=np.nan, position=0, item_row=frame["item"].map(item_index),
+                         user_row=frame["user"].map(user_index)).reset_index(drop=True)
+    user_embedding = np.zeros((len(users), text_vectors.shape[1]), "float32")
+    np.add.at(user_embedding, frame["user_row"].to_numpy(), text_vectors[frame["item_row"]])
+    counts = np.bincount(frame["user_row"], minlength=len(users))
+    n, none = len(news), np.zeros((len(news), 0))
+    items = Items(ids=news["id"].to_numpy(dtype=object), titles=news["title"].fillna("")
+                  .to_numpy(dtype=object), n_reviews=np.zeros(n, "int64"),
+                  embedding=text_vectors, aspect_score=none.astype("float32"),
+                  aspect_count=none.astype("int32"), aspect_sentence=none.astype(object),
+                  aspect_positive=None)
+    users_table = Users(ids=users, n_reviews=counts.astype("int64"),
+                        aspect_weight=np.zeros((len(users), 0), "float32"),
+                        embedding=user_embedding / np.maximum(counts, 1)[:, None])
+    return FeatureSet(aspects=[], items=items, users=users_table, interactions=frame)
+
+
 def mind() -> dict:
+    from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.preprocessing import normalize
+
+    from recommender import evaluate as evaluation
+    from recommender.train import TrainConfig, embed, train_retrieval
 
     behaviours = pd.read_csv(MIND / "behaviors.tsv", sep="\t", header=None, quoting=3,
                              names=["impression", "user", "time", "history", "impressions"])
@@ -265,30 +366,67 @@ def mind() -> dict:
                        names=["id", "category", "subcategory", "title", "abstract", "url",
                               "title_entities", "abstract_entities"])
     text = dict(zip(news["id"], news["title"].fillna("") + " " + news["abstract"].fillna("")))
+    # The sample's news.tsv holds 2,000 news; the behaviours name many more (without text).
+    named = {item for column in ("history", "impressions") for value in behaviours[column]
+             for item in (t.rsplit("-", 1)[0] for t in str(value).split()) if item != "nan"}
+    news = pd.concat([news, pd.DataFrame({"id": sorted(named - set(news["id"]))})],
+                     ignore_index=True)
     clicks: dict[str, float] = {}
-    for impressions in fit_part["impressions"]:
-        for token in str(impressions).split():
-            item, label = token.rsplit("-", 1)
-            clicks[item] = clicks.get(item, 0.0) + float(label)
+    for impressions in _mind_impressions(fit_part["impressions"]):
+        for item, label in impressions:
+            clicks[item] = clicks.get(item, 0.0) + label
     vectorizer = TfidfVectorizer(sublinear_tf=True, stop_words="english").fit(list(text.values()))
+    # The two-tower's text feature: TF-IDF reduced to 128 dimensions (LSA), the news analogue of
+    # the review embeddings the Amazon towers read.
+    tfidf = vectorizer.transform([text.get(n, "") for n in news["id"]])
+    lsa = TruncatedSVD(128, random_state=0).fit_transform(tfidf).astype("float32")
+    news_row = {n: i for i, n in enumerate(news["id"])}
+    features = mind_features(fit_part, news, lsa)
+    split = evaluation.split_interactions(features.interactions)
+    towers = {}
+    for name, use_features in (("two-tower", True), ("two-tower (ID only)", False)):
+        config = TrainConfig(epochs=15, patience=3, learning_rate=0.05, temperature=0.2,
+                             use_features=use_features)
+        towers[name] = train_retrieval(features, split, config).model
+    candidate_vectors = {
+        name: embed(model.candidate_tower, {
+            "item_id": features.items.ids.astype(str), "embedding": lsa,
+            "aspect_score": np.zeros((len(news), 0), "float32")})
+        for name, model in towers.items()}
     rng = np.random.default_rng(0)
-    per_method: dict[str, list[dict]] = {"most-popular": [], "content TF-IDF": [], "random": []}
-    for history, impressions in zip(test_part["history"], test_part["impressions"]):
-        tokens = [t.rsplit("-", 1) for t in str(impressions).split()]
-        items = [item for item, _ in tokens]
-        labels = np.array([int(label) for _, label in tokens], dtype="float64")
+    per_method: dict[str, list[dict]] = {name: [] for name in (
+        "two-tower", "two-tower (ID only)", "most-popular", "content TF-IDF", "random")}
+    for user, history, impressions in zip(test_part["user"], test_part["history"],
+                                          _mind_impressions(test_part["impressions"])):
+        items = [item for item, _ in impressions]
+        labels = np.array([label for _, label in impressions], dtype="float64")
         if labels.sum() == 0 or labels.sum() == len(labels):
             continue
         popular = np.array([clicks.get(i, 0.0) for i in items]) + 1e-6 * rng.random(len(items))
-        profile = " ".join(text.get(n, "") for n in str(history).split() if n != "nan")
+        profile = " ".join(text.get(n, "") for n in _history(history))
         user_vector = normalize(vectorizer.transform([profile]))
         item_vectors = normalize(vectorizer.transform([text.get(i, "") for i in items]))
         content = (item_vectors @ user_vector.T).toarray().ravel() + 1e-6 * rng.random(len(items))
+        # The query at impression time: the user's id (unknown ids share one embedding) and the
+        # mean text vector of the history the impression came with.
+        seen = [news_row[n] for n in _history(history) if n in news_row]
+        user_text = (lsa[seen].mean(axis=0) if seen else np.zeros(lsa.shape[1], "float32"))
+        rows = [news_row[i] for i in items]
+        for name, model in towers.items():
+            query = embed(model.query_tower, {
+                "user_id": np.array([user]), "embedding": user_text[None, :],
+                "aspect_weight": np.zeros((1, 0), "float32")})[0]
+            scores = candidate_vectors[name][rows] @ query
+            per_method[name].append(mind_metrics(labels, scores + 1e-6 * rng.random(len(items))))
         per_method["most-popular"].append(mind_metrics(labels, popular))
         per_method["content TF-IDF"].append(mind_metrics(labels, content))
         per_method["random"].append(mind_metrics(labels, rng.random(len(items))))
+    candidates = [i for impressions in _mind_impressions(test_part["impressions"])
+                  for i, _ in impressions]
     return {"impressions_fit": int(cut), "impressions_test": len(per_method["random"]),
-            "news_with_text": len(text),
+            "news_with_text": len(text), "news": len(news),
+            "test_candidates_with_text": sum(c in text for c in candidates) / len(candidates),
+            "click_interactions": int(len(features.interactions)),
             "test": {name: {key: float(np.mean([row[key] for row in rows]))
                             for key in ("auc", "mrr", "ndcg@5", "ndcg@10")}
                      for name, rows in per_method.items()}}
@@ -313,6 +451,16 @@ def markdown(results: dict) -> str:
         rows.append(row)
     parts.append("Test NDCG@10 / Recall@10 (EVAL.md; fitted on train, chosen on dev):\n")
     parts.append(markdown_table(headers, rows))
+    rows = [["exported"] + [f"`{r['exported']}`" for r in results["amazon"].values()]]
+    for name in ("ease", "item-knn", "two-tower (ID only)", "most-popular"):
+        row = [f"exported - {name}"]
+        for result in results["amazon"].values():
+            d = result["exported_minus"][name]
+            row.append(f"{d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]")
+        rows.append(row)
+    parts.append("\nThe exported model minus each baseline, test NDCG@10 per user (mean, paired "
+                 "bootstrap 95% interval):\n")
+    parts.append(markdown_table(headers, rows))
     rows = []
     for method in ORDER:
         row = [method]
@@ -326,10 +474,16 @@ def markdown(results: dict) -> str:
     parts.append(markdown_table(headers, rows))
     keys = ["share_personal", "share_citing_aspect_user_wrote_about", "share_because_you_liked",
             "share_aspect", "share_plain", "share_with_caveat", "verbatim_of_quotes",
-            "encoder_positive_of_quotes", "unique_quote_ratio"]
+            "encoder_positive_of_quotes", "unique_quote_ratio", "personal_ceiling",
+            "users_writing_about_an_aspect"]
     rows = [[key] + [f"{r['explanations'][key]:.3f}" for r in results["amazon"].values()]
             for key in keys]
     parts.append("\nExplanations of the exported model's top-10 lists (every known user):\n")
+    parts.append(markdown_table(["metric"] + list(results["amazon"]), rows))
+    rows = [[key] + [f"{r['descriptions'][key]:.2f}" if isinstance(r['descriptions'][key], float)
+                     else str(r['descriptions'][key]) for r in results["amazon"].values()]
+            for key in ("items", "share_with_pros", "share_with_cons")]
+    parts.append("\nItem descriptions (`opinionrec describe`: pros and cons with quotes):\n")
     parts.append(markdown_table(["metric"] + list(results["amazon"]), rows))
     for category, result in results["amazon"].items():
         parts.append(f"\n{category}: exported `{result['exported']}`; two-tower temperature "
