@@ -99,12 +99,21 @@ def top_lists(scorer, split, num_items: int, k: int = K) -> np.ndarray:
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
 
-def diversity(top: np.ndarray, num_items: int) -> dict:
+def diversity(top: np.ndarray, num_items: int, warm: np.ndarray | None = None) -> dict:
+    """Coverage and top-1 concentration; with `warm` (test users with a train interaction), the
+    concentration among them too: a user the model knows nothing of can only get the popular list."""
+    def max_share(first: np.ndarray) -> float:
+        return float(np.bincount(first, minlength=num_items).max() / len(first)) \
+            if len(first) else 0.0
+
     first = top[:, 0]
-    counts = np.bincount(first, minlength=num_items)
-    return {"coverage@10": float(len(np.unique(top)) / num_items),
-            "distinct_top1_share": float(len(np.unique(first)) / num_items),
-            "max_top1_user_share": float(counts.max() / len(first)) if len(first) else 0.0}
+    out = {"coverage@10": float(len(np.unique(top)) / num_items),
+           "distinct_top1_share": float(len(np.unique(first)) / num_items),
+           "max_top1_user_share": max_share(first)}
+    if warm is not None:
+        out["max_top1_warm_user_share"] = max_share(first[warm])
+        out["warm_users"] = int(warm.sum())
+    return out
 
 
 def id_only_two_tower(features, split, config, temperatures):
@@ -252,6 +261,7 @@ def amazon_category(ws: Path, temperatures=(0.05, 0.2)) -> dict:
         lists[name] = top_lists(signal_scorer(train_signals, signal), split, num_items)
     for name in ("two-tower (ID only)", "content TF-IDF"):
         lists[name] = top_lists(scorers[name], split, num_items)
+    warm = split.test["user_row"].isin(set(split.train["user_row"])).to_numpy()
     module = build_serving_module(fit.exported, fit.ranker, features, K, fit.choice)
     # The exported scorer (fitted on train) against each baseline, user by user on test.
     exported_scorer = (ranker_scorer(fit.ranker, train_signals) if fit.choice == "ranker"
@@ -274,7 +284,7 @@ def amazon_category(ws: Path, temperatures=(0.05, 0.2)) -> dict:
         "training": fit.training,
         "dev": {name: parts["all"] for name, parts in fit.dev.items()},
         "test": methods,
-        "diversity": {name: diversity(top, num_items) for name, top in lists.items()},
+        "diversity": {name: diversity(top, num_items, warm) for name, top in lists.items()},
         "explanations": explanation_metrics(module, features, docs, sentences),
         "descriptions": description_metrics(ws, features, sentences),
         "aspects": list(features.aspects),
@@ -467,10 +477,11 @@ def markdown(results: dict) -> str:
         for result in results["amazon"].values():
             d = result["diversity"].get(method)
             row.append("-" if d is None else
-                       f"{d['coverage@10']:.2f} / {d['max_top1_user_share']:.2f}")
+                       f"{d['coverage@10']:.2f} / {d['max_top1_user_share']:.2f} / "
+                       f"{d.get('max_top1_warm_user_share', float('nan')):.2f}")
         rows.append(row)
     parts.append("\nCatalogue coverage of the top-10 lists / largest share of test users one item "
-                 "is top-1 for:\n")
+                 "is top-1 for / the same among test users with a train interaction:\n")
     parts.append(markdown_table(headers, rows))
     keys = ["share_personal", "share_citing_aspect_user_wrote_about", "share_because_you_liked",
             "share_aspect", "share_plain", "share_with_caveat", "verbatim_of_quotes",

@@ -157,8 +157,9 @@ class ItemProfileFn(beam.CombineFn):
 
     `aspect_positive` counts mentions whose clause polarity is at least `PRAISE`; the quote is the
     best such sentence that a reader takes as praise too (`clause_praises`: a positive word and no
-    negative one or negation in the clause naming the aspect), kept only when praise is the
-    majority of the aspect's mentions.
+    negative one, negation or wish in the clause naming the aspect), from a review rated 3 or more
+    (or unrated), kept only when the aspect's praising mentions outnumber its criticising ones
+    (polarity at most `-PRAISE`; lukewarm mentions count for neither), as `describe`'s pros.
     """
 
     def __init__(self, aspects: Sequence[str], terms: dict[str, list[str]] | None = None):
@@ -168,11 +169,14 @@ class ItemProfileFn(beam.CombineFn):
     def create_accumulator(self):
         size = len(self._index)
         return {"n": 0, "emb": None, "score": [0.0] * size, "count": [0] * size,
-                "positive": [0] * size, "best": [(-math.inf, "")] * size}
+                "positive": [0] * size, "negative": [0] * size,
+                "best": [(-math.inf, "")] * size}
 
     def add_input(self, acc, doc):
         acc["n"] += 1
         acc["emb"] = _add_vectors(acc["emb"], doc["embedding"])
+        rating = doc.get("rating")
+        stars_disagree = rating is not None and rating == rating and rating < 3  # NaN: unrated
         for mention in doc["mentions"]:
             i = self._index.get(mention["aspect"])
             if i is None:
@@ -181,7 +185,8 @@ class ItemProfileFn(beam.CombineFn):
             acc["score"][i] += polarity
             acc["count"][i] += 1
             acc["positive"][i] += polarity >= PRAISE
-            if (polarity >= PRAISE and len(sentence) <= MAX_QUOTE_CHARS
+            acc["negative"][i] += polarity <= -PRAISE
+            if (polarity >= PRAISE and len(sentence) <= MAX_QUOTE_CHARS and not stars_disagree
                     and clause_praises(sentence, self._terms[mention["aspect"]])):
                 rank = quote_rank(polarity, sentence, mention.get("alone", True))
                 if rank > acc["best"][i][0]:
@@ -197,6 +202,7 @@ class ItemProfileFn(beam.CombineFn):
                 merged["score"][i] += acc["score"][i]
                 merged["count"][i] += acc["count"][i]
                 merged["positive"][i] += acc["positive"][i]
+                merged["negative"][i] += acc["negative"][i]
                 if acc["best"][i][0] > merged["best"][i][0]:
                     merged["best"][i] = acc["best"][i]
         return merged
@@ -208,11 +214,12 @@ class ItemProfileFn(beam.CombineFn):
             "aspect_score": [s / c if c else 0.0 for s, c in zip(acc["score"], acc["count"])],
             "aspect_count": list(acc["count"]),
             "aspect_positive": list(acc["positive"]),
-            # An aspect most mentions do not praise has nothing to quote: explanations then
-            # never hold up a lukewarm or criticised aspect as a reason to buy.
+            # An aspect criticised as often as praised has nothing to quote: explanations then
+            # never hold up a criticised aspect as a reason to buy.
             "aspect_sentence": [
-                best[1] if 2 * positive > count else ""
-                for best, positive, count in zip(acc["best"], acc["positive"], acc["count"])
+                best[1] if positive > negative else ""
+                for best, positive, negative in zip(acc["best"], acc["positive"],
+                                                    acc["negative"])
             ],
         }
 

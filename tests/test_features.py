@@ -112,3 +112,23 @@ def test_missing_item_titles_become_empty_strings(tmp_path):
     pd.DataFrame({"item": ["a", "b", ""], "title": ["Vogue", None, "x"]}).to_parquet(
         tmp_path / "items-0.parquet")
     assert _item_titles(tmp_path) == {"a": "Vogue", "b": ""}
+
+
+def test_lukewarm_mentions_do_not_hide_praise_and_low_stars_are_no_praise():
+    """An aspect praised once and otherwise mentioned in passing is quotable (praise outnumbers
+    criticism); a praising sentence from a 1-2 star review is not quoted (the stars disagree)."""
+    fn = ItemProfileFn(ASPECTS)
+    doc = review("i1", "u1", [("price", 0.8, "Great price."), ("price", 0.05, "Price is $20."),
+                              ("price", 0.0, "The price went up.")])
+    out = fn.extract_output(fn.add_input(fn.create_accumulator(), doc))
+    assert out["aspect_sentence"][2] == "Great price."
+    tied = review("i1", "u1", [("price", 0.8, "Great price."), ("price", -0.8, "Overpriced.")])
+    out = fn.extract_output(fn.add_input(fn.create_accumulator(), tied))
+    assert out["aspect_sentence"][2] == ""  # criticised as often as praised
+    low = {**review("i1", "u2", [("sound", 0.9, "The sound is great.")]), "rating": 2.0}
+    high = {**review("i1", "u3", [("sound", 0.6, "Nice sound.")]), "rating": 4.0}
+    acc = fn.add_input(fn.create_accumulator(), low)
+    assert fn.extract_output(acc)["aspect_sentence"][1] == ""
+    out = fn.extract_output(fn.merge_accumulators([acc, fn.add_input(fn.create_accumulator(),
+                                                                     high)]))
+    assert out["aspect_sentence"][1] == "Nice sound." and out["aspect_positive"][1] == 2
