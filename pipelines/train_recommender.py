@@ -51,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ranker-epochs", type=int, default=30,
                         help="maximum epochs of the DCN ranker; dev NDCG@k picks one "
                              "(default: %(default)s)")
+    parser.add_argument("--ranker-splits", type=int, default=3,
+                        help="inner leave-last-out splits of train that the ranker's training "
+                             "lists come from, each peeling one more item off every history "
+                             "(default: %(default)s)")
     parser.add_argument("--k", type=int, default=10,
                         help="cut-off of the metrics and default number of recommendations "
                              "served (default: %(default)s)")
@@ -106,7 +110,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
               "batch_size": args.batch_size, "learning_rate": args.learning_rate,
               "patience": args.patience, "k": args.k, "seed": args.seed,
               "temperatures": list(args.temperatures), "ranker_epochs": args.ranker_epochs,
-              "group_items": not args.no_group_items}
+              "ranker_splits": args.ranker_splits, "group_items": not args.no_group_items}
     inputs = {"features": "stage:features"}
     if ws_lib.skip_if_fresh(args, ws, STAGE, params, inputs):
         return 0
@@ -132,7 +136,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         config = TrainConfig(epochs=args.epochs, embedding_dim=args.embedding_dim,
                              batch_size=args.batch_size, learning_rate=args.learning_rate,
                              seed=args.seed, patience=args.patience, k=args.k,
-                             ranker_epochs=args.ranker_epochs)
+                             ranker_epochs=args.ranker_epochs, ranker_splits=args.ranker_splits)
         result = fit_recommender(
             features, split, config, temperatures=tuple(args.temperatures),
             log_dir=stage_dir / "logs", progress=lambda step: log.info("%s: %s", STAGE, step))

@@ -4,8 +4,9 @@ Protocol (EVAL.md: fitted on train, dev chooses, test reports):
   1. The two-tower model is trained on train for each temperature in the grid; dev Recall@k picks
      the epoch and the temperature. A loss that grows or turns non-finite is reported as divergence.
   2. EASE's L2 strength is chosen on dev.
-  3. The ranker learns from an inner leave-last-out split of train (towers and signals refitted
-     on the rest), and dev NDCG@k picks its epoch.
+  3. The ranker learns from inner leave-last-out splits of train (`ranker_splits` of them, each
+     peeling one more item off the end of every history; towers and signals refitted on what is
+     left before each), and dev NDCG@k picks its epoch.
   4. Every method is measured on dev; the exported scorer is the best of them on dev: the ranker
      unless a single signal (most-popular, EASE, item-kNN, the two-tower) beats it, which is
      logged as a warning and recorded (`fallback`) in the metrics.
@@ -29,7 +30,8 @@ import pandas as pd
 from recommender import evaluate as evaluation
 from recommender.data import FeatureSet
 from recommender.profiles import profiles_from
-from recommender.ranking import DCNRanker, inner_split, ranker_scorer, ranking_lists, train_ranker
+from recommender.ranking import (DCNRanker, RankingLists, inner_split, ranker_scorer,
+                                 ranking_lists, train_ranker)
 from recommender.signals import FEATURES, Signals, fit_signals
 from recommender.train import TrainConfig, TrainResult, tower_vectors, train_retrieval
 
@@ -144,13 +146,18 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
     ease_l2, ease_grid = _choose_ease(split, num_users, num_items, k)
     train_signals = _signals(features, split.train, tower, ease_l2)
 
-    progress("ranker training lists (inner split of train)")
-    inner_train, inner_targets = inner_split(split.train)
-    inner_features = (profiles_from(full, full.reviews, inner_train)
-                      if full.reviews is not None else features)
-    inner_tower = train_retrieval(inner_features, _only(inner_train), tuned)
-    lists = ranking_lists(_signals(inner_features, inner_train, inner_tower, ease_l2),
-                          inner_targets, seed=config.seed)
+    progress(f"ranker training lists ({config.ranker_splits} inner splits of train)")
+    parts, rest = [], split.train
+    for depth in range(config.ranker_splits):
+        rest, inner_targets = inner_split(rest)
+        if inner_targets.empty and depth:  # the first split stands even when empty, as before
+            break
+        inner_features = (profiles_from(full, full.reviews, rest)
+                          if full.reviews is not None else features)
+        inner_tower = train_retrieval(inner_features, _only(rest), tuned)
+        parts.append(ranking_lists(_signals(inner_features, rest, inner_tower, ease_l2),
+                                   inner_targets, seed=config.seed + depth))
+    lists = RankingLists.concatenate(parts)
 
     def dev_ndcg(ranker: DCNRanker) -> float:
         scorer = ranker_scorer(ranker, train_signals)
@@ -180,6 +187,7 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
     training = {"two_tower": {**tower_info, "config": tuned.as_dict()},
                 "ease_l2_grid": ease_grid, "ease_l2": ease_l2,
                 "ranker": {"features": list(FEATURES), "lists": int(len(lists.label)),
+                           "inner_splits": len(parts),
                            "list_size": int(lists.label.shape[1]) if len(lists.label) else 0,
                            f"dev_{ndcg}_per_epoch": ranker_dev,
                            "best_epoch": int(np.argmax(ranker_dev)) + 1 if ranker_dev else 0},

@@ -6,7 +6,9 @@ listwise, TFRS-style: one list per user holds the held-out next item and the ite
 interacted with (the whole catalogue when it is small, else the hardest and some random ones), and
 `tfrs.tasks.Ranking` applies a softmax cross-entropy over the list. Its training lists come from an
 inner leave-last-out split of the train interactions, so dev and test stay unseen; dev picks the
-epoch.
+epoch. Several such splits, each peeling one more item off the end of the histories, give one
+list per user each (Gift_Cards: 458 lists from one split, 1,159 from three; with three, the ranker
+beat EASE on dev as it does on test).
 """
 
 from __future__ import annotations
@@ -62,6 +64,12 @@ class RankingLists:
     features: np.ndarray
     label: np.ndarray
     mask: np.ndarray
+
+    @classmethod
+    def concatenate(cls, parts: list["RankingLists"]) -> "RankingLists":
+        """One set of lists from several (same list length and features)."""
+        return cls(*(np.concatenate([getattr(p, name) for p in parts])
+                     for name in ("features", "label", "mask")))
 
     def dataset(self, batch_size: int, seed: int) -> tf.data.Dataset:
         data = {"features": self.features, "label": self.label, "mask": self.mask}

@@ -39,6 +39,9 @@ class TrainConfig:
     k: int = 10
     ranker_epochs: int = 30  # the DCN ranker's maximum epochs (dev NDCG@k picks one)
     ranker_patience: int = 4
+    # Inner leave-last-out splits the ranker's training lists come from (each one peels another
+    # item off the end of every train history): more lists, a ranker that generalises better.
+    ranker_splits: int = 3
 
     def as_dict(self) -> dict:
         return asdict(self)

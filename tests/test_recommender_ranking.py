@@ -132,6 +132,7 @@ def planted(tmp_path_factory):
 @pytest.mark.slow
 def test_fit_recommender_beats_most_popular_and_chooses_on_dev(planted):
     from recommender.fit import fit_recommender
+    from recommender.ranking import inner_split
     from recommender.train import TrainConfig
 
     features, split = planted["features"], planted["split"]
@@ -149,6 +150,12 @@ def test_fit_recommender_beats_most_popular_and_chooses_on_dev(planted):
     assert result.ease_l2 in (1.0, 10.0, 50.0, 100.0, 300.0, 1000.0)
     # Exported signals are refitted on every interaction (train + dev + test).
     assert result.exported.history.sum() == len(split.train) + len(split.dev) + len(split.test)
+    # The ranker's lists: one per user with 2+ train interactions left, per inner split.
+    ranker, rest, expected = result.training["ranker"], split.train, 0
+    for _ in range(3):
+        rest, targets = inner_split(rest)
+        expected += len(targets)
+    assert ranker["inner_splits"] == 3 and ranker["lists"] == expected > len(split.train.user.unique())
 
 
 def test_a_ranker_worse_than_a_single_signal_falls_back_loudly(planted, monkeypatch, caplog):
