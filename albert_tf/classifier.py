@@ -126,10 +126,23 @@ def compile_classifier(model: OpinionClassifier, optimizer, jit_compile: bool = 
 
 
 def make_text_preprocessor(tokenizer, sequence_length: int):
-    """keras-hub's ALBERT classifier preprocessor: tokenize and pack `[CLS] text [SEP]`."""
-    return keras_hub.models.AlbertTextClassifierPreprocessor(
-        tokenizer=tokenizer, sequence_length=sequence_length
-    )
+    """keras-hub's classifier preprocessor for the tokenizer (ALBERT's SentencePiece, or BERT's
+    WordPiece for a BERT-family checkpoint such as the MiniLM teacher): tokenize and pack
+    `[CLS] text [SEP]`."""
+    cls = (keras_hub.models.BertTextClassifierPreprocessor
+           if isinstance(tokenizer, keras_hub.models.BertTokenizer)
+           else keras_hub.models.AlbertTextClassifierPreprocessor)
+    return cls(tokenizer=tokenizer, sequence_length=sequence_length)
+
+
+def load_encoder(preset: str):
+    """(tokenizer, backbone) of a pretrained-weights folder: a keras-hub preset (ours, ALBERT or
+    its BERT equivalent, both SentencePiece) or a Hugging Face ALBERT or BERT checkpoint (BERT's
+    WordPiece vocabulary included, e.g. the packaged all-MiniLM-L6-v2)."""
+    from albert_tf.tokenizer import load_preset_tokenizer
+
+    backbone = keras_hub.models.Backbone.from_preset(str(preset))
+    return load_preset_tokenizer(preset), backbone
 
 
 def classification_dataset(

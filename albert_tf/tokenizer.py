@@ -57,6 +57,38 @@ def train_sentencepiece(
     return output_path
 
 
+def preset_sentencepiece(preset: str | Path) -> Path:
+    """The SentencePiece model of a pretrained-weights folder: a keras-hub preset keeps it as
+    `assets/tokenizer/vocabulary.spm`, a Hugging Face ALBERT checkpoint as `spiece.model`."""
+    for relative in ("assets/tokenizer/vocabulary.spm", "spiece.model"):
+        path = Path(preset, relative)
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"{preset} has no SentencePiece model (assets/tokenizer/"
+                            "vocabulary.spm of a keras-hub preset, or spiece.model of a Hugging "
+                            "Face ALBERT checkpoint)")
+
+
+def is_wordpiece_preset(preset: str | Path) -> bool:
+    """Whether a pretrained-weights folder tokenizes with a WordPiece vocabulary (a BERT-family
+    checkpoint: `vocab.txt`, or `assets/tokenizer/vocabulary.txt` once saved as a keras-hub
+    preset) rather than SentencePiece."""
+    has = lambda *paths: any(Path(preset, p).exists() for p in paths)  # noqa: E731
+    return (has("vocab.txt", "assets/tokenizer/vocabulary.txt")
+            and not has("spiece.model", "assets/tokenizer/vocabulary.spm"))
+
+
+def load_preset_tokenizer(preset: str | Path):
+    """The tokenizer of a pretrained-weights folder: keras-hub's `BertTokenizer` for WordPiece,
+    else `AlbertTokenizer` (or its BERT-equivalent subclass, `SentencePieceBertTokenizer`). Asked
+    generically, keras-hub would pick our SentencePiece BERT subclass for any BERT checkpoint."""
+    import keras_hub
+
+    cls = (keras_hub.models.BertTokenizer if is_wordpiece_preset(preset)
+           else keras_hub.models.AlbertTokenizer)
+    return cls.from_preset(str(preset))
+
+
 def load_tokenizer(proto: Path | str | bytes, sequence_length: int | None = None,
                    architecture: str = "albert"):
     """A keras-hub `AlbertTokenizer` over a SentencePiece proto (path or bytes); with

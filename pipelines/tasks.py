@@ -92,6 +92,20 @@ def _piece_lengths(proto: bytes, texts: Sequence[str], limit: int = 2000) -> lis
     return [len(ids) for ids in processor.encode(list(texts[:limit]))]
 
 
+def _token_lengths(tokenizer, texts: Sequence[str], limit: int = 2000) -> list[int]:
+    """Tokens per text: SentencePiece directly (fast) for ALBERT, the tokenizer itself for a
+    WordPiece (BERT-family) checkpoint."""
+    if _is_sentencepiece(tokenizer):
+        return _piece_lengths(_tokenizer_proto(tokenizer), texts, limit)
+    return [len(ids) for ids in tokenizer(list(texts[:limit]))]
+
+
+def _is_sentencepiece(tokenizer) -> bool:
+    import keras_hub
+
+    return isinstance(tokenizer, keras_hub.models.AlbertTokenizer)
+
+
 def _tokenizer_proto(tokenizer) -> bytes:
     """The SentencePiece proto of a keras-hub `AlbertTokenizer`, as bytes."""
     proto = tokenizer.proto
@@ -133,10 +147,10 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     the intent threshold), so `evaluate_task` and `TextClassifier.from_preset` can load it.
     """
     import keras
-    import keras_hub
 
     from albert_tf.bert import load_backbone
     from albert_tf.text_tasks import make_pair_preprocessor
+    from albert_tf.tokenizer import load_preset_tokenizer
     from pipelines.quality.datasets import stratified_subset
 
     task = check_task(task, dataset)
@@ -150,10 +164,12 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
         train = stratified_subset(train, options.max_train, options.seed)
     # Dev is scored at every checkpoint: a seeded, label-stratified sample of it keeps that cheap.
     dev = stratified_subset(dataset.dev, options.max_dev, options.seed)
-    tokenizer = keras_hub.models.AlbertTokenizer.from_preset(str(preset))
-    proto = _tokenizer_proto(tokenizer)
+    tokenizer = load_preset_tokenizer(preset)  # SentencePiece, or WordPiece for a BERT checkpoint
+    if TASKS[task] == "aspect_terms" and not _is_sentencepiece(tokenizer):
+        raise SystemExit(f"{task} needs a SentencePiece (ALBERT) tokenizer: its spans are aligned "
+                         f"on SentencePiece pieces; {preset} has a {type(tokenizer).__name__}")
     texts = [e.text for e in train]
-    lengths = _piece_lengths(proto, texts)
+    lengths = _token_lengths(tokenizer, texts)
     if TASKS[task] == "aspect_polarity":
         lengths = [n + len(e.target or "") // 3 + 2 for n, e in zip(lengths, train)]
     sequence_length = options.sequence_length or choose_sequence_length(
@@ -164,7 +180,8 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     backbone = load_backbone(preset)  # ALBERT, or the BERT equivalent
     start = time.perf_counter()
     if TASKS[task] == "aspect_terms":
-        summary = _train_tagger(backbone, proto, train, dev, sequence_length, work, options)
+        summary = _train_tagger(backbone, _tokenizer_proto(tokenizer), train, dev,
+                                sequence_length, work, options)
         info: dict[str, Any] = {"labels": []}
         preprocessing = tokenizer
     else:
@@ -291,10 +308,13 @@ def _classifier_probabilities(model_dir: str, examples):
     import keras_hub
 
     from albert_tf.text_tasks import TextClassifier, predict_logits, softmax, text_dataset
+    from albert_tf.tokenizer import is_wordpiece_preset
 
     info = read_info(model_dir)
     model = TextClassifier.from_preset(model_dir, preprocessor=None)
-    preprocessor = keras_hub.models.AlbertTextClassifierPreprocessor.from_preset(model_dir)
+    cls = (keras_hub.models.BertTextClassifierPreprocessor if is_wordpiece_preset(model_dir)
+           else keras_hub.models.AlbertTextClassifierPreprocessor)
+    preprocessor = cls.from_preset(model_dir)
     texts = [e.text for e in examples]
     pairs = [e.target or "" for e in examples] if info["kind"] == "aspect_polarity" else None
     return softmax(predict_logits(model, text_dataset(texts, preprocessor, 128, pairs=pairs)))

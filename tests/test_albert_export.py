@@ -116,3 +116,29 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in
             assert not function.attr["_XlaMustCompile"].b, function.signature.name
             for node in function.node_def:
                 assert not node.attr["_XlaMustCompile"].b, node.name
+
+
+@pytest.mark.slow
+def test_the_minilm_teacher_exports_raw_text_features_tokenized_in_the_graph(tmp_path):
+    """The packaged all-MiniLM-L6-v2 (a Hugging Face BERT folder) as the encoder: WordPiece runs
+    inside the exported graph, which loads in a fresh TensorFlow-only process, XLA-free."""
+    from albert_tf.classifier import load_encoder
+    from albert_tf.distillation import minilm_folder
+    from serving.check import check_saved_model
+
+    tokenizer, backbone = load_encoder(str(minilm_folder()))
+    assert isinstance(tokenizer, keras_hub.models.BertTokenizer)
+    assert isinstance(backbone, keras_hub.models.BertBackbone) and backbone.hidden_dim == 384
+    preprocessor = make_text_preprocessor(tokenizer, 32)
+    assert isinstance(preprocessor, keras_hub.models.BertTextClassifierPreprocessor)
+    keras.utils.set_random_seed(2)
+    module = TextFeatures(OpinionClassifier(backbone, num_sentiments=3, num_topics=0),
+                          preprocessor, SENTIMENT_LABELS, [], TERMS, max_aspects=4)
+    expected = module.serve(tf.constant(TEXTS))
+    assert expected["embedding"].shape == (len(TEXTS), 384)
+    assert [a.decode() for a in expected["aspect_terms"].numpy()[0][:2]] == ["battery", "sound"]
+    path = export_text_features(module, tmp_path / "text_features")
+    report = check_saved_model(path, {"serving_default": {"text": TEXTS}})
+    assert report["foreign_modules"] == [] and report["xla"] == []
+    loaded = tf.saved_model.load(str(path)).signatures["serving_default"](text=tf.constant(TEXTS))
+    np.testing.assert_allclose(loaded["embedding"], expected["embedding"], atol=1e-5)

