@@ -215,7 +215,8 @@ def description_metrics(ws: Path, features, sentences: pd.DataFrame) -> dict:
     from pipelines.features import PRAISE, _aspect_terms
     from pipelines.workspace import Workspace
 
-    docs = read_parquet_dir(ws / "features" / "docs", ["doc_id", "user", "item", "rating"])
+    docs = read_parquet_dir(ws / "features" / "docs",
+                            ["doc_id", "kind", "user", "item", "rating"])
     titles = dict(zip(features.items.ids, features.items.titles))
     described = describe_items(sentences, docs, titles, features.groups or {},
                                _aspect_terms(Workspace(ws)), PRAISE)

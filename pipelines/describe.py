@@ -140,12 +140,15 @@ def describe_items(sentences, docs, titles: dict[str, str], groups: dict[str, li
 
     Args:
       sentences: frame of `doc_id`, `text`, `aspects`, `aspect_polarity` (features/sentences).
-      docs: frame of `doc_id`, `user`, `item`, `rating` (features/docs).
+      docs: frame of `doc_id`, `user`, `item`, `rating` and optionally `kind` (features/docs);
+        only reviews are described (news carry an item id too: the news id).
       titles: item id -> title.
       groups: representative listing -> its other listings (one product).
       terms: aspect -> surface terms.
     """
     owner = {listing: rep for rep, others in groups.items() for listing in others}
+    if "kind" in docs:
+        docs = docs[docs["kind"] == "review"]
     doc_item, doc_user, doc_rating = {}, {}, {}
     for doc_id, user, item, rating in zip(docs["doc_id"], docs["user"], docs["item"],
                                           docs["rating"]):
@@ -202,7 +205,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             features = load_features(ws.features, group_items=True)
             sentences = read_parquet_dir(ws.features / "sentences",
                                          ["doc_id", "text", "aspects", "aspect_polarity"])
-            docs = read_parquet_dir(ws.features / "docs", ["doc_id", "user", "item", "rating"])
+            docs = read_parquet_dir(ws.features / "docs",
+                                   ["doc_id", "kind", "user", "item", "rating"])
             titles = {i: t for i, t in zip(features.items.ids, features.items.titles)}
             titles = {**_item_titles(ws.items), **{k: v for k, v in titles.items() if v}}
             descriptions = describe_items(sentences, docs, titles, features.groups or {},

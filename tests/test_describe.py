@@ -54,13 +54,17 @@ def test_listings_of_one_product_are_described_once_and_copied_reviews_count_onc
         "user": ["u1", "u1", "u2", "u3"],
         "item": ["A", "A-red", "A", "B"],  # d2 is u1's review copied onto the red listing
         "rating": [5.0, 5.0, 4.0, float("nan")],
+        "kind": ["review"] * 4,
     })
+    news = pd.DataFrame({"doc_id": ["n1"], "user": [""], "item": ["N1"], "rating": [None],
+                         "kind": ["news"]})  # a news id is no item to describe
+    docs = pd.concat([docs, news], ignore_index=True)
     sentences = pd.DataFrame({
-        "doc_id": ["d1", "d2", "d3", "d4", "d4"],
+        "doc_id": ["d1", "d2", "d3", "d4", "d4", "n1"],
         "text": ["The sound is great.", "The sound is great.", "Great sound.",
-                 "The battery died.", "Bad battery, it died again."],
-        "aspects": [["sound"], ["sound"], ["sound"], ["battery"], ["battery"]],
-        "aspect_polarity": [[0.9], [0.9], [0.7], [-0.9], [-0.8]],
+                 "The battery died.", "Bad battery, it died again.", "Great sound system."],
+        "aspects": [["sound"], ["sound"], ["sound"], ["battery"], ["battery"], ["sound"]],
+        "aspect_polarity": [[0.9], [0.9], [0.7], [-0.9], [-0.8], [0.9]],
     })
     out = describe_items(sentences, docs, {"A": "Speaker"}, {"A": ["A-red"]}, TERMS, PRAISE)
     assert [(d.item, d.reviews, d.listings) for d in out] == [("A", 2, ["A-red"]), ("B", 1, [])]
