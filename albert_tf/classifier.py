@@ -128,11 +128,10 @@ def compile_classifier(model: OpinionClassifier, optimizer, jit_compile: bool = 
 def make_text_preprocessor(tokenizer, sequence_length: int):
     """keras-hub's classifier preprocessor for the tokenizer (ALBERT's SentencePiece, or BERT's
     WordPiece for a BERT-family checkpoint such as the MiniLM teacher): tokenize and pack
-    `[CLS] text [SEP]`."""
-    cls = (keras_hub.models.BertTextClassifierPreprocessor
-           if isinstance(tokenizer, keras_hub.models.BertTokenizer)
-           else keras_hub.models.AlbertTextClassifierPreprocessor)
-    return cls(tokenizer=tokenizer, sequence_length=sequence_length)
+    `[CLS] text [SEP]`. The task code's `make_pair_preprocessor` chooses the class."""
+    from albert_tf.text_tasks import make_pair_preprocessor
+
+    return make_pair_preprocessor(tokenizer, sequence_length)
 
 
 def load_encoder(preset: str):

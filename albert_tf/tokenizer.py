@@ -69,6 +69,16 @@ def preset_sentencepiece(preset: str | Path) -> Path:
                             "Face ALBERT checkpoint)")
 
 
+def sentencepiece_proto(tokenizer, preset: str | Path | None = None) -> bytes:
+    """The SentencePiece proto behind a keras-hub `AlbertTokenizer`, as bytes. A tokenizer loaded
+    from a preset may hold a path instead of the bytes; with `preset`, that preset's file is read
+    (`preset_sentencepiece`)."""
+    proto = tokenizer.proto
+    if isinstance(proto, bytes):
+        return proto
+    return Path(preset_sentencepiece(preset) if preset else proto).read_bytes()
+
+
 def is_wordpiece_preset(preset: str | Path) -> bool:
     """Whether a pretrained-weights folder tokenizes with a WordPiece vocabulary (a BERT-family
     checkpoint: `vocab.txt`, or `assets/tokenizer/vocabulary.txt` once saved as a keras-hub

@@ -212,14 +212,14 @@ def description_metrics(ws: Path, features, sentences: pd.DataFrame) -> dict:
     """`opinionrec describe`'s rule on this workspace: how many items get pros and cons."""
     from pipelines.corpus import read_parquet_dir
     from pipelines.describe import describe_items
-    from pipelines.features import PRAISE, _aspect_terms
+    from pipelines.features import _aspect_terms
     from pipelines.workspace import Workspace
 
     docs = read_parquet_dir(ws / "features" / "docs",
                             ["doc_id", "kind", "user", "item", "rating"])
     titles = dict(zip(features.items.ids, features.items.titles))
     described = describe_items(sentences, docs, titles, features.groups or {},
-                               _aspect_terms(Workspace(ws)), PRAISE)
+                               _aspect_terms(Workspace(ws)))
     n = max(len(described), 1)
     return {"items": len(described),
             "share_with_pros": sum(bool(d.pros) for d in described) / n,

@@ -124,14 +124,20 @@ def _term_patterns(terms: tuple[str, ...]) -> list[re.Pattern]:
     return [re.compile(r"\b" + re.escape(t.lower()) + r"\b") for t in terms if t]
 
 
+def _naming_clauses(sentence: str, terms: Iterable[str]) -> list[str]:
+    """The lower-cased clauses of `sentence` that name one of `terms` (the whole sentence when
+    none does)."""
+    patterns = _term_patterns(tuple(terms))
+    clauses = [c for c in _CLAUSE.split(sentence.lower()) if c.strip()]
+    return [c for c in clauses if any(p.search(c) for p in patterns)] or [sentence.lower()]
+
+
 def clause_praises(sentence: str, terms: Iterable[str]) -> bool:
     """Whether a reader takes `sentence` as praise of the aspect named by `terms`: the clause that
     names it (the whole sentence when no clause does) holds a positive opinion word and no
     negative word or negation ("Runs small, I had to return them" and "Terrible quality, the sole
     fell apart" are no praise of size or sole)."""
-    patterns = _term_patterns(tuple(terms))
-    clauses = [c for c in _CLAUSE.split(sentence.lower()) if c.strip()]
-    naming = [c for c in clauses if any(p.search(c) for p in patterns)] or [sentence.lower()]
+    naming = _naming_clauses(sentence, terms)
     for clause in naming:
         words = _TOKEN.findall(clause)
         negated = any(w in NEGATIONS or w.endswith("n't") for w in words)
@@ -162,9 +168,7 @@ def clause_criticises(sentence: str, terms: Iterable[str]) -> bool:
     negated positive ones) at least as many as positive ones ("The content is a little weak",
     "the fit is not good" and "the battery dies fast" criticise; "Like the short articles, the
     information is helpful" and "Don't get me wrong" do not)."""
-    patterns = _term_patterns(tuple(terms))
-    clauses = [c for c in _CLAUSE.split(sentence.lower()) if c.strip()]
-    naming = [c for c in clauses if any(p.search(c) for p in patterns)] or [sentence.lower()]
+    naming = _naming_clauses(sentence, terms)
     for clause in naming:
         positive, negative = _opinions(_TOKEN.findall(clause))
         if negative and negative >= positive:

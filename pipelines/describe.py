@@ -28,7 +28,7 @@ import argparse
 import json
 import logging
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable
 
 from pipelines import workspace as ws_lib
@@ -37,7 +37,6 @@ log = logging.getLogger("opinionrec")
 
 MIN_CON_MENTIONS = 2
 CON_SHARE = 1.0 / 3.0
-MAX_QUOTE_CHARS = 220
 
 
 @dataclass
@@ -95,47 +94,44 @@ def _join(names: list[str]) -> str:
 
 
 def aspect_points(mentions: Iterable[tuple[str, float, str, float | None]],
-                  terms: dict[str, list[str]], praise: float, top: int = 3
-                  ) -> tuple[list[Point], list[Point]]:
+                  terms: dict[str, list[str]], top: int = 3) -> tuple[list[Point], list[Point]]:
     """(pros, cons) of one item from its (aspect, polarity, sentence, rating or None) mentions;
-    see the module docstring for the rule."""
-    from pipelines.aspect_mining import clause_criticises, clause_praises
+    see the module docstring for the rule. Quotes follow the features stage's rule
+    (`quotable_praise`, `quotable_criticism`) and ranking (`quote_rank`)."""
+    from pipelines.features import PRAISE, quotable_criticism, quotable_praise, quote_rank
 
     stats: dict[str, dict] = defaultdict(lambda: {"n": 0, "pos": 0, "neg": 0, "pro": None,
                                                   "con": None})
+
+    def keep_best(entry: dict, kind: str, rank: float, sentence: str) -> None:
+        if entry[kind] is None or rank > entry[kind][0]:
+            entry[kind] = (rank, sentence)
+
     for aspect, polarity, sentence, rating in mentions:
         entry = stats[aspect]
         entry["n"] += 1
         words = terms.get(aspect) or [aspect]
-        fits = len(sentence) <= MAX_QUOTE_CHARS
-        rated = rating is not None and rating == rating  # NaN: unrated
-        if polarity >= praise:
-            entry["pos"] += 1
-            # the most positive praising sentence, shorter first on ties
-            if fits and not (rated and rating < 3) and clause_praises(sentence, words) and (
-                    entry["pro"] is None or (polarity, -len(sentence)) > entry["pro"][0]):
-                entry["pro"] = ((polarity, -len(sentence)), sentence)
-        elif polarity <= -praise:
-            entry["neg"] += 1
-            if fits and not (rated and rating > 3) and clause_criticises(sentence, words) and (
-                    entry["con"] is None or (-polarity, -len(sentence)) > entry["con"][0]):
-                entry["con"] = ((-polarity, -len(sentence)), sentence)
+        entry["pos"] += polarity >= PRAISE
+        entry["neg"] += polarity <= -PRAISE
+        if quotable_praise(polarity, sentence, rating, words):
+            keep_best(entry, "pro", quote_rank(polarity, sentence, True), sentence)
+        elif quotable_criticism(polarity, sentence, rating, words):
+            keep_best(entry, "con", quote_rank(-polarity, sentence, True), sentence)
     pros, cons = [], []
     for aspect, entry in stats.items():
         point = Point(aspect, entry["n"], entry["pos"], entry["neg"], "")
         if entry["pos"] > entry["neg"] and entry["pro"] is not None:
-            pros.append(Point(**{**asdict(point), "quote": entry["pro"][1]}))
+            pros.append(replace(point, quote=entry["pro"][1]))
         if (entry["neg"] >= MIN_CON_MENTIONS and entry["neg"] >= CON_SHARE * entry["n"]
                 and entry["con"] is not None):
-            cons.append(Point(**{**asdict(point), "quote": entry["con"][1]}))
+            cons.append(replace(point, quote=entry["con"][1]))
     pros.sort(key=lambda p: (-p.praised, -p.praised / p.mentions, p.aspect))
     cons.sort(key=lambda c: (-c.criticised, -c.criticised / c.mentions, c.aspect))
     return pros[:top], cons[:top]
 
 
 def describe_items(sentences, docs, titles: dict[str, str], groups: dict[str, list[str]],
-                   terms: dict[str, list[str]], praise: float, top: int = 3
-                   ) -> list[Description]:
+                   terms: dict[str, list[str]], top: int = 3) -> list[Description]:
     """Descriptions of every reviewed item, most reviewed first.
 
     Args:
@@ -155,7 +151,7 @@ def describe_items(sentences, docs, titles: dict[str, str], groups: dict[str, li
         if item:
             doc_item[doc_id] = owner.get(item, item)
             doc_user[doc_id] = user
-            doc_rating[doc_id] = None if rating is None or rating != rating else float(rating)
+            doc_rating[doc_id] = rating
     # A review copied onto several listings of a product: (product, user, sentence) counts once.
     seen_sentences: set[tuple[str, str, str]] = set()
     reviewers: dict[str, set] = defaultdict(set)
@@ -174,7 +170,7 @@ def describe_items(sentences, docs, titles: dict[str, str], groups: dict[str, li
             mentions[item].append((str(aspect), float(value), text, doc_rating[doc_id]))
     out = []
     for item in sorted(reviewers, key=lambda i: (-len(reviewers[i]), i)):
-        pros, cons = aspect_points(mentions[item], terms, praise, top)
+        pros, cons = aspect_points(mentions[item], terms, top)
         out.append(Description(item=item, title=titles.get(item, ""),
                                reviews=len(reviewers[item]), listings=list(groups.get(item, [])),
                                pros=pros, cons=cons))
@@ -192,7 +188,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     del beam_args
     from pipelines.corpus import read_parquet_dir
-    from pipelines.features import PRAISE, _aspect_terms, _item_titles
+    from pipelines.features import _aspect_terms, _item_titles
     from recommender.data import load_features
 
     ws = ws_lib.workspace_from_args(args)
@@ -210,7 +206,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             titles = {i: t for i, t in zip(features.items.ids, features.items.titles)}
             titles = {**_item_titles(ws.items), **{k: v for k, v in titles.items() if v}}
             descriptions = describe_items(sentences, docs, titles, features.groups or {},
-                                          _aspect_terms(ws), PRAISE, args.top)
+                                          _aspect_terms(ws), args.top)
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / "items.json").write_text(json.dumps(
                 {"items": [d.as_dict() for d in descriptions]}, indent=2) + "\n")

@@ -26,7 +26,7 @@ from apache_beam.ml.inference.base import (
 )
 
 from pipelines import workspace as ws_lib
-from pipelines.aspect_mining import clause_praises
+from pipelines.aspect_mining import clause_criticises, clause_praises
 from pipelines.corpus import split_key
 from recommender.profiles import user_aspect_weights  # one rule for the stage and evaluation
 
@@ -37,6 +37,28 @@ MAX_QUOTE_CHARS = 220  # a quoted sentence must read as one line
 # the demo data it marks a majority of mentions as praise for 96% of the item aspects planted good,
 # 28% of the neutral and 11% of the bad ones (0.3: 26%, 0%, 3%).
 PRAISE = 0.1
+
+
+def _stars(rating) -> float | None:
+    """A review's rating, None when it has none (missing or NaN)."""
+    return None if rating is None or rating != rating else float(rating)
+
+
+def quotable_praise(polarity: float, sentence: str, rating, terms: Sequence[str]) -> bool:
+    """Whether a mention's sentence may be quoted as praise of its aspect: confident praise by the
+    encoder, one line long, from a review of 3 stars or more (or unrated), and a clause a reader
+    takes as praise too (`clause_praises`). Explanations and `describe` quote by this rule."""
+    stars = _stars(rating)
+    return (polarity >= PRAISE and len(sentence) <= MAX_QUOTE_CHARS
+            and (stars is None or stars >= 3) and clause_praises(sentence, terms))
+
+
+def quotable_criticism(polarity: float, sentence: str, rating, terms: Sequence[str]) -> bool:
+    """The mirror of `quotable_praise` for `describe`'s cons: confident criticism, one line, a
+    review of 3 stars or less (or unrated), a clause a reader takes as criticism."""
+    stars = _stars(rating)
+    return (polarity <= -PRAISE and len(sentence) <= MAX_QUOTE_CHARS
+            and (stars is None or stars <= 3) and clause_criticises(sentence, terms))
 
 
 def quote_rank(polarity: float, sentence: str, alone: bool) -> float:
@@ -175,8 +197,6 @@ class ItemProfileFn(beam.CombineFn):
     def add_input(self, acc, doc):
         acc["n"] += 1
         acc["emb"] = _add_vectors(acc["emb"], doc["embedding"])
-        rating = doc.get("rating")
-        stars_disagree = rating is not None and rating == rating and rating < 3  # NaN: unrated
         for mention in doc["mentions"]:
             i = self._index.get(mention["aspect"])
             if i is None:
@@ -186,8 +206,8 @@ class ItemProfileFn(beam.CombineFn):
             acc["count"][i] += 1
             acc["positive"][i] += polarity >= PRAISE
             acc["negative"][i] += polarity <= -PRAISE
-            if (polarity >= PRAISE and len(sentence) <= MAX_QUOTE_CHARS and not stars_disagree
-                    and clause_praises(sentence, self._terms[mention["aspect"]])):
+            if quotable_praise(polarity, sentence, doc.get("rating"),
+                               self._terms[mention["aspect"]]):
                 rank = quote_rank(polarity, sentence, mention.get("alone", True))
                 if rank > acc["best"][i][0]:
                     acc["best"][i] = (rank, sentence)

@@ -129,14 +129,9 @@ def _params(args: argparse.Namespace) -> dict:
 def _proto_sha256(tokenizer, preset: str | None) -> str:
     """SHA-256 of the SentencePiece proto behind a keras-hub tokenizer (for a preset, its file:
     a keras-hub preset's vocabulary.spm or a Hugging Face checkpoint's spiece.model)."""
-    from albert_tf.tokenizer import preset_sentencepiece
+    from albert_tf.tokenizer import sentencepiece_proto
 
-    proto = tokenizer.proto
-    if preset and not isinstance(proto, bytes):
-        proto = preset_sentencepiece(preset)
-    if not isinstance(proto, bytes):
-        proto = Path(proto).read_bytes()
-    return hashlib.sha256(proto).hexdigest()
+    return hashlib.sha256(sentencepiece_proto(tokenizer, preset)).hexdigest()
 
 
 def teacher_targets(instances, schema: dict, tokenizer, cache_dir: Path,
@@ -154,15 +149,14 @@ def teacher_targets(instances, schema: dict, tokenizer, cache_dir: Path,
         instance_texts,
     )
     from albert_tf.instances import BothOrders
+    from albert_tf.tokenizer import sentencepiece_proto
 
     n = len(instances)
     chosen = np.arange(n)
     if max_instances is not None and max_instances < n:
         chosen = np.sort(np.random.default_rng([seed, 7]).choice(n, max_instances, replace=False))
     in_text_order = BothOrders.from_instances(instances).token_ids[:n]
-    proto = tokenizer.proto if isinstance(tokenizer.proto, bytes) else \
-        Path(tokenizer.proto).read_bytes()
-    processor = spm.SentencePieceProcessor(model_proto=proto)
+    processor = spm.SentencePieceProcessor(model_proto=sentencepiece_proto(tokenizer))
     texts = instance_texts(tf.gather(in_text_order, chosen),
                            set(schema["special_token_ids"].values()), processor)
     embeddings = np.zeros([n, TEACHER_DIM], np.float32)

@@ -108,8 +108,9 @@ def _is_sentencepiece(tokenizer) -> bool:
 
 def _tokenizer_proto(tokenizer) -> bytes:
     """The SentencePiece proto of a keras-hub `AlbertTokenizer`, as bytes."""
-    proto = tokenizer.proto
-    return proto if isinstance(proto, bytes) else Path(proto).read_bytes()
+    from albert_tf.tokenizer import sentencepiece_proto
+
+    return sentencepiece_proto(tokenizer)
 
 
 def _label_ids(examples, labels: Sequence[str]) -> list[int]:

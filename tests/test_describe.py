@@ -7,7 +7,6 @@ import pandas as pd
 
 from pipelines.describe import Description, Point, aspect_points, describe_items
 
-PRAISE = 0.1
 TERMS = {"battery": ["battery"], "sound": ["sound"], "fit": ["fit"]}
 
 
@@ -20,7 +19,7 @@ def test_pros_need_a_praising_majority_and_a_quote_a_reader_takes_as_praise():
         ("battery", 0.8, "Battery is fine.", 4.0),
         ("battery", -0.9, "The battery died.", 1.0),
         ("battery", -0.9, "Battery life is bad.", 2.0),
-    ], TERMS, PRAISE)
+    ], TERMS)
     assert [(p.aspect, p.mentions, p.praised, p.criticised) for p in pros] == [("sound", 3, 2, 1)]
     assert pros[0].quote == "The sound is great."  # the most positive praising sentence
     # battery: 2 praising of 4 is no majority; 2 criticising of 4 with a criticising quote is a con
@@ -33,18 +32,18 @@ def test_a_quote_whose_stars_disagree_is_not_evidence():
     # of another aspect, or a misread): no con without a quote from a review rated 3 or less.
     mentions = [("fit", -0.8, "The fit is bad on others but fine for me.", 5.0),
                 ("fit", -0.9, "Tight fit, a terrible one.", 5.0)]
-    assert aspect_points(mentions, TERMS, PRAISE) == ([], [])
+    assert aspect_points(mentions, TERMS) == ([], [])
     unrated = [(a, p, s, None) for a, p, s, _ in mentions]
-    _, cons = aspect_points(unrated, TERMS, PRAISE)
+    _, cons = aspect_points(unrated, TERMS)
     assert [c.quote for c in cons] == ["Tight fit, a terrible one."]  # the most negative
     praised = [("fit", 0.9, "Perfect fit.", 2.0), ("fit", 0.8, "Great fit.", 1.0)]
-    assert aspect_points(praised, TERMS, PRAISE) == ([], [])  # praise quoted from 1-2 stars: no
+    assert aspect_points(praised, TERMS) == ([], [])  # praise quoted from 1-2 stars: no
 
 
 def test_points_rank_by_count_and_keep_top():
     mentions = [(a, 0.9, f"The {a} is great.", 5.0) for a, n in
                 [("fit", 1), ("sound", 3), ("battery", 2)] for _ in range(n)]
-    pros, _ = aspect_points(mentions, TERMS, PRAISE, top=2)
+    pros, _ = aspect_points(mentions, TERMS, top=2)
     assert [p.aspect for p in pros] == ["sound", "battery"]
 
 
@@ -66,7 +65,7 @@ def test_listings_of_one_product_are_described_once_and_copied_reviews_count_onc
         "aspects": [["sound"], ["sound"], ["sound"], ["battery"], ["battery"], ["sound"]],
         "aspect_polarity": [[0.9], [0.9], [0.7], [-0.9], [-0.8], [0.9]],
     })
-    out = describe_items(sentences, docs, {"A": "Speaker"}, {"A": ["A-red"]}, TERMS, PRAISE)
+    out = describe_items(sentences, docs, {"A": "Speaker"}, {"A": ["A-red"]}, TERMS)
     assert [(d.item, d.reviews, d.listings) for d in out] == [("A", 2, ["A-red"]), ("B", 1, [])]
     speaker, other = out
     assert speaker.pros == [Point("sound", 2, 2, 0, "The sound is great.")]  # not 3 mentions
