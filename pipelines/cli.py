@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretraining-data": ("pipelines.pretraining_data",
                          "Beam job: SOP/MLM pretraining instances (TFRecord) from docs."),
     "pretrain": ("pipelines.pretrain", "Pretrain ALBERT with MLM + sentence-order prediction."),
+    "distill": ("pipelines.distill",
+                "Initialise an ALBERT student from the pretrained teacher and distil it on your "
+                "text."),
     "compare": ("pipelines.compare",
                 "ALBERT vs its BERT equivalent: size, memory, speed, XLA, learning per minute."),
     "finetune": ("pipelines.finetune",
