@@ -33,6 +33,32 @@ class SentencePieceBertTextClassifierPreprocessor(
     tokenizer_cls = SentencePieceBertTokenizer
 
 
+@keras.saving.register_keras_serializable(package="albert_tf")
+class WordPieceAlbertTokenizer(keras_hub.models.BertTokenizer):
+    """BERT's WordPiece tokenizer for an `AlbertBackbone`: the ALBERT student of a BERT teacher
+    (`albert_tf.student`) reads the teacher's vocabulary."""
+
+    backbone_cls = keras_hub.models.AlbertBackbone
+
+
+@keras.saving.register_keras_serializable(package="albert_tf")
+class WordPieceAlbertTextClassifierPreprocessor(keras_hub.models.BertTextClassifierPreprocessor):
+    """`[CLS] a [SEP] (b [SEP])` packing of BERT's WordPiece tokenizer, for an `AlbertBackbone`."""
+
+    backbone_cls = keras_hub.models.AlbertBackbone
+    tokenizer_cls = WordPieceAlbertTokenizer
+
+
+def wordpiece_for(tokenizer, backbone_cls):
+    """The same WordPiece vocabulary and options as `tokenizer`, in the class that saves and
+    loads next to `backbone_cls`."""
+    cls = matching_class(keras_hub.models.BertTokenizer, backbone_cls)
+    if type(tokenizer) is cls:
+        return tokenizer
+    config = {**tokenizer.get_config(), "vocabulary": tokenizer.get_vocabulary()}
+    return cls.from_config(config)
+
+
 BACKBONES = {"albert": keras_hub.models.AlbertBackbone, "bert": keras_hub.models.BertBackbone}
 
 

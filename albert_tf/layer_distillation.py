@@ -37,7 +37,7 @@ class DistillationWeights:
 
 def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
     """The teacher layer each student layer (1-based, as states) learns from: uniform."""
-    return [round(i * teacher_layers / student_layers) for i in range(1, student_layers + 1)]
+    return [-(-i * teacher_layers // student_layers) for i in range(1, student_layers + 1)]
 
 
 def _masked_mean(per_token, mask):

@@ -7,7 +7,7 @@ Then Distill", 2021):
 
 - token embedding and its projection from a truncated SVD of the teacher's `[V, H]` embedding
   matrix (`W ~ U_E S_E V_E^T`: the student keeps `U_E S_E` as its `[V, E]` table and `V_E^T` as
-  the `E -> H` projection);
+  the `E -> H` projection, both turned by one reflection, see `embedding_factors`);
 - position and segment embeddings projected onto the same E directions;
 - ALBERT normalises the E-dimensional sum where BERT normalises the H-dimensional one; since
   `V_E^T` preserves norms, `LN_H(x V_E^T) ~ LN_E(x) V_E^T sqrt(E/H)` up to centring, so the
@@ -83,11 +83,20 @@ def _teacher_layer_indices(shared_from: str, num_layers: int) -> list[int]:
 
 
 def embedding_factors(embeddings: np.ndarray, embedding_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Truncated SVD of a `[V, H]` table: (`[V, E]` = U_E S_E, `[E, H]` = V_E^T), the best rank-E
-    approximation of the table (Eckart-Young)."""
+    """Truncated SVD of a `[V, H]` table: (`[V, E]` = U_E S_E R, `[E, H]` = R V_E^T), the best
+    rank-E approximation of the table (Eckart-Young).
+
+    R is the reflection that turns the weakest kept direction into the all-ones direction of the
+    E coordinates: ALBERT's LayerNorm subtracts the mean over E, which then removes only that
+    direction's (small) share instead of a slice of every direction."""
     u, s, vt = np.linalg.svd(embeddings.astype(np.float64), full_matrices=False)
-    return ((u[:, :embedding_dim] * s[:embedding_dim]).astype(np.float32),
-            vt[:embedding_dim].astype(np.float32))
+    token_e, projection = u[:, :embedding_dim] * s[:embedding_dim], vt[:embedding_dim]
+    weakest = np.zeros(embedding_dim)
+    weakest[-1] = 1.0
+    direction = weakest - np.full(embedding_dim, 1 / np.sqrt(embedding_dim))
+    reflection = np.eye(embedding_dim) - 2 * np.outer(direction, direction) / (
+        direction @ direction)
+    return (token_e @ reflection).astype(np.float32), (reflection @ projection).astype(np.float32)
 
 
 def inherit_from_teacher(student: keras_hub.models.AlbertBackbone,

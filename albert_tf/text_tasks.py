@@ -259,9 +259,11 @@ def fine_tune_classifier(
 def make_pair_preprocessor(tokenizer, sequence_length: int):
     """keras-hub's ALBERT classifier preprocessor (single texts and (text, pair) tuples); its
     BERT-equivalent subclass for a `SentencePieceBertTokenizer`; BERT's own for a WordPiece
-    tokenizer (a Hugging Face BERT checkpoint such as the MiniLM teacher)."""
+    tokenizer (a Hugging Face BERT checkpoint such as the MiniLM teacher), or its ALBERT-student
+    subclass."""
     if isinstance(tokenizer, keras_hub.models.BertTokenizer):
-        return keras_hub.models.BertTextClassifierPreprocessor(
-            tokenizer=tokenizer, sequence_length=sequence_length)
+        cls = matching_class(keras_hub.models.BertTextClassifierPreprocessor,
+                             tokenizer.backbone_cls)
+        return cls(tokenizer=tokenizer, sequence_length=sequence_length)
     cls = matching_class(keras_hub.models.AlbertTextClassifierPreprocessor, tokenizer.backbone_cls)
     return cls(tokenizer=tokenizer, sequence_length=sequence_length)

@@ -89,14 +89,22 @@ def is_wordpiece_preset(preset: str | Path) -> bool:
 
 
 def load_preset_tokenizer(preset: str | Path):
-    """The tokenizer of a pretrained-weights folder: keras-hub's `BertTokenizer` for WordPiece,
-    else `AlbertTokenizer` (or its BERT-equivalent subclass, `SentencePieceBertTokenizer`). Asked
+    """The tokenizer of a pretrained-weights folder: keras-hub's `BertTokenizer` for WordPiece
+    (`WordPieceAlbertTokenizer` for the ALBERT student of a BERT teacher), else `AlbertTokenizer` (or its BERT-equivalent subclass, `SentencePieceBertTokenizer`). Asked
     generically, keras-hub would pick our SentencePiece BERT subclass for any BERT checkpoint."""
+    import json
+
     import keras_hub
 
-    cls = (keras_hub.models.BertTokenizer if is_wordpiece_preset(preset)
-           else keras_hub.models.AlbertTokenizer)
-    return cls.from_preset(str(preset))
+    from albert_tf.bert import matching_class
+
+    if not is_wordpiece_preset(preset):
+        return keras_hub.models.AlbertTokenizer.from_preset(str(preset))
+    # A BERT checkpoint, or the ALBERT student of one (keras-hub config naming AlbertBackbone).
+    config = json.loads(Path(preset, "config.json").read_text())
+    backbone_cls = (keras_hub.models.AlbertBackbone if config.get("class_name") == "AlbertBackbone"
+                    else keras_hub.models.BertBackbone)
+    return matching_class(keras_hub.models.BertTokenizer, backbone_cls).from_preset(str(preset))
 
 
 def load_tokenizer(proto: Path | str | bytes, sequence_length: int | None = None,

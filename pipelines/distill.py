@@ -169,8 +169,8 @@ def split_texts(texts: Sequence[str], fraction: float, seed: int) -> tuple[list[
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     ws = ws_lib.workspace_from_args(args)
     options = DistillOptions.from_args(args)
-    if options.embedding_dim < 8:
-        raise SystemExit(f"distill: --embedding-dim must be at least 8, not {options.embedding_dim}")
+    if options.embedding_dim < 2:
+        raise SystemExit(f"distill: --embedding-dim must be at least 2, not {options.embedding_dim}")
     if options.sequence_length < 8:
         raise SystemExit("distill: --sequence-length must be at least 8")
     params = asdict(options)
@@ -198,6 +198,7 @@ def _distill(ws, options: DistillOptions, params: dict, inputs: dict,
     import keras_hub
     import tensorflow as tf
 
+    from albert_tf.bert import wordpiece_for
     from albert_tf.layer_distillation import DistillationWeights, LayerDistiller
     from albert_tf.student import (StudentShape, build_student, embedding_agreement,
                                    parameter_count)
@@ -227,7 +228,8 @@ def _distill(ws, options: DistillOptions, params: dict, inputs: dict,
         run_file.write_text(json.dumps(run_state))
         keras.utils.set_random_seed(options.seed)
         teacher = keras_hub.models.BertBackbone.from_preset(teacher_folder, dtype="float32")
-        tokenizer = keras_hub.models.BertTokenizer.from_preset(teacher_folder)
+        tokenizer = wordpiece_for(keras_hub.models.BertTokenizer.from_preset(teacher_folder),
+                                  keras_hub.models.AlbertBackbone)
         preprocessor = make_pair_preprocessor(tokenizer, options.sequence_length)
         student, inheritance = build_student(
             teacher, StudentShape(options.embedding_dim, None, options.shared_from))
