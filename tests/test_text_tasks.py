@@ -173,6 +173,36 @@ def test_sentiment_classifier_beats_chance_and_reloads_identically(nano_preset, 
     assert (tmp_path / "model" / "training" / "logs").is_dir()  # TensorBoard + history.jsonl
 
 
+def test_distillation_targets_mix_the_label_and_the_teacher():
+    from albert_tf.text_tasks import distillation_targets
+
+    targets = distillation_targets([0, 2], np.asarray([[0.2, 0.5, 0.3], [0.1, 0.1, 0.8]]), 0.25)
+    np.testing.assert_allclose(targets, [[0.4, 0.375, 0.225], [0.075, 0.075, 0.85]], atol=1e-6)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_task_distillation_learns_from_the_teachers_probabilities(nano_preset, tmp_path):
+    """A student given only the teacher's soft targets (label weight 0) learns the task even
+    when its own training labels are all flipped: what it learns comes from the teacher."""
+    import dataclasses
+
+    data = sentiment_fixture()
+    tasks.train_task(data, nano_preset, tmp_path / "teacher",
+                     tasks.TaskOptions(epochs=12, **OPTIONS))
+    assert tasks.evaluate_task(tmp_path / "teacher", data)["accuracy"] >= 0.85
+    flip = {"positive": "negative", "negative": "positive"}
+    flipped = dataclasses.replace(data, train=[dataclasses.replace(e, label=flip[e.label])
+                                               for e in data.train])
+    options = tasks.TaskOptions(epochs=12, teacher_model=str(tmp_path / "teacher"),
+                                hard_label_weight=0.0, **OPTIONS)
+    # Early stopping reads dev, whose labels are right; the training signal is all the teacher.
+    tasks.train_task(flipped, nano_preset, tmp_path / "student", options)
+    assert tasks.evaluate_task(tmp_path / "student", data)["accuracy"] >= 0.85
+    with pytest.raises(ValueError, match="other labels"):
+        other = dataclasses.replace(data, labels=["positive", "negative"])
+        tasks.train_task(other, nano_preset, tmp_path / "bad", options)
+
+
 def test_aspect_polarity_reads_the_target(nano_preset, tmp_path):
     data = polarity_fixture()
     tasks.train_task(data, nano_preset, tmp_path / "model", tasks.TaskOptions(epochs=6, **OPTIONS))
