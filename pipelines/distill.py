@@ -208,7 +208,7 @@ def _distill(ws, options: DistillOptions, params: dict, inputs: dict,
     teacher_folder = _teacher_folder(options)
     stage_dir = ws.stage_dir(STAGE)
     checkpoints, logs, preset_dir = stage_dir / "checkpoints", stage_dir / "logs", \
-        stage_dir / "preset"
+        ws.student_preset
     run_file = stage_dir / "run.json"
     max_words = max(4, int(options.sequence_length * 0.7))
     texts = (file_texts(options.texts_files, max_words) if options.texts_files

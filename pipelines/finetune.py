@@ -43,11 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pretrained weights to start from: a keras-hub preset folder or a "
                         "Hugging Face ALBERT or BERT checkpoint folder (default: the pretrain "
                         "stage's preset, or the teacher with --encoder minilm)")
-    parser.add_argument("--encoder", choices=["albert", "minilm"], default="albert",
-                        help="albert: the ALBERT of the pretrain stage (or --preset); minilm: the "
-                        "packaged all-MiniLM-L6-v2 (a 6-layer BERT pretrained on a billion "
-                        "sentence pairs, WordPiece tokenization in the exported graph), which "
-                        "needs no pretrain stage (default: %(default)s)")
+    parser.add_argument("--encoder", choices=["albert", "student", "minilm"], default="albert",
+                        help="albert: the ALBERT of the pretrain stage (or --preset); student: "
+                        "the ALBERT student of the distill stage (initialised from and distilled "
+                        "from the teacher, WordPiece tokenization in the exported graph); "
+                        "minilm: the packaged teacher all-MiniLM-L6-v2 itself (a 6-layer BERT "
+                        "pretrained on a billion sentence pairs), which needs no pretrain stage "
+                        "(default: %(default)s)")
     parser.add_argument("--sequence-length", type=int, default=None,
                         help="tokens per text; longer texts are truncated (default: 128; with "
                         "--task, enough for 95%% of the training texts, at most "
@@ -64,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "0: no limit)")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="peak learning rate (default: 1e-3 for an ALBERT pretrained here, "
-                        f"which likes it high; {PRETRAINED_LEARNING_RATE:g} for --encoder minilm)")
+                        f"which likes it high; {PRETRAINED_LEARNING_RATE:g} for --encoder minilm "
+                        "or student)")
     parser.add_argument("--held-out", type=float, default=0.1,
                         help="fraction of labelled documents held out for evaluation")
     parser.add_argument("--class-weights", choices=["balanced", "none"], default="balanced",
@@ -269,7 +272,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         return run_task(args)
     args.sequence_length = args.sequence_length or 128
     if args.learning_rate is None:
-        args.learning_rate = (PRETRAINED_LEARNING_RATE if args.encoder == "minilm"
+        args.learning_rate = (PRETRAINED_LEARNING_RATE if args.encoder in ("minilm", "student")
                               else SCRATCH_LEARNING_RATE)
     ws = ws_lib.workspace_from_args(args)
     params = _params(args)
@@ -280,6 +283,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         from albert_tf.distillation import minilm_identity
 
         inputs["preset"] = minilm_identity()
+    elif args.encoder == "student":
+        inputs["preset"] = "stage:distill"
     else:
         inputs["preset"] = "stage:pretrain"
     if ws_lib.skip_if_fresh(args, ws, "finetune", params, inputs):
@@ -298,8 +303,12 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.corpus import read_docs
 
     stage_dir = ws.stage_dir("finetune")
-    preset = args.preset or (str(_minilm_folder()) if args.encoder == "minilm"
-                             else str(ws.pretrained_preset))
+    preset = args.preset or {"minilm": lambda: str(_minilm_folder()),
+                             "student": lambda: str(ws.student_preset),
+                             "albert": lambda: str(ws.pretrained_preset)}[args.encoder]()
+    if not args.preset and args.encoder == "student" and not ws.student_preset.exists():
+        raise SystemExit(f"finetune --encoder student: no student in {ws.student_preset}; run "
+                         "`opinionrec distill` first")
     # A fine-tune always starts from the preset: stale checkpoints would resume the wrong run.
     shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)
     shutil.rmtree(stage_dir / "logs", ignore_errors=True)

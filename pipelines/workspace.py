@@ -96,6 +96,11 @@ class Workspace:
         return self.stage_dir("pretrain") / "preset"
 
     @property
+    def student_preset(self) -> Path:
+        """The ALBERT student of `distill` (keras-hub preset, the teacher's WordPiece vocabulary)."""
+        return self.stage_dir("distill") / "preset"
+
+    @property
     def text_features_model(self) -> Path:
         """The raw-text SavedModel that `features` runs and `export` versions."""
         return self.stage_dir("finetune") / "text_features"

@@ -256,3 +256,38 @@ def test_pretrain_starts_from_a_hugging_face_albert_checkpoint_folder(workspace,
     after = trained.token_embedding.embeddings.numpy()
     # Two small steps from the checkpoint's numbers: moved, but nowhere near a fresh init.
     assert 0 < np.abs(after - start).max() < 0.01
+
+
+def test_finetune_starts_from_the_distilled_student(workspace, tmp_path):
+    """`distill` on the workspace's own documents, then `finetune --encoder student`: the
+    workspace's heads train on the ALBERT student (WordPiece vocabulary of its teacher) and the
+    exported `text_features` tokenizes raw text in its graph."""
+    import keras
+    import keras_hub
+    import tensorflow as tf
+
+    ws = prepared_copy(workspace, tmp_path / "ws")
+    keras.utils.set_random_seed(0)
+    words = ["bad", "battery", "fit", "good", "great", "is", "price", "screen", "sound", "the"]
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    teacher = keras_hub.models.BertBackbone(vocabulary_size=len(vocabulary), num_layers=2,
+                                            num_heads=2, hidden_dim=16, intermediate_dim=32,
+                                            max_sequence_length=64, dropout=0.0)
+    teacher_dir = tmp_path / "teacher"
+    teacher.save_to_preset(str(teacher_dir))
+    keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=True).save_to_preset(
+        str(teacher_dir))
+    assert cli.main(["distill", "--workspace", str(ws), "--teacher", str(teacher_dir),
+                     "--embedding-dim", "8", "--steps", "6", "--checkpoint-every", "3",
+                     "--batch-size", "8", "--sequence-length", "32", "--no-xla",
+                     "--max-minutes", "0"]) == 0
+    summary = json.loads((ws / "distill" / "_stage.json").read_text())["summary"]
+    assert summary["train_texts"] > 100 and summary["step"] == 6
+    assert cli.main(["finetune", "--workspace", str(ws), "--encoder", "student",
+                     "--sequence-length", "32", "--epochs", "1", "--no-xla",
+                     "--max-minutes", "0"]) == 0
+    record = json.loads((ws / "finetune" / "_stage.json").read_text())
+    assert record["params"]["encoder"] == "student"
+    served = tf.saved_model.load(str(ws / "finetune" / "text_features"))
+    out = served.signatures["serving_default"](text=tf.constant(["The battery is great."]))
+    assert out["embedding"].shape == (1, 16)
