@@ -54,13 +54,14 @@ class LabelledTexts:
 
 
 def balanced_weights(labels: np.ndarray, num_classes: int, max_weight: float = 10.0) -> np.ndarray:
-    """Per-example weights inversely proportional to class frequency (0 for missing labels)."""
+    """Per-example weights: the task code's `class_weights` of the present labels, 0 where the
+    label is missing (a review has no topic, a news article no sentiment)."""
+    from albert_tf.text_tasks import class_weights
+
     labels = np.asarray(labels)
     present = labels >= 0
-    counts = np.bincount(labels[present], minlength=num_classes).astype("float64")
-    class_weight = np.where(counts > 0, present.sum() / (num_classes * np.maximum(counts, 1)), 0)
-    class_weight = np.minimum(class_weight, max_weight)
-    return np.where(present, class_weight[np.maximum(labels, 0)], 0.0).astype("float32")
+    per_class = class_weights(labels[present], num_classes, max_weight)
+    return np.where(present, per_class[np.maximum(labels, 0)], 0.0).astype("float32")
 
 
 @keras.saving.register_keras_serializable(package="albert_tf")

@@ -216,29 +216,10 @@ def split_held_out(keys, whole, texts, fraction: float) -> tuple[list[int], list
 
 
 def _scores(y_true, y_pred) -> dict:
-    from sklearn.metrics import accuracy_score, f1_score
+    from pipelines.quality import metrics
 
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro")),
-        "n": int(len(y_true)),
-    }
-
-
-def _tfidf_baseline(train_texts, train_y, test_texts) -> list[int]:
-    """TF-IDF (word 1-2 + char 2-4 grams) + logistic regression, as in EVAL.md."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline, make_union
-
-    features = make_union(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, min_df=2),
-    )
-    model = make_pipeline(features, LogisticRegression(max_iter=2000, C=4.0,
-                                                        class_weight="balanced"))
-    model.fit(train_texts, train_y)
-    return list(model.predict(test_texts))
+    return {"accuracy": metrics.accuracy(y_true, y_pred),
+            "macro_f1": metrics.macro_f1(y_true, y_pred), "n": int(len(y_true))}
 
 
 def evaluate_heads(model, preprocessor, train, test, topic_labels) -> dict:
@@ -246,6 +227,7 @@ def evaluate_heads(model, preprocessor, train, test, topic_labels) -> dict:
     import numpy as np
 
     from albert_tf.classifier import predict_probabilities
+    from pipelines.quality.baselines import tfidf_lr_predictions
 
     probs = predict_probabilities(model, preprocessor, test.texts)
     results = {}
@@ -258,9 +240,9 @@ def evaluate_heads(model, preprocessor, train, test, topic_labels) -> dict:
         if keep.sum() == 0 or len(set(train_y[keep_train])) < 2:
             continue
         pred = probs[task][keep].argmax(-1)
-        baseline = _tfidf_baseline(
+        baseline = tfidf_lr_predictions(
             [t for t, k in zip(train.texts, keep_train) if k], train_y[keep_train],
-            [t for t, k in zip(test.texts, keep) if k],
+            [t for t, k in zip(test.texts, keep) if k], class_weight="balanced",
         )
         results[task] = {"albert": _scores(test_y[keep], pred),
                          "tfidf_lr": _scores(test_y[keep], baseline)}

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipelines import workspace as ws_lib
@@ -118,12 +119,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "SentencePiece model first (`pretraining-data --spm-model`)")
 
 
+@dataclass(frozen=True)
+class PretrainOptions:
+    """What a pretraining run does: the options the freshness check and resumption compare (not
+    the budget, the strategy or where the workspace is). Defaults are the command line's."""
+
+    config: str = "tiny"
+    architecture: str = "albert"
+    sequence_length: int | None = None
+    batch_size: int = 64
+    batching: str = "bucketed"
+    steps: int = 10000
+    learning_rate: float = 1e-3
+    warmup_steps: int | None = None
+    optimizer: str = "adamw"
+    checkpoint_every: int = 200
+    eval_instances: int = 5000
+    seed: int = 0
+    no_xla: bool = False
+    dtype: str = "float32"
+    init_from_preset: str | None = None
+    static_sop: bool = False
+    mask_rate: float = 0.15
+    max_ngram: int = 1
+    sop_weight: float = 1.0
+    teacher: str = "none"
+    teacher_weight: float = 1.0
+    teacher_max_instances: int | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "PretrainOptions":
+        return cls(**{name: getattr(args, name) for name in cls.__dataclass_fields__})
+
+
 def _params(args: argparse.Namespace) -> dict:
-    keys = ["config", "sequence_length", "batch_size", "steps", "learning_rate", "warmup_steps",
-            "optimizer", "checkpoint_every", "eval_instances", "seed", "no_xla", "init_from_preset",
-            "batching", "static_sop", "teacher", "teacher_weight", "teacher_max_instances",
-            "mask_rate", "sop_weight", "architecture", "dtype", "max_ngram"]
-    return {k: getattr(args, k) for k in keys}
+    return asdict(PretrainOptions.from_args(args))
 
 
 def _proto_sha256(tokenizer, preset: str | None) -> str:

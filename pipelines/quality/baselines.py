@@ -87,6 +87,20 @@ def _text_vectorizers(language: str) -> list:
             TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)]
 
 
+def tfidf_lr_predictions(train_texts: Sequence[str], train_labels: Sequence, test_texts:
+                         Sequence[str], language: str = "en", c: float = 4.0,
+                         class_weight: str | None = None) -> list:
+    """EVAL.md's TF-IDF features + logistic regression at a fixed C, for splits that have no dev
+    part (a workspace's held-out reviews): the labels it predicts for `test_texts`."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline, make_union
+
+    model = make_pipeline(make_union(*_text_vectorizers(language)),
+                          LogisticRegression(C=c, max_iter=2000, class_weight=class_weight))
+    model.fit(list(train_texts), list(train_labels))
+    return list(model.predict(list(test_texts)))
+
+
 def target_context(example: Example, window: int = WINDOW) -> str:
     """The `window` words each side of the target, marked by side ("L_the R_was"), so that a
     sentence with two targets gives each its own features."""
