@@ -253,6 +253,26 @@ def speed_profile(kind: str, config: AlbertConfig, batch: int = 32, seq_len: int
     return out
 
 
+def preset_profile(preset: str, batch: int = 32, seq_len: int = 128, dtype: str = "float32",
+                   jit_modes: tuple[bool, ...] = (False, True), repeats: int = 5) -> dict[str, Any]:
+    """Size and inference speed of a pretrained backbone read from a preset folder (keras-hub or
+    Hugging Face): parameters, checkpoint MB and tokens/s per mode, in `dtype`."""
+    import keras_hub
+
+    backbone = keras_hub.models.Backbone.from_preset(str(preset), dtype=dtype)
+    out: dict[str, Any] = {
+        "preset": str(preset), "class": type(backbone).__name__, "dtype": dtype,
+        "batch": batch, "sequence_length": seq_len, "params": backbone.count_params(),
+        "token_embedding_params": backbone.token_embedding.count_params(),
+        "checkpoint_mb": checkpoint_megabytes(backbone), "inference": {},
+    }
+    for jit in jit_modes:
+        mode = "xla" if jit else "graph"
+        log.info("speed: %s %s inference, %s", preset, dtype, mode)
+        out["inference"][mode] = inference_throughput(backbone, batch, seq_len, jit, repeats)
+    return out
+
+
 # === Learning in a time budget ===
 
 
@@ -412,6 +432,7 @@ def pretrain_for(
 TASKS = {
     "peak": matmul_peak_flops,
     "speed": speed_profile,
+    "preset": preset_profile,
     "pretrain": pretrain_for,
 }
 

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import shutil
+from pathlib import Path
 
 from pipelines import workspace as ws_lib
 from pipelines.corpus import held_out, split_key
@@ -43,8 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pretrained weights to start from: a keras-hub preset folder or a "
                         "Hugging Face ALBERT or BERT checkpoint folder (default: the pretrain "
                         "stage's preset, or the teacher with --encoder minilm)")
-    parser.add_argument("--encoder", choices=["albert", "student", "minilm"], default="albert",
-                        help="albert: the ALBERT of the pretrain stage (or --preset); student: "
+    parser.add_argument("--encoder", choices=["auto", "albert", "student", "minilm"],
+                        default="auto",
+                        help="auto: the student when the workspace has one (`opinionrec "
+                        "distill`), else albert; albert: the ALBERT of the pretrain stage (or "
+                        "--preset); student: "
                         "the ALBERT student of the distill stage (initialised from and distilled "
                         "from the teacher, WordPiece tokenization in the exported graph); "
                         "minilm: the packaged teacher all-MiniLM-L6-v2 itself (a 6-layer BERT "
@@ -114,15 +118,17 @@ def run_task(args: argparse.Namespace) -> int:
     if args.dataset not in DATASETS:
         raise SystemExit(f"unknown --dataset {args.dataset!r}; choose from {', '.join(DATASETS)}")
     ws = ws_lib.workspace_from_args(args)
-    preset = args.preset or str(ws.pretrained_preset)
-    if not args.preset and not ws.pretrained_preset.exists():
-        raise SystemExit(f"no pretrained preset at {preset}: run `opinionrec pretrain` or pass "
-                         "--preset PATH (any keras-hub ALBERT preset folder)")
+    resolve_encoder(args, ws)
+    preset = encoder_preset(args, ws)
+    if not Path(preset).exists():
+        raise SystemExit(f"no pretrained preset at {preset}: run `opinionrec pretrain` (or "
+                         "`opinionrec distill`) or pass --preset PATH (a keras-hub preset or "
+                         "Hugging Face checkpoint folder)")
     dataset = load_dataset(args.dataset)
     options = tasks.TaskOptions(
         sequence_length=args.sequence_length, max_sequence_length=args.max_sequence_length,
         batch_size=args.batch_size, epochs=args.epochs,
-        learning_rate=args.learning_rate or SCRATCH_LEARNING_RATE,
+        learning_rate=args.learning_rate,
         max_minutes=args.max_minutes or None, eval_every=args.checkpoint_every,
         patience=args.patience,
         class_weights=args.class_weights == "balanced", max_train=args.max_train,
@@ -137,6 +143,28 @@ def run_task(args: argparse.Namespace) -> int:
     log.info("finetune: model folder -> %s (score it again with `opinionrec evaluate --model "
              "%s`)", output, output)
     return 0
+
+
+def resolve_encoder(args: argparse.Namespace, ws) -> None:
+    """Settle `--encoder auto` (the workspace's distilled student if there is one, else the
+    pretrain stage's ALBERT) and the default learning rate of the chosen encoder."""
+    if args.encoder == "auto":
+        args.encoder = "student" if not args.preset and ws.student_preset.exists() else "albert"
+        log.info("finetune: encoder %s (%s)", args.encoder,
+                 f"the distilled student in {ws.student_preset}" if args.encoder == "student"
+                 else "no distilled student in the workspace: the pretrain stage's ALBERT")
+    if args.learning_rate is None:
+        args.learning_rate = (PRETRAINED_LEARNING_RATE if args.encoder in ("minilm", "student")
+                              else SCRATCH_LEARNING_RATE)
+
+
+def encoder_preset(args: argparse.Namespace, ws) -> str:
+    """The folder the chosen encoder loads from: `--preset`, or the encoder's own."""
+    if args.preset:
+        return args.preset
+    if args.encoder == "minilm":
+        return str(_minilm_folder())
+    return str(ws.student_preset if args.encoder == "student" else ws.pretrained_preset)
 
 
 def _minilm_folder():
@@ -253,10 +281,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.task or args.dataset:
         return run_task(args)
     args.sequence_length = args.sequence_length or 128
-    if args.learning_rate is None:
-        args.learning_rate = (PRETRAINED_LEARNING_RATE if args.encoder in ("minilm", "student")
-                              else SCRATCH_LEARNING_RATE)
     ws = ws_lib.workspace_from_args(args)
+    resolve_encoder(args, ws)
     params = _params(args)
     inputs = {"ingest": "stage:ingest", "vocab": "stage:vocab"}
     if args.preset:
@@ -285,9 +311,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.corpus import read_docs
 
     stage_dir = ws.stage_dir("finetune")
-    preset = args.preset or {"minilm": lambda: str(_minilm_folder()),
-                             "student": lambda: str(ws.student_preset),
-                             "albert": lambda: str(ws.pretrained_preset)}[args.encoder]()
+    preset = encoder_preset(args, ws)
     if not args.preset and args.encoder == "student" and not ws.student_preset.exists():
         raise SystemExit(f"finetune --encoder student: no student in {ws.student_preset}; run "
                          "`opinionrec distill` first")

@@ -259,7 +259,7 @@ def test_pretrain_starts_from_a_hugging_face_albert_checkpoint_folder(workspace,
 
 
 def test_finetune_starts_from_the_distilled_student(workspace, tmp_path):
-    """`distill` on the workspace's own documents, then `finetune --encoder student`: the
+    """`distill` on the workspace's own documents, then `finetune` (`--encoder auto`): the
     workspace's heads train on the ALBERT student (WordPiece vocabulary of its teacher) and the
     exported `text_features` tokenizes raw text in its graph."""
     import keras
@@ -283,11 +283,12 @@ def test_finetune_starts_from_the_distilled_student(workspace, tmp_path):
                      "--max-minutes", "0"]) == 0
     summary = json.loads((ws / "distill" / "_stage.json").read_text())["summary"]
     assert summary["train_texts"] > 100 and summary["step"] == 6
-    assert cli.main(["finetune", "--workspace", str(ws), "--encoder", "student",
-                     "--sequence-length", "32", "--epochs", "1", "--no-xla",
-                     "--max-minutes", "0"]) == 0
+    # No --encoder: `auto` takes the workspace's student (and its pretrained learning rate).
+    assert cli.main(["finetune", "--workspace", str(ws), "--sequence-length", "32",
+                     "--epochs", "1", "--no-xla", "--max-minutes", "0"]) == 0
     record = json.loads((ws / "finetune" / "_stage.json").read_text())
     assert record["params"]["encoder"] == "student"
+    assert record["params"]["learning_rate"] == 1e-4
     served = tf.saved_model.load(str(ws / "finetune" / "text_features"))
     out = served.signatures["serving_default"](text=tf.constant(["The battery is great."]))
     assert out["embedding"].shape == (1, 16)

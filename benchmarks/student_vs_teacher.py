@@ -1,0 +1,140 @@
+"""The headline ALBERT vs BERT table: the distilled ALBERT student beside its BERT teacher.
+
+Side by side in one run, each encoder loaded from its preset in a fresh process (so peak RSS is
+its own): parameters, checkpoint MB, inference tokens/s at 32 x 128 in float32 with and without
+XLA and in mixed_bfloat16, and peak RSS; then the accuracy of each on every dataset that
+`benchmarks/quality.py` has measured (`benchmarks/results/quality.json`, keys `albert` = the
+student, `teacher`, `albert_scratch`, `tfidf`).
+
+    python benchmarks/student_vs_teacher.py --student /tmp/opinionrec-distill/distill/preset
+
+Writes benchmarks/results/student_vs_teacher.{json,md}; ~6 minutes on 2 idle cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from benchmarks._common import RESULTS, markdown_table, write_results  # noqa: E402
+
+log = logging.getLogger("opinionrec")
+
+ENCODERS = ("teacher", "albert", "albert_scratch")
+TITLES = {"teacher": "teacher: all-MiniLM-L6-v2 (BERT, 6 layers)",
+          "albert": "ALBERT student (distilled)",
+          "albert_scratch": "ALBERT from scratch (tiny)", "tfidf": "TF-IDF + LR"}
+
+
+def profile(preset: Path, batch: int, seq_len: int, repeats: int) -> dict:
+    """float32 (graph and XLA) and mixed_bfloat16 (graph) profiles, each in its own process."""
+    from albert_tf.comparison import run_isolated
+
+    f32 = run_isolated("preset", preset=str(preset), batch=batch, seq_len=seq_len,
+                       dtype="float32", jit_modes=[False, True], repeats=repeats)
+    bf16 = run_isolated("preset", preset=str(preset), batch=batch, seq_len=seq_len,
+                        dtype="mixed_bfloat16", jit_modes=[False], repeats=repeats)
+    return {"class": f32["class"], "params": f32["params"],
+            "token_embedding_params": f32["token_embedding_params"],
+            "checkpoint_mb": round(f32["checkpoint_mb"], 1),
+            "tokens_per_s": {"float32_graph": f32["inference"]["graph"]["tokens_per_s"],
+                             "float32_xla": f32["inference"]["xla"]["tokens_per_s"],
+                             "bf16_graph": bf16["inference"]["graph"]["tokens_per_s"]},
+            "xla_compile_s": f32["inference"]["xla"]["compile_s"],
+            "peak_rss_mb": round(f32["peak_rss_mb"], 0)}
+
+
+def accuracy_rows(quality: dict) -> list[list[str]]:
+    """One row per dataset of quality.json with at least the teacher or the student measured."""
+    rows = []
+    for name, entries in sorted(quality.items()):
+        if not isinstance(entries, dict) or name.endswith("_topics"):
+            continue
+        if not any(isinstance(entries.get(m), dict) and "metrics" in entries[m]
+                   for m in ("albert", "teacher")):
+            continue
+        metric = next(entries[m]["metrics"][0] for m in entries
+                      if isinstance(entries[m], dict) and entries[m].get("metrics"))
+        cells = []
+        for model in (*ENCODERS, "tfidf"):
+            value = (entries.get(model) or {}).get(metric)
+            cells.append(f"{100 * value:.2f}" if isinstance(value, float) else "—")
+        rows.append([name, metric, *cells])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--student", type=Path,
+                        default=Path("/tmp/opinionrec-distill/distill/preset"))
+    parser.add_argument("--teacher", type=Path, default=None,
+                        help="default: the packaged all-MiniLM-L6-v2")
+    parser.add_argument("--scratch", type=Path,
+                        default=Path("/tmp/opinionrec-bilingual-corpus/pretrain/preset"))
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--sequence-length", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quality", type=Path, default=RESULTS / "quality.json")
+    args = parser.parse_args(argv)
+    from pipelines.cli import configure_logging
+
+    configure_logging(False)
+    if args.teacher is None:
+        from albert_tf.distillation import minilm_folder
+
+        args.teacher = minilm_folder()
+    presets = {"teacher": args.teacher, "albert": args.student, "albert_scratch": args.scratch}
+    profiles = {}
+    for model, preset in presets.items():
+        if not Path(preset, "config.json").exists():
+            log.warning("student_vs_teacher: no %s preset at %s; left out", model, preset)
+            continue
+        profiles[model] = {"preset": str(preset),
+                           **profile(preset, args.batch, args.sequence_length, args.repeats)}
+    quality = json.loads(args.quality.read_text()) if args.quality.exists() else {}
+
+    models = list(profiles)
+    teacher = profiles.get("teacher")
+    size_rows = []
+    for model in models:
+        p = profiles[model]
+        speed = p["tokens_per_s"]
+        size_rows.append([
+            TITLES[model], f"{p['params'] / 1e6:.1f}M",
+            f"{teacher['params'] / p['params']:.1f}x" if teacher else "—",
+            f"{p['checkpoint_mb']:.0f}", f"{speed['float32_graph']:,.0f}",
+            f"{speed['float32_xla']:,.0f}", f"{speed['bf16_graph']:,.0f}",
+            f"{p['peak_rss_mb']:,.0f}"])
+    text = (f"The distilled ALBERT student beside its BERT teacher. Inference at "
+            f"{args.batch} x {args.sequence_length} tokens, one process per encoder, median of "
+            f"{args.repeats} calls.\n\n")
+    text += markdown_table(["encoder", "parameters", "fewer than teacher", "checkpoint MB",
+                            "tokens/s fp32", "tokens/s fp32 XLA", "tokens/s bf16", "peak RSS MB"],
+                           size_rows)
+    text += ("\n\nAccuracy (percent, EVAL.md test splits; `benchmarks/quality.py`, first metric "
+             "of each set):\n\n")
+    text += markdown_table(["dataset", "metric", *(TITLES[m] for m in (*ENCODERS, "tfidf"))],
+                           accuracy_rows(quality))
+    result = {"benchmark": "student_vs_teacher", "batch": args.batch,
+              "sequence_length": args.sequence_length, "profiles": profiles,
+              "accuracy": {name: {m: (entries.get(m) or {}).get("accuracy")
+                                  for m in (*ENCODERS, "tfidf")}
+                           for name, entries in quality.items()
+                           if isinstance(entries, dict) and any(
+                               isinstance(entries.get(m), dict) for m in ("albert", "teacher"))}}
+    path = write_results("student_vs_teacher", result, text)
+    print(text)
+    print(f"\n{path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
