@@ -1,4 +1,5 @@
-"""SentencePiece pieces with character offsets, and BIO tags over them for term extraction.
+"""Pieces with character offsets (SentencePiece, or BERT's WordPiece), and BIO tags over them
+for term extraction.
 
 An aspect or opinion term is a character span `[start, end)` of the original text. Pieces carry
 their own span in that text: SentencePiece's proto reports UTF-8 byte offsets into the original
@@ -139,6 +140,130 @@ class PieceAligner:
                       or self._breaks_word(text[start]))
             pieces += self._encode(text[start:end], start, prefix)
         return pieces
+
+
+class WordPieceAligner:
+    """`PieceAligner`'s interface for a BERT WordPiece vocabulary (the MiniLM teacher, its
+    ALBERT student): BERT's basic tokenization (punctuation and CJK characters split off,
+    whitespace dropped; case folding and accent stripping as the keras-hub tokenizer is
+    configured), then greedy longest-match WordPiece per word, with
+    the character offsets of every piece in the original text. A cut inside a word splits it
+    there, the later part continuing with "##" pieces.
+
+    Args:
+        vocabulary: the WordPiece vocabulary, in id order (`tokenizer.get_vocabulary()`).
+        lowercase: fold case, as keras-hub's tokenizer with `lowercase=True`.
+        strip_accents: drop accent marks (after NFD), as with `strip_accents=True`.
+    """
+
+    def __init__(self, vocabulary: Sequence[str], lowercase: bool = True,
+                 strip_accents: bool = False):
+        self.vocabulary = list(vocabulary)
+        self.lowercase = lowercase
+        self.strip_accents = strip_accents
+        self._ids = {token: i for i, token in enumerate(self.vocabulary)}
+        self.pad_id = self._ids["[PAD]"]
+        self.cls_id = self._ids["[CLS]"]
+        self.sep_id = self._ids["[SEP]"]
+        self.unk_id = self._ids["[UNK]"]
+        self.vocabulary_size = len(self.vocabulary)
+
+    def __reduce__(self):
+        return (WordPieceAligner, (self.vocabulary, self.lowercase, self.strip_accents))
+
+    def _normalized(self, char: str) -> str:
+        if self.strip_accents:
+            char = "".join(c for c in unicodedata.normalize("NFD", char)
+                           if unicodedata.category(c) != "Mn")
+        return char.casefold() if self.lowercase else char
+
+    @staticmethod
+    def _splits_off(char: str) -> bool:
+        """Punctuation (BERT's: ASCII symbols too) and CJK ideographs are words of their own."""
+        code = ord(char)
+        if 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126:
+            return True
+        if unicodedata.category(char).startswith("P"):
+            return True
+        return (0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF
+                or 0x20000 <= code <= 0x2FA1F)
+
+    def _words(self, text: str, cuts: set[int]) -> list[list[tuple[str, int]]]:
+        """Words as lists of (normalized character, original index); a cut inside a word is
+        marked by an `("", -1)` entry between its segments."""
+        words: list[list[tuple[str, int]]] = []
+        current: list[tuple[str, int]] = []
+        for index, char in enumerate(text):
+            if char.isspace() or unicodedata.category(char) in ("Cc", "Cf") or char == "\ufffd":
+                if current:
+                    words.append(current)
+                current = []
+                continue
+            if self._splits_off(char):
+                if current:
+                    words.append(current)
+                words.append([(c, index) for c in self._normalized(char)] or [(char, index)])
+                current = []
+                continue
+            if index in cuts and current:
+                current.append(("", -1))  # segment boundary inside the word
+            current.extend((c, index) for c in self._normalized(char))
+        if current:
+            words.append(current)
+        return words
+
+    def _word_pieces(self, chars: list[tuple[str, int]], continuing: bool) -> list[Piece]:
+        """Greedy longest-match-first WordPiece of one segment; [UNK] for the whole segment if
+        some part has no piece (as BERT does)."""
+        text = "".join(c for c, _ in chars)
+        if len(text) > 100:
+            return [Piece(self.unk_id, chars[0][1], chars[-1][1] + 1)]
+        pieces, start = [], 0
+        while start < len(text):
+            end = len(text)
+            found = None
+            while end > start:
+                candidate = ("##" if start > 0 or continuing else "") + text[start:end]
+                if candidate in self._ids:
+                    found = self._ids[candidate]
+                    break
+                end -= 1
+            if found is None:
+                return [Piece(self.unk_id, chars[0][1], chars[-1][1] + 1)]
+            pieces.append(Piece(found, chars[start][1], chars[end - 1][1] + 1))
+            start = end
+        return pieces
+
+    def pieces(self, text: str, cut_at: Iterable[int] = ()) -> list[Piece]:
+        """The WordPiece pieces of `text` with `str` offsets; every offset in `cut_at` is a
+        piece boundary."""
+        cuts = {c for c in cut_at if 0 < c < len(text)}
+        out: list[Piece] = []
+        for word in self._words(text, cuts):
+            segment: list[tuple[str, int]] = []
+            continuing = False
+            for char, index in [*word, ("", -1)]:
+                if index == -1:
+                    if segment:
+                        out += self._word_pieces(segment, continuing)
+                        continuing = True
+                    segment = []
+                else:
+                    segment.append((char, index))
+        return out
+
+
+def aligner_for(tokenizer):
+    """The aligner of a keras-hub tokenizer: `PieceAligner` for SentencePiece (ALBERT),
+    `WordPieceAligner` for WordPiece (BERT, and the ALBERT student of a BERT teacher)."""
+    import keras_hub
+
+    if isinstance(tokenizer, keras_hub.models.BertTokenizer):
+        return WordPieceAligner(tokenizer.get_vocabulary(), lowercase=tokenizer.lowercase,
+                                strip_accents=tokenizer.strip_accents)
+    from albert_tf.tokenizer import sentencepiece_proto
+
+    return PieceAligner(sentencepiece_proto(tokenizer))
 
 
 def _blank(char: str) -> bool:

@@ -155,6 +155,7 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     import keras
 
     from albert_tf.bert import load_backbone
+    from albert_tf.spans import aligner_for
     from albert_tf.text_tasks import make_pair_preprocessor
     from albert_tf.tokenizer import load_preset_tokenizer
     from pipelines.quality.datasets import stratified_subset
@@ -171,9 +172,6 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     # Dev is scored at every checkpoint: a seeded, label-stratified sample of it keeps that cheap.
     dev = stratified_subset(dataset.dev, options.max_dev, options.seed)
     tokenizer = load_preset_tokenizer(preset)  # SentencePiece, or WordPiece for a BERT checkpoint
-    if TASKS[task] == "aspect_terms" and not _is_sentencepiece(tokenizer):
-        raise SystemExit(f"{task} needs a SentencePiece (ALBERT) tokenizer: its spans are aligned "
-                         f"on SentencePiece pieces; {preset} has a {type(tokenizer).__name__}")
     texts = [e.text for e in train]
     lengths = _token_lengths(tokenizer, texts)
     if TASKS[task] == "aspect_polarity":
@@ -186,7 +184,7 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     backbone = load_backbone(preset)  # ALBERT, or the BERT equivalent
     start = time.perf_counter()
     if TASKS[task] == "aspect_terms":
-        summary = _train_tagger(backbone, _tokenizer_proto(tokenizer), train, dev,
+        summary = _train_tagger(backbone, aligner_for(tokenizer), train, dev,
                                 sequence_length, work, options)
         info: dict[str, Any] = {"labels": []}
         preprocessing = tokenizer
@@ -271,19 +269,17 @@ def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options
     return summary, info
 
 
-def _train_tagger(backbone, proto, train, dev, sequence_length, work, options) -> dict:
+def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options) -> dict:
     import numpy as np
     import tensorflow as tf
 
     from albert_tf.pretraining import example_order
-    from albert_tf.spans import PieceAligner
     from albert_tf.bert import matching_class
     from albert_tf.tagger import TokenTagger, compile_tagger, encode_for_tagging, predict_spans
     from albert_tf.text_tasks import KeepBest
     from albert_tf.training import fit_resumable, make_optimizer
     from pipelines.quality import metrics
 
-    aligner = PieceAligner(proto)
     encoded = encode_for_tagging(aligner, [e.text for e in train], [list(e.spans) for e in train],
                                  sequence_length)
     model = matching_class(TokenTagger, type(backbone))(backbone)
@@ -356,14 +352,12 @@ def predict_task(model_dir: str | Path, examples, open_set: bool = True) -> list
     info = read_info(model_dir)
     model_dir = str(model_dir)
     if info["kind"] == "aspect_terms":
-        import keras_hub
-
-        from albert_tf.spans import PieceAligner
+        from albert_tf.spans import aligner_for
         from albert_tf.tagger import TokenTagger, predict_spans
+        from albert_tf.tokenizer import load_preset_tokenizer
 
         model = TokenTagger.from_preset(model_dir, preprocessor=None)
-        tokenizer = keras_hub.models.AlbertTokenizer.from_preset(model_dir)
-        aligner = PieceAligner(_tokenizer_proto(tokenizer))
+        aligner = aligner_for(load_preset_tokenizer(model_dir))
         return predict_spans(model, aligner, [e.text for e in examples], info["sequence_length"])
     return _labels(_classifier_probabilities(model_dir, examples), info, open_set)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import pytest
 import sentencepiece as spm
 
@@ -227,3 +228,33 @@ def test_span_f1():
     assert span_f1([[]], [[]])["f1"] == 0.0
     with pytest.raises(ValueError, match="Received: 1 and 2"):
         span_f1([[]], [[], []])
+
+
+def test_wordpiece_aligner_matches_bert_tokenization_with_offsets():
+    """`WordPieceAligner` gives keras-hub's `BertTokenizer` ids (uncased, accents stripped) and
+    each piece's characters in the original text; a cut splits a word into "##" pieces."""
+    import keras_hub
+
+    from albert_tf.spans import WordPieceAligner, aligner_for
+
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "battery", "life", "is",
+                  "great", ",", "!", "cafe", "bat", "##tery", "##s", "un", "##know", "##n", "-",
+                  "s"]
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=True,
+                                               strip_accents=True)
+    aligner = aligner_for(tokenizer)
+    assert isinstance(aligner, WordPieceAligner)
+    texts = ["The Battery-life is GREAT, batterys!", "  Café unknown!!", "the xyz battery"]
+    for text in texts:
+        pieces = aligner.pieces(text)
+        assert [p.id for p in pieces] == np.asarray(tokenizer(text)).tolist(), text
+    text = "The Battery-life is GREAT, batterys!"
+    assert [text[p.start:p.end] for p in aligner.pieces(text)] == [
+        "The", "Battery", "-", "life", "is", "GREAT", ",", "battery", "s", "!"]
+    assert [(p.start, p.end, vocabulary[p.id]) for p in aligner.pieces("Café")] == [
+        (0, 4, "cafe")]
+    # A gold span ending inside a word: a cut there, the rest continuing as "##" pieces.
+    cut = aligner.pieces("batterys", cut_at=[7])
+    assert [(p.start, p.end, vocabulary[p.id]) for p in cut] == [
+        (0, 3, "bat"), (3, 7, "##tery"), (7, 8, "##s")]
+    assert [vocabulary[p.id] for p in aligner.pieces("xyz")] == ["[UNK]"]

