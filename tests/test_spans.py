@@ -254,7 +254,8 @@ def test_wordpiece_aligner_matches_bert_tokenization_with_offsets():
     assert [(p.start, p.end, vocabulary[p.id]) for p in aligner.pieces("Café")] == [
         (0, 4, "cafe")]
     # A gold span ending inside a word: a cut there, the rest continuing as "##" pieces.
-    cut = aligner.pieces("batterys", cut_at=[7])
+    assert [vocabulary[p.id] for p in aligner.pieces("batterys")] == ["battery", "##s"]
+    cut = aligner.pieces("batterys", cut_at=[3])
     assert [(p.start, p.end, vocabulary[p.id]) for p in cut] == [
         (0, 3, "bat"), (3, 7, "##tery"), (7, 8, "##s")]
     assert [vocabulary[p.id] for p in aligner.pieces("xyz")] == ["[UNK]"]
