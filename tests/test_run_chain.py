@@ -16,13 +16,31 @@ def test_training_stages_get_what_the_others_leave(minutes, expected):
 
 
 def test_chain_passes_every_input_and_the_budgets():
-    args = argparse.Namespace(input=["a.json.gz", "meta.json.gz"], minutes=20.0, config="tiny")
-    stages = dict(run_chain.chain(args))
+    args = argparse.Namespace(input=["a.json.gz", "meta.json.gz"], minutes=20.0, config="tiny",
+                              encoder="albert")
+    chain = run_chain.chain(args)
+    stages = dict(chain)
+    assert len(stages) == len(chain)  # no stage twice
     assert list(stages) == ["ingest", "vocab", "pretraining-data", "pretrain", "finetune",
                             "features", "describe", "train-recommender", "export"]
     assert stages["ingest"] == ["--input", "a.json.gz", "--input", "meta.json.gz"]
     assert stages["pretrain"] == ["--config", "tiny", "--max-minutes", "8.4"]
-    assert stages["finetune"] == ["--max-minutes", "5.6"]
+    assert stages["finetune"] == ["--encoder", "albert", "--max-minutes", "5.6"]
+
+
+def test_the_student_chain_distils_instead_of_pretraining(monkeypatch):
+    args = argparse.Namespace(input=["a.json.gz"], minutes=20.0, config="tiny", encoder="student")
+    stages = dict(run_chain.chain(args))
+    assert list(stages) == ["ingest", "vocab", "distill", "finetune", "features", "describe",
+                            "train-recommender", "export"]
+    assert stages["distill"] == ["--max-minutes", "8.4"]
+    assert stages["finetune"] == ["--encoder", "student", "--max-minutes", "5.6"]
+    # auto: the student when the teacher is installed, else the from-scratch ALBERT.
+    args.encoder = "auto"
+    monkeypatch.setattr(run_chain, "teacher_installed", lambda: False)
+    assert "pretrain" in dict(run_chain.chain(args))
+    monkeypatch.setattr(run_chain, "teacher_installed", lambda: True)
+    assert "distill" in dict(run_chain.chain(args))
 
 
 def test_run_needs_an_input(capsys):
