@@ -96,11 +96,9 @@ class TeacherEncoder:
     def _pooled(self, token_ids, padding_mask):
         x = {"token_ids": token_ids, "padding_mask": padding_mask,
              "segment_ids": keras.ops.zeros_like(token_ids)}
-        sequence_output = self.backbone(x, training=False)["sequence_output"]
-        mask = keras.ops.cast(padding_mask, sequence_output.dtype)[:, :, None]
-        mean = keras.ops.sum(sequence_output * mask, axis=1) / keras.ops.maximum(
-            keras.ops.sum(mask, axis=1), 1e-9)
-        return keras.ops.normalize(mean, axis=-1, order=2)
+        from albert_tf.student import mean_pooled
+
+        return mean_pooled(self.backbone(x, training=False)["sequence_output"], padding_mask)
 
     def token_ids(self, texts: Sequence[str], sequence_length: int = 128) -> list[np.ndarray]:
         """`[CLS] wordpieces [SEP]` of each text, truncated to `sequence_length` tokens."""
