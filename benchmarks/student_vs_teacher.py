@@ -51,6 +51,24 @@ def profile(preset: Path, batch: int, seq_len: int, repeats: int) -> dict:
             "peak_rss_mb": round(f32["peak_rss_mb"], 0)}
 
 
+def headline_metric(metrics: list[str]) -> str:
+    """The figure a set is judged by: F1 for aspect spans, else the first metric (accuracy)."""
+    return "f1" if "f1" in metrics else metrics[0]
+
+
+def headline(result: dict) -> float | None:
+    """One result's headline figure (None when it was not measured)."""
+    return result.get(headline_metric(result.get("metrics") or ["accuracy"]))
+
+
+def baseline_of(entries: dict) -> dict:
+    """The simple baseline measured beside the encoders: TF-IDF + LR, or the opinion lexicon."""
+    for name in ("tfidf", "lexicon"):
+        if isinstance(entries.get(name), dict) and "skipped" not in entries[name]:
+            return entries[name]
+    return {}
+
+
 def accuracy_rows(quality: dict) -> list[list[str]]:
     """One row per dataset of quality.json with at least the teacher or the student measured."""
     rows = []
@@ -60,11 +78,11 @@ def accuracy_rows(quality: dict) -> list[list[str]]:
         if not any(isinstance(entries.get(m), dict) and "metrics" in entries[m]
                    for m in ("albert", "teacher")):
             continue
-        metric = next(entries[m]["metrics"][0] for m in entries
-                      if isinstance(entries[m], dict) and entries[m].get("metrics"))
+        metric = headline_metric(next(entries[m]["metrics"] for m in entries
+                                      if isinstance(entries[m], dict) and entries[m].get("metrics")))
         cells = []
-        for model in (*ENCODERS, "tfidf"):
-            value = (entries.get(model) or {}).get(metric)
+        for result in (*(entries.get(m) or {} for m in ENCODERS), baseline_of(entries)):
+            value = result.get(metric)
             cells.append(f"{100 * value:.2f}" if isinstance(value, float) else "—")
         rows.append([name, metric, *cells])
     return rows
@@ -121,12 +139,13 @@ def main(argv: list[str] | None = None) -> int:
                            size_rows)
     text += ("\n\nAccuracy (percent, EVAL.md test splits; `benchmarks/quality.py`, first metric "
              "of each set):\n\n")
-    text += markdown_table(["dataset", "metric", *(TITLES[m] for m in (*ENCODERS, "tfidf"))],
+    text += markdown_table(["dataset", "metric", *(TITLES[m] for m in ENCODERS),
+                            "TF-IDF + LR (lexicon for aspects)"],
                            accuracy_rows(quality))
     result = {"benchmark": "student_vs_teacher", "batch": args.batch,
               "sequence_length": args.sequence_length, "profiles": profiles,
-              "accuracy": {name: {m: (entries.get(m) or {}).get("accuracy")
-                                  for m in (*ENCODERS, "tfidf")}
+              "accuracy": {name: {**{m: headline(entries.get(m) or {}) for m in ENCODERS},
+                                  "baseline": headline(baseline_of(entries))}
                            for name, entries in quality.items()
                            if isinstance(entries, dict) and any(
                                isinstance(entries.get(m), dict) for m in ("albert", "teacher"))}}

@@ -72,7 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="teacher layer(s) that initialise the shared layer: average, first, "
                         "middle, last or an index (default: %(default)s, the best start measured)")
     parser.add_argument("--steps", type=int, default=defaults.steps,
-                        help="training steps planned; the learning rate decays to 0 there "
+                        help="training steps planned; the learning rate decays to 0 there. Raise "
+                        "it to continue a finished run from its last checkpoint "
                         "(default: %(default)s)")
     parser.add_argument("--max-minutes", type=float, default=60.0,
                         help="stop after this many minutes of training, with a checkpoint; "
@@ -217,7 +218,9 @@ def _distill(ws, options: DistillOptions, params: dict, inputs: dict,
     if len(train) < options.batch_size:
         raise SystemExit(f"distill: {len(train)} distinct texts, fewer than one batch of "
                          f"{options.batch_size}; ingest more documents or pass --texts")
-    run_state = ws_lib.jsonable({**params, "texts": len(texts), "teacher": teacher_folder})
+    # More --steps (or another checkpoint interval) continues the run; anything else restarts it.
+    run_state = ws_lib.jsonable({**params, "steps": None, "checkpoint_every": None,
+                                 "texts": len(texts), "teacher": teacher_folder})
     if run_file.exists() and json.loads(run_file.read_text()) != run_state:
         log.info("distill: options or texts changed; discarding old checkpoints and logs")
         shutil.rmtree(checkpoints, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -258,7 +259,7 @@ def test_pretrain_starts_from_a_hugging_face_albert_checkpoint_folder(workspace,
     assert 0 < np.abs(after - start).max() < 0.01
 
 
-def test_finetune_starts_from_the_distilled_student(workspace, tmp_path):
+def test_finetune_starts_from_the_distilled_student(workspace, tmp_path, caplog):
     """`distill` on the workspace's own documents, then `finetune` (`--encoder auto`): the
     workspace's heads train on the ALBERT student (WordPiece vocabulary of its teacher) and the
     exported `text_features` tokenizes raw text in its graph."""
@@ -283,6 +284,14 @@ def test_finetune_starts_from_the_distilled_student(workspace, tmp_path):
                      "--max-minutes", "0"]) == 0
     summary = json.loads((ws / "distill" / "_stage.json").read_text())["summary"]
     assert summary["train_texts"] > 100 and summary["step"] == 6
+    # More --steps continues from the last checkpoint instead of starting over.
+    with caplog.at_level(logging.INFO):
+        assert cli.main(["distill", "--workspace", str(ws), "--teacher", str(teacher_dir),
+                         "--embedding-dim", "8", "--steps", "9", "--checkpoint-every", "3",
+                         "--batch-size", "8", "--sequence-length", "32", "--no-xla",
+                         "--max-minutes", "0"]) == 0
+    assert "at step 6" in caplog.text and "discarding" not in caplog.text
+    assert json.loads((ws / "distill" / "_stage.json").read_text())["summary"]["step"] == 9
     # No --encoder: `auto` takes the workspace's student (and its pretrained learning rate).
     assert cli.main(["finetune", "--workspace", str(ws), "--sequence-length", "32",
                      "--epochs", "1", "--no-xla", "--max-minutes", "0"]) == 0

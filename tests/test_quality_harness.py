@@ -92,3 +92,22 @@ def test_earlier_albert_results_from_a_scratch_preset_become_albert_scratch(tmp_
     assert kept["sst2"] == {"albert_scratch": {"accuracy": 0.65, "preset": "/tmp/x/pretrain/preset"},
                             "tfidf": {"accuracy": 0.84}}
     assert list(kept["bbc"]) == ["albert"]
+
+
+def test_the_headline_table_judges_aspects_by_f1_against_the_lexicon():
+    from benchmarks import student_vs_teacher
+
+    spans = ["precision", "recall", "f1"]
+    quality_json = {
+        "sst2": {"teacher": {"accuracy": 0.85, "metrics": ["accuracy", "macro_f1"]},
+                 "albert": {"accuracy": 0.80, "metrics": ["accuracy", "macro_f1"]},
+                 "tfidf": {"accuracy": 0.82, "metrics": ["accuracy", "macro_f1"]}},
+        "laptops": {"albert": {"precision": 0.4, "f1": 0.47, "metrics": spans},
+                    "tfidf": {"skipped": "no aspect terms", "metrics": spans},
+                    "lexicon": {"precision": 0.5, "f1": 0.56, "metrics": spans}},
+        "ag_news": {"tfidf": {"accuracy": 0.9, "metrics": ["accuracy"]}},  # no encoder: left out
+    }
+    rows = {row[0]: row for row in student_vs_teacher.accuracy_rows(quality_json)}
+    assert set(rows) == {"sst2", "laptops"}
+    assert rows["laptops"][1:] == ["f1", "—", "47.00", "—", "56.00"]
+    assert rows["sst2"][1:] == ["accuracy", "85.00", "80.00", "—", "82.00"]
