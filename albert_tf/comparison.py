@@ -273,6 +273,24 @@ def preset_profile(preset: str, batch: int = 32, seq_len: int = 128, dtype: str 
     return out
 
 
+def encoder_profile(preset: str | Path, batch: int = 32, seq_len: int = 128,
+                    repeats: int = 5) -> dict[str, Any]:
+    """One encoder preset's size, float32 (graph and XLA) and mixed_bfloat16 (graph) inference
+    speed and peak RSS, each dtype measured in its own process."""
+    f32 = run_isolated("preset", preset=str(preset), batch=batch, seq_len=seq_len,
+                       dtype="float32", jit_modes=[False, True], repeats=repeats)
+    bf16 = run_isolated("preset", preset=str(preset), batch=batch, seq_len=seq_len,
+                        dtype="mixed_bfloat16", jit_modes=[False], repeats=repeats)
+    return {"preset": str(preset), "class": f32["class"], "params": f32["params"],
+            "token_embedding_params": f32["token_embedding_params"],
+            "checkpoint_mb": round(f32["checkpoint_mb"], 1),
+            "tokens_per_s": {"float32_graph": f32["inference"]["graph"]["tokens_per_s"],
+                             "float32_xla": f32["inference"]["xla"]["tokens_per_s"],
+                             "bf16_graph": bf16["inference"]["graph"]["tokens_per_s"]},
+            "xla_compile_s": f32["inference"]["xla"]["compile_s"],
+            "peak_rss_mb": round(f32["peak_rss_mb"], 0)}
+
+
 # === Learning in a time budget ===
 
 

@@ -23,7 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from albert_tf.comparison import encoder_profile  # noqa: E402
 from benchmarks._common import RESULTS, markdown_table, write_results  # noqa: E402
+from pipelines.compare import encoder_rows  # noqa: E402
 
 log = logging.getLogger("opinionrec")
 
@@ -31,24 +33,6 @@ ENCODERS = ("teacher", "albert", "albert_scratch")
 TITLES = {"teacher": "teacher: all-MiniLM-L6-v2 (BERT, 6 layers)",
           "albert": "ALBERT student (distilled)",
           "albert_scratch": "ALBERT from scratch (tiny)", "tfidf": "TF-IDF + LR"}
-
-
-def profile(preset: Path, batch: int, seq_len: int, repeats: int) -> dict:
-    """float32 (graph and XLA) and mixed_bfloat16 (graph) profiles, each in its own process."""
-    from albert_tf.comparison import run_isolated
-
-    f32 = run_isolated("preset", preset=str(preset), batch=batch, seq_len=seq_len,
-                       dtype="float32", jit_modes=[False, True], repeats=repeats)
-    bf16 = run_isolated("preset", preset=str(preset), batch=batch, seq_len=seq_len,
-                        dtype="mixed_bfloat16", jit_modes=[False], repeats=repeats)
-    return {"class": f32["class"], "params": f32["params"],
-            "token_embedding_params": f32["token_embedding_params"],
-            "checkpoint_mb": round(f32["checkpoint_mb"], 1),
-            "tokens_per_s": {"float32_graph": f32["inference"]["graph"]["tokens_per_s"],
-                             "float32_xla": f32["inference"]["xla"]["tokens_per_s"],
-                             "bf16_graph": bf16["inference"]["graph"]["tokens_per_s"]},
-            "xla_compile_s": f32["inference"]["xla"]["compile_s"],
-            "peak_rss_mb": round(f32["peak_rss_mb"], 0)}
 
 
 def headline_metric(metrics: list[str]) -> str:
@@ -115,28 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(preset, "config.json").exists():
             log.warning("student_vs_teacher: no %s preset at %s; left out", model, preset)
             continue
-        profiles[model] = {"preset": str(preset),
-                           **profile(preset, args.batch, args.sequence_length, args.repeats)}
+        profiles[model] = encoder_profile(preset, args.batch, args.sequence_length, args.repeats)
     quality = json.loads(args.quality.read_text()) if args.quality.exists() else {}
 
-    models = list(profiles)
-    teacher = profiles.get("teacher")
-    size_rows = []
-    for model in models:
-        p = profiles[model]
-        speed = p["tokens_per_s"]
-        size_rows.append([
-            TITLES[model], f"{p['params'] / 1e6:.1f}M",
-            f"{teacher['params'] / p['params']:.1f}x" if teacher else "—",
-            f"{p['checkpoint_mb']:.0f}", f"{speed['float32_graph']:,.0f}",
-            f"{speed['float32_xla']:,.0f}", f"{speed['bf16_graph']:,.0f}",
-            f"{p['peak_rss_mb']:,.0f}"])
+    size_headers, size_rows = encoder_rows({TITLES[m]: p for m, p in profiles.items()},
+                                           profiles.get("teacher"))
     text = (f"The distilled ALBERT student beside its BERT teacher. Inference at "
             f"{args.batch} x {args.sequence_length} tokens, one process per encoder, median of "
             f"{args.repeats} calls.\n\n")
-    text += markdown_table(["encoder", "parameters", "fewer than teacher", "checkpoint MB",
-                            "tokens/s fp32", "tokens/s fp32 XLA", "tokens/s bf16", "peak RSS MB"],
-                           size_rows)
+    text += markdown_table(size_headers, size_rows)
     text += ("\n\nAccuracy (percent, EVAL.md test splits; `benchmarks/quality.py`, first metric "
              "of each set):\n\n")
     text += markdown_table(["dataset", "metric", *(TITLES[m] for m in ENCODERS),

@@ -10,7 +10,11 @@ own weights and token embeddings of width H (`AlbertConfig.bert_equivalent`). In
   and the XLA forward pass as a fraction of this machine's matmul peak;
 - the training race on `--config`: both pretrain (MLM + SOP) on `<workspace>/pretraining_data`
   for the same `--minutes` of training, held-out MLM and SOP accuracy along the way;
-- with `--bf16`, the same for ALBERT in mixed_bfloat16 (graph mode, oneDNN's bf16 path).
+- with `--bf16`, the same for ALBERT in mixed_bfloat16 (graph mode, oneDNN's bf16 path);
+- with `--encoders` (default: when `opinionrec distill` has run), the workspace's distilled ALBERT
+  student beside its BERT teacher: parameters, checkpoint MB, inference tokens/s (float32 graph
+  and XLA, bf16) and peak RSS, with the finetune stage's held-out scores beside TF-IDF + LR
+  (`encoders.json`, `encoders.md`).
 
 Every variant runs in its own process (`albert_tf.comparison.run_isolated`). Writes
 `compare.json`, `compare.md` and `compare.html` (plots embedded) to `--out`.
@@ -114,6 +118,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peak-size", type=int, default=2048,
                         help="matrix size of the matmul peak measurement (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="initial weights, data order, masks")
+    parser.add_argument("--encoders", action=argparse.BooleanOptionalAction, default=None,
+                        help="compare the workspace's distilled ALBERT student with its BERT "
+                        "teacher (size, speed, memory, held-out scores); default: when "
+                        "`opinionrec distill` has run")
     parser.add_argument("--out", default=None,
                         help="output folder (default: <workspace>/compare)")
 
@@ -504,17 +512,105 @@ def write_reports(result: dict[str, Any], out_dir: str | Path, name: str = "comp
     return paths
 
 
+# === The distilled student beside its teacher ===
+
+
+def encoder_rows(profiles: dict[str, dict], teacher: dict | None
+                 ) -> tuple[list[str], list[list[str]]]:
+    """One row per encoder profile (`albert_tf.comparison.encoder_profile`), titled by its key."""
+    headers = ["encoder", "parameters", "fewer than teacher", "checkpoint MB", "tokens/s fp32",
+               "tokens/s fp32 XLA", "tokens/s bf16", "peak RSS MB"]
+    rows = []
+    for title, p in profiles.items():
+        speed = p["tokens_per_s"]
+        rows.append([title, f"{p['params'] / 1e6:.1f}M",
+                     f"{teacher['params'] / p['params']:.1f}x" if teacher else "—",
+                     f"{p['checkpoint_mb']:.0f}", f"{speed['float32_graph']:,.0f}",
+                     f"{speed['float32_xla']:,.0f}", f"{speed['bf16_graph']:,.0f}",
+                     f"{p['peak_rss_mb']:,.0f}"])
+    return headers, rows
+
+
+def teacher_of(ws: ws_lib.Workspace) -> str:
+    """The teacher the workspace's student was distilled from (its distill metrics say)."""
+    metrics = ws.stage_dir("distill") / "metrics.json"
+    if metrics.exists():
+        return json.loads(metrics.read_text())["teacher"]
+    from albert_tf.distillation import minilm_folder
+
+    return str(minilm_folder())
+
+
+def held_out_scores(ws: ws_lib.Workspace) -> dict[str, Any]:
+    """The finetune stage's held-out scores per head, with the encoder they were measured on."""
+    record = ws_lib.read_stage_record(ws, "finetune") or {}
+    metrics = ws.stage_dir("finetune") / "metrics.json"
+    if not metrics.exists():
+        return {}
+    return {"encoder": (record.get("params") or {}).get("encoder"),
+            "heads": json.loads(metrics.read_text())}
+
+
+def compare_encoders(ws: ws_lib.Workspace, batch: int, seq_len: int, repeats: int
+                     ) -> dict[str, Any]:
+    """The student and the teacher profiled side by side, each in its own processes."""
+    from albert_tf.comparison import encoder_profile
+
+    profiles = {"teacher": encoder_profile(teacher_of(ws), batch, seq_len, repeats),
+                "student": encoder_profile(ws.student_preset, batch, seq_len, repeats)}
+    return {"batch": batch, "sequence_length": seq_len, "profiles": profiles,
+            "held_out": held_out_scores(ws)}
+
+
+def encoders_markdown(result: dict[str, Any]) -> str:
+    """encoders.md: the size and speed table, then the held-out scores of the finetune stage."""
+    profiles = result["profiles"]
+    titles = {"teacher": f"teacher ({profiles['teacher']['class']})",
+              "student": f"ALBERT student ({profiles['student']['class']})"}
+    lines = [f"Inference at {result['batch']} x {result['sequence_length']} tokens, one process "
+             "per encoder and dtype.", "",
+             _markdown_table(*encoder_rows({titles[k]: p for k, p in profiles.items()},
+                                           profiles["teacher"]))]
+    held_out = result["held_out"]
+    if held_out.get("heads"):
+        lines += ["", f"Held-out scores of the finetune stage (encoder: "
+                  f"{held_out['encoder'] or 'n/a'}), beside TF-IDF + LR on the same documents:", ""]
+        rows = [[head, scores["albert"]["accuracy"], scores["tfidf_lr"]["accuracy"],
+                 scores["albert"]["macro_f1"], scores["tfidf_lr"]["macro_f1"]]
+                for head, scores in held_out["heads"].items()]
+        lines.append(_markdown_table(["head", "accuracy", "TF-IDF + LR accuracy", "macro-F1",
+                                      "TF-IDF + LR macro-F1"], rows))
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     ws = ws_lib.workspace_from_args(args)
+    out = Path(args.out or ws.root / "compare")
+    has_student = (ws.student_preset / "config.json").exists()
+    encoders = has_student if args.encoders is None else args.encoders
+    if encoders and not has_student:
+        raise SystemExit(f"compare: --encoders needs a distilled student in "
+                         f"{ws.student_preset}; run `opinionrec distill` first")
     data = ws.pretraining_data
+    if not (data / "schema.json").exists() and not encoders:
+        raise SystemExit(f"compare: no pretraining instances in {data} and no distilled "
+                         "student; run `opinionrec pretraining-data` or `opinionrec distill` "
+                         "first")
+    if encoders:
+        result = compare_encoders(ws, args.batch_size, args.sequence_length or 128, args.repeats)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "encoders.json").write_text(json.dumps(result, indent=2) + "\n")
+        text = encoders_markdown(result)
+        (out / "encoders.md").write_text(f"# The ALBERT student vs its BERT teacher\n\n{text}\n")
+        print(text)
+        log.info("compare: wrote %s", out / "encoders.md")
     if not (data / "schema.json").exists():
-        raise SystemExit(f"compare: no pretraining instances in {data}; run `opinionrec "
-                         "pretraining-data` first")
+        return 0
     options = options_from_args(args, data)
     if not 0 < options.mask_rate < 1:
         raise SystemExit(f"compare: --mask-rate must be in (0, 1), not {options.mask_rate}")
     result = run_comparison(options)
-    paths = write_reports(result, args.out or ws.root / "compare")
+    paths = write_reports(result, out)
     print(markdown_report(result))
     log.info("compare: wrote %s", ", ".join(str(p) for p in paths.values()))
     return 0

@@ -1,7 +1,7 @@
 """`opinionrec demo`: the whole chain on generated sample data, skipping up-to-date stages.
 
-sample-data -> ingest -> vocab -> pretraining-data -> pretrain -> finetune -> features ->
-train-recommender -> export, then a TF-Serving-compatible server on loopback answers `recommend` for
+sample-data -> ingest -> vocab -> distill (or pretraining-data -> pretrain) -> finetune ->
+features -> describe -> train-recommender -> export, then a TF-Serving-compatible server on loopback answers `recommend` for
 a few users. Sized to finish within 15 minutes on 2 CPU cores; a second run only redoes what
 changed.
 """
@@ -21,20 +21,31 @@ from pipelines import workspace as ws_lib
 log = logging.getLogger("opinionrec")
 
 # name -> extra arguments of each stage in the demo (on top of --workspace and --if-stale).
-DEMO_STAGES: list[tuple[str, list[str]]] = [
-    ("sample-data", []),
-    ("ingest", []),
-    ("vocab", ["--vocabulary-size", "4000"]),
+# The encoder: an ALBERT student distilled from the packaged teacher on the sample reviews, or,
+# without the teacher, an ALBERT pretrained from scratch (`demo --encoder albert`).
+STUDENT_STAGES: list[tuple[str, list[str]]] = [
+    ("distill", ["--sequence-length", "64", "--steps", "600", "--max-minutes", "4",
+                 "--checkpoint-every", "50"]),
+    ("finetune", ["--encoder", "student", "--sequence-length", "64", "--epochs", "1",
+                  "--max-minutes", "4"]),
+]
+SCRATCH_STAGES: list[tuple[str, list[str]]] = [
     ("pretraining-data", ["--sequence-length", "64"]),
     ("pretrain", ["--config", "mini", "--sequence-length", "64", "--batch-size", "32",
                   "--steps", "1200", "--max-minutes", "4", "--checkpoint-every", "200",
                   "--learning-rate", "2e-3"]),
-    ("finetune", ["--sequence-length", "96", "--epochs", "1", "--max-minutes", "4"]),
-    ("features", []),
-    ("describe", []),
-    ("train-recommender", []),
-    ("export", []),
+    ("finetune", ["--encoder", "albert", "--sequence-length", "96", "--epochs", "1",
+                  "--max-minutes", "4"]),
 ]
+
+
+def demo_stages(encoder: str) -> list[tuple[str, list[str]]]:
+    """The demo's stages for the encoder (`student` or `albert`)."""
+    return [("sample-data", []), ("ingest", []), ("vocab", ["--vocabulary-size", "4000"]),
+            *(STUDENT_STAGES if encoder == "student" else SCRATCH_STAGES),
+            ("features", []), ("describe", []), ("train-recommender", []), ("export", [])]
+
+
 BEAM_STAGES = {"ingest", "pretraining-data", "features"}
 
 
@@ -50,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="REST port of the demo server; auto = any free port (default: 8501)")
     parser.add_argument("--serve", action="store_true",
                         help="keep serving after the demo (Ctrl-C to stop)")
+    parser.add_argument("--encoder", choices=["auto", "student", "albert"], default="auto",
+                        help="auto (default): an ALBERT student distilled from the packaged "
+                        "teacher when it is installed, else albert: pretrained from scratch")
     parser.add_argument("--reviews", type=int, default=None,
                         help="sample-data size (reviews); default: the sample-data default")
 
@@ -67,8 +81,7 @@ def stage_argv(name: str, extra: list[str], args: argparse.Namespace, beam_args:
 
 
 def run_stages(args: argparse.Namespace, beam_args: list[str],
-               stages: list[tuple[str, list[str]]] = DEMO_STAGES, command: str = "demo"
-               ) -> list[dict]:
+               stages: list[tuple[str, list[str]]], command: str = "demo") -> list[dict]:
     """Run every stage in-process, in order; return what each did and how long it took."""
     from pipelines import cli
 
@@ -113,7 +126,12 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     started = time.perf_counter()
     ws = ws_lib.workspace_from_args(args)
-    report = run_stages(args, beam_args)
+    from pipelines.run_chain import chosen_encoder
+
+    encoder = chosen_encoder(args)
+    log.info("demo: encoder %s", "ALBERT student of the packaged teacher" if encoder == "student"
+             else "ALBERT pretrained from scratch")
+    report = run_stages(args, beam_args, demo_stages(encoder))
     (ws.root / "demo_timings.json").write_text(json.dumps(report, indent=2) + "\n")
     print_report(report)
 

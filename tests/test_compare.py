@@ -129,3 +129,8 @@ def test_a_mask_rate_outside_0_1_is_refused_before_anything_runs(workspace, tmp_
         cli.main(["compare", "--workspace", str(workspace), "--mask-rate", "1.5",
                   "--out", str(out)])
     assert not out.exists()
+
+
+def test_compare_encoders_needs_a_distilled_student(workspace):
+    with pytest.raises(SystemExit, match="opinionrec distill"):
+        cli.main(["compare", "--workspace", str(workspace), "--encoders"])

@@ -187,6 +187,17 @@ def test_distill_stage_resumes_and_saves_a_student_preset(nano_teacher_folder, t
     assert again["step"] == 12 and len(again["history"]) == len(metrics["history"])
     np.testing.assert_allclose(again["held_out_final"]["hidden_mse"],
                                metrics["held_out_final"]["hidden_mse"], rtol=1e-5)
+    # `compare` on a workspace with a student and no pretraining data: the student beside its
+    # teacher (each profiled in its own processes), the race left out.
+    assert main(["compare", "--workspace", str(ws), "--batch-size", "2", "--sequence-length",
+                 "16", "--repeats", "1"]) == 0
+    result = json.loads((ws / "compare" / "encoders.json").read_text())
+    teacher, student = result["profiles"]["teacher"], result["profiles"]["student"]
+    assert (teacher["class"], student["class"]) == ("BertBackbone", "AlbertBackbone")
+    assert student["params"] < teacher["params"] and student["peak_rss_mb"] > 0
+    assert all(v > 0 for v in student["tokens_per_s"].values())
+    assert "fewer than teacher" in (ws / "compare" / "encoders.md").read_text()
+    assert not (ws / "compare" / "compare.json").exists()
 
 
 def test_the_student_exports_raw_text_features_in_a_fresh_process(nano_teacher, tmp_path):
