@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.batch} x {args.sequence_length} tokens, one process per encoder, median of "
             f"{args.repeats} calls.\n\n")
     text += markdown_table(size_headers, size_rows)
-    text += ("\n\nAccuracy (percent, EVAL.md test splits; `benchmarks/quality.py`, first metric "
-             "of each set):\n\n")
+    text += ("\n\nQuality (percent, EVAL.md test splits, `benchmarks/quality.py`): F1 for "
+             "aspect terms, else accuracy:\n\n")
     text += markdown_table(["dataset", "metric", *(TITLES[m] for m in ENCODERS),
                             "TF-IDF + LR (lexicon for aspects)"],
                            accuracy_rows(quality))
