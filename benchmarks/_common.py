@@ -12,6 +12,7 @@ import os
 import platform
 import statistics
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -59,10 +60,27 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
+def portable(value: Any) -> Any:
+    """`value` with every absolute path written as one that reads the same on any machine:
+    relative to the repository, `../shared/...` for the shared data, `<tmp>/...` for scratch."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if not isinstance(value, str) or not value.startswith("/"):
+        return value
+    path = Path(value)
+    for root, shown in ((REPO.parent / "shared", "../shared"), (REPO, "."),
+                        (Path(tempfile.gettempdir()), "<tmp>")):
+        if path.is_relative_to(root):
+            return str(Path(shown, path.relative_to(root)))
+    return value
+
+
 def write_results(name: str, result: dict[str, Any], markdown: str) -> Path:
     """Write `results/<name>.json` and `results/<name>.md`; return the JSON path."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    result = {"benchmark": name, **machine(), **result}
+    result = portable({"benchmark": name, **machine(), **result})
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     header = (f"# {name}\n\nMeasured {result['date']} on {result['cores']} cores, commit "

@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import RESULTS, machine, markdown_table  # noqa: E402
+from benchmarks._common import RESULTS, machine, markdown_table, portable  # noqa: E402
 
 log = logging.getLogger("opinionrec")
 
@@ -312,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch_size, "learning_rate": args.learning_rate,
             "pretrained_learning_rate": args.pretrained_learning_rate,
             "presets": {k: str(v) if v else None for k, v in presets.items()}}}
-        out_json.write_text(json.dumps({**meta, **results}, indent=2, ensure_ascii=False) + "\n")
+        out_json.write_text(json.dumps(portable({**meta, **results}), indent=2,
+                                       ensure_ascii=False) + "\n")
         header = (f"# quality\n\nLast updated {meta['date']} (commit {meta['commit']}, "
                   f"{meta['cores']} cores); each entry of quality.json has its own commit, date "
                   "and wall time.\n\n")

@@ -61,9 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="REST port of the demo server; auto = any free port (default: 8501)")
     parser.add_argument("--serve", action="store_true",
                         help="keep serving after the demo (Ctrl-C to stop)")
-    parser.add_argument("--encoder", choices=["auto", "student", "albert"], default="auto",
-                        help="auto (default): an ALBERT student distilled from the packaged "
-                        "teacher when it is installed, else albert: pretrained from scratch")
+    from pipelines.run_chain import add_encoder_argument
+
+    add_encoder_argument(parser)
     parser.add_argument("--reviews", type=int, default=None,
                         help="sample-data size (reviews); default: the sample-data default")
 

@@ -34,12 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=20.0,
                         help="time budget of the whole chain on this machine; the training "
                              "stages get what the others leave (default: %(default)s)")
-    parser.add_argument("--encoder", choices=["auto", "student", "albert"], default="auto",
-                        help="student: distil the packaged pretrained teacher into an ALBERT "
-                        "student on your documents (`distill`) and fine-tune that; albert: "
-                        "pretrain an ALBERT from scratch (`pretraining-data`, `pretrain`); auto: "
-                        "student when the teacher is installed (`make install` does), else "
-                        "albert (default: %(default)s)")
+    add_encoder_argument(parser)
     parser.add_argument("--config", default="tiny",
                         help="ALBERT size for pretraining from scratch (default: %(default)s)")
     parser.add_argument("--force", action="store_true",
@@ -50,6 +45,16 @@ def budgets(minutes: float) -> tuple[float, float]:
     """(pretrain, finetune) minutes out of the whole budget."""
     training = max(minutes - FIXED_MINUTES, MIN_TRAINING_MINUTES)
     return round(0.6 * training, 2), round(0.4 * training, 2)
+
+
+def add_encoder_argument(parser: argparse.ArgumentParser) -> None:
+    """`--encoder`, shared by `run` and `demo`."""
+    parser.add_argument("--encoder", choices=["auto", "student", "albert"], default="auto",
+                        help="student: distil the packaged pretrained teacher into an ALBERT "
+                        "student on your documents (`distill`) and fine-tune that; albert: "
+                        "pretrain an ALBERT from scratch (`pretraining-data`, `pretrain`); auto: "
+                        "student when the teacher is installed (`make install` does), else "
+                        "albert (default: %(default)s)")
 
 
 def teacher_installed() -> bool:

@@ -111,3 +111,17 @@ def test_the_headline_table_judges_aspects_by_f1_against_the_lexicon():
     assert set(rows) == {"sst2", "laptops"}
     assert rows["laptops"][1:] == ["f1", "—", "47.00", "—", "56.00"]
     assert rows["sst2"][1:] == ["accuracy", "85.00", "80.00", "—", "82.00"]
+
+
+def test_results_record_paths_that_read_the_same_on_any_machine():
+    import tempfile
+    from pathlib import Path
+
+    from benchmarks._common import REPO, portable
+
+    record = {"preset": str(Path(tempfile.gettempdir(), "dws", "distill", "preset")),
+              "data": [str(REPO.parent / "shared" / "data" / "sst2-glue")],
+              "teacher": str(REPO / ".venv" / "model"), "name": "sst2", "steps": 3}
+    assert portable(record) == {"preset": "<tmp>/dws/distill/preset",
+                                "data": ["../shared/data/sst2-glue"],
+                                "teacher": ".venv/model", "name": "sst2", "steps": 3}
