@@ -194,12 +194,23 @@ def decode_tags(encoded: dict, tags: np.ndarray, texts: Sequence[str]) -> list[l
 
 def predict_spans(model: TokenTagger, aligner: PieceAligner, texts: Sequence[str],
                   sequence_length: int, batch_size: int = 64) -> list[list[Span]]:
-    """Predicted term spans `[(start, end), ...]` per text: whole-text pieces, argmax tags."""
+    """Predicted term spans `[(start, end), ...]` per text: whole-text pieces, argmax tags.
+    Texts run shortest first, each batch trimmed to the width it needs."""
+    from albert_tf.text_tasks import length_buckets
+
     texts = list(texts)
     if not texts:
         return []
     encoded = encode_for_tagging(aligner, texts, None, sequence_length)
-    logits = model.predict(model_inputs(encoded), batch_size=batch_size, verbose=0)
-    tags = np.asarray(keras.ops.convert_to_numpy(logits)).argmax(axis=-1)
+    lengths = encoded["padding_mask"].sum(axis=1)
+    widths = np.asarray(length_buckets(sequence_length))
+    tags = np.full(encoded["padding_mask"].shape, OUTSIDE, "int64")
+    order = np.argsort(lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = int(widths[min(np.searchsorted(widths, lengths[rows].max()), len(widths) - 1)])
+        x = {key: encoded[key][rows, :width] for key in INPUT_KEYS}
+        logits = keras.ops.convert_to_numpy(model.predict_on_batch(x))
+        tags[rows, :width] = np.asarray(logits).argmax(axis=-1)
     tags = np.where(encoded["padding_mask"] > 0, tags, OUTSIDE)
     return decode_tags(encoded, tags, texts)

@@ -111,6 +111,86 @@ def class_weights(labels: np.ndarray, num_classes: int, max_weight: float = 10.0
     return np.minimum(weights, max_weight).astype("float32")
 
 
+def length_buckets(sequence_length: int, smallest: int = 16) -> tuple[int, ...]:
+    """The widths a batch is trimmed to: powers of two from `smallest`, then `sequence_length`.
+    Few widths mean few XLA compilations (one per width), and at most 2x padding per batch."""
+    widths, width = [], smallest
+    while width < sequence_length:
+        widths.append(width)
+        width *= 2
+    return (*widths, int(sequence_length))
+
+
+def token_lengths(preprocessor, texts: Sequence[str], pairs: Sequence[str] | None = None,
+                  batch_size: int = 1024) -> np.ndarray:
+    """Each example's packed length in tokens (special tokens included, capped at the
+    preprocessor's `sequence_length`): the key that groups texts of similar length."""
+    out = []
+    for start in range(0, len(texts), batch_size):
+        chunk = tf.constant(list(texts[start : start + batch_size]))
+        if pairs is not None:
+            x = preprocessor(x=(chunk, tf.constant(list(pairs[start : start + batch_size]))))
+        else:
+            x = preprocessor(chunk)
+        out.append(tf.reduce_sum(tf.cast(x["padding_mask"], tf.int32), axis=-1).numpy())
+    return np.concatenate(out).astype("int64") if out else np.zeros(0, "int64")
+
+
+def mean_batch_width(lengths: np.ndarray, batch_size: int, widths: Sequence[int],
+                     seed: int = 0, steps: int = 256) -> float:
+    """The average width of length-grouped, trimmed batches: what a step really costs, for
+    planning the steps that fit a time budget."""
+    steps = max(1, min(steps, len(lengths) // max(1, batch_size)))
+    order = length_grouped_order(lengths, seed, 0, steps, batch_size, widths)
+    order = order.reshape(steps, -1)
+    longest = np.asarray(lengths)[order].max(axis=1)
+    bounds = np.asarray(widths)
+    chosen = bounds[np.minimum(np.searchsorted(bounds, longest), len(bounds) - 1)]
+    return float(chosen.mean())
+
+
+def length_grouped_order(lengths: np.ndarray, seed: int, start_step: int, num_steps: int,
+                         batch_size: int, widths: Sequence[int], window: int = 64) -> np.ndarray:
+    """Example indices for steps `start_step .. start_step+num_steps` of seeded epoch shuffles,
+    grouped by width: each window of `window` batches is ordered by the smallest of `widths`
+    that holds each example (randomly within a width), cut into batches, and the batches are
+    shuffled. Trimming a batch to its width then saves most of the work on short texts, while
+    a batch stays a random sample among texts of its width (sorting by exact length would
+    gather look-alike, often same-label, texts). A pure function of (seed, step), so a resumed
+    run reads the same data.
+    """
+    from albert_tf.pretraining import example_order
+
+    bucket = np.searchsorted(np.asarray(widths), np.asarray(lengths))
+    per_window = window * batch_size
+    first, last = start_step // window, (start_step + num_steps - 1) // window
+    batches = []
+    for w in range(first, last + 1):
+        index = example_order(len(bucket), seed, w * per_window, per_window)
+        rng = np.random.default_rng([seed, w, 1])
+        index = index[np.lexsort((rng.random(len(index)), bucket[index]))]
+        batches.append(index.reshape(window, batch_size)[rng.permutation(window)])
+    offset = start_step - first * window
+    return np.concatenate(batches)[offset : offset + num_steps].reshape(-1)
+
+
+def batch_width(padding_mask: tf.Tensor, widths: Sequence[int]) -> tf.Tensor:
+    """The smallest of `widths` that holds the batch's longest example (the last one if none
+    does)."""
+    longest = tf.reduce_max(tf.reduce_sum(tf.cast(padding_mask, tf.int32), axis=-1))
+    bounds = tf.constant(list(widths), tf.int32)
+    fits = tf.cast(bounds >= longest, tf.int32)
+    return tf.gather(bounds, tf.where(tf.reduce_any(fits > 0), tf.argmax(fits),
+                                      tf.cast(len(widths) - 1, tf.int64)))
+
+
+def trim_padding(x: dict, widths: Sequence[int]) -> dict:
+    """Cut a preprocessed batch to the smallest of `widths` that holds its longest example.
+    Outputs are unchanged: trimmed positions are padding, which attention and pooling mask."""
+    width = batch_width(x["padding_mask"], widths)
+    return {key: value[:, :width] for key, value in x.items()}
+
+
 def text_dataset(
     texts: Sequence[str],
     preprocessor,
@@ -120,13 +200,16 @@ def text_dataset(
     weights: np.ndarray | None = None,
     order: np.ndarray | None = None,
     targets: np.ndarray | None = None,
+    trim: bool = False,
 ) -> tf.data.Dataset:
     """Batches of `x` (or `(x, y, w)`) in `order` (default: as given); pairs pack as (text, pair).
     With `targets` (`[N, classes]` distributions), `y` is the row of targets, not the label.
+    With `trim`, each batch is cut to the smallest of `length_buckets` that fits it.
 
     Training passes a seeded `order` (a pure function of seed and step), so a resumed run reads
     exactly the batches it would have; evaluation keeps the input order and the last short batch.
     """
+    widths = length_buckets(int(preprocessor.sequence_length)) if trim else None
     order = np.arange(len(texts)) if order is None else np.asarray(order)
     columns = [tf.constant(list(texts))]
     if pairs is not None:
@@ -146,6 +229,8 @@ def text_dataset(
         else:
             x = preprocessor(values[0])
             rest = values[1:]
+        if widths:
+            x = trim_padding(x, widths)
         return (x, *rest) if labelled else x
 
     ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
@@ -196,6 +281,19 @@ def predict_logits(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
     return np.asarray(model.predict(dataset, verbose=0))
 
 
+def predict_text_logits(model: keras.Model, preprocessor, texts: Sequence[str],
+                        pairs: Sequence[str] | None = None, batch_size: int = 128) -> np.ndarray:
+    """Logits for `texts` (and `pairs`) in input order, computed shortest first in trimmed
+    batches: short texts no longer pay for the longest one's padding."""
+    order = np.argsort(token_lengths(preprocessor, texts, pairs), kind="stable")
+    dataset = text_dataset([texts[i] for i in order], preprocessor, batch_size,
+                           pairs=None if pairs is None else [pairs[i] for i in order], trim=True)
+    logits = predict_logits(model, dataset)
+    restored = np.empty_like(logits)
+    restored[order] = logits
+    return restored
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -224,11 +322,17 @@ def fine_tune_classifier(
     jit_compile: bool = True,
     dev_score: Callable[[np.ndarray, np.ndarray], float] | None = None,
     train_targets: np.ndarray | None = None,
+    group_by_length: bool = True,
+    lengths: np.ndarray | None = None,
 ) -> dict:
     """Fine-tune `model` (a `TextClassifier`) with early stopping on dev; returns a summary.
 
     With `train_targets` (`[N, classes]`, e.g. `distillation_targets`), it learns those
     distributions instead of the bare labels: task distillation from a fine-tuned teacher.
+
+    With `group_by_length` (default), each batch holds texts of similar length and is trimmed
+    to one of a few widths (`length_grouped_order`, `trim_padding`): on short texts most of a
+    fixed-width batch is padding, so more steps fit a time budget.
 
     Resumable: checkpoints and TensorBoard logs live in `work_dir`. `dev_score(dev_labels, logits)`
     picks the best evaluation (default accuracy). The best weights are restored at the end.
@@ -249,23 +353,41 @@ def fine_tune_classifier(
     compile_text_classifier(model, optimizer, jit_compile=jit_compile,
                             soft_targets=train_targets is not None)
 
-    def train_dataset(start_step: int, num_steps: int) -> tf.data.Dataset:
-        order = example_order(len(train_texts), seed, start_step * batch_size,
-                              num_steps * batch_size)
-        return text_dataset(train_texts, preprocessor, batch_size, train_labels, train_pairs,
-                            weights, order, targets=train_targets)
+    if group_by_length and lengths is None:
+        lengths = token_lengths(preprocessor, train_texts, train_pairs)
+    if not group_by_length:
+        lengths = None
+    width = int(preprocessor.sequence_length)
+    if lengths is not None:
+        width = mean_batch_width(lengths, batch_size, length_buckets(width), seed)
 
-    dev = text_dataset(dev_texts, preprocessor, 128, pairs=dev_pairs)
+    def train_dataset(start_step: int, num_steps: int) -> tf.data.Dataset:
+        if lengths is not None:
+            order = length_grouped_order(lengths, seed, start_step, num_steps, batch_size,
+                                         length_buckets(int(preprocessor.sequence_length)))
+        else:
+            order = example_order(len(train_texts), seed, start_step * batch_size,
+                                  num_steps * batch_size)
+        return text_dataset(train_texts, preprocessor, batch_size, train_labels, train_pairs,
+                            weights, order, targets=train_targets, trim=lengths is not None)
+
     dev_y = np.asarray(dev_labels)
     score_fn = dev_score or (lambda y, logits: float((logits.argmax(-1) == y).mean()))
-    keep_best = KeepBest(lambda m: score_fn(dev_y, predict_logits(m, dev)), patience=patience)
+    if group_by_length:
+        def dev_logits(m):
+            return predict_text_logits(m, preprocessor, list(dev_texts), dev_pairs)
+    else:
+        dev = text_dataset(dev_texts, preprocessor, 128, pairs=dev_pairs)
+
+        def dev_logits(m):
+            return predict_logits(m, dev)
+    keep_best = KeepBest(lambda m: score_fn(dev_y, dev_logits(m)), patience=patience)
     start = time.perf_counter()
-    sequence_length = int(preprocessor.sequence_length)
     steps = fit_resumable(
         model, train_dataset, total_steps=total_steps, steps_per_checkpoint=eval_every,
         checkpoint_dir=Path(work_dir) / "checkpoints", log_dir=Path(work_dir) / "logs",
         keep_checkpoints=1, max_minutes=max_minutes,
-        tokens_per_step=batch_size * sequence_length, extra_callbacks=[keep_best],
+        tokens_per_step=round(batch_size * width), extra_callbacks=[keep_best],
     )
     return {
         "steps": steps,
@@ -275,6 +397,7 @@ def fine_tune_classifier(
         "dev_curve": keep_best.history,
         "train_seconds": round(time.perf_counter() - start, 1),
         "train_examples": len(train_texts),
+        "mean_batch_width": round(width, 1),
     }
 
 

@@ -50,6 +50,8 @@ class TaskOptions:
     tokens_per_second: float | None = None
     eval_every: int = 200
     patience: int = 3
+    # Batches of similar-length texts with their padding trimmed (classification tasks).
+    group_by_length: bool = True
     class_weights: bool = False
     max_train: int | None = None
     max_dev: int = 2000
@@ -123,8 +125,9 @@ def _label_ids(examples, labels: Sequence[str]) -> list[int]:
     return [index[e.label] for e in examples]
 
 
-def planned_steps(options: TaskOptions, num_train: int, sequence_length: int) -> int:
-    """Steps to train: `epochs` passes, or fewer when a time budget and a speed say so."""
+def planned_steps(options: TaskOptions, num_train: int, sequence_length: float) -> int:
+    """Steps to train: `epochs` passes, or fewer when a time budget and a speed say so
+    (`sequence_length`: the mean width of a batch, where batches are trimmed)."""
     steps = max(1, math.ceil(options.epochs * num_train / options.batch_size))
     if options.max_minutes and options.tokens_per_second:
         per_step = options.batch_size * sequence_length / options.tokens_per_second
@@ -210,7 +213,8 @@ def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options
 
     from albert_tf.bert import matching_class
     from albert_tf.text_tasks import (
-        TextClassifier, fine_tune_classifier, predict_logits, softmax, text_dataset,
+        TextClassifier, fine_tune_classifier, length_buckets, mean_batch_width,
+        predict_text_logits, softmax, token_lengths,
     )
     from pipelines.quality import metrics
 
@@ -243,24 +247,31 @@ def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options
                  "of the training labels)", dataset.name, options.teacher_model,
                  options.hard_label_weight, 100 * float(np.mean(
                      probabilities.argmax(-1) == np.asarray(_label_ids(train, labels)))))
+    train_pairs = [e.target for e in train] if pairs else None
+    # Batches of similar-length texts, trimmed: plan the steps with what a step really costs.
+    lengths, width = None, float(sequence_length)
+    if options.group_by_length:
+        lengths = token_lengths(preprocessor, [e.text for e in train], train_pairs)
+        width = mean_batch_width(lengths, options.batch_size, length_buckets(sequence_length),
+                                 options.seed)
     summary = fine_tune_classifier(
         model, preprocessor,
         [e.text for e in train], _label_ids(train, labels),
         [e.text for e in in_scope_dev], dev_y, work,
-        train_pairs=[e.target for e in train] if pairs else None,
+        train_pairs=train_pairs,
         dev_pairs=[e.target for e in in_scope_dev] if pairs else None,
         epochs=options.epochs, batch_size=options.batch_size,
-        max_steps=planned_steps(options, len(train), sequence_length),
+        max_steps=planned_steps(options, len(train), width),
         learning_rate=options.learning_rate, balanced=options.class_weights,
         eval_every=options.eval_every, patience=options.patience,
         max_minutes=options.max_minutes, seed=options.seed, jit_compile=options.xla,
-        dev_score=dev_score, train_targets=targets,
+        dev_score=dev_score, train_targets=targets, lengths=lengths,
+        group_by_length=options.group_by_length,
     )
     info: dict[str, Any] = {"labels": labels}
     if TASKS[task] == "intent" and len(in_scope_dev) < len(dev):
         # Out-of-scope detection: the top probability below a threshold chosen on full dev.
-        probs = softmax(predict_logits(model, text_dataset([e.text for e in dev],
-                                                          preprocessor, 128)))
+        probs = softmax(predict_text_logits(model, preprocessor, [e.text for e in dev]))
         is_oos = np.asarray([e.label not in labels for e in dev])
         correct = np.asarray([labels[p] == e.label for p, e in zip(probs.argmax(-1), dev)])
         info["oos_threshold"] = float(metrics.choose_oos_threshold(probs.max(-1), is_oos,
@@ -276,26 +287,41 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options)
     from albert_tf.pretraining import example_order
     from albert_tf.bert import matching_class
     from albert_tf.tagger import TokenTagger, compile_tagger, encode_for_tagging, predict_spans
-    from albert_tf.text_tasks import KeepBest
+    from albert_tf.text_tasks import (KeepBest, batch_width, length_buckets,
+                                      length_grouped_order, mean_batch_width)
     from albert_tf.training import fit_resumable, make_optimizer
     from pipelines.quality import metrics
 
     encoded = encode_for_tagging(aligner, [e.text for e in train], [list(e.spans) for e in train],
                                  sequence_length)
     model = matching_class(TokenTagger, type(backbone))(backbone)
-    total_steps = planned_steps(options, len(train), sequence_length)
+    widths = length_buckets(sequence_length)
+    lengths = np.asarray(encoded["padding_mask"]).sum(axis=1)
+    width = float(sequence_length)
+    if options.group_by_length:  # batches of similar length, trimmed (as for classifiers)
+        width = mean_batch_width(lengths, options.batch_size, widths, options.seed)
+    total_steps = planned_steps(options, len(train), width)
     optimizer = make_optimizer("adamw", options.learning_rate, max(1, total_steps // 10),
                                total_steps)
     compile_tagger(model, optimizer, jit_compile=options.xla)
     keys = ("token_ids", "padding_mask", "segment_ids")
 
+    def trim(x, y, w):
+        cut = batch_width(x["padding_mask"], widths)
+        return {k: v[:, :cut] for k, v in x.items()}, y[:, :cut], w[:, :cut]
+
     def train_dataset(start_step: int, num_steps: int):
-        order = example_order(len(train), options.seed, start_step * options.batch_size,
-                              num_steps * options.batch_size)
+        if options.group_by_length:
+            order = length_grouped_order(lengths, options.seed, start_step, num_steps,
+                                         options.batch_size, widths)
+        else:
+            order = example_order(len(train), options.seed, start_step * options.batch_size,
+                                  num_steps * options.batch_size)
         x = {k: np.asarray(encoded[k])[order] for k in keys}
         y = np.asarray(encoded["labels"])[order]
         w = np.asarray(encoded["sample_weight"])[order]
-        return tf.data.Dataset.from_tensor_slices((x, y, w)).batch(options.batch_size)
+        ds = tf.data.Dataset.from_tensor_slices((x, y, w)).batch(options.batch_size)
+        return ds.map(trim) if options.group_by_length else ds
 
     dev_texts = [e.text for e in dev]
     dev_gold = [list(e.spans) for e in dev]
@@ -311,9 +337,10 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options)
         steps_per_checkpoint=max(1, min(options.eval_every, total_steps)),
         checkpoint_dir=work / "checkpoints", log_dir=work / "logs", keep_checkpoints=1,
         max_minutes=options.max_minutes,
-        tokens_per_step=options.batch_size * sequence_length, extra_callbacks=[keep_best],
+        tokens_per_step=round(options.batch_size * width), extra_callbacks=[keep_best],
     )
-    return {"model": model, "steps": steps, "planned_steps": total_steps,
+    return {"model": model, "mean_batch_width": round(width, 1), "steps": steps,
+            "planned_steps": total_steps,
             "best_step": keep_best.best_step, "best_dev": keep_best.best,
             "dev_curve": keep_best.history, "train_seconds": round(time.perf_counter() - start, 1),
             "train_examples": len(train),
@@ -324,7 +351,7 @@ def _classifier_probabilities(model_dir: str, examples):
     """Softmax probabilities of a fine-tuned classifier folder over `examples`, in order."""
     import keras_hub
 
-    from albert_tf.text_tasks import TextClassifier, predict_logits, softmax, text_dataset
+    from albert_tf.text_tasks import TextClassifier, predict_text_logits, softmax
     from albert_tf.tokenizer import is_wordpiece_preset
 
     info = read_info(model_dir)
@@ -334,7 +361,7 @@ def _classifier_probabilities(model_dir: str, examples):
     preprocessor = cls.from_preset(model_dir)
     texts = [e.text for e in examples]
     pairs = [e.target or "" for e in examples] if info["kind"] == "aspect_polarity" else None
-    return softmax(predict_logits(model, text_dataset(texts, preprocessor, 128, pairs=pairs)))
+    return softmax(predict_text_logits(model, preprocessor, texts, pairs))
 
 
 def _labels(probs, info: dict, open_set: bool) -> list[str]:

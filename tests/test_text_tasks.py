@@ -351,3 +351,55 @@ def test_the_aspect_term_tagger_trains_on_a_wordpiece_encoder(tmp_path):
     assert result["f1"] >= 0.6, result
     for example, found in zip(data.test, tasks.predict_task(tmp_path / "model", data.test)):
         assert all(0 <= s < e <= len(example.text) for s, e in found)
+
+
+def test_length_grouped_batches_share_a_width_and_resume_identically():
+    from albert_tf.pretraining import example_order
+    from albert_tf.text_tasks import length_grouped_order
+
+    widths = (16, 32, 64)
+    lengths = np.random.default_rng(1).integers(3, 60, size=1000)
+    order = length_grouped_order(lengths, 7, 0, 40, 8, widths, window=16)
+    # The same examples as the plain shuffled stream, window by window...
+    plain = example_order(len(lengths), 7, 0, 16 * 8 * 3)[: 40 * 8]
+    assert sorted(order[: 16 * 8]) == sorted(plain[: 16 * 8])
+    # ...but nearly every batch fits one width (a window has at most 2 mixed batches)...
+    width_of = np.searchsorted(widths, lengths)
+    batch_widths = width_of[order.reshape(40, 8)]
+    assert (batch_widths.min(axis=1) == batch_widths.max(axis=1)).sum() >= 40 - 2 * 3
+    assert (width_of[plain.reshape(40, 8)].min(axis=1) ==
+            width_of[plain.reshape(40, 8)].max(axis=1)).sum() < 10
+    # ...and within a width the order stays random, not sorted by exact length.
+    first = order[:8 * 16][np.argsort(width_of[order[:8 * 16]], kind="stable")]
+    same_width = lengths[first][width_of[first] == 2]
+    assert not np.all(np.diff(same_width) >= 0)
+    # A pure function of (seed, step): a run resumed at step 13 reads the same batches.
+    resumed = length_grouped_order(lengths, 7, 13, 27, 8, widths, window=16)
+    np.testing.assert_array_equal(resumed, order[13 * 8:])
+    assert not np.array_equal(order, length_grouped_order(lengths, 8, 0, 40, 8, widths, 16))
+
+
+def test_trimmed_batches_give_the_padded_logits_and_plan_with_their_width(nano_preset):
+    import keras_hub
+
+    from albert_tf.text_tasks import (TextClassifier, length_buckets, mean_batch_width,
+                                      predict_logits, predict_text_logits, text_dataset,
+                                      token_lengths)
+
+    assert length_buckets(48) == (16, 32, 48)
+    assert length_buckets(128) == (16, 32, 64, 128)
+    assert length_buckets(16) == (16,)
+    backbone = keras_hub.models.AlbertBackbone.from_preset(str(nano_preset))
+    preprocessor = keras_hub.models.AlbertTextClassifierPreprocessor.from_preset(
+        str(nano_preset), sequence_length=64)
+    model = TextClassifier(backbone, num_classes=3)
+    texts = ["great", "the battery is terrible " * 3, "fine screen", "useless " * 60, "ok"]
+    lengths = token_lengths(preprocessor, texts)
+    assert lengths[0] < lengths[2] < lengths[1] < lengths[3] == 64  # capped at the length
+    x = next(iter(text_dataset(texts[:1], preprocessor, 8, trim=True)))
+    assert x["token_ids"].shape[1] == 16  # one short text: the smallest width
+    padded = predict_logits(model, text_dataset(texts, preprocessor, 2))
+    np.testing.assert_allclose(predict_text_logits(model, preprocessor, texts, batch_size=2),
+                               padded, atol=1e-4)  # trimming only removes masked padding
+    assert mean_batch_width(np.full(64, 5), 8, (16, 32, 64)) == 16
+    assert mean_batch_width(np.full(64, 40), 8, (16, 32, 64)) == 64
