@@ -155,9 +155,19 @@ def classification_dataset(
     num_steps: int | None = None,
     shuffle: bool = True,
     balance_sentiment: bool = False,
+    lengths: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """Batches of `(x, {"sentiment", "topic"}, weights)`; a pure function of (seed, step)."""
+    """Batches of `(x, {"sentiment", "topic"}, weights)`; a pure function of (seed, step).
+
+    With `lengths` (`text_tasks.token_lengths`), training batches hold texts of similar length
+    and are trimmed to their width (`text_tasks.length_grouped_order`): most review sentences
+    are far shorter than the sequence length.
+    """
     from albert_tf.pretraining import example_order
+    from albert_tf.text_tasks import length_buckets, length_grouped_order, trim_padding
+
+    widths = length_buckets(int(preprocessor.sequence_length))
+    grouped = lengths is not None and shuffle
 
     sentiment = np.asarray(data.sentiment, dtype="int32")
     topic = np.asarray(data.topic, dtype="int32")
@@ -167,7 +177,10 @@ def classification_dataset(
         else (sentiment >= 0).astype("float32")
     )
     topic_w = (topic >= 0).astype("float32") if num_topics > 0 else np.zeros_like(topic, "float32")
-    if shuffle:
+    if grouped:
+        order = length_grouped_order(lengths, seed, start_step, num_steps or 1, batch_size,
+                                     widths)
+    elif shuffle:
         order = example_order(len(data), seed, start_step * batch_size, (num_steps or 1) * batch_size)
     else:
         order = np.arange(len(data))
@@ -181,7 +194,10 @@ def classification_dataset(
 
     def gather(index):
         texts, s, t, sw, tw = (tf.gather(x, index) for x in tensors)
-        return preprocessor(texts), {"sentiment": s, "topic": t}, {"sentiment": sw, "topic": tw}
+        x = preprocessor(texts)
+        if grouped:
+            x = trim_padding(x, widths)
+        return x, {"sentiment": s, "topic": t}, {"sentiment": sw, "topic": tw}
 
     ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=shuffle)
     return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -191,8 +207,19 @@ def predict_probabilities(model: OpinionClassifier, preprocessor, texts: Sequenc
                           batch_size: int = 128) -> dict[str, np.ndarray]:
     """Softmax probabilities of both heads for `texts`, in order (the sentiment head's alone when
     the model has no topics)."""
-    ds = tf.data.Dataset.from_tensor_slices(list(texts)).batch(batch_size).map(preprocessor)
+    from albert_tf.text_tasks import length_buckets, token_lengths, trim_padding
+
+    texts = list(texts)
+    widths = length_buckets(int(preprocessor.sequence_length))
+    order = np.argsort(token_lengths(preprocessor, texts), kind="stable")  # shortest first
+    ds = (tf.data.Dataset.from_tensor_slices([texts[i] for i in order]).batch(batch_size)
+          .map(lambda t: trim_padding(preprocessor(t), widths)))
     logits = model.predict(ds, verbose=0)
     if model.num_topics == 0:
         logits = {name: v for name, v in logits.items() if name != "topic"}
-    return {name: keras.ops.convert_to_numpy(keras.ops.softmax(v)) for name, v in logits.items()}
+    out = {}
+    for name, value in logits.items():
+        probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(value))
+        out[name] = np.empty_like(probabilities)
+        out[name][order] = probabilities
+    return out

@@ -306,6 +306,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         load_encoder, make_text_preprocessor,
     )
     from albert_tf.export import TextFeatures, export_text_features
+    from albert_tf.text_tasks import length_buckets, mean_batch_width, token_lengths
     from albert_tf.training import fit_resumable, make_optimizer, warmup_steps_for
     from pipelines.aspect_mining import AspectLexicon
     from pipelines.corpus import read_docs
@@ -345,18 +346,25 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                                    warmup_steps_for(steps // 10, budget), steps)
         compile_classifier(model, optimizer, jit_compile=not args.no_xla)
 
+        # Batches of similar-length texts, trimmed: review sentences are far shorter than 128.
+        lengths = token_lengths(preprocessor, train.texts)
+        width = mean_batch_width(lengths, args.batch_size, length_buckets(args.sequence_length),
+                                 args.seed)
+        log.info("finetune: batches of similar length, %.1f tokens wide on average (of %d)",
+                 width, args.sequence_length)
+
         def train_ds(start_step: int, num_steps: int):
             return classification_dataset(
                 train, preprocessor, args.batch_size, len(topic_labels), seed=args.seed,
                 start_step=start_step, num_steps=num_steps,
-                balance_sentiment=args.class_weights == "balanced",
+                balance_sentiment=args.class_weights == "balanced", lengths=lengths,
             )
 
         fit_resumable(
             model, train_ds, total_steps=steps, steps_per_checkpoint=args.checkpoint_every,
             checkpoint_dir=stage_dir / "checkpoints", log_dir=stage_dir / "logs",
             keep_checkpoints=1, max_minutes=training_minutes(budget),
-            tokens_per_step=args.batch_size * args.sequence_length,
+            tokens_per_step=round(args.batch_size * width),
         )
         metrics = evaluate_heads(model, preprocessor, train, test, topic_labels) if len(test) else {}
         for task, scores in metrics.items():

@@ -250,3 +250,25 @@ def test_budgeted_runs_warm_up_over_a_few_steps_so_the_rate_reaches_its_peak():
     schedule = WarmupLinearDecay(1e-3, warmup_steps_for(1000, 8.4), 10_000)
     assert float(schedule(80)) > 0.99e-3  # at the step a budgeted run reaches, about the peak
     assert float(WarmupLinearDecay(1e-3, 1000, 10_000)(80)) < 0.1e-3  # the unbudgeted plan
+
+
+def test_opinion_batches_are_trimmed_and_predictions_keep_the_input_order(spm_model):
+    from albert_tf.classifier import predict_probabilities
+    from albert_tf.text_tasks import token_lengths
+
+    keras.utils.set_random_seed(0)  # before the tokenizer: reseeding resets its resource
+    tokenizer = load_tokenizer(spm_model)
+    texts = LabelledTexts()
+    for i in range(64):
+        texts.add("great " if i % 2 else "the battery died after a week and then " * 4,
+                  sentiment=i % 3)
+    preprocessor = make_text_preprocessor(tokenizer, 64)
+    lengths = token_lengths(preprocessor, texts.texts)
+    ds = classification_dataset(texts, preprocessor, 8, 0, num_steps=8, lengths=lengths)
+    widths = sorted(int(x["token_ids"].shape[1]) for x, _, _ in ds)
+    assert widths[0] == 16 and widths[-1] > 16  # short batches cut to 16, long ones wider
+    model = OpinionClassifier(nano_backbone(tokenizer), num_sentiments=3, num_topics=0)
+    probabilities = predict_probabilities(model, preprocessor, texts.texts)["sentiment"]
+    padded = model.predict(preprocessor(tf.constant(texts.texts)), verbose=0)["sentiment"]
+    np.testing.assert_allclose(probabilities, keras.ops.convert_to_numpy(
+        keras.ops.softmax(padded)), atol=1e-5)
