@@ -294,6 +294,40 @@ def predict_text_logits(model: keras.Model, preprocessor, texts: Sequence[str],
     return restored
 
 
+def pooled_features(model: TextClassifier, preprocessor, texts: Sequence[str],
+                    pairs: Sequence[str] | None = None) -> np.ndarray:
+    """The head's input for each text (the mean over real tokens of the encoder's output), in
+    input order."""
+    features = keras.Model(model.input, model.get_layer("mean_pooling").output)
+    return predict_text_logits(features, preprocessor, texts, pairs)
+
+
+def linear_probe_init(model: TextClassifier, preprocessor, texts: Sequence[str],
+                      labels: Sequence[int], pairs: Sequence[str] | None = None,
+                      balanced: bool = False, regularization: float = 1.0) -> float:
+    """Start the head from a logistic regression on the frozen encoder's features (LP-FT:
+    Kumar et al., 2022, "Fine-Tuning can Distort Pretrained Features"): a random head's first
+    steps push large, noisy gradients into the pretrained encoder, worst with many classes.
+    Returns the probe's training accuracy."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = pooled_features(model, preprocessor, texts, pairs)
+    y = np.asarray(labels)
+    probe = LogisticRegression(C=regularization, max_iter=300,
+                               class_weight="balanced" if balanced else None).fit(x, y)
+    kernel = np.zeros((x.shape[1], model.num_classes), "float32")
+    bias = np.full(model.num_classes, -10.0, "float32")  # classes absent from training
+    if len(probe.classes_) == 2 and model.num_classes >= 2:  # sklearn's one binary column
+        coef = np.stack([-probe.coef_[0] / 2, probe.coef_[0] / 2])
+        intercept = np.asarray([-probe.intercept_[0] / 2, probe.intercept_[0] / 2])
+    else:
+        coef, intercept = probe.coef_, probe.intercept_
+    kernel[:, probe.classes_] = coef.T
+    bias[probe.classes_] = intercept
+    model.head.logits.set_weights([kernel, bias])
+    return float(probe.score(x, y))
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -324,11 +358,15 @@ def fine_tune_classifier(
     train_targets: np.ndarray | None = None,
     group_by_length: bool = True,
     lengths: np.ndarray | None = None,
+    linear_probe: bool = False,
 ) -> dict:
     """Fine-tune `model` (a `TextClassifier`) with early stopping on dev; returns a summary.
 
     With `train_targets` (`[N, classes]`, e.g. `distillation_targets`), it learns those
     distributions instead of the bare labels: task distillation from a fine-tuned teacher.
+
+    With `linear_probe`, the head starts from a logistic regression on the frozen encoder's
+    features (`linear_probe_init`); its time comes out of `max_minutes`.
 
     With `group_by_length` (default), each batch holds texts of similar length and is trimmed
     to one of a few widths (`length_grouped_order`, `trim_padding`): on short texts most of a
@@ -344,6 +382,15 @@ def fine_tune_classifier(
 
     num_classes = model.num_classes
     train_labels = np.asarray(train_labels, "int32")
+    start = time.perf_counter()
+    probe_accuracy = None
+    if linear_probe:
+        probe_accuracy = linear_probe_init(model, preprocessor, list(train_texts), train_labels,
+                                           train_pairs, balanced)
+        log.info("linear probe on the frozen encoder: training accuracy %.3f (%.0f s); "
+                 "fine-tuning from it", probe_accuracy, time.perf_counter() - start)
+        if max_minutes:
+            max_minutes = max(0.1, max_minutes - (time.perf_counter() - start) / 60)
     weights = class_weights(train_labels, num_classes) if balanced else None
     total_steps = max(1, math.ceil(epochs * len(train_texts) / batch_size))
     if max_steps:  # e.g. what fits a time budget, so that the learning rate decays in it
@@ -382,7 +429,6 @@ def fine_tune_classifier(
         def dev_logits(m):
             return predict_logits(m, dev)
     keep_best = KeepBest(lambda m: score_fn(dev_y, dev_logits(m)), patience=patience)
-    start = time.perf_counter()
     steps = fit_resumable(
         model, train_dataset, total_steps=total_steps, steps_per_checkpoint=eval_every,
         checkpoint_dir=Path(work_dir) / "checkpoints", log_dir=Path(work_dir) / "logs",
@@ -398,6 +444,8 @@ def fine_tune_classifier(
         "train_seconds": round(time.perf_counter() - start, 1),
         "train_examples": len(train_texts),
         "mean_batch_width": round(width, 1),
+        **({"linear_probe_train_accuracy": round(probe_accuracy, 4)}
+           if probe_accuracy is not None else {}),
     }
 
 

@@ -258,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hard-label-weight", type=float, default=0.5,
                         help="with --task-distill, the labels' share of the target "
                         "(default: %(default)s)")
+    parser.add_argument("--linear-probe", action="store_true",
+                        help="start each classifier's head from a logistic regression on the "
+                        "frozen encoder's features (LP-FT), inside the --minutes budget")
     parser.add_argument("--no-topics", dest="topics", action="store_false",
                         help="skip the unsupervised-topic evaluation of the news sets")
     parser.add_argument("--topics-only", action="store_true",
@@ -295,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     options = tasks.TaskOptions(
         batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.learning_rate,
         max_minutes=args.minutes, eval_every=args.eval_every, max_train=args.max_train,
-        tokens_per_second=args.tokens_per_second,
+        tokens_per_second=args.tokens_per_second, linear_probe=args.linear_probe,
     )
     speeds: dict[str, float] = {}
     out_json = args.results / "quality.json"
@@ -353,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
                                     args.work_dir, speeds)
                 if model_options.teacher_model:
                     entry["task_distilled_from"] = model_options.teacher_model
+                if model_options.linear_probe and dataset.task != "aspect_terms":
+                    entry["linear_probe"] = True
                 entry["metrics"] = list(dataset.metrics)
             else:
                 entry = run_baseline(model, dataset)

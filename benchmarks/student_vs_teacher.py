@@ -7,6 +7,7 @@ XLA and in mixed_bfloat16, and peak RSS; then the accuracy of each on every data
 student, `teacher`, `albert_scratch`, `tfidf`).
 
     python benchmarks/student_vs_teacher.py --student /tmp/opinionrec-distill/distill/preset
+    python benchmarks/student_vs_teacher.py --reuse-profiles   # new quality.json rows only
 
 Writes benchmarks/results/student_vs_teacher.{json,md}; ~6 minutes on 2 idle cores.
 """
@@ -85,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequence-length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quality", type=Path, default=RESULTS / "quality.json")
+    parser.add_argument("--reuse-profiles", action="store_true",
+                        help="keep the size and speed rows of the last run's "
+                        "student_vs_teacher.json and only refresh the quality table (after new "
+                        "benchmarks/quality.py results)")
     args = parser.parse_args(argv)
     from pipelines.cli import configure_logging
 
@@ -94,7 +99,15 @@ def main(argv: list[str] | None = None) -> int:
 
         args.teacher = minilm_folder()
     presets = {"teacher": args.teacher, "albert": args.student, "albert_scratch": args.scratch}
-    profiles = {}
+    profiles, measured = {}, None
+    previous = RESULTS / "student_vs_teacher.json"
+    if args.reuse_profiles:
+        if not previous.exists():
+            parser.error(f"--reuse-profiles: no {previous} yet; run without it first")
+        last = json.loads(previous.read_text())
+        profiles = last["profiles"]
+        measured = last.get("profiles_measured") or {k: last.get(k) for k in ("date", "commit")}
+        presets = {}
     for model, preset in presets.items():
         if not Path(preset, "config.json").exists():
             log.warning("student_vs_teacher: no %s preset at %s; left out", model, preset)
@@ -107,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     text = (f"The distilled ALBERT student beside its BERT teacher. Inference at "
             f"{args.batch} x {args.sequence_length} tokens, one process per encoder, median of "
             f"{args.repeats} calls.\n\n")
+    if measured:
+        text = text.replace(".\n\n", f" (size and speed rows measured {measured['date']}, "
+                                        f"commit {measured['commit']}).\n\n", 1)
     text += markdown_table(size_headers, size_rows)
     text += ("\n\nQuality (percent, EVAL.md test splits, `benchmarks/quality.py`): F1 for "
              "aspect terms, else accuracy:\n\n")
@@ -114,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                             "TF-IDF + LR (lexicon for aspects)"],
                            accuracy_rows(quality))
     result = {"benchmark": "student_vs_teacher", "batch": args.batch,
+              **({"profiles_measured": measured} if measured else {}),
               "sequence_length": args.sequence_length, "profiles": profiles,
               "accuracy": {name: {**{m: headline(entries.get(m) or {}) for m in ENCODERS},
                                   "baseline": headline(baseline_of(entries))}

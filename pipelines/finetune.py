@@ -101,6 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="use at most this many training examples (a seeded sample)")
     group.add_argument("--max-sequence-length", type=int, default=128,
                        help="cap of the automatic sequence length (default: %(default)s)")
+    group.add_argument("--linear-probe", action="store_true",
+                       help="start the head from a logistic regression on the frozen encoder's "
+                       "features, then fine-tune everything (LP-FT; classification tasks)")
     group.add_argument("--patience", type=int, default=3,
                        help="stop after this many dev evaluations (one per --checkpoint-every "
                        "steps) without improvement; the best weights are kept "
@@ -132,7 +135,7 @@ def run_task(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes or None, eval_every=args.checkpoint_every,
         patience=args.patience,
         class_weights=args.class_weights == "balanced", max_train=args.max_train,
-        seed=args.seed, xla=not args.no_xla,
+        seed=args.seed, xla=not args.no_xla, linear_probe=args.linear_probe,
     )
     output = args.output or str(ws.root / "tasks" / args.dataset)
     summary = tasks.train_task(dataset, preset, output, options, task=args.task)

@@ -52,6 +52,8 @@ class TaskOptions:
     patience: int = 3
     # Batches of similar-length texts with their padding trimmed (classification tasks).
     group_by_length: bool = True
+    # Start the head from a logistic regression on the frozen encoder's features (LP-FT).
+    linear_probe: bool = False
     class_weights: bool = False
     max_train: int | None = None
     max_dev: int = 2000
@@ -266,7 +268,7 @@ def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options
         eval_every=options.eval_every, patience=options.patience,
         max_minutes=options.max_minutes, seed=options.seed, jit_compile=options.xla,
         dev_score=dev_score, train_targets=targets, lengths=lengths,
-        group_by_length=options.group_by_length,
+        group_by_length=options.group_by_length, linear_probe=options.linear_probe,
     )
     info: dict[str, Any] = {"labels": labels}
     if TASKS[task] == "intent" and len(in_scope_dev) < len(dev):

@@ -403,3 +403,26 @@ def test_trimmed_batches_give_the_padded_logits_and_plan_with_their_width(nano_p
                                padded, atol=1e-4)  # trimming only removes masked padding
     assert mean_batch_width(np.full(64, 5), 8, (16, 32, 64)) == 16
     assert mean_batch_width(np.full(64, 40), 8, (16, 32, 64)) == 64
+
+
+@pytest.mark.parametrize("fixture", ["sentiment", "intent"])
+def test_linear_probe_init_puts_the_probe_in_the_head(nano_preset, fixture):
+    import keras_hub
+
+    from albert_tf.text_tasks import TextClassifier, linear_probe_init, predict_text_logits
+
+    data = sentiment_fixture() if fixture == "sentiment" else intent_fixture()
+    labels = sorted({e.label for e in data.train})
+    texts = [e.text for e in data.train]
+    y = np.asarray([labels.index(e.label) for e in data.train])
+    backbone = keras_hub.models.AlbertBackbone.from_preset(str(nano_preset))
+    preprocessor = keras_hub.models.AlbertTextClassifierPreprocessor.from_preset(
+        str(nano_preset), sequence_length=32)
+    model = TextClassifier(backbone, num_classes=len(labels) + 1)  # one class never seen
+    before = (predict_text_logits(model, preprocessor, texts).argmax(-1) == y).mean()
+    probe_accuracy = linear_probe_init(model, preprocessor, texts, y)
+    logits = predict_text_logits(model, preprocessor, texts)
+    # The head now is the probe: same predictions, and the unseen class is never chosen.
+    assert (logits.argmax(-1) == y).mean() == pytest.approx(probe_accuracy, abs=0.02)
+    assert probe_accuracy > max(before, 1.5 / len(labels))
+    assert (logits.argmax(-1) != len(labels)).all()
