@@ -258,9 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hard-label-weight", type=float, default=0.5,
                         help="with --task-distill, the labels' share of the target "
                         "(default: %(default)s)")
-    parser.add_argument("--linear-probe", action="store_true",
+    parser.add_argument("--linear-probe", choices=["auto", "on", "off"], default="auto",
                         help="start each classifier's head from a logistic regression on the "
-                        "frozen encoder's features (LP-FT), inside the --minutes budget")
+                        "frozen encoder's features (LP-FT, inside the --minutes budget); auto: "
+                        "for tasks of 10 or more classes (default: %(default)s)")
     parser.add_argument("--no-topics", dest="topics", action="store_false",
                         help="skip the unsupervised-topic evaluation of the news sets")
     parser.add_argument("--topics-only", action="store_true",
@@ -356,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                                     args.work_dir, speeds)
                 if model_options.teacher_model:
                     entry["task_distilled_from"] = model_options.teacher_model
-                if model_options.linear_probe and dataset.task != "aspect_terms":
+                if dataset.task != "aspect_terms" and tasks.uses_linear_probe(
+                        model_options.linear_probe, len(dataset.labels)):
                     entry["linear_probe"] = True
                 entry["metrics"] = list(dataset.metrics)
             else:

@@ -101,9 +101,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="use at most this many training examples (a seeded sample)")
     group.add_argument("--max-sequence-length", type=int, default=128,
                        help="cap of the automatic sequence length (default: %(default)s)")
-    group.add_argument("--linear-probe", action="store_true",
+    group.add_argument("--linear-probe", choices=["auto", "on", "off"], default="auto",
                        help="start the head from a logistic regression on the frozen encoder's "
-                       "features, then fine-tune everything (LP-FT; classification tasks)")
+                       "features, then fine-tune everything (LP-FT); auto: for tasks of 10 or "
+                       "more classes (default: %(default)s)")
     group.add_argument("--patience", type=int, default=3,
                        help="stop after this many dev evaluations (one per --checkpoint-every "
                        "steps) without improvement; the best weights are kept "

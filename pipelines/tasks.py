@@ -52,8 +52,11 @@ class TaskOptions:
     patience: int = 3
     # Batches of similar-length texts with their padding trimmed (classification tasks).
     group_by_length: bool = True
-    # Start the head from a logistic regression on the frozen encoder's features (LP-FT).
-    linear_probe: bool = False
+    # Start the head from a logistic regression on the frozen encoder's features (LP-FT):
+    # "on", "off", or "auto" = on for tasks of at least PROBE_MIN_CLASSES classes (measured: it
+    # lifts the 77- and 150-intent sets by 10-13 points, and costs a 2-class set more training
+    # time than it gives back).
+    linear_probe: str = "auto"
     class_weights: bool = False
     max_train: int | None = None
     max_dev: int = 2000
@@ -125,6 +128,16 @@ def _tokenizer_proto(tokenizer) -> bytes:
 def _label_ids(examples, labels: Sequence[str]) -> list[int]:
     index = {label: i for i, label in enumerate(labels)}
     return [index[e.label] for e in examples]
+
+
+PROBE_MIN_CLASSES = 10
+
+
+def uses_linear_probe(setting: str, num_classes: int) -> bool:
+    """Whether a classifier of `num_classes` starts its head from a linear probe."""
+    if setting not in ("auto", "on", "off"):
+        raise ValueError(f"linear_probe must be auto, on or off. Received: {setting!r}")
+    return setting == "on" or (setting == "auto" and num_classes >= PROBE_MIN_CLASSES)
 
 
 def planned_steps(options: TaskOptions, num_train: int, sequence_length: float) -> int:
@@ -268,7 +281,8 @@ def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options
         eval_every=options.eval_every, patience=options.patience,
         max_minutes=options.max_minutes, seed=options.seed, jit_compile=options.xla,
         dev_score=dev_score, train_targets=targets, lengths=lengths,
-        group_by_length=options.group_by_length, linear_probe=options.linear_probe,
+        group_by_length=options.group_by_length,
+        linear_probe=uses_linear_probe(options.linear_probe, len(labels)),
     )
     info: dict[str, Any] = {"labels": labels}
     if TASKS[task] == "intent" and len(in_scope_dev) < len(dev):

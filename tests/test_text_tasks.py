@@ -426,3 +426,12 @@ def test_linear_probe_init_puts_the_probe_in_the_head(nano_preset, fixture):
     assert (logits.argmax(-1) == y).mean() == pytest.approx(probe_accuracy, abs=0.02)
     assert probe_accuracy > max(before, 1.5 / len(labels))
     assert (logits.argmax(-1) != len(labels)).all()
+
+
+def test_the_linear_probe_is_on_by_default_only_for_many_classes():
+    assert tasks.TaskOptions().linear_probe == "auto"
+    assert not tasks.uses_linear_probe("auto", 2)
+    assert tasks.uses_linear_probe("auto", tasks.PROBE_MIN_CLASSES)
+    assert tasks.uses_linear_probe("on", 2) and not tasks.uses_linear_probe("off", 150)
+    with pytest.raises(ValueError, match="auto, on or off"):
+        tasks.uses_linear_probe(True, 3)
