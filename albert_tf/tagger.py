@@ -196,19 +196,19 @@ def predict_spans(model: TokenTagger, aligner: PieceAligner, texts: Sequence[str
                   sequence_length: int, batch_size: int = 64) -> list[list[Span]]:
     """Predicted term spans `[(start, end), ...]` per text: whole-text pieces, argmax tags.
     Texts run shortest first, each batch trimmed to the width it needs."""
-    from albert_tf.text_tasks import length_buckets
+    from albert_tf.text_tasks import length_buckets, width_for
 
     texts = list(texts)
     if not texts:
         return []
     encoded = encode_for_tagging(aligner, texts, None, sequence_length)
     lengths = encoded["padding_mask"].sum(axis=1)
-    widths = np.asarray(length_buckets(sequence_length))
+    widths = length_buckets(sequence_length)
     tags = np.full(encoded["padding_mask"].shape, OUTSIDE, "int64")
     order = np.argsort(lengths, kind="stable")
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        width = int(widths[min(np.searchsorted(widths, lengths[rows].max()), len(widths) - 1)])
+        width = int(width_for(lengths[rows].max(), widths))
         x = {key: encoded[key][rows, :width] for key in INPUT_KEYS}
         logits = keras.ops.convert_to_numpy(model.predict_on_batch(x))
         tags[rows, :width] = np.asarray(logits).argmax(axis=-1)

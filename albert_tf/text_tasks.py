@@ -143,10 +143,14 @@ def mean_batch_width(lengths: np.ndarray, batch_size: int, widths: Sequence[int]
     steps = max(1, min(steps, len(lengths) // max(1, batch_size)))
     order = length_grouped_order(lengths, seed, 0, steps, batch_size, widths)
     order = order.reshape(steps, -1)
-    longest = np.asarray(lengths)[order].max(axis=1)
+    return float(width_for(np.asarray(lengths)[order].max(axis=1), widths).mean())
+
+
+def width_for(longest: np.ndarray, widths: Sequence[int]) -> np.ndarray:
+    """The smallest of `widths` that holds each `longest` length (the last one if none does):
+    `batch_width` in numpy, for planning and for batches built outside tf.data."""
     bounds = np.asarray(widths)
-    chosen = bounds[np.minimum(np.searchsorted(bounds, longest), len(bounds) - 1)]
-    return float(chosen.mean())
+    return bounds[np.minimum(np.searchsorted(bounds, longest), len(bounds) - 1)]
 
 
 def length_grouped_order(lengths: np.ndarray, seed: int, start_step: int, num_steps: int,
