@@ -47,6 +47,7 @@ class DistillOptions:
     attention_weight: float = 1.0
     value_weight: float = 1.0
     sentence_weight: float = 1.0
+    group_by_length: bool = True
     no_xla: bool = False
 
     @classmethod
@@ -54,6 +55,7 @@ class DistillOptions:
         fields = cls.__dataclass_fields__
         values = {k: v for k, v in vars(args).items() if k in fields}
         values["texts_files"] = tuple(args.texts or ())
+        values["group_by_length"] = not getattr(args, "no_group_by_length", False)
         return cls(**values)
 
 
@@ -100,6 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             default=getattr(defaults, f"{name}_weight"),
                             help=f"weight of the {name} loss, 0 to leave it out (default: "
                             "%(default)s)")
+    parser.add_argument("--no-group-by-length", action="store_true",
+                        help="pad every batch to --sequence-length instead of grouping texts "
+                        "of similar length and trimming each batch to the width it needs")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="data order seed")
     parser.add_argument("--no-xla", action="store_true", help="do not XLA-compile the step")
 
@@ -203,7 +208,9 @@ def _distill(ws, options: DistillOptions, params: dict, inputs: dict,
     from albert_tf.layer_distillation import DistillationWeights, LayerDistiller
     from albert_tf.student import (StudentShape, build_student, embedding_agreement,
                                    parameter_count)
-    from albert_tf.text_tasks import make_pair_preprocessor
+    from albert_tf.text_tasks import (length_buckets, length_grouped_order,
+                                      make_pair_preprocessor, mean_batch_width, token_lengths,
+                                      trim_padding)
     from albert_tf.training import fit_resumable, make_optimizer, read_history, warmup_steps_for
 
     teacher_folder = _teacher_folder(options)
@@ -243,9 +250,20 @@ def _distill(ws, options: DistillOptions, params: dict, inputs: dict,
                  parameter_count(teacher) / parameter_count(student), len(train), len(held_out),
                  options.sequence_length)
 
+        # Batches of similar length, each trimmed to the width it needs (16, 32, ... tokens):
+        # chunked reviews and sentences are mostly far shorter than --sequence-length.
+        widths = length_buckets(options.sequence_length) if options.group_by_length else None
+        batch_prep = ((lambda texts: trim_padding(preprocessor(texts), widths)) if widths
+                      else preprocessor)
+        lengths = token_lengths(preprocessor, train) if widths else None
+        width = (mean_batch_width(lengths, options.batch_size, widths, options.seed) if widths
+                 else float(options.sequence_length))
+        if widths:
+            log.info("distill: texts grouped by length; mean batch width %.1f of %d tokens",
+                     width, options.sequence_length)
         eval_texts = held_out[: options.eval_texts]
         eval_ds = (tf.data.Dataset.from_tensor_slices(eval_texts).batch(options.batch_size)
-                   .map(preprocessor).cache() if eval_texts else None)
+                   .map(batch_prep).cache() if eval_texts else None)
         at_init = (embedding_agreement(student, teacher, list(eval_ds)) if eval_ds is not None
                    else None)
         if at_init:
@@ -263,17 +281,21 @@ def _distill(ws, options: DistillOptions, params: dict, inputs: dict,
         def train_ds(start_step: int, num_steps: int) -> tf.data.Dataset:
             from albert_tf.pretraining import example_order
 
-            order = example_order(len(train), options.seed, start_step * options.batch_size,
-                                  num_steps * options.batch_size)
+            if widths:
+                order = length_grouped_order(lengths, options.seed, start_step, num_steps,
+                                             options.batch_size, widths)
+            else:
+                order = example_order(len(train), options.seed, start_step * options.batch_size,
+                                      num_steps * options.batch_size)
             return (tf.data.Dataset.from_tensor_slices(order).batch(options.batch_size)
-                    .map(lambda i: preprocessor(tf.gather(train_texts, i)),
+                    .map(lambda i: batch_prep(tf.gather(train_texts, i)),
                          num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
 
         step = fit_resumable(distiller, train_ds, total_steps=options.steps,
                              steps_per_checkpoint=options.checkpoint_every,
                              checkpoint_dir=checkpoints, log_dir=logs, validation_data=eval_ds,
                              max_minutes=max_minutes,
-                             tokens_per_step=options.batch_size * options.sequence_length)
+                             tokens_per_step=round(options.batch_size * width))
         final = (embedding_agreement(student, teacher, list(eval_ds)) if eval_ds is not None
                  else None)
         shutil.rmtree(preset_dir, ignore_errors=True)
@@ -285,6 +307,7 @@ def _distill(ws, options: DistillOptions, params: dict, inputs: dict,
             "student_parameters": parameter_count(student),
             "parameter_ratio": round(parameter_count(teacher) / parameter_count(student), 2),
             "inheritance": inheritance, "train_texts": len(train), "held_out_texts": len(held_out),
+            "mean_batch_width": round(width, 1),
             "held_out_at_init": at_init, "held_out_final": final,
             "history": read_history(logs),
         }

@@ -148,6 +148,23 @@ def test_general_distillation_losses_fall_and_only_the_student_learns(nano_teach
     assert set(only_hidden) == {"hidden", "total"}
 
 
+def test_distillation_losses_of_a_trimmed_batch_equal_the_padded_ones(nano_teacher):
+    """Grouped distillation trims each batch to the width it needs; the losses must not move
+    (every term averages over real tokens only, and padded keys are masked)."""
+    from albert_tf.text_tasks import trim_padding
+
+    teacher, tokenizer = nano_teacher
+    keras.utils.set_random_seed(6)
+    student, _ = build_student(teacher, StudentShape(embedding_dim=4))
+    padded = _batches(tokenizer, sequence_length=32)[0]
+    trimmed = trim_padding(padded, (8, 16, 32))
+    assert trimmed["token_ids"].shape[1] == 8 < padded["token_ids"].shape[1]
+    full = distillation_losses(student, teacher, padded)
+    cut = distillation_losses(student, teacher, trimmed)
+    for name in full:
+        np.testing.assert_allclose(float(cut[name]), float(full[name]), rtol=1e-4, atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def nano_teacher_folder(nano_teacher, tmp_path_factory):
     teacher, tokenizer = nano_teacher
@@ -165,11 +182,12 @@ def test_distill_stage_resumes_and_saves_a_student_preset(nano_teacher_folder, t
     ws = tmp_path / "ws"
     args = ["distill", "--workspace", str(ws), "--teacher", str(nano_teacher_folder),
             "--texts", str(texts), "--embedding-dim", "4", "--steps", "12",
-            "--checkpoint-every", "6", "--batch-size", "8", "--sequence-length", "16",
+            "--checkpoint-every", "6", "--batch-size", "8", "--sequence-length", "32",
             "--held-out-fraction", "0.1", "--no-xla", "--max-minutes", "0"]
     assert main(args) == 0
     metrics = json.loads((ws / "distill" / "metrics.json").read_text())
     assert metrics["step"] == 12 and metrics["parameter_ratio"] > 1
+    assert metrics["mean_batch_width"] < 32  # grouped by length, batches trimmed
     assert metrics["held_out_texts"] > 0 and metrics["history"]
     assert metrics["held_out_final"]["hidden_mse"] < metrics["held_out_at_init"]["hidden_mse"]
     assert any((ws / "distill" / "logs").rglob("events.out.tfevents*"))  # TensorBoard
