@@ -24,10 +24,10 @@ log = logging.getLogger("opinionrec")
 # The encoder: an ALBERT student distilled from the packaged teacher on the sample reviews, or,
 # without the teacher, an ALBERT pretrained from scratch (`demo --encoder albert`).
 STUDENT_STAGES: list[tuple[str, list[str]]] = [
-    ("distill", ["--sequence-length", "64", "--steps", "600", "--max-minutes", "4",
+    ("distill", ["--sequence-length", "64", "--steps", "600", "--max-minutes", "3.5",
                  "--checkpoint-every", "50"]),
     ("finetune", ["--encoder", "student", "--sequence-length", "64", "--epochs", "1",
-                  "--max-minutes", "4"]),
+                  "--max-minutes", "3.5"]),
 ]
 SCRATCH_STAGES: list[tuple[str, list[str]]] = [
     ("pretraining-data", ["--sequence-length", "64"]),

@@ -24,6 +24,8 @@ from pipelines import workspace as ws_lib
 log = logging.getLogger("opinionrec")
 
 STAGE = "distill"
+# Group texts by length only where batches would be at most this share of full width.
+WORTH_GROUPING = 0.75
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,13 @@ def _distill(ws, options: DistillOptions, params: dict, inputs: dict,
         lengths = token_lengths(preprocessor, train) if widths else None
         width = (mean_batch_width(lengths, options.batch_size, widths, options.seed) if widths
                  else float(options.sequence_length))
-        if widths:
+        if widths and width > WORTH_GROUPING * options.sequence_length:
+            # Long texts: trimming saves little, and each extra width costs an XLA compile of
+            # the teacher + student step (~20 s), which a short budget cannot win back.
+            log.info("distill: texts fill %.0f%% of %d tokens; batches stay full width",
+                     100 * width / options.sequence_length, options.sequence_length)
+            widths, batch_prep, width = None, preprocessor, float(options.sequence_length)
+        elif widths:
             log.info("distill: texts grouped by length; mean batch width %.1f of %d tokens",
                      width, options.sequence_length)
         eval_texts = held_out[: options.eval_texts]
