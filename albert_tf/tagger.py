@@ -89,14 +89,52 @@ class BertTokenTagger(TokenTagger):
     backbone_cls = keras_hub.models.BertBackbone
 
 
-def compile_tagger(model: TokenTagger, optimizer, jit_compile: bool = True) -> None:
-    """Per-token sparse cross-entropy from logits; `sample_weight` masks [CLS], [SEP], pad."""
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy("accuracy")],
-        jit_compile=jit_compile,
-    )
+def compile_tagger(model: TokenTagger, optimizer, jit_compile: bool = True,
+                   soft_targets: bool = False) -> None:
+    """Per-token cross-entropy from logits; `sample_weight` masks [CLS], [SEP], pad. Labels are
+    tag ids, or with `soft_targets` a distribution over tags per token (`tag_targets`)."""
+    if soft_targets:
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+        accuracy = keras.metrics.CategoricalAccuracy("accuracy")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        accuracy = keras.metrics.SparseCategoricalAccuracy("accuracy")
+    model.compile(optimizer=optimizer, loss=loss, weighted_metrics=[accuracy],
+                  jit_compile=jit_compile)
+
+
+def tag_targets(labels: np.ndarray, teacher_probabilities: np.ndarray,
+                hard_weight: float = 0.5) -> np.ndarray:
+    """Task distillation for tagging: per token, `hard_weight` x one-hot(gold tag) + the rest x
+    the teacher's tag distribution (`[N, T, tags]`), as `text_tasks.distillation_targets` does
+    per text."""
+    probabilities = np.asarray(teacher_probabilities, "float32")
+    one_hot = np.eye(probabilities.shape[-1], dtype="float32")[np.asarray(labels, "int64")]
+    return hard_weight * one_hot + (1.0 - hard_weight) * probabilities
+
+
+def predict_tag_probabilities(model: TokenTagger, encoded: dict,
+                              batch_size: int = 64) -> np.ndarray:
+    """Softmax tag distributions `[N, T, tags]` of packed texts (`encode_for_tagging`), shortest
+    first, each batch trimmed to the width it needs; positions past a batch's width are O."""
+    from albert_tf.text_tasks import length_buckets, width_for
+
+    mask = np.asarray(encoded["padding_mask"])
+    n, sequence_length = mask.shape
+    lengths = mask.sum(axis=1)
+    widths = length_buckets(sequence_length)
+    probabilities = np.zeros((n, sequence_length, model.num_tags), "float32")
+    probabilities[..., OUTSIDE] = 1.0
+    order = np.argsort(lengths, kind="stable")
+    for start in range(0, n, batch_size):
+        rows = order[start : start + batch_size]
+        width = int(width_for(lengths[rows].max(), widths))
+        x = {key: np.asarray(encoded[key])[rows, :width] for key in INPUT_KEYS}
+        logits = np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(x)), "float32")
+        logits -= logits.max(axis=-1, keepdims=True)
+        exp = np.exp(logits)
+        probabilities[rows, :width] = exp / exp.sum(axis=-1, keepdims=True)
+    return probabilities
 
 
 def model_inputs(encoded: dict) -> dict[str, np.ndarray]:

@@ -302,7 +302,8 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options)
 
     from albert_tf.pretraining import example_order
     from albert_tf.bert import matching_class
-    from albert_tf.tagger import TokenTagger, compile_tagger, encode_for_tagging, predict_spans
+    from albert_tf.tagger import (TokenTagger, compile_tagger, encode_for_tagging,
+                                  predict_spans, predict_tag_probabilities, tag_targets)
     from albert_tf.text_tasks import (KeepBest, batch_width, length_buckets,
                                       length_grouped_order, mean_batch_width)
     from albert_tf.training import fit_resumable, make_optimizer
@@ -310,6 +311,17 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options)
 
     encoded = encode_for_tagging(aligner, [e.text for e in train], [list(e.spans) for e in train],
                                  sequence_length)
+    targets = np.asarray(encoded["labels"])
+    if options.teacher_model:  # task distillation: the fine-tuned teacher's tag distributions
+        teacher = _tagging_teacher(options.teacher_model, aligner)
+        probabilities = predict_tag_probabilities(teacher, encoded)
+        targets = tag_targets(targets, probabilities, options.hard_label_weight)
+        on_pieces = np.asarray(encoded["sample_weight"]) > 0
+        log.info("aspect terms: task distillation from %s (label weight %.2f; teacher agrees "
+                 "with %.1f%% of the training tags)", options.teacher_model,
+                 options.hard_label_weight, 100 * float(np.mean(
+                     probabilities.argmax(-1)[on_pieces] == np.asarray(encoded["labels"])[on_pieces])))
+        del teacher
     model = matching_class(TokenTagger, type(backbone))(backbone)
     widths = length_buckets(sequence_length)
     lengths = np.asarray(encoded["padding_mask"]).sum(axis=1)
@@ -319,7 +331,8 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options)
     total_steps = planned_steps(options, len(train), width)
     optimizer = make_optimizer("adamw", options.learning_rate, max(1, total_steps // 10),
                                total_steps)
-    compile_tagger(model, optimizer, jit_compile=options.xla)
+    compile_tagger(model, optimizer, jit_compile=options.xla,
+                   soft_targets=options.teacher_model is not None)
     keys = ("token_ids", "padding_mask", "segment_ids")
 
     def trim(x, y, w):
@@ -334,7 +347,7 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options)
             order = example_order(len(train), options.seed, start_step * options.batch_size,
                                   num_steps * options.batch_size)
         x = {k: np.asarray(encoded[k])[order] for k in keys}
-        y = np.asarray(encoded["labels"])[order]
+        y = targets[order]
         w = np.asarray(encoded["sample_weight"])[order]
         ds = tf.data.Dataset.from_tensor_slices((x, y, w)).batch(options.batch_size)
         return ds.map(trim) if options.group_by_length else ds
@@ -361,6 +374,25 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options)
             "dev_curve": keep_best.history, "train_seconds": round(time.perf_counter() - start, 1),
             "train_examples": len(train),
             "truncated_spans": int(np.sum(encoded.get("truncated_spans", 0)))}
+
+
+def _tagging_teacher(model_dir: str, aligner):
+    """A fine-tuned aspect-term tagger folder to learn from; it must tokenize as the student does
+    (the ALBERT student keeps its teacher's WordPiece vocabulary), so its tags line up."""
+    from albert_tf.spans import aligner_for
+    from albert_tf.tagger import TokenTagger
+    from albert_tf.tokenizer import load_preset_tokenizer
+
+    info = read_info(model_dir)
+    if info["kind"] != "aspect_terms":
+        raise ValueError(f"the teacher {model_dir} is a {info['kind']} model, not a tagger")
+    teacher_aligner = aligner_for(load_preset_tokenizer(model_dir))
+    probe = "The battery life of this laptop isn't great, but the keyboard's fine."
+    if ([p.id for p in teacher_aligner.pieces(probe)] != [p.id for p in aligner.pieces(probe)]
+            or teacher_aligner.vocabulary_size != aligner.vocabulary_size):
+        raise ValueError(f"the teacher {model_dir} tokenizes differently from the student; tag "
+                         "distillation needs the same vocabulary (distil the student from it)")
+    return TokenTagger.from_preset(model_dir, preprocessor=None)
 
 
 def _classifier_probabilities(model_dir: str, examples):

@@ -241,6 +241,35 @@ def test_aspect_term_tagger_finds_spans_and_reloads(nano_preset, tmp_path):
         assert all(0 <= s < e <= len(example.text) for s, e in found)
 
 
+def test_tag_targets_mix_the_gold_tag_and_the_teacher():
+    from albert_tf.tagger import tag_targets
+
+    teacher = np.asarray([[[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]]])
+    targets = tag_targets(np.asarray([[1, 2]]), teacher, 0.5)
+    np.testing.assert_allclose(targets, [[[0.3, 0.65, 0.05], [0.1, 0.1, 0.8]]], atol=1e-6)
+
+
+def test_tagger_task_distillation_learns_the_teachers_tags(nano_preset, tmp_path):
+    """A tagger given only the teacher's tag distributions (label weight 0) finds the terms
+    although its own training sentences carry no gold span at all."""
+    import dataclasses
+
+    data = aspect_terms_fixture()
+    tasks.train_task(data, nano_preset, tmp_path / "teacher",
+                     tasks.TaskOptions(epochs=40, **OPTIONS))
+    assert tasks.evaluate_task(tmp_path / "teacher", data)["f1"] >= 0.6
+    unlabelled = dataclasses.replace(data, train=[dataclasses.replace(e, spans=())
+                                                  for e in data.train])
+    options = tasks.TaskOptions(epochs=40, teacher_model=str(tmp_path / "teacher"),
+                                hard_label_weight=0.0, **OPTIONS)
+    tasks.train_task(unlabelled, nano_preset, tmp_path / "student", options)
+    assert tasks.evaluate_task(tmp_path / "student", data)["f1"] >= 0.6
+    # Without the teacher, the same sentences teach nothing: every tag is O.
+    tasks.train_task(unlabelled, nano_preset, tmp_path / "alone",
+                     tasks.TaskOptions(epochs=10, **OPTIONS))
+    assert tasks.evaluate_task(tmp_path / "alone", data)["f1"] < 0.1
+
+
 def test_the_bert_equivalent_fine_tunes_and_reloads_as_bert(nano_bert_preset, tmp_path):
     import keras_hub
 
