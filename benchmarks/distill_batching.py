@@ -13,7 +13,7 @@ and the reviews of the three Amazon categories: what a user's own workspace woul
 test text of any benchmark.
 
     python benchmarks/distill_batching.py                    # 2 x 5 minutes on 2 cores
-    python benchmarks/distill_batching.py --work DIR         # again: finished runs are reused
+    python benchmarks/distill_batching.py --work DIR         # again: finished variants are reused as they are
     python benchmarks/distill_batching.py --work DIR         # again: reuses finished runs
     python benchmarks/distill_batching.py --write-corpus corpus.txt   # the corpus only
 
@@ -70,8 +70,10 @@ def run_variant(corpus: Path, work: Path, minutes: float, flags: list[str],
                "--texts", str(corpus), "--max-minutes", str(minutes), *flags]
     if teacher:
         command += ["--teacher", teacher]
-    subprocess.run(command, check=True, cwd=Path(__file__).resolve().parents[1])
-    metrics = json.loads((work / "distill" / "metrics.json").read_text())
+    done = work / "distill" / "metrics.json"
+    if not done.exists():  # a finished variant is reused, never continued: its budget is spent
+        subprocess.run(command, check=True, cwd=Path(__file__).resolve().parents[1])
+    metrics = json.loads(done.read_text())
     history = metrics["history"]
     final, at_init = metrics["held_out_final"], metrics["held_out_at_init"]
     return {
