@@ -93,24 +93,18 @@ def compile_tagger(model: TokenTagger, optimizer, jit_compile: bool = True,
                    soft_targets: bool = False) -> None:
     """Per-token cross-entropy from logits; `sample_weight` masks [CLS], [SEP], pad. Labels are
     tag ids, or with `soft_targets` a distribution over tags per token (`tag_targets`)."""
-    if soft_targets:
-        loss = keras.losses.CategoricalCrossentropy(from_logits=True)
-        accuracy = keras.metrics.CategoricalAccuracy("accuracy")
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        accuracy = keras.metrics.SparseCategoricalAccuracy("accuracy")
-    model.compile(optimizer=optimizer, loss=loss, weighted_metrics=[accuracy],
-                  jit_compile=jit_compile)
+    from albert_tf.text_tasks import compile_text_classifier
+
+    compile_text_classifier(model, optimizer, jit_compile=jit_compile, soft_targets=soft_targets)
 
 
 def tag_targets(labels: np.ndarray, teacher_probabilities: np.ndarray,
                 hard_weight: float = 0.5) -> np.ndarray:
     """Task distillation for tagging: per token, `hard_weight` x one-hot(gold tag) + the rest x
-    the teacher's tag distribution (`[N, T, tags]`), as `text_tasks.distillation_targets` does
-    per text."""
-    probabilities = np.asarray(teacher_probabilities, "float32")
-    one_hot = np.eye(probabilities.shape[-1], dtype="float32")[np.asarray(labels, "int64")]
-    return hard_weight * one_hot + (1.0 - hard_weight) * probabilities
+    the teacher's tag distribution (`[N, T, tags]`): `text_tasks.distillation_targets` per token."""
+    from albert_tf.text_tasks import distillation_targets
+
+    return distillation_targets(labels, teacher_probabilities, hard_weight)
 
 
 def predict_tag_probabilities(model: TokenTagger, encoded: dict,

@@ -98,9 +98,10 @@ def distillation_targets(labels: Sequence[int], teacher_probabilities: np.ndarra
                          hard_weight: float = 0.5) -> np.ndarray:
     """`hard_weight` x one-hot(label) + the rest x the teacher's distribution: cross-entropy is
     linear in its target, so training on these is the usual mix of the hard-label loss and the
-    soft-target loss of knowledge distillation (Hinton et al., 2015) at temperature 1."""
+    soft-target loss of knowledge distillation (Hinton et al., 2015) at temperature 1. Labels may
+    have any shape (`[N]` per text, `[N, T]` per token), the distributions one more axis."""
     probabilities = np.asarray(teacher_probabilities, "float32")
-    one_hot = np.eye(probabilities.shape[1], dtype="float32")[np.asarray(labels, "int64")]
+    one_hot = np.eye(probabilities.shape[-1], dtype="float32")[np.asarray(labels, "int64")]
     return hard_weight * one_hot + (1.0 - hard_weight) * probabilities
 
 
