@@ -189,6 +189,28 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     return _distill(ws, options, params, inputs, args.max_minutes or None)
 
 
+def _grouping_lengths(options: DistillOptions, preprocessor, train: Sequence[str]):
+    """(token lengths of `train`, mean batch width) when batches should be grouped by length and
+    trimmed (as in fine-tuning), else (None, full width): switched off, or texts so long that batches would keep over
+    `WORTH_GROUPING` of their width, where each extra width's XLA compile of the teacher +
+    student step (~20 s) costs more than trimming saves in a short budget."""
+    from albert_tf.text_tasks import length_buckets, mean_batch_width, token_lengths
+
+    full = float(options.sequence_length)
+    if not options.group_by_length:
+        return None, full
+    lengths = token_lengths(preprocessor, train)
+    width = mean_batch_width(lengths, options.batch_size, length_buckets(options.sequence_length),
+                             options.seed)
+    if width > WORTH_GROUPING * options.sequence_length:
+        log.info("distill: texts fill %.0f%% of %d tokens; batches stay full width",
+                 100 * width / options.sequence_length, options.sequence_length)
+        return None, full
+    log.info("distill: texts grouped by length; mean batch width %.1f of %d tokens", width,
+             options.sequence_length)
+    return lengths, width
+
+
 def _teacher_folder(options: DistillOptions) -> str:
     if options.teacher:
         return options.teacher
@@ -211,8 +233,7 @@ def _distill(ws, options: DistillOptions, params: dict, inputs: dict,
     from albert_tf.student import (StudentShape, build_student, embedding_agreement,
                                    parameter_count)
     from albert_tf.text_tasks import (length_buckets, length_grouped_order,
-                                      make_pair_preprocessor, mean_batch_width, token_lengths,
-                                      trim_padding)
+                                      make_pair_preprocessor, text_dataset)
     from albert_tf.training import fit_resumable, make_optimizer, read_history, warmup_steps_for
 
     teacher_folder = _teacher_folder(options)
@@ -252,26 +273,11 @@ def _distill(ws, options: DistillOptions, params: dict, inputs: dict,
                  parameter_count(teacher) / parameter_count(student), len(train), len(held_out),
                  options.sequence_length)
 
-        # Batches of similar length, each trimmed to the width it needs (16, 32, ... tokens):
-        # chunked reviews and sentences are mostly far shorter than --sequence-length.
-        widths = length_buckets(options.sequence_length) if options.group_by_length else None
-        batch_prep = ((lambda texts: trim_padding(preprocessor(texts), widths)) if widths
-                      else preprocessor)
-        lengths = token_lengths(preprocessor, train) if widths else None
-        width = (mean_batch_width(lengths, options.batch_size, widths, options.seed) if widths
-                 else float(options.sequence_length))
-        if widths and width > WORTH_GROUPING * options.sequence_length:
-            # Long texts: trimming saves little, and each extra width costs an XLA compile of
-            # the teacher + student step (~20 s), which a short budget cannot win back.
-            log.info("distill: texts fill %.0f%% of %d tokens; batches stay full width",
-                     100 * width / options.sequence_length, options.sequence_length)
-            widths, batch_prep, width = None, preprocessor, float(options.sequence_length)
-        elif widths:
-            log.info("distill: texts grouped by length; mean batch width %.1f of %d tokens",
-                     width, options.sequence_length)
+        lengths, width = _grouping_lengths(options, preprocessor, train)
+        trim = lengths is not None
         eval_texts = held_out[: options.eval_texts]
-        eval_ds = (tf.data.Dataset.from_tensor_slices(eval_texts).batch(options.batch_size)
-                   .map(batch_prep).cache() if eval_texts else None)
+        eval_ds = (text_dataset(eval_texts, preprocessor, options.batch_size, trim=trim).cache()
+                   if eval_texts else None)
         at_init = (embedding_agreement(student, teacher, list(eval_ds)) if eval_ds is not None
                    else None)
         if at_init:
@@ -284,20 +290,16 @@ def _distill(ws, options: DistillOptions, params: dict, inputs: dict,
         warmup = warmup_steps_for(min(200, options.steps // 10), max_minutes)
         optimizer = make_optimizer("adamw", options.learning_rate, warmup, options.steps)
         distiller.compile(optimizer=optimizer, jit_compile=not options.no_xla)
-        train_texts = tf.constant(train)
 
         def train_ds(start_step: int, num_steps: int) -> tf.data.Dataset:
             from albert_tf.pretraining import example_order
 
-            if widths:
-                order = length_grouped_order(lengths, options.seed, start_step, num_steps,
-                                             options.batch_size, widths)
-            else:
-                order = example_order(len(train), options.seed, start_step * options.batch_size,
-                                      num_steps * options.batch_size)
-            return (tf.data.Dataset.from_tensor_slices(order).batch(options.batch_size)
-                    .map(lambda i: batch_prep(tf.gather(train_texts, i)),
-                         num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+            order = (length_grouped_order(lengths, options.seed, start_step, num_steps,
+                                          options.batch_size,
+                                          length_buckets(options.sequence_length)) if trim
+                     else example_order(len(train), options.seed, start_step * options.batch_size,
+                                        num_steps * options.batch_size))
+            return text_dataset(train, preprocessor, options.batch_size, order=order, trim=trim)
 
         step = fit_resumable(distiller, train_ds, total_steps=options.steps,
                              steps_per_checkpoint=options.checkpoint_every,
