@@ -15,7 +15,8 @@ sentence-embedding loss), `bert` (`--bert-preset`, the BERT equivalent: `opinion
 (train aspect terms, longest match; aspect extraction only). An encoder without a preset is
 skipped and the table says so. Pretrained encoders (`albert`, `teacher`) fine-tune at
 `--pretrained-learning-rate`, the from-scratch ones at `--learning-rate`.
-Each fine-tune gets `--minutes` of training (early stopping on dev may end it sooner).
+Each fine-tune gets `--minutes` of training (early stopping on dev may end it sooner); with
+`--task-distill`, the student gets `--distill-minutes` (teacher + student = one task's budget).
 Unsupervised topics (k-means over sentence embeddings, NMI / ARI against the labels) run on the
 news sets as `<dataset>_topics`.
 
@@ -128,7 +129,7 @@ def run_encoder(model: str, preset: Path, dataset, options, work: Path,
                                             "sequence_length", "train_seconds",
                                             "train_examples")})
     result.update(tokens_per_second=speed, learning_rate=options.learning_rate,
-                  parameters=summary.get("parameters"))
+                  minutes=options.max_minutes, parameters=summary.get("parameters"))
     return result
 
 
@@ -258,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hard-label-weight", type=float, default=0.5,
                         help="with --task-distill, the labels' share of the target "
                         "(default: %(default)s)")
+    parser.add_argument("--distill-minutes", type=float, default=None,
+                        help="with --task-distill, the student's training budget; the issue's "
+                        "task budget is the teacher's fine-tune plus this (default: --minutes)")
     parser.add_argument("--linear-probe", choices=["auto", "on", "off"], default="auto",
                         help="start each classifier's head from a logistic regression on the "
                         "frozen encoder's features (LP-FT, inside the --minutes budget); auto: "
@@ -312,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     def save() -> None:
         args.results.mkdir(parents=True, exist_ok=True)
         meta = {"benchmark": "quality", **machine(), "options": {
-            "minutes": args.minutes, "epochs": args.epochs, "max_train": args.max_train,
+            "minutes": args.minutes, "distill_minutes": args.distill_minutes,
+            "epochs": args.epochs, "max_train": args.max_train,
             "batch_size": args.batch_size, "learning_rate": args.learning_rate,
             "pretrained_learning_rate": args.pretrained_learning_rate,
             "presets": {k: str(v) if v else None for k, v in presets.items()}}}
@@ -352,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 f"{teacher_dir}; add `teacher` to --models")
                     model_options = dataclasses.replace(
                         model_options, teacher_model=str(teacher_dir),
-                        hard_label_weight=args.hard_label_weight)
+                        hard_label_weight=args.hard_label_weight,
+                        max_minutes=args.distill_minutes or args.minutes)
                 entry = run_encoder(model, presets[model], dataset, model_options,
                                     args.work_dir, speeds)
                 if model_options.teacher_model:
