@@ -129,7 +129,8 @@ def run_encoder(model: str, preset: Path, dataset, options, work: Path,
                                             "sequence_length", "train_seconds",
                                             "train_examples")})
     result.update(tokens_per_second=speed, learning_rate=options.learning_rate,
-                  minutes=options.max_minutes, parameters=summary.get("parameters"))
+                  minutes=options.max_minutes, epochs_cap=options.epochs,
+                  parameters=summary.get("parameters"))
     return result
 
 
