@@ -394,4 +394,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from pipelines import native_log
+
+    native_log.install()  # no CUDA-probing errors on a machine without a GPU
     sys.exit(main())

@@ -107,6 +107,10 @@ def configure_logging(verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the console script (tests call main(argv) under their own capture)
+        from pipelines import native_log
+
+        native_log.install()
     argv = list(sys.argv[1:] if argv is None else argv)
     # Before a command module imports Beam: Beam logs a warning at import, and the first record
     # through an unconfigured root logger configures it at WARNING, hiding every INFO line after.
