@@ -75,8 +75,10 @@ class SavedModelHandler(ModelHandler[str, PredictionResult, Any]):
     """
 
     def __init__(self, model_dir: str, signature: str = "serving_default", input_name: str = "text",
-                 min_batch_size: int = 32, max_batch_size: int = 256):
+                 min_batch_size: int = 32, max_batch_size: int = 256,
+                 sub_batch_size: int | None = 64):
         self._model_dir = model_dir
+        self._sub_batch_size = sub_batch_size or max_batch_size
         self._signature = signature
         self._input_name = input_name
         self._batching = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
@@ -89,10 +91,22 @@ class SavedModelHandler(ModelHandler[str, PredictionResult, Any]):
 
     def run_inference(self, batch: Sequence[str], model, inference_args=None
                       ) -> Iterable[PredictionResult]:
+        import numpy as np
         import tensorflow as tf
 
-        outputs = model(**{self._input_name: tf.constant(list(batch), dtype=tf.string)})
-        arrays = {name: value.numpy() for name, value in outputs.items()}
+        if not batch:
+            return
+        # The model trims each call to its longest text: calls of similar-length texts (sorted,
+        # `sub_batch_size` at a time) encode far less padding than one call over the bundle.
+        order = sorted(range(len(batch)), key=lambda i: len(batch[i]))
+        parts = []
+        for start in range(0, len(order), self._sub_batch_size):
+            texts = [batch[i] for i in order[start:start + self._sub_batch_size]]
+            outputs = model(**{self._input_name: tf.constant(texts, dtype=tf.string)})
+            parts.append({name: value.numpy() for name, value in outputs.items()})
+        position = np.empty(len(order), dtype=np.int64)
+        position[order] = np.arange(len(order))
+        arrays = {name: np.concatenate([p[name] for p in parts])[position] for name in parts[0]}
         for i, text in enumerate(batch):
             yield PredictionResult(text, {name: value[i] for name, value in arrays.items()})
 

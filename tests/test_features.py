@@ -132,3 +132,31 @@ def test_lukewarm_mentions_do_not_hide_praise_and_low_stars_are_no_praise():
     out = fn.extract_output(fn.merge_accumulators([acc, fn.add_input(fn.create_accumulator(),
                                                                      high)]))
     assert out["aspect_sentence"][1] == "Nice sound." and out["aspect_positive"][1] == 2
+
+
+def test_inference_runs_similar_lengths_together_and_returns_each_text_its_own_outputs():
+    """The handler sorts a bundle by length into sub-batches (the model trims each call to its
+    longest text) and must hand every text back the outputs computed for it."""
+    import tensorflow as tf
+
+    from pipelines.features import SavedModelHandler
+
+    calls = []
+
+    def model(text):
+        calls.append([t.decode() for t in text.numpy()])
+        return {"length": tf.strings.length(text), "echo": text,
+                "pair": tf.stack([tf.strings.length(text), 2 * tf.strings.length(text)], 1)}
+
+    texts = ["x" * n for n in (7, 1, 30, 4, 4, 12, 2, 25, 9, 3)]
+    handler = SavedModelHandler("unused", sub_batch_size=4)
+    results = list(handler.run_inference(texts, model))
+    assert [r.example for r in results] == texts
+    for r in results:
+        assert r.inference["echo"].decode() == r.example
+        assert r.inference["length"] == len(r.example)
+        assert list(r.inference["pair"]) == [len(r.example), 2 * len(r.example)]
+    assert [len(c) for c in calls] == [4, 4, 2]
+    flat = [len(t) for c in calls for t in c]
+    assert flat == sorted(flat)
+    assert list(handler.run_inference([], model)) == []
