@@ -108,6 +108,7 @@ the a an this that these those my your his her its our their some any no every e
 """.split())
 
 _WORD = re.compile(r"[a-z][a-z'\-]+")
+_CASED_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]+")
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9'\-]*")  # words and numbers, for reading opinions
 _HTML_TAG = re.compile(r"<[^>]*(?:>|$)")  # a tag, or an unclosed one cut off at the end
 _CLAUSE = re.compile(r"\b(?:but|however|although|though|whereas|while|yet|except)\b|[;:,!?.]")
@@ -191,6 +192,26 @@ def _is_aspect_word(word: str, excluded: frozenset[str]) -> bool:
     return True
 
 
+# A word written capitalised inside a sentence in this share of at least this many occurrences
+# is a name (a brand, a shop, "Lightning Deals"), not an aspect. Acronyms (USB, ANC) stay.
+NAME_SHARE, MIN_NAME_EVIDENCE = 0.6, 3
+_SENTENCE_OPENERS = frozenset(".!?:;\"'(*-")
+
+
+def _count_capitalised(sentence: str, inside: Counter, capitalised: Counter) -> None:
+    """Counts each word's occurrences that do not open a sentence, and how many of those are
+    capitalised like a name (not all capitals: acronyms are often aspects)."""
+    for match in _CASED_WORD.finditer(sentence):
+        before = sentence[:match.start()].rstrip()
+        if not before or before[-1] in _SENTENCE_OPENERS:
+            continue
+        word = match.group()
+        lower = word.lower()
+        inside[lower] += 1
+        if word[0].isupper() and not word.isupper():
+            capitalised[lower] += 1
+
+
 def product_type_words(titles: Iterable[str], min_share: float = 0.25) -> set[str]:
     """Words in at least `min_share` of the item titles ("gift", "card" for gift cards): the
     product type, not an aspect of it."""
@@ -265,18 +286,19 @@ def mine_aspects(
     its first word's occurrences (a collocation such as "battery life", not "battery died"). A
     unigram must follow a determiner within two words in `min_determiner_ratio` of its
     occurrences: nouns do ("the price", "my hair"), verbs rarely do ("it smells great").
-    With `filter_non_aspects`, `NON_ASPECTS` and `product_words` (see `product_type_words`) are
-    no aspects, alone or as a bigram's first word (a product word not as its second either), and
-    `SYNONYMS` are merged.
+    With `filter_non_aspects`, `NON_ASPECTS`, `product_words` (see `product_type_words`) and
+    names (words mostly capitalised inside a sentence, `NAME_SHARE`) are no aspects, alone or as a
+    bigram's first word (a product word not as its second either), and `SYNONYMS` are merged.
     """
     excluded = frozenset(w.lower() for w in product_words) if filter_non_aspects else frozenset()
-    allowed = ((lambda w: _is_aspect_word(w, excluded)) if filter_non_aspects
-               else (lambda w: True))
     synonyms = SYNONYMS if filter_non_aspects else {}
     total: Counter[str] = Counter()
     near: Counter[str] = Counter()
     determined: Counter[str] = Counter()
+    inside_sentence: Counter[str] = Counter()  # occurrences not opening a sentence
+    capitalised: Counter[str] = Counter()  # of those, written as a name ("Starbucks")
     for sentence in sentences:
+        _count_capitalised(sentence, inside_sentence, capitalised)
         for clause in _CLAUSE.split(sentence.lower()):
             words = _WORD.findall(clause)
             if not words:
@@ -296,6 +318,13 @@ def mine_aspects(
                     total[term] += 1
                     if is_near:
                         near[term] += 1
+
+    # Brands, shops and deal names ("Olive Garden", "Lightning Deals") are no aspects.
+    names = {w for w, n in inside_sentence.items()
+             if n >= MIN_NAME_EVIDENCE and capitalised[w] >= NAME_SHARE * n}
+
+    def allowed(word: str) -> bool:
+        return not filter_non_aspects or (_is_aspect_word(word, excluded) and word not in names)
 
     def qualifies(term: str) -> bool:
         return near[term] >= min_count and near[term] >= min_opinion_ratio * total[term]

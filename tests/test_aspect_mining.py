@@ -61,6 +61,20 @@ def test_people_occasions_contractions_and_the_product_type_are_no_aspects():
     assert {"daughter", "gift"} <= old
 
 
+def test_names_are_no_aspects_and_acronyms_and_sentence_openers_stay():
+    """A word mostly capitalised inside sentences is a brand, shop or deal, not an aspect; an
+    acronym is not a name, nor a word that is capitalised only where it opens a sentence."""
+    sentences = (["The Starbucks near us is great, the design is great."] * 6
+                 + ["The food was great at Olive Garden, my wife said."] * 6
+                 + ["The ANC is great and the design is great."] * 6
+                 + ["Tin was great.", "Great gift, tin is lovely.", "The tin is great."] * 3)
+    names = set(mine_aspects(sentences, min_count=3).names)
+    assert {"design", "anc", "tin", "food"} <= names, names
+    assert not names & {"starbucks", "olive garden", "olive"}, names
+    unfiltered = set(mine_aspects(sentences, min_count=3, filter_non_aspects=False).names)
+    assert "starbucks" in unfiltered
+
+
 def test_product_type_words_ignore_markup_and_fall_back_to_review_frequency():
     from pipelines.aspect_mining import frequent_words, product_type_words
 
@@ -68,12 +82,14 @@ def test_product_type_words_ignore_markup_and_fall_back_to_review_frequency():
     assert "magazine" in frequent_words(["The magazine is good."] * 4 + ["Nice photos."])
 
 
-@pytest.mark.parametrize("category, expected", [
-    ("All_Beauty", {"smell", "hair", "skin", "price"}),
-    ("Gift_Cards", {"design", "price", "packaging"}),
-    ("Magazine_Subscriptions", {"article", "recipe", "price", "pictures"}),
+@pytest.mark.parametrize("category, expected, brands", [
+    ("All_Beauty", {"smell", "hair", "skin", "price"}, set()),
+    ("Gift_Cards", {"design", "price", "packaging", "tin", "food"},
+     {"starbucks", "subway", "olive garden", "cracker", "taco"}),
+    ("Magazine_Subscriptions", {"article", "recipe", "price", "pictures"}, set()),
 ])
-def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(category, expected):
+def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(category, expected,
+                                                                              brands):
     """The lexicon `vocab` mines from a real category: attributes in, the stop list out."""
     import gzip
     import json
@@ -93,6 +109,7 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     assert expected <= names, names
     assert not names & NOT_ASPECTS, names & NOT_ASPECTS
     assert not names & product, names & product
+    assert not names & brands, names & brands  # shops the gift cards are for
 
 
 @pytest.mark.parametrize("sentence, terms, praises", [
