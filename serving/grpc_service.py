@@ -19,6 +19,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from serving.json_tensor import check_input_shape
 from serving.models import ModelRegistry
 from serving.responses import model_metadata_response, model_status_response
 from serving.signatures import (
@@ -68,6 +69,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if signature_def is None:
             raise ServingStatus("FAILED_PRECONDITION",
                                 f'Serving signature key "{signature_name}" not found.')
+        for name, proto in request.inputs.items():  # before building any array from it
+            check_input_shape(name, [d.size for d in proto.tensor_shape.dim])
         try:
             inputs = {k: array_from_tensor_proto(v) for k, v in request.inputs.items()}
         except (TypeError, ValueError) as error:

@@ -47,6 +47,26 @@ DTYPES: dict[str, tuple[Any, str]] = {
     "DT_STRING": (object, "string"),
 }
 
+# TensorFlow's converter kills the process on a string array of rank 33-64 (numpy allows 64), so
+# no input may be deeper than this, checked before any array or tensor is built.
+MAX_RANK = 32
+# Elements of one input tensor: a TensorProto may declare a shape far larger than the values it
+# carries (TensorFlow repeats the last one), which would allocate without bound.
+MAX_ELEMENTS = 1 << 24
+
+
+def check_input_shape(name: str, dims: list[int]) -> None:
+    """400 for an input whose declared shape no signature here can take, before it is built."""
+    if len(dims) > MAX_RANK:
+        raise invalid_argument(f"Input {name} has {len(dims)} dimensions; at most {MAX_RANK} "
+                               "are supported")
+    if any(d < 0 for d in dims):
+        raise invalid_argument(f"Input {name} has a negative dimension: {_shape_text(dims)}")
+    if math.prod(dims) > MAX_ELEMENTS:
+        raise invalid_argument(f"Input {name} of shape {_shape_text(dims)} has "
+                               f"{math.prod(dims)} elements; at most {MAX_ELEMENTS} are supported")
+
+
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
 _UINT32 = (0, 2**32 - 1)
@@ -234,9 +254,13 @@ def _tensor_from_value(value: Any, dtype: str) -> np.ndarray:
 
 
 def _dense_shape(value: Any) -> list[int]:
-    """The shape implied by following the first element of each nested list."""
+    """The shape implied by following the first element of each nested list (at most
+    MAX_RANK deep: deeper lists are refused before anything is built from them)."""
     shape = []
     while isinstance(value, list):
+        if len(shape) == MAX_RANK:
+            raise invalid_argument(f"JSON Value: lists nested deeper than {MAX_RANK} levels; at "
+                                   f"most {MAX_RANK} dimensions are supported")
         shape.append(len(value))
         if not value:
             break

@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from serving.json_tensor import check_input_shape
 from serving.layout import WARMUP_FILE, read_models_config, read_warmup_requests, version_dirs
 from serving.signatures import (
     DEFAULT_SIGNATURE,
@@ -163,15 +164,19 @@ class Servable:
 
         tensors = {}
         for input_name, spec in self._input_specs[name].items():
+            # The shape is checked on the array, before TensorFlow converts it: a deep enough
+            # string array crashes its converter.
+            shape = np.shape(inputs[input_name])
+            check_input_shape(input_name, list(shape))
+            if not spec.shape.is_compatible_with(shape):
+                raise invalid_argument(
+                    f"Input {input_name} has shape {_shape_text(tf.TensorShape(shape))}, but "
+                    f"signature {name} expects {_shape_text(spec.shape)}"
+                )
             tensor = tf.convert_to_tensor(inputs[input_name])
             if tensor.dtype != spec.dtype:
                 raise invalid_argument(f"Input {input_name} has dtype {tensor.dtype.name}, but "
                                        f"signature {name} expects {spec.dtype.name}")
-            if not spec.shape.is_compatible_with(tensor.shape):
-                raise invalid_argument(
-                    f"Input {input_name} has shape {_shape_text(tensor.shape)}, but signature "
-                    f"{name} expects {_shape_text(spec.shape)}"
-                )
             tensors[input_name] = tensor
         try:
             outputs = self._functions[name](**tensors)

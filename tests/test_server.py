@@ -227,6 +227,14 @@ def test_versions_are_selected_by_path(server, direct):
 # === Errors: 4xx with a message, and the server keeps answering ===
 
 PAIR = "/v1/models/toy:predict"
+
+
+def NESTED(depth: int) -> list:  # noqa: N802  ["a"] inside `depth` lists
+    value: object = "a"
+    for _ in range(depth):
+        value = [value]
+    return value  # type: ignore[return-value]
+
 BAD_REQUESTS = [
     ("POST", PAIR, b"{not json", 400, "JSON Parse error"),
     ("POST", PAIR, b"", 400, "The document is empty"),
@@ -276,6 +284,12 @@ BAD_REQUESTS = [
     ("GET", "/v1/models/nope/metadata", None, 404, "Servable not found"),
     ("DELETE", "/v1/models/toy", None, 400, "Malformed request: DELETE"),
     ("GET", "/healthz", None, 404, "Not found"),
+    # Nested string lists of rank 33-64 crashed TensorFlow's converter (and the process); 65+
+    # answered 500: both are refused before any array is built.
+    ("POST", PAIR, {"inputs": {"text": NESTED(33)}}, 400, "nested deeper than 32 levels"),
+    ("POST", PAIR, {"inputs": {"text": NESTED(100)}}, 400, "nested deeper than 32 levels"),
+    ("POST", PAIR, {"instances": [NESTED(32)]}, 400, "has 33 dimensions; at most 32"),
+    ("POST", PAIR, {"instances": [NESTED(20)]}, 400, "Input text has shape [1,1,1"),
 ]
 
 
@@ -374,6 +388,24 @@ def test_grpc_predict_status_and_metadata(server, direct):
             stub.Predict(bad, timeout=30)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "expects string" in caught.value.details()
+
+        # A 33-dimension string tensor crashed the process; a declared shape far beyond the
+        # values sent (TensorFlow repeats the last) would allocate without bound.
+        for dims, message in (([1] * 33, "has 33 dimensions; at most 32"),
+                              ([10**9], "elements; at most"), ([2, -1], "negative dimension")):
+            bad.inputs["text"].Clear()
+            bad.inputs["text"].dtype = tf.string.as_datatype_enum
+            bad.inputs["text"].string_val.append(b"a")
+            for size in dims:
+                bad.inputs["text"].tensor_shape.dim.add(size=size)
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Predict(bad, timeout=30)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, dims
+            assert message in caught.value.details()
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "toy"
+        request.inputs["text"].CopyFrom(tf.make_tensor_proto(TEXTS))
+        assert stub.Predict(request, timeout=30).outputs["length"].int_val  # still serving
 
 
 # === Model life cycle ===
