@@ -37,6 +37,8 @@ def format_recommendations(user: str, result: dict) -> str:
     rows = zip(result["item_ids"], result["scores"], result.get("titles", []),
                result["explanations"])
     for rank, (item, score, title, explanation) in enumerate(rows, start=1):
+        if not item:  # padding: the user has seen all but fewer than k items
+            break
         label = f"{item} {title}".strip() if title else item
         lines.append(f"{rank:>3}. {label}  (score {score:.3f})")
         lines.extend(textwrap.wrap(explanation, width=96, initial_indent="     ",

@@ -150,7 +150,11 @@ class RecommenderModule(tf.Module):
         rows = self.user_rows.lookup(user_id)
         known = rows >= 0
         safe_rows = tf.where(known, rows, self.num_users)
-        k = tf.clip_by_value(tf.cast(k, tf.int32), 0, self.num_items)
+        k = tf.cast(k, tf.int32)
+        # An empty list is no answer: k < 1 is the client's error (InvalidArgument -> 400).
+        with tf.control_dependencies([tf.debugging.assert_positive(
+                k, message="k must be at least 1")]):
+            k = tf.minimum(k, self.num_items)
 
         personal, seen = self.score(safe_rows)
         popular = tf.broadcast_to(self.popularity[None, :], tf.shape(personal))
@@ -160,7 +164,8 @@ class RecommenderModule(tf.Module):
         # Fewer unseen items than k: the tail is seen items (-inf) -> padding.
         padded = tf.math.is_inf(top_scores)
         ids = tf.where(padded, PAD_ID, tf.gather(self.item_ids, top_rows))
-        top_scores = tf.where(padded, 0.0, top_scores)
+        # Padding scores lowest of all, so every list stays sorted (real scores may be negative).
+        top_scores = tf.where(padded, tf.float32.min, top_scores)
         item_rows = tf.where(padded, tf.constant(-1, tf.int64), tf.cast(top_rows, tf.int64))
         explanations = self.explainer(tf.where(known, rows, -1), item_rows)
         padding_row = tf.constant(self.num_items, tf.int64)

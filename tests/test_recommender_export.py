@@ -143,7 +143,11 @@ def test_users_who_saw_nearly_everything_get_padding(tmp_path):
     ids = _decode(out["item_ids"].numpy())[0]
     assert ids[2] == "" and "" not in ids[:2] and not set(ids[:2]) & _seen(features, "u0")
     assert _decode(out["explanations"].numpy())[0][2] == ""
-    assert out["scores"].numpy()[0, 2] == 0.0
+    scores = out["scores"].numpy()[0]
+    assert scores[2] == np.finfo(np.float32).min  # below every real score: the list stays sorted
+    assert list(scores) == sorted(scores, reverse=True)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="k must be at least 1"):
+        module.recommend(tf.constant(["u0"]), tf.constant(0))
 
 
 @pytest.mark.slow
@@ -234,3 +238,13 @@ def test_cli_trains_evaluates_and_exports(tmp_path, capsys):
     assert cli.main(argv + ["--if-stale"]) == 0
     again = json.loads((ws.stage_dir("train-recommender") / "_stage.json").read_text())
     assert again["run_id"] == record["run_id"]
+
+
+def test_the_recommend_command_lists_real_items_only():
+    from pipelines.recommend import format_recommendations
+
+    text = format_recommendations("u1", {
+        "item_ids": ["i1", "i2", ""], "scores": [1.5, -0.25, float(np.finfo(np.float32).min)],
+        "titles": ["One", "Two", ""], "explanations": ["Because.", "Also.", ""]})
+    assert "1. i1 One  (score 1.500)" in text and "2. i2 Two  (score -0.250)" in text
+    assert "3." not in text and "e+38" not in text
