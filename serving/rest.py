@@ -9,6 +9,8 @@ URL-decoded; `{"error": "..."}` with the HTTP status of the canonical error code
     POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    predict (row or columnar JSON)
     POST ...:classify, ...:regress                               501 here (tf.Example APIs)
 
+Any other method is a 400 "Malformed request"; a body over `MAX_BODY_BYTES` a 413.
+
 `RestApi.handle` is a pure function of (method, path, body), so it is tested without sockets;
 `make_http_server` puts it behind `ThreadingHTTPServer` (one thread per connection, HTTP/1.1
 keep-alive) and logs one line per request.
@@ -49,6 +51,16 @@ _STATUS_PATH = re.compile(
 )
 _API_PATH = re.compile(r"/v1/.*", re.IGNORECASE)
 _INT64_MAX = 2**63 - 1
+# Largest request body read (Content-Length or chunked): a bigger one is answered 413 without
+# reading it, so a huge declared size cannot exhaust memory.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+# Pending connections the kernel queues before `accept` (the stdlib default, 5, drops SYNs
+# under a burst of clients; Linux caps it at net.core.somaxconn).
+LISTEN_BACKLOG = 4096
+
+
+class BodyTooLarge(ValueError):
+    """A request body over MAX_BODY_BYTES."""
 
 
 class RestApi:
@@ -80,6 +92,9 @@ class RestApi:
             if verb == "predict":
                 return self._predict(*spec, body)
             if verb in ("classify", "regress"):
+                # As TF Serving: an unknown model is 404 and a malformed body 400 first.
+                self.registry.get(*spec)
+                parse_json_body(body)
                 raise ServingStatus(
                     "UNIMPLEMENTED",
                     f"The {verb} API (tf.Example input) is not implemented by this local server; "
@@ -151,24 +166,50 @@ class _RestHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:  # noqa: N802
         self._answer()
 
-    def _answer(self) -> None:
+    # Methods the API has no use for get its JSON "Malformed request" 400, not the stdlib's HTML.
+    do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = do_DELETE  # noqa: N815
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._answer(head=True)
+
+    def _answer(self, head: bool = False) -> None:
         start = time.perf_counter()
         path = urlsplit(self.path).path
         try:
             body = self._read_body()
+        except BodyTooLarge as error:
+            status, payload = 413, _error_body(str(error))
+            self.close_connection = True  # the unread body would be taken for the next request
         except ValueError as error:
             status, payload = 400, _error_body(str(error))
             self.close_connection = True
         else:
-            status, payload = self.api.handle(self.command, path, body)
+            status, payload = self.api.handle("GET" if head else self.command, path, body)
+        self._write_json(status, payload, head)
+        log.info("%s %s %d %.1f ms", self.command, path, status,
+                 (time.perf_counter() - start) * 1000)
+
+    def _write_json(self, status: int, payload: str, head: bool = False) -> None:
         data = payload.encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(data)
-        log.info("%s %s %d %.1f ms", self.command, path, status,
-                 (time.perf_counter() - start) * 1000)
+        if not head:
+            self.wfile.write(data)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None
+                   ) -> None:
+        """The stdlib's own errors (a bad request line, an unknown method, headers too long) as
+        `{"error": ...}` JSON like every other answer, not an HTML page."""
+        self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # a garbled request line: answer with headers
+        text = message or explain or self.responses.get(code, ("Error",))[0]
+        self._write_json(code, _error_body(f"{text} ({code})"),
+                         head=getattr(self, "command", None) == "HEAD")
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -178,10 +219,11 @@ class _RestHandler(BaseHTTPRequestHandler):
             return b""
         if not length.isdigit():
             raise ValueError(f"Bad Content-Length header: {length!r}")
+        _check_body_size(int(length))
         return self.rfile.read(int(length))
 
     def _read_chunked(self) -> bytes:
-        chunks = []
+        chunks, total = [], 0
         while True:
             size_line = self.rfile.readline(1024).split(b";")[0].strip()
             try:
@@ -192,6 +234,8 @@ class _RestHandler(BaseHTTPRequestHandler):
                 while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                     pass  # trailer headers
                 return b"".join(chunks)
+            total += size
+            _check_body_size(total)
             chunks.append(self.rfile.read(size))
             self.rfile.readline(1024)  # CRLF after each chunk
 
@@ -199,11 +243,18 @@ class _RestHandler(BaseHTTPRequestHandler):
         """Silence the stdlib's stderr access log: `_answer` logs each request once."""
 
 
+def _check_body_size(size: int) -> None:
+    if size > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"Request body of {size} bytes is larger than the {MAX_BODY_BYTES} "
+                           "bytes this server reads")
+
+
 class RestServer(ThreadingHTTPServer):
     """ThreadingHTTPServer whose request threads do not block shutdown."""
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up is routine; anything else is logged with its traceback."""

@@ -283,6 +283,11 @@ BAD_REQUESTS = [
     ("GET", "/v1/models", None, 400, "Missing model name in request."),
     ("GET", "/v1/models/nope/metadata", None, 404, "Servable not found"),
     ("DELETE", "/v1/models/toy", None, 400, "Malformed request: DELETE"),
+    ("PATCH", "/v1/models/toy", None, 400, "Malformed request: PATCH"),
+    ("OPTIONS", "/v1/models/toy", None, 400, "Malformed request: OPTIONS"),
+    ("TRACE", "/v1/models/toy", None, 400, "Malformed request: TRACE"),
+    ("POST", "/v1/models/nope:classify", {"examples": [{}]}, 404, "Servable not found"),
+    ("POST", "/v1/models/toy:regress", b"{not json", 400, "JSON Parse error"),
     ("GET", "/healthz", None, 404, "Not found"),
     # Nested string lists of rank 33-64 crashed TensorFlow's converter (and the process); 65+
     # answered 500: both are refused before any array is built.
@@ -299,6 +304,57 @@ def test_bad_requests_answer_4xx_with_a_message(server, method, path, body, stat
     got, reply, raw = http(server, method, path, body)
     assert got == status, raw
     assert set(reply) == {"error"} and message in reply["error"], reply
+    assert http(server, "GET", "/v1/models/toy")[0] == 200  # still serving
+
+
+def _raw_http(server: ModelServer, request: bytes) -> tuple[int, dict, bytes]:
+    """(status, headers, body) of one hand-written HTTP exchange (the server may close first)."""
+    import socket
+
+    host, port = server.rest_url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request)
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+        while len(body) < int(headers.get("Content-Length", 0)):
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_oversized_bodies_and_odd_methods_get_json_errors_without_being_read(server):
+    from serving.rest import MAX_BODY_BYTES
+
+    # A declared body of a terabyte, never sent: answered at once, the connection closed.
+    status, headers, body = _raw_http(server, (
+        b"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Length: 1000000000000\r\n\r\n{"))
+    assert status == 413 and headers["Connection"] == "close"
+    assert f"larger than the {MAX_BODY_BYTES} bytes" in json.loads(body)["error"]
+    # The same through chunks whose sizes add up past the limit.
+    status, _, body = _raw_http(server, (
+        b"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"\r\n10\r\n{\"instances\": [\"a\r\n" + f"{MAX_BODY_BYTES:x}".encode() + b"\r\n"))
+    assert status == 413 and "larger than" in json.loads(body)["error"]
+    # A method the stdlib has no handler for, and a bad request line: JSON, not HTML.
+    status, headers, body = _raw_http(server, b"BREW /v1/models/toy HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 501 and headers["Content-Type"] == "application/json"
+    assert "BREW" in json.loads(body)["error"]
+    status, _, body = _raw_http(server, b"GARBAGE\r\n\r\n")
+    assert status == 400 and "error" in json.loads(body)
+    # HEAD: the GET answer's status and headers, no body.
+    status, headers, body = _raw_http(server, b"HEAD /v1/models/toy HTTP/1.1\r\nHost: x\r\n"
+                                              b"Connection: close\r\n\r\n")
+    assert status == 200 and int(headers["Content-Length"]) > 0 and body == b""
     assert http(server, "GET", "/v1/models/toy")[0] == 200  # still serving
 
 
