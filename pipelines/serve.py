@@ -56,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--poll-seconds", "--file_system_poll_wait_seconds", dest="poll_seconds",
                         type=float, default=1.0,
                         help="how often to look for new model versions; 0 = never (default: 1)")
+    parser.add_argument("--max-num-load-retries", "--max_num_load_retries",
+                        dest="max_load_retries", type=int, default=5,
+                        help="times a version that failed to load is tried again (default: 5)")
+    parser.add_argument("--load-retry-interval-seconds", dest="load_retry_interval",
+                        type=float, default=60.0,
+                        help="seconds between those tries (default: 60)")
     parser.add_argument("--port-file",
                         help="write the bound ports as JSON here once the server is ready")
 
@@ -63,17 +69,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from serving.models import ModelRegistry
 
+    retries = {"max_load_retries": args.max_load_retries,
+               "load_retry_interval": args.load_retry_interval}
     if args.model_base_path or args.model_name:
         if not (args.model_base_path and args.model_name):
             raise SystemExit("serve: give --model-name and --model-base-path together")
-        registry = ModelRegistry.from_base_path(args.model_name, args.model_base_path)
+        registry = ModelRegistry.from_base_path(args.model_name, args.model_base_path,
+                                                **retries)
     else:
         workspace = ws_lib.workspace_from_args(args)
         config = Path(args.models_config or workspace.models_root / "models.config")
         if not config.exists():
             raise SystemExit(f"serve: {config} not found; run `opinionrec export` first")
         try:
-            registry = ModelRegistry.from_config_file(config)
+            registry = ModelRegistry.from_config_file(config, **retries)
         except ValueError as error:
             raise SystemExit(f"serve: {error}") from None
     if args.rest_port is None and args.grpc_port is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -242,14 +243,31 @@ class VersionState:
     error_code: str = "OK"
     error_message: str = ""
     servable: Servable | None = None
+    failed_loads: int = 0  # consecutive failed attempts to load this version
+    failed_at: float = 0.0  # time.monotonic() of the last failure
+
+
+# TF Serving's --max_num_load_retries and --load_retry_interval_micros defaults.
+MAX_LOAD_RETRIES = 5
+LOAD_RETRY_INTERVAL_SECONDS = 60.0
 
 
 class ModelRegistry:
-    """Loads the versions each `ModelSource` asks for and answers lookups by name/version/label."""
+    """Loads the versions each `ModelSource` asks for and answers lookups by name/version/label.
 
-    def __init__(self, sources: Sequence[ModelSource], *, warm_up: bool = True) -> None:
+    A version that fails to load (a folder caught half-copied) is tried again, as TF Serving
+    does: up to `max_load_retries` more times, `load_retry_interval` seconds apart, at the next
+    refreshes; a failed version whose folder goes away is forgotten, so putting it back loads it.
+    Versions the policy no longer wants are unloaded only once a wanted one is available.
+    """
+
+    def __init__(self, sources: Sequence[ModelSource], *, warm_up: bool = True,
+                 max_load_retries: int = MAX_LOAD_RETRIES,
+                 load_retry_interval: float = LOAD_RETRY_INTERVAL_SECONDS) -> None:
         self.sources = {source.name: source for source in sources}
         self._warm_up = warm_up
+        self._max_load_retries = max_load_retries
+        self._load_retry_interval = load_retry_interval
         self._states: dict[str, dict[int, VersionState]] = {name: {} for name in self.sources}
         self._reported_empty: set[str] = set()  # models whose empty base path was logged
         self._lock = threading.Lock()  # guards _states
@@ -273,13 +291,23 @@ class ModelRegistry:
         folders = version_dirs(source.base_path)
         wanted = set(source.policy.select(list(folders)))
         states = self._states[source.name]
+        for version, state in list(states.items()):
+            if version not in folders and state.failed_loads:
+                with self._lock:  # a failed version taken away: a new copy starts afresh
+                    del states[version]
         for version in sorted(wanted, reverse=True):
             state = states.get(version)
-            if state is not None and (state.state != "END" or state.error_code != "OK"):
-                continue  # loaded, loading, or failed (TF Serving does not retry a failed load)
-            self._load(source.name, version, folders[version])
+            if state is not None and state.state != "END":
+                continue  # loaded or loading
+            if state is not None and state.failed_loads and not self._retry_due(state):
+                continue
+            self._load(source.name, version, folders[version],
+                       state.failed_loads if state is not None else 0)
+        # Availability first: versions the policy dropped keep serving until a wanted one is
+        # up (a new version that fails to load must not take the model down with it).
+        wanted_up = any(states[v].state == "AVAILABLE" for v in wanted if v in states)
         for version, state in list(states.items()):
-            if version not in wanted and state.state == "AVAILABLE":
+            if version not in wanted and state.state == "AVAILABLE" and wanted_up:
                 with self._lock:
                     states[version] = VersionState(version, "END")
                 log.info("%s: unloaded version %d", source.name, version)
@@ -289,7 +317,11 @@ class ModelRegistry:
             self._reported_empty.add(source.name)
             log.warning("%s: no versions found under %s", source.name, source.base_path)
 
-    def _load(self, name: str, version: int, path: Path) -> None:
+    def _retry_due(self, state: VersionState) -> bool:
+        return (state.failed_loads <= self._max_load_retries
+                and time.monotonic() - state.failed_at >= self._load_retry_interval)
+
+    def _load(self, name: str, version: int, path: Path, failed_before: int = 0) -> None:
         with self._lock:
             self._states[name][version] = VersionState(version, "LOADING")
         try:
@@ -299,9 +331,15 @@ class ModelRegistry:
             status = error if isinstance(error, ServingStatus) else from_tf_error(error)
             message = (f"Failed to load {name} version {version} from {path}: "
                        f"{type(error).__name__}: {status.message}")
+            failed = failed_before + 1
             with self._lock:
-                self._states[name][version] = VersionState(version, "END", status.code, message)
-            log.error("%s: version %d failed to load: %s", name, version, error)
+                self._states[name][version] = VersionState(
+                    version, "END", status.code, message, failed_loads=failed,
+                    failed_at=time.monotonic())
+            retry = (f"; retrying in {self._load_retry_interval:g} s "
+                     f"({self._max_load_retries - failed + 1} retries left)"
+                     if failed <= self._max_load_retries else "; no retries left")
+            log.error("%s: version %d failed to load: %s%s", name, version, error, retry)
             return
         with self._lock:
             self._states[name][version] = VersionState(version, "AVAILABLE", servable=servable)

@@ -502,6 +502,38 @@ def test_a_version_that_fails_to_load_is_reported_not_fatal(tmp_path, models_roo
         registry.get("toy")
 
 
+def test_a_version_caught_half_copied_is_retried_and_loads_once_complete(tmp_path, models_root):
+    import shutil
+
+    base = tmp_path / "toy"
+    (base / "3").mkdir(parents=True)
+    (base / "3" / "saved_model.pb").write_bytes(b"half a SavedModel")
+    registry = ModelRegistry.from_base_path("toy", base, max_load_retries=2,
+                                            load_retry_interval=0)
+    registry.refresh()
+    assert registry.status("toy")[0].failed_loads == 1
+    shutil.rmtree(base / "3")
+    shutil.copytree(models_root / "toy" / "2", base / "3")  # the copy has finished
+    registry.refresh()
+    (state,) = registry.status("toy")
+    assert (state.state, state.error_code, state.failed_loads) == ("AVAILABLE", "OK", 0)
+    assert registry.get("toy").version == 3
+
+    # Retries are counted: a version still broken after them stays failed...
+    (base / "4").mkdir()
+    (base / "4" / "saved_model.pb").write_bytes(b"still broken")
+    for _ in range(5):
+        registry.refresh()
+    assert registry.status("toy", 4)[0].failed_loads == 3  # the first load and 2 retries
+    assert registry.get("toy").version == 3  # and the good version keeps serving
+    # ...until its folder is taken away and put back, which starts afresh.
+    shutil.rmtree(base / "4")
+    registry.refresh()
+    shutil.copytree(models_root / "toy" / "2", base / "4")
+    registry.refresh()
+    assert registry.get("toy").version == 4
+
+
 def test_config_base_paths_under_slash_models_resolve_next_to_the_config(models_root):
     from serving.models import resolve_base_path
 
