@@ -151,10 +151,13 @@ class RecommenderModule(tf.Module):
         known = rows >= 0
         safe_rows = tf.where(known, rows, self.num_users)
         k = tf.cast(k, tf.int32)
-        # An empty list is no answer: k < 1 is the client's error (InvalidArgument -> 400).
-        with tf.control_dependencies([tf.debugging.assert_positive(
-                k, message="k must be at least 1")]):
-            k = tf.minimum(k, self.num_items)
+        # k outside 1..catalogue size is the client's error (InvalidArgument -> 400).
+        with tf.control_dependencies([
+                tf.debugging.assert_positive(k, message="k must be at least 1"),
+                tf.debugging.assert_less_equal(
+                    k, self.num_items,
+                    message=f"k must be at most the catalogue size, {self.num_items}")]):
+            k = tf.identity(k)
 
         personal, seen = self.score(safe_rows)
         popular = tf.broadcast_to(self.popularity[None, :], tf.shape(personal))

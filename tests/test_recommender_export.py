@@ -115,11 +115,13 @@ def test_unknown_users_get_popular_unseen_items_and_k_is_chosen_at_query_time(ex
     # the same user's top 3 are the first 3 of the default top 10
     default = _decode(module.serve(tf.constant(["u1"]))["item_ids"].numpy())[0]
     assert ids[1] == default[:3]
-    # k beyond the catalogue is clamped to it (then padded: u1 has seen some items)
-    big = module.recommend(tf.constant(["u1"]), tf.constant(1000))
+    # k = the catalogue: every unseen item, then padding (u1 has seen some items)
+    big = module.recommend(tf.constant(["u1"]), tf.constant(len(features.items)))
     assert big["item_ids"].shape == (1, len(features.items))
     tail = _decode(big["item_ids"].numpy())[0][-len(_seen(features, "u1")):]
     assert set(tail) == {""}
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at most the catalogue size"):
+        module.recommend(tf.constant(["u1"]), tf.constant(len(features.items) + 1))
 
 
 def test_users_who_saw_nearly_everything_get_padding(tmp_path):
