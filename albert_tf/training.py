@@ -43,17 +43,24 @@ def warmup_steps_for(planned_warmup: int, max_minutes: float | None) -> int:
 
 @keras.saving.register_keras_serializable(package="albert_tf")
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to `peak_learning_rate`, then linear decay to zero at `total_steps`."""
+    """Linear warm-up to `peak_learning_rate`, then linear decay to zero at `total_steps`.
+
+    The end of the decay is a variable (`decay_end`): under a time budget `BudgetedDecay` moves
+    it to the step the budget will actually reach, so the rate anneals to zero by the end.
+    """
 
     def __init__(self, peak_learning_rate: float, warmup_steps: int, total_steps: int):
         self.peak_learning_rate = peak_learning_rate
         self.warmup_steps = warmup_steps
         self.total_steps = total_steps
+        self.decay_end = tf.Variable(float(max(total_steps, warmup_steps + 1)), trainable=False,
+                                     dtype=tf.float32, name="decay_end")
 
     def __call__(self, step):
         step = keras.ops.cast(step, "float32")
         warmup = keras.ops.cast(max(self.warmup_steps, 1), "float32")
-        total = keras.ops.cast(max(self.total_steps, self.warmup_steps + 1), "float32")
+        total = keras.ops.maximum(keras.ops.cast(self.decay_end, "float32"),
+                                  float(self.warmup_steps + 1))
         rise = step / warmup
         fall = keras.ops.maximum(0.0, (total - step) / (total - warmup))
         return self.peak_learning_rate * keras.ops.where(step < warmup, rise, fall)
@@ -185,6 +192,46 @@ class TimeBudget(keras.callbacks.Callback):
             self._stop()
 
 
+class BudgetedDecay(keras.callbacks.Callback):
+    """Ends the learning-rate decay where the time budget will end training.
+
+    The planned steps come from a guess of the speed (the quality harness's first fine-tune of
+    an encoder guesses 3,000 tokens/s; a 2-core machine fine-tunes a 6-layer BERT at ~900), and a
+    schedule planned for 1,300 steps that the budget stops at 200 trains at its peak rate
+    throughout, never annealed. Every `every_seconds`, from the speed measured since the first
+    update (compilation left out) and the budget left, this sets the schedule's `decay_end` to
+    the step training will reach, never past the plan.
+    """
+
+    def __init__(self, schedule: WarmupLinearDecay, budget: TimeBudget, planned_steps: int,
+                 every_seconds: float = 10.0):
+        super().__init__()
+        self.schedule, self.budget, self.planned_steps = schedule, budget, planned_steps
+        self.every_seconds = every_seconds
+        self.mark: tuple[float, int] | None = None
+        self.last = 0.0
+
+    def on_train_begin(self, logs=None):
+        self.mark, self.last = None, time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if now - self.last < self.every_seconds or self.budget.start is None:
+            return
+        self.last = now
+        step = int(self.model.optimizer.iterations.numpy())
+        if self.mark is None:  # the speed is measured from here: compilation is behind
+            self.mark = (now, step)
+            return
+        since, first = self.mark
+        if step <= first:
+            return
+        rate = (step - first) / (now - since)
+        left = max(0.0, self.budget.start + self.budget.max_seconds - now)
+        end = min(float(self.planned_steps), step + 1 + rate * left)
+        self.schedule.decay_end.assign(end)
+
+
 class ProgressLog(keras.callbacks.Callback):
     """A log line every `every_seconds` of training (step, loss, speed, time left), for output
     that is not a terminal: Keras' own line comes only once a chunk, which may be minutes."""
@@ -302,7 +349,8 @@ def fit_resumable(
     `make_train_dataset(start_step, num_steps)` must return `num_steps` batches starting at global
     step `start_step`. With a tf.distribute `strategy` (build and compile the model in its scope,
     but call this outside it), only the chief writes checkpoints and logs. `max_minutes` stops
-    training within one step of the budget (`TimeBudget`), with a checkpoint at that step.
+    training within one step of the budget (`TimeBudget`), with a checkpoint at that step, and
+    ends a `WarmupLinearDecay` schedule's decay there (`BudgetedDecay`).
     """
     start_step = StepCheckpoint.restore(model, checkpoint_dir)
     chief = True
@@ -329,6 +377,11 @@ def fit_resumable(
         *([] if terminal else [progress]),
     ] if chief else []
     callbacks = [*writers, budget, *(extra_callbacks or [])]
+    schedule = getattr(model.optimizer, "_learning_rate", None)  # Keras keeps the schedule here
+    if (max_minutes and isinstance(schedule, WarmupLinearDecay) and budget.per_step):
+        # (multi-worker runs keep the plan: workers must agree on every step's rate)
+        schedule.decay_end.assign(float(max(schedule.total_steps, schedule.warmup_steps + 1)))
+        callbacks.append(BudgetedDecay(schedule, budget, schedule.total_steps))
     with warnings.catch_warnings():
         # A run stopped by its time budget mid-chunk resumes mid-chunk: its chunks then end
         # `start_step` % chunk later, and the last one is short, which Keras reports as running

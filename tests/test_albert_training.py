@@ -191,6 +191,9 @@ def test_time_budget_stops_within_a_step_and_progress_is_logged(spm_model, tmp_p
     progress = [r.getMessage() for r in caplog.records if "steps/s" in r.getMessage()]
     assert progress and progress[0].startswith("step ") and "/10000 (" in progress[0]
     assert "left (time budget)" in progress[0]  # the budget ends before the schedule
+    # The decay ends with the budget, not at the 10,000 planned steps: the rate has annealed
+    # (planned for 10,000 steps, it would still be 90% of its peak at step 1,000).
+    assert last["learning_rate"] < 0.1 * 1e-3, last["learning_rate"]
 
 
 def test_restore_without_checkpoint_starts_at_zero(spm_model, tmp_path):
