@@ -386,7 +386,7 @@ def fine_tune_classifier(
     resets TensorFlow's resources, the SentencePiece op's included.
     """
     from albert_tf.pretraining import example_order
-    from albert_tf.training import fit_resumable, make_optimizer
+    from albert_tf.training import fit_resumable, make_optimizer, warmup_steps_for
 
     num_classes = model.num_classes
     train_labels = np.asarray(train_labels, "int32")
@@ -404,7 +404,11 @@ def fine_tune_classifier(
     if max_steps:  # e.g. what fits a time budget, so that the learning rate decays in it
         total_steps = min(total_steps, max_steps)
     eval_every = max(1, min(eval_every, total_steps))
-    optimizer = make_optimizer("adamw", learning_rate, max(1, total_steps // 10), total_steps)
+    # Under a budget the warm-up is capped as in every budgeted stage: 10% of a plan the budget
+    # cuts short would warm up for most of the run.
+    optimizer = make_optimizer("adamw", learning_rate,
+                               warmup_steps_for(max(1, total_steps // 10), max_minutes),
+                               total_steps)
     compile_text_classifier(model, optimizer, jit_compile=jit_compile,
                             soft_targets=train_targets is not None)
 

@@ -306,7 +306,7 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options)
                                   predict_spans, predict_tag_probabilities, tag_targets)
     from albert_tf.text_tasks import (KeepBest, batch_width, length_buckets,
                                       length_grouped_order, mean_batch_width)
-    from albert_tf.training import fit_resumable, make_optimizer
+    from albert_tf.training import fit_resumable, make_optimizer, warmup_steps_for
     from pipelines.quality import metrics
 
     encoded = encode_for_tagging(aligner, [e.text for e in train], [list(e.spans) for e in train],
@@ -329,7 +329,8 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options)
     if options.group_by_length:  # batches of similar length, trimmed (as for classifiers)
         width = mean_batch_width(lengths, options.batch_size, widths, options.seed)
     total_steps = planned_steps(options, len(train), width)
-    optimizer = make_optimizer("adamw", options.learning_rate, max(1, total_steps // 10),
+    optimizer = make_optimizer("adamw", options.learning_rate,
+                               warmup_steps_for(max(1, total_steps // 10), options.max_minutes),
                                total_steps)
     compile_tagger(model, optimizer, jit_compile=options.xla,
                    soft_targets=options.teacher_model is not None)
