@@ -13,6 +13,7 @@ import functools
 from typing import Any, Callable
 
 import grpc
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (
     model_service_pb2_grpc,
     predict_pb2,
@@ -20,15 +21,23 @@ from tensorflow_serving.apis import (
 )
 
 from serving.json_tensor import check_input_shape
-from serving.models import ModelRegistry
+from serving.models import ModelRegistry, verify_input_names
 from serving.responses import model_metadata_response, model_status_response
 from serving.signatures import (
     DEFAULT_SIGNATURE,
     array_from_tensor_proto,
     dtype_name,
+    input_dtypes,
     tensor_proto_from_array,
 )
 from serving.status import ServingStatus, from_tf_error, invalid_argument
+
+_DTYPE_NAMES = set(types_pb2.DataType.values())
+
+
+def _short(dtype: str) -> str:
+    """"DT_STRING" -> "string", as TF's dtype names read."""
+    return dtype.removeprefix("DT_").lower()
 
 
 def _answers_status(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -69,11 +78,21 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if signature_def is None:
             raise ServingStatus("FAILED_PRECONDITION",
                                 f'Serving signature key "{signature_name}" not found.')
-        for name, proto in request.inputs.items():  # before building any array from it
+        # Names, dtypes and shapes against the signature before any array is built from a proto
+        # (a DT_RESOURCE or 33-dimension tensor must not reach TensorFlow's converters).
+        expected = input_dtypes(signature_def)
+        verify_input_names(set(request.inputs), set(expected))
+        for name, proto in request.inputs.items():
+            sent = types_pb2.DataType.Name(proto.dtype) if proto.dtype in _DTYPE_NAMES else (
+                f"dtype {proto.dtype}")
+            if sent != expected[name]:
+                raise invalid_argument(
+                    f"Input {name} has dtype {_short(sent)}, but signature {signature_name} "
+                    f"expects {_short(expected[name])}")
             check_input_shape(name, [d.size for d in proto.tensor_shape.dim])
         try:
             inputs = {k: array_from_tensor_proto(v) for k, v in request.inputs.items()}
-        except (TypeError, ValueError) as error:
+        except Exception as error:  # noqa: BLE001  any unreadable proto is the client's error
             raise invalid_argument(f"Cannot read an input TensorProto: {error}") from None
         outputs = servable.predict(signature_name, inputs, request.output_filter)
         response = predict_pb2.PredictResponse()

@@ -160,7 +160,7 @@ class Servable:
             raise ServingStatus("INTERNAL", "Expected prediction signature method_name to be one "
                                 f"of {{{', '.join(_SERVING_METHODS)}}}. Was: "
                                 f"{signature_def.method_name}")
-        _verify_input_names(set(inputs), set(signature_def.inputs))
+        verify_input_names(set(inputs), set(signature_def.inputs))
         outputs_wanted = _verify_output_filter(output_filter, set(signature_def.outputs))
 
         tensors = {}
@@ -205,7 +205,7 @@ class Servable:
         return count
 
 
-def _verify_input_names(sent: set[str], expected: set[str]) -> None:
+def verify_input_names(sent: set[str], expected: set[str]) -> None:
     if sent != expected:
         raise invalid_argument(
             f"input size does not match signature: {len(sent)}!={len(expected)} "

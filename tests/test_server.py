@@ -574,3 +574,111 @@ def test_serve_command_runs_until_sigterm(models_root, tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+# === Fuzzing: no request of any shape kills the server or gets a 5xx ===
+
+def _random_json(rng, depth: int = 0):
+    """A random JSON value: scalars of every type, nulls, objects, lists (ragged or not)."""
+    kind = rng.integers(0, 9 if depth < 6 else 5)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return bool(rng.integers(0, 2))
+    if kind == 2:
+        return int(rng.choice([0, -1, 2**31, 2**63 + 5, -(2**70)]))
+    if kind == 3:
+        return float(rng.choice([0.5, 1e308, -1e-320, 16777217.0]))
+    if kind == 4:
+        return rng.choice(["", "a", "é€𝄞", "\x00", "x" * 300])
+    if kind == 5:
+        return {"b64": rng.choice(["YQ==", "***", "", "YWJj"])}
+    if kind == 6:
+        return {str(rng.choice(["text", "weight", "x", "k", "b64", "zzz"])): _random_json(rng, depth + 1)
+                for _ in range(rng.integers(0, 3))}
+    return [_random_json(rng, depth + 1) for _ in range(rng.integers(0, 4))]
+
+
+def _nested(depth: int, leaf) -> object:
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+def _fuzz_bodies(rng, count: int) -> list:
+    bodies: list = [b"\xff\xfe\x00bad utf-8", b"{\"instances\": [\"\xff\"]}", b"null", b"[]",
+                    b"{}", b"{\"instances\": null}", b"{\"inputs\": null}", b"1e999999"]
+    for depth in range(0, 101, 3):  # nesting depth 0-100, for both formats and a few leaves
+        for leaf in ("a", 1, None, {"b64": "YQ=="}):
+            bodies.append({"inputs": {"text": _nested(depth, leaf)}})
+            bodies.append({"instances": [_nested(depth, leaf)]})
+    signatures = ["serving_default", "pair", "scaled", "length", "words", "nope", 7, None]
+    while len(bodies) < count:
+        body = {}
+        if rng.random() < 0.7:
+            body["signature_name"] = signatures[rng.integers(0, len(signatures))]
+        key = "instances" if rng.random() < 0.5 else "inputs"
+        body[key] = _random_json(rng)
+        if rng.random() < 0.3:  # ragged and mixed lists
+            body[key] = [[1, 2], [3], "a", [[4]]][: rng.integers(1, 5)]
+        bodies.append(body)
+    return bodies
+
+
+def test_fuzzed_rest_requests_never_kill_the_server_or_get_a_5xx(server):
+    rng = np.random.default_rng(0)
+    good = {"instances": ["still here"]}
+    answered = {}
+    for body in _fuzz_bodies(rng, 400):
+        status, reply, raw = http(server, "POST", "/v1/models/toy:predict", body)
+        assert status < 500, (body if len(str(body)) < 500 else str(body)[:500], raw[:300])
+        assert set(reply) == ({"error"} if status >= 400 else set(reply)), raw[:300]
+        answered[status] = answered.get(status, 0) + 1
+        assert predict(server, good)["predictions"]  # and a good request right after
+    assert answered.get(400, 0) > 300, answered  # nearly all of them are malformed
+
+
+def test_fuzzed_grpc_tensors_never_kill_the_server_or_get_an_internal_error(server):
+    import grpc
+    import tensorflow as tf
+    from tensorflow.core.framework import types_pb2
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    rng = np.random.default_rng(1)
+    dtypes = [types_pb2.DT_STRING, types_pb2.DT_FLOAT, types_pb2.DT_INT32, types_pb2.DT_INT64,
+              types_pb2.DT_BOOL, types_pb2.DT_HALF, types_pb2.DT_COMPLEX64, types_pb2.DT_INVALID,
+              types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT]
+    good = predict_pb2.PredictRequest()
+    good.model_spec.name = "toy"
+    good.inputs["text"].CopyFrom(tf.make_tensor_proto(TEXTS))
+    codes = {}
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for i in range(150):
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "toy"
+            request.model_spec.signature_name = str(rng.choice(["", "pair", "scaled", "nope"]))
+            name = str(rng.choice(["text", "weight", "x", "k", "other"]))
+            tensor = request.inputs[name]
+            tensor.dtype = int(rng.choice(dtypes))
+            for _ in range(int(rng.choice([0, 1, 2, 3, 33, 40, 70]))):
+                tensor.tensor_shape.dim.add(size=int(rng.choice([0, 1, 2, 3, -1, 10**12])))
+            if rng.random() < 0.2:
+                tensor.tensor_shape.unknown_rank = True
+            values = int(rng.integers(0, 4))
+            tensor.string_val.extend([b"\xff\xfe", b"a", b""][:values])
+            tensor.float_val.extend([1.5, float("nan")][: values % 3])
+            tensor.int_val.extend([2**31 - 1, -5][: values % 3])
+            if rng.random() < 0.2:
+                tensor.tensor_content = bytes(rng.integers(0, 256, int(rng.integers(0, 17)),
+                                                           dtype=np.uint8))
+            try:
+                stub.Predict(request, timeout=30)
+                code = grpc.StatusCode.OK
+            except grpc.RpcError as error:
+                code = error.code()
+            assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
+                                grpc.StatusCode.UNAVAILABLE), (i, request, code)
+            codes[code] = codes.get(code, 0) + 1
+            assert stub.Predict(good, timeout=30).outputs["length"].int_val
+    assert codes.get(grpc.StatusCode.INVALID_ARGUMENT, 0) > 100, codes
