@@ -10,6 +10,7 @@ reloads answer UNIMPLEMENTED.
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any, Callable
 
 import grpc
@@ -21,6 +22,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.json_tensor import check_input_shape
+from serving.metrics import ServingMetrics
 from serving.models import ModelRegistry, verify_input_names
 from serving.responses import model_metadata_response, model_status_response
 from serving.signatures import (
@@ -66,14 +68,32 @@ def _spec_of(request: Any) -> tuple[str, int | None, str | None]:
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata."""
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, metrics: ServingMetrics | None = None) -> None:
         self.registry = registry
+        self.metrics = metrics or ServingMetrics()
 
     @_answers_status
     def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        start, served, code = time.perf_counter(), {}, "INTERNAL"
+        try:
+            response = self._predict(request, served)
+            code = "OK"
+            return response
+        except ServingStatus as status:
+            code = status.code
+            raise
+        except Exception as error:
+            code = from_tf_error(error).code
+            raise
+        finally:
+            self.metrics.observe(request.model_spec.name, "predict", "GRPC", code,
+                                 time.perf_counter() - start, **served)
+
+    def _predict(self, request: Any, served: dict) -> Any:
         name, version, label = _spec_of(request)
         servable = self.registry.get(name, version, label)
         signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        served.update(version=servable.version, signature=signature_name)
         signature_def = servable.signature_defs.get(signature_name)
         if signature_def is None:
             raise ServingStatus("FAILED_PRECONDITION",
@@ -150,8 +170,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                             "server; restart it with the new models.config")
 
 
-def add_services(server: grpc.Server, registry: ModelRegistry) -> None:
-    """Register both services on a gRPC server."""
+def add_services(server: grpc.Server, registry: ModelRegistry,
+                 metrics: ServingMetrics | None = None) -> None:
+    """Register both services on a gRPC server (Predict requests counted in `metrics`)."""
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(registry), server)
+        PredictionServicer(registry, metrics), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(registry), server)

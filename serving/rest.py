@@ -8,6 +8,7 @@ URL-decoded; `{"error": "..."}` with the HTTP status of the canonical error code
     GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata   signature defs
     POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    predict (row or columnar JSON)
     POST ...:classify, ...:regress                               501 here (tf.Example APIs)
+    GET  /monitoring/prometheus/metrics                          request counts and latencies
 
 Any other method is a 400 "Malformed request"; a body over `MAX_BODY_BYTES` a 413.
 
@@ -35,8 +36,10 @@ from serving.json_tensor import (
     predict_response_json,
     signature_name_of,
 )
+from serving.metrics import CONTENT_TYPE, METRICS_PATH, ServingMetrics
 from serving.models import ModelRegistry
 from serving.responses import model_metadata_json, model_status_json
+from serving.signatures import DEFAULT_SIGNATURE
 from serving.status import ServingStatus, invalid_argument
 
 log = logging.getLogger("opinionrec.serving")
@@ -66,20 +69,29 @@ class BodyTooLarge(ValueError):
 class RestApi:
     """Answers TF Serving REST requests from the models in a registry."""
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, metrics: ServingMetrics | None = None) -> None:
         self.registry = registry
+        self.metrics = metrics or ServingMetrics()
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, str]:
-        """HTTP status and JSON body for one request; never raises."""
+        """HTTP status and JSON body for one request; never raises. Requests to a model's
+        :predict, :classify or :regress are counted in `metrics`."""
+        start, served = time.perf_counter(), {}
         try:
-            return 200, self._dispatch(method, path, body)
-        except ServingStatus as status:
-            return status.http_status, _error_body(status.message)
+            status, reply, code = 200, self._dispatch(method, path, body, served), "OK"
+        except ServingStatus as error:
+            status, reply, code = error.http_status, _error_body(error.message), error.code
         except Exception as error:  # a server fault: answer 500 and keep serving
             log.error("internal error on %s %s:\n%s", method, path, traceback.format_exc())
-            return 500, _error_body(f"Internal error: {type(error).__name__}: {error}")
+            status, code = 500, "INTERNAL"
+            reply = _error_body(f"Internal error: {type(error).__name__}: {error}")
+        route = _PREDICTION_PATH.fullmatch(path) if method == "POST" else None
+        if route:
+            self.metrics.observe(unquote(route.group(1)), route.group(4).lower(), "REST", code,
+                                 time.perf_counter() - start, **served)
+        return status, reply
 
-    def _dispatch(self, method: str, path: str, body: bytes) -> str:
+    def _dispatch(self, method: str, path: str, body: bytes, served: dict) -> str:
         if not _API_PATH.fullmatch(path):
             raise ServingStatus("NOT_FOUND", f"Not found: {method} {path} (the API is under /v1/)")
         malformed = invalid_argument(f"Malformed request: {method} {path}")
@@ -90,7 +102,7 @@ class RestApi:
             name, version, label, verb = match.groups()
             spec = _model_spec(name, version, label)
             if verb == "predict":
-                return self._predict(*spec, body)
+                return self._predict(*spec, body, served)
             if verb in ("classify", "regress"):
                 # As TF Serving: an unknown model is 404 and a malformed body 400 first.
                 self.registry.get(*spec)
@@ -120,10 +132,12 @@ class RestApi:
     def _metadata(self, name: str, version: int | None, label: str | None) -> str:
         return model_metadata_json(self.registry.get(name, version, label))
 
-    def _predict(self, name: str, version: int | None, label: str | None, body: bytes) -> str:
+    def _predict(self, name: str, version: int | None, label: str | None, body: bytes,
+                 served: dict) -> str:
         doc = parse_json_body(body)
         signature_name = signature_name_of(doc)
         servable = self.registry.get(name, version, label)
+        served.update(version=servable.version, signature=signature_name or DEFAULT_SIGNATURE)
         dtypes = servable.input_dtypes(signature_name)
         inputs, request_format = predict_inputs_from_json(doc, dtypes)
         outputs = servable.predict(signature_name, inputs)
@@ -175,6 +189,9 @@ class _RestHandler(BaseHTTPRequestHandler):
     def _answer(self, head: bool = False) -> None:
         start = time.perf_counter()
         path = urlsplit(self.path).path
+        if self.command in ("GET", "HEAD") and path == METRICS_PATH:
+            self._write(200, self.api.metrics.exposition(), CONTENT_TYPE, head)
+            return
         try:
             body = self._read_body()
         except BodyTooLarge as error:
@@ -190,9 +207,12 @@ class _RestHandler(BaseHTTPRequestHandler):
                  (time.perf_counter() - start) * 1000)
 
     def _write_json(self, status: int, payload: str, head: bool = False) -> None:
+        self._write(status, payload, "application/json", head)
+
+    def _write(self, status: int, payload: str, content_type: str, head: bool = False) -> None:
         data = payload.encode("utf-8")
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         if self.close_connection:
             self.send_header("Connection", "close")

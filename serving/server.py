@@ -24,6 +24,7 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any, Callable
 
+from serving.metrics import ServingMetrics
 from serving.models import ModelRegistry
 from serving.rest import RestApi, RestServer, make_http_server
 
@@ -62,6 +63,7 @@ class ModelServer:
         if rest_port is None and grpc_port is None:
             raise ValueError("Enable REST or gRPC: both `rest_port` and `grpc_port` are None.")
         self.registry = registry
+        self.metrics = ServingMetrics()  # REST and gRPC requests alike
         self.host = host
         self._rest_port, self._grpc_port = rest_port, grpc_port
         self._poll_seconds = poll_seconds
@@ -78,7 +80,8 @@ class ModelServer:
         self.registry.refresh()
         try:
             if self._rest_port is not None:
-                self._http = make_http_server(self.host, self._rest_port, RestApi(self.registry))
+                self._http = make_http_server(self.host, self._rest_port,
+                                              RestApi(self.registry, self.metrics))
                 self._rest_port = self._http.server_address[1]
                 self._spawn("rest", self._http.serve_forever)
             if self._grpc_port is not None:
@@ -101,7 +104,7 @@ class ModelServer:
             futures.ThreadPoolExecutor(max_workers=self._grpc_workers),
             options=GRPC_MESSAGE_OPTIONS,
         )
-        add_services(self._grpc, self.registry)
+        add_services(self._grpc, self.registry, self.metrics)
         port = self._grpc.add_insecure_port(f"{_host_for_url(self.host)}:{self._grpc_port}")
         if not port:
             raise OSError(f"cannot bind gRPC to {self.host}:{self._grpc_port}")

@@ -576,6 +576,48 @@ def test_serve_command_runs_until_sigterm(models_root, tmp_path):
             process.kill()
 
 
+def test_prometheus_metrics_count_requests_by_model_status_and_signature(server):
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    def scrape() -> dict[str, float]:
+        request = urllib.request.Request(server.rest_url + "/monitoring/prometheus/metrics")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = response.read().decode()
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines() if line and not line.startswith("#")}
+
+    before = scrape()
+    predict(server, {"instances": ["a"]})
+    predict(server, {"signature_name": "length", "instances": ["a", "b"]},
+            "/v1/models/toy/versions/1:predict")
+    http(server, "POST", "/v1/models/toy:predict", {"instances": [1]})  # a 400
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "toy"
+        request.inputs["text"].CopyFrom(tf.make_tensor_proto(TEXTS))
+        prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+    after = scrape()
+
+    def grew(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    count = ':tensorflow:serving:request_count{model_name="toy",status="%s"}'
+    assert grew(count % "OK") == 3 and grew(count % "INVALID_ARGUMENT") == 1
+    latency = ':tensorflow:serving:request_latency_count{model_name="toy",API="predict",' \
+              'entrypoint="%s"}'
+    assert grew(latency % "REST") == 3 and grew(latency % "GRPC") == 1
+    inf = ':tensorflow:serving:request_latency_bucket{model_name="toy",API="predict",' \
+          'entrypoint="REST",le="+Inf"}'
+    assert after[inf] == after[latency % "REST"]  # cumulative buckets end at the count
+    by_signature = (':opinionrec:serving:request_latency_by_signature_count{model_name="toy",'
+                    'model_version="%d",signature_name="%s"}')
+    assert grew(by_signature % (1, "length")) == 1
+    assert grew(by_signature % (2, "serving_default")) == 3  # REST, the 400 and gRPC
+
+
 # === Fuzzing: no request of any shape kills the server or gets a 5xx ===
 
 def _random_json(rng, depth: int = 0):
