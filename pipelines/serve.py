@@ -62,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--load-retry-interval-seconds", dest="load_retry_interval",
                         type=float, default=60.0,
                         help="seconds between those tries (default: 60)")
+    parser.add_argument("--rest-api-timeout-ms", "--rest_api_timeout_in_ms",
+                        dest="rest_timeout_ms", type=int, default=30000,
+                        help="a REST request not answered in this time gets a 504; 0 = no "
+                        "deadline (default: 30000, as TF Serving)")
+    parser.add_argument("--rest-workers", type=int, default=8,
+                        help="threads answering REST requests at once (default: 8)")
     parser.add_argument("--port-file",
                         help="write the bound ports as JSON here once the server is ready")
 
@@ -91,7 +97,9 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from serving.server import ModelServer
 
     server = ModelServer(registry, host=args.host, rest_port=args.rest_port,
-                         grpc_port=args.grpc_port, poll_seconds=args.poll_seconds)
+                         grpc_port=args.grpc_port, poll_seconds=args.poll_seconds,
+                         rest_workers=args.rest_workers,
+                         rest_timeout_seconds=args.rest_timeout_ms / 1000 or None)
     try:
         server.serve_until_signal(port_file=args.port_file, on_ready=_print_usage)
     except OSError as error:  # e.g. the port is taken

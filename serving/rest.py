@@ -13,8 +13,9 @@ URL-decoded; `{"error": "..."}` with the HTTP status of the canonical error code
 Any other method is a 400 "Malformed request"; a body over `MAX_BODY_BYTES` a 413.
 
 `RestApi.handle` is a pure function of (method, path, body), so it is tested without sockets;
-`make_http_server` puts it behind `ThreadingHTTPServer` (one thread per connection, HTTP/1.1
-keep-alive) and logs one line per request.
+`make_http_server` puts it behind `ThreadingHTTPServer` (a thread per connection reads requests,
+HTTP/1.1 keep-alive; a bounded pool of workers answers them within a deadline) and logs one line
+per request.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import socket
 import sys
 import time
 import traceback
+from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -66,12 +68,44 @@ class BodyTooLarge(ValueError):
     """A request body over MAX_BODY_BYTES."""
 
 
-class RestApi:
-    """Answers TF Serving REST requests from the models in a registry."""
+# TF Serving's --rest_api_timeout_in_ms default.
+DEFAULT_TIMEOUT_SECONDS = 30.0
+# Requests answered at once; the others wait their turn (inside their deadline).
+DEFAULT_WORKERS = 8
 
-    def __init__(self, registry: ModelRegistry, metrics: ServingMetrics | None = None) -> None:
+
+class RestApi:
+    """Answers TF Serving REST requests from the models in a registry.
+
+    `answer` runs `handle` on a bounded pool of `workers` threads and gives up after
+    `timeout_seconds` with a 504, as TF Serving's REST timeout does (the model call itself
+    cannot be interrupted and finishes in the background).
+    """
+
+    def __init__(self, registry: ModelRegistry, metrics: ServingMetrics | None = None,
+                 workers: int = DEFAULT_WORKERS,
+                 timeout_seconds: float | None = DEFAULT_TIMEOUT_SECONDS) -> None:
         self.registry = registry
         self.metrics = metrics or ServingMetrics()
+        self.timeout_seconds = timeout_seconds
+        self._pool = futures.ThreadPoolExecutor(max_workers=workers,
+                                                thread_name_prefix="rest-worker")
+
+    def answer(self, method: str, path: str, body: bytes) -> tuple[int, str]:
+        """`handle` on the worker pool, within the deadline."""
+        future = self._pool.submit(self.handle, method, path, body)
+        try:
+            return future.result(timeout=self.timeout_seconds)
+        except futures.TimeoutError:
+            route = _PREDICTION_PATH.fullmatch(path) if method == "POST" else None
+            if route:
+                self.metrics.observe(unquote(route.group(1)), route.group(4).lower(), "REST",
+                                     "DEADLINE_EXCEEDED", self.timeout_seconds)
+            return 504, _error_body(f"Deadline exceeded: no answer within "
+                                    f"{self.timeout_seconds * 1000:g} ms")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, str]:
         """HTTP status and JSON body for one request; never raises. Requests to a model's
@@ -201,7 +235,7 @@ class _RestHandler(BaseHTTPRequestHandler):
             status, payload = 400, _error_body(str(error))
             self.close_connection = True
         else:
-            status, payload = self.api.handle("GET" if head else self.command, path, body)
+            status, payload = self.api.answer("GET" if head else self.command, path, body)
         self._write_json(status, payload, head)
         log.info("%s %s %d %.1f ms", self.command, path, status,
                  (time.perf_counter() - start) * 1000)

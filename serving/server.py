@@ -26,7 +26,13 @@ from typing import Any, Callable
 
 from serving.metrics import ServingMetrics
 from serving.models import ModelRegistry
-from serving.rest import RestApi, RestServer, make_http_server
+from serving.rest import (
+    DEFAULT_TIMEOUT_SECONDS,
+    DEFAULT_WORKERS,
+    RestApi,
+    RestServer,
+    make_http_server,
+)
 
 log = logging.getLogger("opinionrec.serving")
 
@@ -48,6 +54,9 @@ class ModelServer:
         grpc_port: gRPC port; 0 picks a free one; None disables gRPC.
         poll_seconds: how often to look for new versions on disk; 0 disables polling.
         grpc_workers: threads answering gRPC calls.
+        rest_workers: threads answering REST requests (connections are read by their own).
+        rest_timeout_seconds: a REST request not answered in this time gets a 504; None: no
+            deadline.
     """
 
     def __init__(
@@ -59,6 +68,8 @@ class ModelServer:
         grpc_port: int | None = DEFAULT_GRPC_PORT,
         poll_seconds: float = 1.0,
         grpc_workers: int = 8,
+        rest_workers: int = DEFAULT_WORKERS,
+        rest_timeout_seconds: float | None = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
         if rest_port is None and grpc_port is None:
             raise ValueError("Enable REST or gRPC: both `rest_port` and `grpc_port` are None.")
@@ -68,6 +79,8 @@ class ModelServer:
         self._rest_port, self._grpc_port = rest_port, grpc_port
         self._poll_seconds = poll_seconds
         self._grpc_workers = grpc_workers
+        self._rest_workers, self._rest_timeout = rest_workers, rest_timeout_seconds
+        self._rest_api: RestApi | None = None
         self._http: RestServer | None = None
         self._grpc: Any = None
         self._threads: list[threading.Thread] = []
@@ -80,8 +93,9 @@ class ModelServer:
         self.registry.refresh()
         try:
             if self._rest_port is not None:
-                self._http = make_http_server(self.host, self._rest_port,
-                                              RestApi(self.registry, self.metrics))
+                self._rest_api = RestApi(self.registry, self.metrics, self._rest_workers,
+                                         self._rest_timeout)
+                self._http = make_http_server(self.host, self._rest_port, self._rest_api)
                 self._rest_port = self._http.server_address[1]
                 self._spawn("rest", self._http.serve_forever)
             if self._grpc_port is not None:
@@ -130,6 +144,9 @@ class ModelServer:
             self._http.shutdown()
             self._http.server_close()
             self._http = None
+        if self._rest_api is not None:
+            self._rest_api.close()
+            self._rest_api = None
         if self._grpc is not None:
             self._grpc.stop(grace).wait(grace + 1)
             self._grpc = None

@@ -486,6 +486,24 @@ def test_new_versions_are_picked_up_and_old_ones_unloaded(tmp_path, models_root)
         assert status == 404
 
 
+def test_a_request_past_its_deadline_gets_a_504_and_the_server_goes_on(models_root):
+    registry = ModelRegistry.from_config_file(models_root / "models.config")
+    with ModelServer(registry, rest_port=0, grpc_port=None, poll_seconds=0,
+                     rest_workers=1, rest_timeout_seconds=0.2) as running:
+        texts = ["many words to count in each of these texts " * 40] * 20000  # ~1 s or more
+        status, reply, _ = http(running, "POST", "/v1/models/toy:predict", {"instances": texts})
+        assert status == 504 and reply["error"] == "Deadline exceeded: no answer within 200 ms"
+        # The one worker finishes that request in the background, then answers again.
+        deadline = time.monotonic() + 120
+        while http(running, "POST", "/v1/models/toy:predict", {"instances": ["ab"]})[0] != 200:
+            assert time.monotonic() < deadline, "the server never answered again"
+            time.sleep(0.5)
+        metrics = urllib.request.urlopen(running.rest_url + "/monitoring/prometheus/metrics",
+                                         timeout=30).read().decode()
+        assert ':tensorflow:serving:request_count{model_name="toy",' \
+               'status="DEADLINE_EXCEEDED"} 1' in metrics
+
+
 def test_a_version_that_fails_to_load_is_reported_not_fatal(tmp_path, models_root):
     import shutil
 
