@@ -68,15 +68,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "deadline (default: 30000, as TF Serving)")
     parser.add_argument("--rest-workers", type=int, default=8,
                         help="threads answering REST requests at once (default: 8)")
+    parser.add_argument("--enable-batching", "--enable_batching", dest="enable_batching",
+                        action="store_true",
+                        help="merge concurrent requests to a signature into one model call, as "
+                        "TF Serving's --enable_batching (for signatures that batch)")
+    parser.add_argument("--batching-parameters-file", "--batching_parameters_file",
+                        dest="batching_parameters_file",
+                        help="BatchingParameters text file (default with --enable-batching: "
+                        "batching.config beside models.config, else TF Serving's defaults)")
     parser.add_argument("--port-file",
                         help="write the bound ports as JSON here once the server is ready")
+
+
+def _batching_options(args: argparse.Namespace):
+    """The server's BatchingOptions: None without --enable-batching."""
+    from serving.layout import BATCHING_CONFIG, BatchingOptions, read_batching_config
+
+    if not args.enable_batching:
+        if args.batching_parameters_file:
+            raise SystemExit("serve: --batching-parameters-file needs --enable-batching")
+        return None
+    path = args.batching_parameters_file
+    if path is None and not args.model_base_path:
+        beside = Path(args.models_config or ws_lib.workspace_from_args(args).models_root
+                      / "models.config").parent / BATCHING_CONFIG
+        path = beside if beside.exists() else None
+    options = read_batching_config(path) if path else BatchingOptions()
+    log.info("serve: batching on (%s): %s", path or "defaults", options)
+    return options
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from serving.models import ModelRegistry
 
     retries = {"max_load_retries": args.max_load_retries,
-               "load_retry_interval": args.load_retry_interval}
+               "load_retry_interval": args.load_retry_interval,
+               "batching": _batching_options(args)}
     if args.model_base_path or args.model_name:
         if not (args.model_base_path and args.model_name):
             raise SystemExit("serve: give --model-name and --model-base-path together")

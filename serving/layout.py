@@ -51,6 +51,23 @@ class BatchingOptions:
     max_enqueued_batches: int = 100
     num_batch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     pad_variable_length_inputs: bool = False
+    allowed_batch_sizes: tuple[int, ...] = ()
+
+
+def read_batching_config(path: str | Path) -> BatchingOptions:
+    """`BatchingOptions` of a text-format `BatchingParameters` file (unset fields: defaults)."""
+    from google.protobuf import text_format
+
+    from serving.batching_proto import batching_parameters_class
+
+    params = text_format.Parse(Path(path).read_text(), batching_parameters_class()())
+    defaults = BatchingOptions()
+    names = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches",
+             "num_batch_threads")
+    values = {name: (getattr(params, name).value if params.HasField(name)
+                     else getattr(defaults, name)) for name in names}
+    return BatchingOptions(**values, pad_variable_length_inputs=params.pad_variable_length_inputs,
+                           allowed_batch_sizes=tuple(params.allowed_batch_sizes))
 
 
 def model_versions(model_dir: str | Path) -> list[int]:
@@ -253,6 +270,7 @@ def write_batching_config(
     params.max_enqueued_batches.value = options.max_enqueued_batches
     params.num_batch_threads.value = options.num_batch_threads
     params.pad_variable_length_inputs = options.pad_variable_length_inputs
+    params.allowed_batch_sizes.extend(options.allowed_batch_sizes)
     path = Path(models_root) / BATCHING_CONFIG
     _write_atomically(path, text_format.MessageToString(params))
     return path

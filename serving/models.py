@@ -16,6 +16,7 @@ A loaded version (`Servable`) runs signatures with `tf.saved_model.load` and not
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -25,14 +26,22 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from serving.batching import BatchScheduler, batchable
 from serving.json_tensor import check_input_shape
-from serving.layout import WARMUP_FILE, read_models_config, read_warmup_requests, version_dirs
+from serving.layout import (
+    WARMUP_FILE,
+    BatchingOptions,
+    read_models_config,
+    read_warmup_requests,
+    version_dirs,
+)
 from serving.signatures import (
     DEFAULT_SIGNATURE,
     SERVE_TAG,
     array_from_tensor_proto,
     input_dtypes,
     read_meta_graph,
+    shape_of,
 )
 from serving.status import ServingStatus, from_tf_error, invalid_argument, not_found
 
@@ -125,7 +134,8 @@ def _policy_from_proto(policy: Any) -> VersionPolicy:
 class Servable:
     """One loaded model version: its signature defs and callable signatures."""
 
-    def __init__(self, name: str, version: int, path: Path) -> None:
+    def __init__(self, name: str, version: int, path: Path,
+                 batching: BatchingOptions | None = None) -> None:
         import tensorflow as tf
         import tensorflow_text  # noqa: F401  TF Serving links TF Text ops in; register them too
 
@@ -135,6 +145,23 @@ class Servable:
         self._functions = dict(self._model.signatures)
         self._input_specs = {sig: dict(fn.structured_input_signature[1])
                              for sig, fn in self._functions.items()}
+        # One batch scheduler per signature that batches, when batching is on.
+        self.schedulers: dict[str, BatchScheduler] = {}
+        for sig, signature_def in self.signature_defs.items():
+            if batching is not None and sig in self._functions and batchable(
+                    {k: shape_of(v) for k, v in signature_def.inputs.items()},
+                    {k: shape_of(v) for k, v in signature_def.outputs.items()}):
+                self.schedulers[sig] = BatchScheduler(
+                    functools.partial(self._call, sig), batching, f"{name}-{version}-{sig}")
+
+    def _call(self, signature_name: str, tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        outputs = self._functions[signature_name](**tensors)
+        return {alias: value.numpy() for alias, value in outputs.items()}
+
+    def close(self) -> None:
+        """Stop the batch threads (requests still queued get UNAVAILABLE)."""
+        for scheduler in self.schedulers.values():
+            scheduler.close()
 
     def input_dtypes(self, signature_name: str) -> dict[str, str]:
         """Input name -> `DT_*` of a signature (as TF Serving's REST handler looks it up)."""
@@ -180,12 +207,13 @@ class Servable:
                                        f"signature {name} expects {spec.dtype.name}")
             tensors[input_name] = tensor
         try:
-            outputs = self._functions[name](**tensors)
+            scheduler = self.schedulers.get(name)
+            outputs = scheduler.submit(tensors) if scheduler else self._call(name, tensors)
         except tf.errors.OpError as error:
             raise from_tf_error(error) from None
         except (TypeError, ValueError) as error:
             raise invalid_argument(str(error)) from None
-        return {alias: outputs[alias].numpy() for alias in (outputs_wanted or outputs)}
+        return {alias: outputs[alias] for alias in (outputs_wanted or outputs)}
 
     def warm_up(self) -> int:
         """Replay the version's warm-up requests (a failure fails the load, as in TF Serving)."""
@@ -259,13 +287,17 @@ class ModelRegistry:
     does: up to `max_load_retries` more times, `load_retry_interval` seconds apart, at the next
     refreshes; a failed version whose folder goes away is forgotten, so putting it back loads it.
     Versions the policy no longer wants are unloaded only once a wanted one is available.
+    With `batching`, concurrent requests to a signature that batches are merged
+    (`serving.batching`).
     """
 
     def __init__(self, sources: Sequence[ModelSource], *, warm_up: bool = True,
                  max_load_retries: int = MAX_LOAD_RETRIES,
-                 load_retry_interval: float = LOAD_RETRY_INTERVAL_SECONDS) -> None:
+                 load_retry_interval: float = LOAD_RETRY_INTERVAL_SECONDS,
+                 batching: BatchingOptions | None = None) -> None:
         self.sources = {source.name: source for source in sources}
         self._warm_up = warm_up
+        self.batching = batching  # server-side batching of the signatures that batch
         self._max_load_retries = max_load_retries
         self._load_retry_interval = load_retry_interval
         self._states: dict[str, dict[int, VersionState]] = {name: {} for name in self.sources}
@@ -310,6 +342,8 @@ class ModelRegistry:
             if version not in wanted and state.state == "AVAILABLE" and wanted_up:
                 with self._lock:
                     states[version] = VersionState(version, "END")
+                if state.servable is not None:
+                    state.servable.close()
                 log.info("%s: unloaded version %d", source.name, version)
         if folders:
             self._reported_empty.discard(source.name)
@@ -325,7 +359,7 @@ class ModelRegistry:
         with self._lock:
             self._states[name][version] = VersionState(version, "LOADING")
         try:
-            servable = Servable(name, version, path)
+            servable = Servable(name, version, path, self.batching)
             warmed = servable.warm_up() if self._warm_up else 0
         except Exception as error:  # a bad version must not stop the server: record and go on
             status = error if isinstance(error, ServingStatus) else from_tf_error(error)
