@@ -1,0 +1,252 @@
+"""Serving latency and throughput: in-process calls, REST and gRPC, batching off and on.
+
+Side by side in one run, on an exported workspace (`WS/export/models`): the model's signature
+called in this process from N threads, then the same requests through `opinionrec serve` (a
+separate process, as deployed) over REST (keep-alive) and gRPC, with server-side batching off and
+on (`--enable-batching`), at 1, 8 and 32 concurrent clients, for the recommender (one user per
+request) and text_features (one text per request, and 32 texts per request). Each cell runs
+`--seconds` after a warm-up; the table gives p50/p95/p99 latency, requests/s and texts/s.
+
+    python benchmarks/serving.py --workspace WS                 # ~4 minutes on 2 cores
+    python benchmarks/serving.py --workspace WS --clients 1 8 --seconds 3
+
+Writes benchmarks/results/serving.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import RESULTS, markdown_table, write_results  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _requests(docs_texts: list[str], users: list[str]) -> dict[str, dict]:
+    """What each workload sends: (model, JSON body maker, gRPC inputs maker, texts/request)."""
+    return {
+        "recommender, 1 user": {"model": "recommender", "rows": 1,
+                                "items": users, "input": "user_id"},
+        "text_features, 1 text": {"model": "text_features", "rows": 1,
+                                  "items": docs_texts, "input": "text"},
+        "text_features, 32 texts": {"model": "text_features", "rows": 32,
+                                    "items": docs_texts, "input": "text"},
+    }
+
+
+def _batch(workload: dict, i: int) -> list[str]:
+    items, rows = workload["items"], workload["rows"]
+    return [items[(i * rows + j) % len(items)] for j in range(rows)]
+
+
+def _percentiles(latencies: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    ms = np.asarray(latencies) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+            "p99_ms": float(np.percentile(ms, 99))}
+
+
+def run_clients(call, workload: dict, clients: int, seconds: float) -> dict:
+    """`clients` threads calling `call(k, texts)` back to back for `seconds`, after each client
+    made one untimed call (tracing, connections)."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    failures = [0] * clients
+    errors: list[str] = []
+    for k in range(clients):
+        call(k, _batch(workload, k))  # warm-up; a failure here is the benchmark's to report
+    start_at = time.perf_counter()
+    stop_at = start_at + seconds
+
+    def client(k: int) -> None:
+        i = k
+        while (now := time.perf_counter()) < stop_at:
+            texts = _batch(workload, i)
+            i += clients
+            try:
+                call(k, texts)
+            except Exception as error:  # noqa: BLE001  counted, never fatal to the benchmark
+                failures[k] += 1
+                errors.append(f"{type(error).__name__}: {error}"[:200])
+                continue
+            latencies[k].append(time.perf_counter() - now)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    flat = [x for per_client in latencies for x in per_client]
+    requests_per_second = len(flat) / seconds
+    if errors:
+        print(f"  {len(errors)} failed requests, e.g. {errors[0]}", flush=True)
+    return {"requests": len(flat), "failed": sum(failures),
+            "requests_per_second": requests_per_second,
+            "texts_per_second": requests_per_second * workload["rows"], **_percentiles(flat)}
+
+
+def in_process_caller(models_root: Path, model: str, input_name: str):
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    from serving.layout import version_dirs
+
+    folder = version_dirs(models_root / model)
+    signature = tf.saved_model.load(str(folder[max(folder)])).signatures["serving_default"]
+
+    def call(_: int, texts: list[str]):
+        return {k: v.numpy() for k, v in signature(**{input_name: tf.constant(texts)}).items()}
+
+    return call
+
+
+def rest_caller(url: str, model: str, input_name: str, clients: int):
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    connections = [http.client.HTTPConnection(host, int(port), timeout=60) for _ in range(clients)]
+
+    def call(k: int, texts: list[str]):
+        body = json.dumps({"inputs": {input_name: texts}})
+        connections[k].request("POST", f"/v1/models/{model}:predict", body,
+                               {"Content-Type": "application/json"})
+        response = connections[k].getresponse()
+        data = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{response.status}: {data[:200]!r}")
+        return data
+
+    return call
+
+
+def grpc_caller(target: str, model: str, input_name: str, clients: int):
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    channels = [grpc.insecure_channel(target) for _ in range(clients)]
+    stubs = [prediction_service_pb2_grpc.PredictionServiceStub(c) for c in channels]
+
+    def call(k: int, texts: list[str]):
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model
+        request.inputs[input_name].CopyFrom(tf.make_tensor_proto(texts))
+        return stubs[k].Predict(request, timeout=60)
+
+    return call
+
+
+def start_server(models_root: Path, batching: bool, work: Path) -> tuple[subprocess.Popen, dict]:
+    port_file = work / f"ports-{int(batching)}.json"
+    port_file.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "pipelines.cli", "serve",
+               "--models-config", str(models_root / "models.config"),
+               "--rest-port", "auto", "--grpc-port", "auto", "--poll-seconds", "0",
+               "--port-file", str(port_file)]
+    if batching:
+        command.append("--enable-batching")
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=open(work / f"server-{int(batching)}.log", "w"),
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 180
+    while not port_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not start; see {work}/server-{int(batching)}.log")
+        time.sleep(0.5)
+    return process, json.loads(port_file.read_text())
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = sorted({r["workload"] for r in results})
+    fig, axes = plt.subplots(1, len(workloads), figsize=(5 * len(workloads), 4), squeeze=False)
+    for ax, workload in zip(axes[0], workloads):
+        for variant in sorted({r["variant"] for r in results}):
+            rows = sorted((r for r in results if r["workload"] == workload
+                           and r["variant"] == variant), key=lambda r: r["clients"])
+            if rows:
+                ax.plot([r["clients"] for r in rows], [r["p50_ms"] for r in rows], marker="o",
+                        label=variant)
+        ax.set(title=workload, xlabel="concurrent clients", ylabel="p50 latency (ms)",
+               xscale="log", yscale="log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workspace", type=Path, required=True,
+                        help="a workspace after `export` (WS/export/models)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured time per cell")
+    args = parser.parse_args(argv)
+
+    from pipelines.corpus import read_docs
+    from pipelines.workspace import Workspace
+
+    workspace = Workspace(args.workspace)
+    models_root = workspace.models_root
+    docs = read_docs(workspace.docs, kinds=["review", "news"], columns=["text", "user"])
+    texts = [t for t in docs["text"].tolist() if isinstance(t, str) and t.strip()][:2000]
+    users = sorted({u for u in docs["user"].dropna().tolist() if u})[:500]
+    workloads = _requests(texts, users)
+    results: list[dict] = []
+
+    def measure(variant: str, make_call, clients: int, name: str, workload: dict) -> None:
+        row = run_clients(make_call(clients), workload, clients, args.seconds)
+        row.update(variant=variant, workload=name, clients=clients)
+        results.append(row)
+        print(f"{name:26s} {variant:22s} {clients:3d} clients: p50 {row['p50_ms']:7.2f} ms, "
+              f"{row['requests_per_second']:7.1f} req/s, {row['texts_per_second']:7.1f} texts/s"
+              f"{', %d failed' % row['failed'] if row['failed'] else ''}", flush=True)
+
+    for name, workload in workloads.items():
+        call = in_process_caller(models_root, workload["model"], workload["input"])
+        for clients in args.clients:
+            measure("in-process", lambda n, c=call: c, clients, name, workload)
+    with tempfile.TemporaryDirectory() as tmp:
+        for batching in (False, True):
+            process, ports = start_server(models_root, batching, Path(tmp))
+            suffix = ", batching" if batching else ""
+            try:
+                for name, workload in workloads.items():
+                    model, input_name = workload["model"], workload["input"]
+                    for clients in args.clients:
+                        measure("REST" + suffix, lambda n: rest_caller(
+                            ports["rest_url"], model, input_name, n), clients, name, workload)
+                        measure("gRPC" + suffix, lambda n: grpc_caller(
+                            ports["grpc_target"], model, input_name, n), clients, name, workload)
+            finally:
+                process.terminate()
+                process.wait(30)
+
+    rows = [[r["workload"], r["variant"], r["clients"], f"{r['p50_ms']:.2f}",
+             f"{r['p95_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['requests_per_second']:.1f}",
+             f"{r['texts_per_second']:.1f}", r["failed"]] for r in results]
+    table = markdown_table(["workload", "variant", "clients", "p50 ms", "p95 ms", "p99 ms",
+                            "requests/s", "texts/s", "failed"], rows)
+    print(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot(results, RESULTS / "serving.png")
+    write_results("serving", {"workspace": str(args.workspace), "seconds": args.seconds,
+                              "results": results}, table + "\n\n![latency](serving.png)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
