@@ -145,6 +145,38 @@ def grpc_caller(target: str, model: str, input_name: str, clients: int):
     return call
 
 
+def connect_burst(url: str, clients: int = 200) -> dict:
+    """`clients` threads opening a connection to the REST port at the same moment, each then
+    asking the model status: how long the slowest connect took, and how many failed."""
+    import socket
+
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    barrier = threading.Barrier(clients)
+    connect_seconds: list[float] = []
+    failures = []
+
+    def one() -> None:
+        barrier.wait()
+        start = time.perf_counter()
+        try:
+            with socket.create_connection((host, int(port)), timeout=60) as connection:
+                connect_seconds.append(time.perf_counter() - start)
+                connection.sendall(b"GET /v1/models/recommender HTTP/1.1\r\nHost: x\r\n"
+                                   b"Connection: close\r\n\r\n")
+                if not connection.recv(12).startswith(b"HTTP/1."):
+                    failures.append("no HTTP answer")
+        except OSError as error:
+            failures.append(str(error))
+
+    threads = [threading.Thread(target=one) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"clients": clients, "connected": len(connect_seconds), "failed": len(failures),
+            "slowest_connect_s": max(connect_seconds, default=float("nan"))}
+
+
 def start_server(models_root: Path, batching: bool, work: Path) -> tuple[subprocess.Popen, dict]:
     port_file = work / f"ports-{int(batching)}.json"
     port_file.unlink(missing_ok=True)
@@ -206,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     users = sorted({u for u in docs["user"].dropna().tolist() if u})[:500]
     workloads = _requests(texts, users)
     results: list[dict] = []
+    burst: dict = {}
 
     def measure(variant: str, make_call, clients: int, name: str, workload: dict) -> None:
         row = run_clients(make_call(clients), workload, clients, args.seconds)
@@ -224,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
             process, ports = start_server(models_root, batching, Path(tmp))
             suffix = ", batching" if batching else ""
             try:
+                if not batching:
+                    burst = connect_burst(ports["rest_url"])
+                    print(f"connect burst: {burst}", flush=True)
                 for name, workload in workloads.items():
                     model, input_name = workload["model"], workload["input"]
                     for clients in args.clients:
@@ -240,11 +276,15 @@ def main(argv: list[str] | None = None) -> int:
              f"{r['texts_per_second']:.1f}", r["failed"]] for r in results]
     table = markdown_table(["workload", "variant", "clients", "p50 ms", "p95 ms", "p99 ms",
                             "requests/s", "texts/s", "failed"], rows)
+    table += (f"\n\n{burst['clients']} clients connecting to the REST port at once: "
+              f"{burst['connected']} connected (slowest {burst['slowest_connect_s'] * 1000:.0f} "
+              f"ms), {burst['failed']} failed.")
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(results, RESULTS / "serving.png")
     write_results("serving", {"workspace": str(args.workspace), "seconds": args.seconds,
-                              "results": results}, table + "\n\n![latency](serving.png)")
+                              "connect_burst": burst, "results": results},
+                  table + "\n\n![latency](serving.png)")
     return 0
 
 
