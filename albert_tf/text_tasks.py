@@ -444,7 +444,7 @@ def fine_tune_classifier(
     steps = fit_resumable(
         model, train_dataset, total_steps=total_steps, steps_per_checkpoint=eval_every,
         checkpoint_dir=Path(work_dir) / "checkpoints", log_dir=Path(work_dir) / "logs",
-        keep_checkpoints=1, max_minutes=max_minutes,
+        keep_checkpoints=1, max_minutes=max_minutes, anneal_in_budget=True,
         tokens_per_step=round(batch_size * width), extra_callbacks=[keep_best],
     )
     return {

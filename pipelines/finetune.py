@@ -368,6 +368,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             model, train_ds, total_steps=steps, steps_per_checkpoint=args.checkpoint_every,
             checkpoint_dir=stage_dir / "checkpoints", log_dir=stage_dir / "logs",
             keep_checkpoints=1, max_minutes=training_minutes(budget),
+            anneal_in_budget=True,
             tokens_per_step=round(args.batch_size * width),
         )
         metrics = evaluate_heads(model, preprocessor, train, test, topic_labels) if len(test) else {}

@@ -366,7 +366,7 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options)
         model, train_dataset, total_steps=total_steps,
         steps_per_checkpoint=max(1, min(options.eval_every, total_steps)),
         checkpoint_dir=work / "checkpoints", log_dir=work / "logs", keep_checkpoints=1,
-        max_minutes=options.max_minutes,
+        max_minutes=options.max_minutes, anneal_in_budget=True,
         tokens_per_step=round(options.batch_size * width), extra_callbacks=[keep_best],
     )
     return {"model": model, "mean_batch_width": round(width, 1), "steps": steps,

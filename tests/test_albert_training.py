@@ -177,7 +177,7 @@ def test_time_budget_stops_within_a_step_and_progress_is_logged(spm_model, tmp_p
                                                        num_steps=n),
             total_steps=10000, steps_per_checkpoint=10000, checkpoint_dir=tmp_path / "ckpt",
             log_dir=tmp_path / "logs", max_minutes=1.0, verbose=0, progress_seconds=0.5,
-            extra_callbacks=[SlowSteps()],
+            extra_callbacks=[SlowSteps()], anneal_in_budget=True,
         )
     # Stopped inside the only chunk, at most 60 s / 50 ms = 1,200 steps in (a budget checked only
     # at the chunk's end would run all 10,000), and only once the minute had passed.
