@@ -97,10 +97,7 @@ class RestApi:
         try:
             return future.result(timeout=self.timeout_seconds)
         except futures.TimeoutError:
-            route = _PREDICTION_PATH.fullmatch(path) if method == "POST" else None
-            if route:
-                self.metrics.observe(unquote(route.group(1)), route.group(4).lower(), "REST",
-                                     "DEADLINE_EXCEEDED", self.timeout_seconds)
+            self._observe(method, path, "DEADLINE_EXCEEDED", self.timeout_seconds, {})
             return 504, _error_body(f"Deadline exceeded: no answer within "
                                     f"{self.timeout_seconds * 1000:g} ms")
 
@@ -119,11 +116,15 @@ class RestApi:
             log.error("internal error on %s %s:\n%s", method, path, traceback.format_exc())
             status, code = 500, "INTERNAL"
             reply = _error_body(f"Internal error: {type(error).__name__}: {error}")
+        self._observe(method, path, code, time.perf_counter() - start, served)
+        return status, reply
+
+    def _observe(self, method: str, path: str, code: str, seconds: float, served: dict) -> None:
+        """Count a request to a model's :predict, :classify or :regress in `metrics`."""
         route = _PREDICTION_PATH.fullmatch(path) if method == "POST" else None
         if route:
             self.metrics.observe(unquote(route.group(1)), route.group(4).lower(), "REST", code,
-                                 time.perf_counter() - start, **served)
-        return status, reply
+                                 seconds, **served)
 
     def _dispatch(self, method: str, path: str, body: bytes, served: dict) -> str:
         if not _API_PATH.fullmatch(path):
