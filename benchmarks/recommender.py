@@ -181,7 +181,20 @@ def explanation_metrics(module, features, docs: pd.DataFrame, sentences: pd.Data
             if len(examples) < 60 and u % 7 == 0:
                 examples.append({"user": users[u], "item": item, "explanation": line})
     n, quoted = max(rows["explanations"], 1), max(rows["aspect"], 1)
+    writers = wrote_any.any(axis=1)
+    writer_lines = [(line, bool(writers[u])) for u, lines in enumerate(explanations)
+                    for line, item in zip(lines, items[u]) if item]
+    writer_total = max(sum(w for _, w in writer_lines), 1)
+    first = [row[0] for row in items if row and row[0]]
+    top1 = pd.Series(first).value_counts()
     return {"explanations": rows["explanations"],
+            "share_personal_for_users_writing_about_an_aspect": sum(
+                w and line.startswith(("You care about", "You wrote about"))
+                for line, w in writer_lines) / writer_total,
+            "served_max_top1_user_share": float(top1.iloc[0] / len(first)) if len(first) else 0.0,
+            "served_top1_item": str(top1.index[0]) if len(first) else "",
+            "served_coverage@10": len({i for row in items for i in row if i})
+            / len(features.items),
             "share_personal": rows["personal"] / n,
             "share_aspect": rows["aspect"] / n,
             "share_plain": rows["plain"] / n,
@@ -194,18 +207,6 @@ def explanation_metrics(module, features, docs: pd.DataFrame, sentences: pd.Data
             "encoder_positive_of_quotes": rows["encoder_positive"] / quoted,
             "unique_quote_ratio": len(set(quotes)) / quoted,
             "examples": examples}
-
-
-def ndcg_difference(ranks_a: np.ndarray, ranks_b: np.ndarray, k: int = K, samples: int = 2000,
-                    seed: int = 0) -> dict:
-    """Mean per-user NDCG@k of a minus b on the same held-out users, with a paired bootstrap 95%
-    interval: whether a gap is more than the noise of a few hundred test users."""
-    gains = lambda r: np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0)  # noqa: E731
-    diff = gains(np.asarray(ranks_a, "float64")) - gains(np.asarray(ranks_b, "float64"))
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), (samples, len(diff)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {"mean": float(diff.mean()), "ci95": [float(low), float(high)]}
 
 
 def description_metrics(ws: Path, features, sentences: pd.DataFrame) -> dict:
@@ -267,13 +268,13 @@ def amazon_category(ws: Path, temperatures=(0.05, 0.2)) -> dict:
     # The exported scorer (fitted on train) against each baseline, user by user on test.
     exported_scorer = (ranker_scorer(fit.ranker, train_signals) if fit.choice == "ranker"
                        else signal_scorer(train_signals, fit.choice))
-    exclude = [split.train, split.dev]
-    exported_ranks = evaluation.held_out_ranks(exported_scorer, split.test, exclude, num_items)
-    versus = {name: ndcg_difference(exported_ranks, evaluation.held_out_ranks(
-        signal_scorer(train_signals, SINGLE_SIGNALS[name]), split.test, exclude, num_items))
-        for name in ("ease", "item-knn", "most-popular")}
-    versus["two-tower (ID only)"] = ndcg_difference(exported_ranks, evaluation.held_out_ranks(
-        scorers["two-tower (ID only)"], split.test, exclude, num_items))
+    test_ranks = lambda scorer: evaluation.part_ranks(scorer, split, num_items, "test")  # noqa
+    exported_ranks = test_ranks(exported_scorer)
+    versus = {name: evaluation.ndcg_difference(exported_ranks, test_ranks(
+        signal_scorer(train_signals, SINGLE_SIGNALS[name]))) for name in
+        ("ease", "item-knn", "most-popular")}
+    versus["two-tower (ID only)"] = evaluation.ndcg_difference(
+        exported_ranks, test_ranks(scorers["two-tower (ID only)"]))
     return {
         "merged_listings": features.groups or {},
         "counts": {"users": len(features.users), "items": num_items, "train": len(split.train),
@@ -487,10 +488,12 @@ def markdown(results: dict) -> str:
     keys = ["share_personal", "share_citing_aspect_user_wrote_about", "share_because_you_liked",
             "share_aspect", "share_plain", "share_with_caveat", "verbatim_of_quotes",
             "encoder_positive_of_quotes", "unique_quote_ratio", "personal_ceiling",
-            "users_writing_about_an_aspect"]
+            "users_writing_about_an_aspect", "share_personal_for_users_writing_about_an_aspect",
+            "served_max_top1_user_share", "served_coverage@10"]
     rows = [[key] + [f"{r['explanations'][key]:.3f}" for r in results["amazon"].values()]
             for key in keys]
-    parts.append("\nExplanations of the exported model's top-10 lists (every known user):\n")
+    parts.append("\nExplanations of the exported model's top-10 lists (every known user; "
+                 "`served_*`: the top-1 concentration and coverage of those served lists):\n")
     parts.append(markdown_table(["metric"] + list(results["amazon"]), rows))
     rows = [[key] + [f"{r['descriptions'][key]:.2f}" if isinstance(r['descriptions'][key], float)
                      else str(r['descriptions'][key]) for r in results["amazon"].values()]

@@ -106,16 +106,36 @@ def held_out_ranks(
     return ranks
 
 
-def evaluate(scorer: Scorer, split: Split, num_items: int, part: str = "test", k: int = 10
-             ) -> dict[str, dict[str, float]]:
-    """Metrics of a scorer on `part` ("dev" or "test"): all users and the cold-start slice."""
+def part_ranks(scorer: Scorer, split: Split, num_items: int, part: str = "test") -> np.ndarray:
+    """Rank of each held-out item of `part` ("dev": train excluded; "test": train and dev)."""
     if part == "test":
         held_out, exclude = split.test, [split.train, split.dev]
     elif part == "dev":
         held_out, exclude = split.dev, [split.train]
     else:
         raise ValueError(f"`part` must be 'dev' or 'test'. Received: {part!r}")
-    ranks = held_out_ranks(scorer, held_out, exclude, num_items)
+    return held_out_ranks(scorer, held_out, exclude, num_items)
+
+
+def ndcg_difference(ranks_a: np.ndarray, ranks_b: np.ndarray, k: int = 10, samples: int = 2000,
+                    seed: int = 0) -> dict:
+    """Mean per-user NDCG@k of a minus b on the same held-out users, with a paired bootstrap 95%
+    interval: whether a gap is more than the noise of a few hundred held-out users."""
+    gains = lambda r: np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0)  # noqa: E731
+    diff = gains(np.asarray(ranks_a, "float64")) - gains(np.asarray(ranks_b, "float64"))
+    if not len(diff):
+        return {"mean": 0.0, "ci95": [0.0, 0.0]}
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (samples, len(diff)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(diff.mean()), "ci95": [float(low), float(high)]}
+
+
+def evaluate(scorer: Scorer, split: Split, num_items: int, part: str = "test", k: int = 10
+             ) -> dict[str, dict[str, float]]:
+    """Metrics of a scorer on `part` ("dev" or "test"): all users and the cold-start slice."""
+    held_out = split.test if part == "test" else split.dev
+    ranks = part_ranks(scorer, split, num_items, part)
     cold = ~held_out["item_row"].isin(set(split.train["item_row"])).to_numpy()
     return {"all": ranking_metrics(ranks, k), "cold_start": ranking_metrics(ranks[cold], k)}
 

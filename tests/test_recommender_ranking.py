@@ -206,3 +206,28 @@ def test_train_only_profiles_leave_held_out_reviews_out():
     np.testing.assert_allclose(rebuilt.items.embedding, [[2.0, 1.5], [0.0, 0.0]])  # b: none left
     np.testing.assert_allclose(rebuilt.items.aspect_score, [[0.0], [0.0]])  # +0.5 and -0.5
     assert features.users.embedding[0, 0] == 9.0  # the original is untouched
+
+
+def test_export_choice_falls_back_only_beyond_the_noise_of_dev(caplog):
+    """A single signal a hair better than the ranker on a few dev users is noise: the ranker is
+    kept (with a warning). One clearly better on many users is exported instead."""
+    from recommender.fit import RANKER, choose_export
+
+    rng = np.random.default_rng(0)
+    ranker = rng.integers(1, 30, size=120)
+    ranker[:3] = 5
+    slightly = ranker.copy()
+    slightly[:3] = 4  # three users rank their held-out item one place higher
+    with caplog.at_level(logging.WARNING, logger="opinionrec"):
+        choice, info = choose_export({RANKER: ranker, "ease": slightly, "most-popular": ranker + 5})
+    assert choice == "ranker" and info["best_on_dev"] == "ease"
+    assert info["below_within_noise"] and info["gap_over_ranker"]["ci95"][0] <= 0
+    assert "by less than the noise" in caplog.text
+
+    clearly = np.ones(400, "int64")  # every held-out item first
+    choice, info = choose_export({RANKER: rng.integers(5, 30, size=400), "item-knn": clearly})
+    assert choice == "item_knn" and info["gap_over_ranker"]["ci95"][0] > 0
+    assert "below_within_noise" not in info
+
+    choice, info = choose_export({RANKER: clearly, "ease": clearly})  # a tie keeps the ranker
+    assert choice == "ranker" and "gap_over_ranker" not in info
