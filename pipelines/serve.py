@@ -2,8 +2,9 @@
 
 Serves `<workspace>/export/models/models.config` by default (or `--models-config`, or one
 `--model-name`/`--model-base-path` pair, as `tensorflow_model_server` takes them), on 127.0.0.1
-unless `--host` says otherwise, until SIGINT/SIGTERM. Port 0 turns a front end off, as in TF
-Serving; `auto` picks a free port (see `--port-file`).
+unless `--host` says otherwise, until SIGINT/SIGTERM, after which the requests already received get
+`--drain-seconds` to be answered. Port 0 turns a front end off, as in TF Serving; `auto` picks a
+free port (see `--port-file`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--poll-seconds", "--file_system_poll_wait_seconds", dest="poll_seconds",
                         type=float, default=1.0,
                         help="how often to look for new model versions; 0 = never (default: 1)")
+    parser.add_argument("--model-config-file-poll-wait-seconds",
+                        "--model_config_file_poll_wait_seconds", dest="config_poll_seconds",
+                        type=float, default=0.0,
+                        help="how often to re-read the models.config and serve its changed model "
+                        "list (added, removed, changed models); 0 = never (default: 0, as TF "
+                        "Serving)")
     parser.add_argument("--max-num-load-retries", "--max_num_load_retries",
                         dest="max_load_retries", type=int, default=5,
                         help="times a version that failed to load is tried again (default: 5)")
@@ -68,6 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "deadline (default: 30000, as TF Serving)")
     parser.add_argument("--rest-workers", type=int, default=8,
                         help="threads answering REST requests at once (default: 8)")
+    parser.add_argument("--drain-seconds", type=float, default=10.0,
+                        help="on SIGTERM or SIGINT, stop accepting and give the requests already "
+                        "received this long to be answered (default: 10; TF Serving has no "
+                        "such setting: it does not drain on SIGTERM)")
     parser.add_argument("--enable-batching", "--enable_batching", dest="enable_batching",
                         action="store_true",
                         help="merge concurrent requests to a signature into one model call, as "
@@ -107,6 +118,9 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.model_base_path or args.model_name:
         if not (args.model_base_path and args.model_name):
             raise SystemExit("serve: give --model-name and --model-base-path together")
+        if args.config_poll_seconds:
+            raise SystemExit("serve: --model-config-file-poll-wait-seconds needs a models.config, "
+                             "not --model-base-path")
         registry = ModelRegistry.from_base_path(args.model_name, args.model_base_path,
                                                 **retries)
     else:
@@ -126,7 +140,9 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     server = ModelServer(registry, host=args.host, rest_port=args.rest_port,
                          grpc_port=args.grpc_port, poll_seconds=args.poll_seconds,
                          rest_workers=args.rest_workers,
-                         rest_timeout_seconds=args.rest_timeout_ms / 1000 or None)
+                         rest_timeout_seconds=args.rest_timeout_ms / 1000 or None,
+                         drain_seconds=args.drain_seconds,
+                         config_poll_seconds=args.config_poll_seconds)
     try:
         server.serve_until_signal(port_file=args.port_file, on_ready=_print_usage)
     except OSError as error:  # e.g. the port is taken

@@ -3,19 +3,23 @@
 Uses the official service stubs and messages from `tensorflow_serving.apis`, so a client built on
 `prediction_service_pb2_grpc.PredictionServiceStub` talks to this server and to real TF Serving
 alike. Predict responses carry `model_spec` (name, version, resolved signature name) and outputs in
-the typed `*_val` fields, as TF Serving fills them. Classify, Regress, MultiInference and config
-reloads answer UNIMPLEMENTED.
+the typed `*_val` fields, as TF Serving fills them. `HandleReloadConfigRequest` makes the registry
+serve exactly the request's `model_config_list` (`ModelRegistry.reload_config`). Classify,
+Regress and MultiInference answer UNIMPLEMENTED. `CallCounter` counts the calls being answered,
+so that a stopping server can say how many it drains.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from typing import Any, Callable
 
 import grpc
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (
+    model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -151,7 +155,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    """GetModelStatus."""
+    """GetModelStatus and HandleReloadConfigRequest."""
 
     def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
@@ -166,8 +170,47 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def HandleReloadConfigRequest(  # noqa: N802
         self, request: Any, context: grpc.ServicerContext
     ) -> Any:
-        raise ServingStatus("UNIMPLEMENTED", "Config reloads are not implemented by this local "
-                            "server; restart it with the new models.config")
+        """Serve exactly `request.config`'s models; an invalid config is INVALID_ARGUMENT and
+        changes nothing; new models that did not load are UNKNOWN, as in TF Serving."""
+        unavailable = self.registry.reload_config(request.config)
+        if unavailable:
+            raise ServingStatus("UNKNOWN", f"{len(unavailable)} model(s) did not become "
+                                f"available: {{{', '.join(unavailable)}}}")
+        response = model_management_pb2.ReloadConfigResponse()
+        response.status.SetInParent()  # error_code OK, as TF Serving sets it
+        return response
+
+
+class CallCounter(grpc.ServerInterceptor):
+    """Counts the unary calls being answered (`active`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+
+    @property
+    def active(self) -> int:
+        with self._lock:
+            return self._active
+
+    def intercept_service(self, continuation: Callable[..., Any], details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        answer = handler.unary_unary
+
+        def counted(request: Any, context: grpc.ServicerContext) -> Any:
+            with self._lock:
+                self._active += 1
+            try:
+                return answer(request, context)
+            finally:
+                with self._lock:
+                    self._active -= 1
+
+        return grpc.unary_unary_rpc_method_handler(
+            counted, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
 
 
 def add_services(server: grpc.Server, registry: ModelRegistry,

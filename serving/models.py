@@ -8,6 +8,9 @@ Follows TF Serving's model manager where a client can see it:
 - each version goes START -> LOADING -> AVAILABLE (or END with the load error), and END when the
   policy drops it; `refresh()` re-reads the folders, so a version exported while the server runs
   is picked up (TF Serving polls its file system the same way);
+- `reload()` (gRPC `HandleReloadConfigRequest`, or a changed models.config) makes the registry serve
+  exactly a new model list: new models load, removed ones unload, changed ones are updated and
+  the others serve on untouched; a list TF Serving would refuse changes nothing;
 - a version replays `assets.extra/tf_serving_warmup_requests` before it becomes AVAILABLE;
 - lookups fail with TF Serving's messages ("Servable not found for request: Latest(name)", ...).
 
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from google.protobuf import text_format
 
 from serving.batching import BatchScheduler, batchable
 from serving.json_tensor import check_input_shape
@@ -98,26 +102,46 @@ def resolve_base_path(base_path: str, config_dir: Path) -> Path:
 
 
 def sources_from_config(config_path: str | Path) -> list[ModelSource]:
-    """Model sources of a text-format `ModelServerConfig` file."""
+    """Model sources of a text-format `ModelServerConfig` file (ValueError if it is not a valid
+    one; relative base paths are relative to its folder)."""
     config_path = Path(config_path).resolve()
-    config = read_models_config(config_path)
+    try:
+        return sources_from_proto(read_models_config(config_path), config_path.parent)
+    except (ServingStatus, text_format.ParseError) as error:
+        raise ValueError(f"{config_path}: {error}") from None
+
+
+def sources_from_proto(config: Any, config_dir: Path | None) -> list[ModelSource]:
+    """Model sources of a `ModelServerConfig`, checked as TF Serving checks one (INVALID_ARGUMENT
+    with its messages). Relative base paths are relative to `config_dir`; without one they are
+    refused, as TF Serving refuses them."""
     if config.WhichOneof("config") != "model_config_list":
-        raise ValueError(f"{config_path}: only `model_config_list` is supported")
+        raise invalid_argument("ModelServerConfig type not supported: only ModelConfigList is "
+                               "currently supported")
     sources = []
     for entry in config.model_config_list.config:
         if entry.model_platform not in ("", "tensorflow"):
-            raise ValueError(f"{config_path}: model {entry.name!r} has model_platform "
-                             f"{entry.model_platform!r}; only 'tensorflow' is supported")
+            raise invalid_argument(f"Model {entry.name} has model_platform "
+                                   f"{entry.model_platform!r}; only 'tensorflow' is supported")
+        if not entry.base_path or (config_dir is None and not Path(entry.base_path).is_absolute()):
+            raise invalid_argument(f"Expected model {entry.name} to have an absolute path or URI; "
+                                   f"got base_path()={entry.base_path}")
         sources.append(ModelSource(
             name=entry.name,
-            base_path=resolve_base_path(entry.base_path, config_path.parent),
+            base_path=(resolve_base_path(entry.base_path, config_dir) if config_dir is not None
+                       else Path(entry.base_path)),
             policy=_policy_from_proto(entry.model_version_policy),
             labels=dict(entry.version_labels),
         ))
-    names = [s.name for s in sources]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{config_path}: model names repeat: {names}")
+    _check_unique_names(sources)
     return sources
+
+
+def _check_unique_names(sources: Sequence[ModelSource]) -> None:
+    names = [source.name for source in sources]
+    for name in names:
+        if names.count(name) > 1:
+            raise invalid_argument(f"Illegal to list model {name} multiple times in config list")
 
 
 def _policy_from_proto(policy: Any) -> VersionPolicy:
@@ -288,26 +312,31 @@ class ModelRegistry:
     refreshes; a failed version whose folder goes away is forgotten, so putting it back loads it.
     Versions the policy no longer wants are unloaded only once a wanted one is available.
     With `batching`, concurrent requests to a signature that batches are merged
-    (`serving.batching`).
+    (`serving.batching`). `config_path` is the models.config the sources came from, which
+    `reload_config_file` re-reads.
     """
 
     def __init__(self, sources: Sequence[ModelSource], *, warm_up: bool = True,
                  max_load_retries: int = MAX_LOAD_RETRIES,
                  load_retry_interval: float = LOAD_RETRY_INTERVAL_SECONDS,
-                 batching: BatchingOptions | None = None) -> None:
+                 batching: BatchingOptions | None = None,
+                 config_path: str | Path | None = None) -> None:
         self.sources = {source.name: source for source in sources}
+        self.config_path = Path(config_path).resolve() if config_path is not None else None
+        self._file_sources = list(sources)  # as last read from config_path
+        self._file_error = ""  # the last error reading or applying config_path (logged once)
         self._warm_up = warm_up
         self.batching = batching  # server-side batching of the signatures that batch
         self._max_load_retries = max_load_retries
         self._load_retry_interval = load_retry_interval
         self._states: dict[str, dict[int, VersionState]] = {name: {} for name in self.sources}
         self._reported_empty: set[str] = set()  # models whose empty base path was logged
-        self._lock = threading.Lock()  # guards _states
-        self._refresh_lock = threading.Lock()  # one refresh at a time
+        self._lock = threading.Lock()  # guards _states and changes to sources
+        self._refresh_lock = threading.Lock()  # one refresh or reload at a time
 
     @classmethod
     def from_config_file(cls, path: str | Path, **kwargs: Any) -> "ModelRegistry":
-        return cls(sources_from_config(path), **kwargs)
+        return cls(sources_from_config(path), config_path=path, **kwargs)
 
     @classmethod
     def from_base_path(cls, name: str, base_path: str | Path, **kwargs: Any) -> "ModelRegistry":
@@ -317,12 +346,105 @@ class ModelRegistry:
         """Load versions the policies now select and unload those they dropped."""
         with self._refresh_lock:
             for source in self.sources.values():
-                self._refresh_model(source)
+                self._refresh_model(source, self._states[source.name])
 
-    def _refresh_model(self, source: ModelSource) -> None:
+    # === Config reloads ===
+
+    def reload(self, sources: Sequence[ModelSource]) -> list[str]:
+        """Serve exactly `sources`. New models are loaded; removed ones unloaded (their requests
+        are NOT_FOUND); a model whose base path changed is loaded from it aside and then takes
+        the old one's place; one whose policy or labels changed is refreshed under them; the
+        others serve on untouched. Duplicate names or a missing base path are INVALID_ARGUMENT
+        and change nothing. Returns, for new or moved models with no version available, why."""
+        _check_unique_names(sources)
+        for source in sources:
+            if not source.base_path.exists():
+                raise invalid_argument(f"Could not find base path {source.base_path} for "
+                                       f"servable {source.name}")
+        with self._refresh_lock:
+            old, new = dict(self.sources), {source.name: source for source in sources}
+            replaced = [source for source in sources if source.name not in old
+                        or old[source.name].base_path != source.base_path]
+            for source in replaced:
+                self._replace_model(source)
+            for source in sources:
+                if source not in replaced and old[source.name] != source:
+                    with self._lock:  # a new policy or new labels
+                        self.sources[source.name] = source
+                    self._refresh_model(source, self._states[source.name])
+            for name in old.keys() - new.keys():
+                self._remove_model(name)
+            unavailable = [self._unavailable_reason(source) for source in replaced]
+        log.info("config reloaded: models %s (added %s, removed %s)", sorted(new),
+                 sorted(new.keys() - old.keys()), sorted(old.keys() - new.keys()))
+        return [reason for reason in unavailable if reason]
+
+    def reload_config(self, config: Any) -> list[str]:
+        """`reload` with a `ModelServerConfig` proto (relative base paths: relative to
+        `config_path`'s folder); an empty config changes nothing, as in TF Serving."""
+        if config.WhichOneof("config") is None:
+            log.info("taking no action for an empty config")
+            return []
+        config_dir = self.config_path.parent if self.config_path is not None else None
+        return self.reload(sources_from_proto(config, config_dir))
+
+    def reload_config_file(self) -> bool:
+        """Re-read `config_path` and `reload` it if its model list changed since it was last read
+        (True then). A file that cannot be read or applied is logged once, and the models served
+        stay as they are."""
+        try:
+            sources = sources_from_config(self.config_path)
+            if sources == self._file_sources:
+                return False
+            unavailable = self.reload(sources)
+        except (OSError, ValueError, ServingStatus) as error:
+            if str(error) != self._file_error:
+                log.error("%s not applied, serving on as before: %s", self.config_path, error)
+                self._file_error = str(error)
+            return False
+        self._file_sources, self._file_error = sources, ""
+        for reason in unavailable:
+            log.error("did not become available: %s", reason)
+        return True
+
+    def _replace_model(self, source: ModelSource) -> None:
+        """Load a new model, or a model from its new base path aside, then put it in place."""
+        states: dict[int, VersionState] = {}
+        if source.name not in self._states:  # new: its versions show as LOADING meanwhile
+            with self._lock:
+                self._states[source.name], self.sources[source.name] = states, source
+        self._reported_empty.discard(source.name)
+        self._refresh_model(source, states)
+        with self._lock:
+            previous = self._states[source.name]
+            self._states[source.name], self.sources[source.name] = states, source
+        if previous is not states:
+            _close_servables(previous)
+            log.info("%s: now served from %s", source.name, source.base_path)
+
+    def _remove_model(self, name: str) -> None:
+        with self._lock:
+            del self.sources[name]
+            states = self._states.pop(name)
+        self._reported_empty.discard(name)
+        _close_servables(states)
+        log.info("%s: unloaded (no longer in the config)", name)
+
+    def _unavailable_reason(self, source: ModelSource) -> str:
+        """Why a model has no version available ("" when it has one)."""
+        with self._lock:
+            states = list(self._states[source.name].values())
+        if any(state.state == "AVAILABLE" for state in states):
+            return ""
+        errors = [state.error_message for state in states if state.error_message]
+        return f"{source.name}: " + (errors[0] if errors else
+                                     f"no versions found under {source.base_path}")
+
+    # === Loading ===
+
+    def _refresh_model(self, source: ModelSource, states: dict[int, VersionState]) -> None:
         folders = version_dirs(source.base_path)
         wanted = set(source.policy.select(list(folders)))
-        states = self._states[source.name]
         for version, state in list(states.items()):
             if version not in folders and state.failed_loads:
                 with self._lock:  # a failed version taken away: a new copy starts afresh
@@ -333,7 +455,7 @@ class ModelRegistry:
                 continue  # loaded or loading
             if state is not None and state.failed_loads and not self._retry_due(state):
                 continue
-            self._load(source.name, version, folders[version],
+            self._load(source.name, version, folders[version], states,
                        state.failed_loads if state is not None else 0)
         # Availability first: versions the policy dropped keep serving until a wanted one is
         # up (a new version that fails to load must not take the model down with it).
@@ -355,9 +477,10 @@ class ModelRegistry:
         return (state.failed_loads <= self._max_load_retries
                 and time.monotonic() - state.failed_at >= self._load_retry_interval)
 
-    def _load(self, name: str, version: int, path: Path, failed_before: int = 0) -> None:
+    def _load(self, name: str, version: int, path: Path, states: dict[int, VersionState],
+              failed_before: int = 0) -> None:
         with self._lock:
-            self._states[name][version] = VersionState(version, "LOADING")
+            states[version] = VersionState(version, "LOADING")
         try:
             servable = Servable(name, version, path, self.batching)
             warmed = servable.warm_up() if self._warm_up else 0
@@ -367,7 +490,7 @@ class ModelRegistry:
                        f"{type(error).__name__}: {status.message}")
             failed = failed_before + 1
             with self._lock:
-                self._states[name][version] = VersionState(
+                states[version] = VersionState(
                     version, "END", status.code, message, failed_loads=failed,
                     failed_at=time.monotonic())
             retry = (f"; retrying in {self._load_retry_interval:g} s "
@@ -376,7 +499,7 @@ class ModelRegistry:
             log.error("%s: version %d failed to load: %s%s", name, version, error, retry)
             return
         with self._lock:
-            self._states[name][version] = VersionState(version, "AVAILABLE", servable=servable)
+            states[version] = VersionState(version, "AVAILABLE", servable=servable)
         log.info("%s: version %d available (%s, %d warm-up requests)", name, version, path, warmed)
 
     def resolve_label(self, name: str, label: str) -> int:
@@ -422,3 +545,9 @@ class ModelRegistry:
         with self._lock:
             return {name: sorted(v for v, s in states.items() if s.state == "AVAILABLE")
                     for name, states in self._states.items()}
+
+
+def _close_servables(states: Mapping[int, VersionState]) -> None:
+    for state in states.values():
+        if state.servable is not None:
+            state.servable.close()

@@ -15,7 +15,8 @@ Any other method is a 400 "Malformed request"; a body over `MAX_BODY_BYTES` a 41
 `RestApi.handle` is a pure function of (method, path, body), so it is tested without sockets;
 `make_http_server` puts it behind `ThreadingHTTPServer` (a thread per connection reads requests,
 HTTP/1.1 keep-alive; a bounded pool of workers answers them within a deadline) and logs one line
-per request.
+per request. `RestServer.drain` lets the requests being answered finish after the listener is
+closed (each answered with `Connection: close`) and closes idle keep-alive connections.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import logging
 import re
 import socket
 import sys
+import threading
 import time
 import traceback
 from concurrent import futures
@@ -246,6 +248,8 @@ class _RestHandler(BaseHTTPRequestHandler):
 
     def _write(self, status: int, payload: str, content_type: str, head: bool = False) -> None:
         data = payload.encode("utf-8")
+        if self.server.draining:
+            self.close_connection = True  # the client must not send another request here
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -254,6 +258,19 @@ class _RestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head:
             self.wfile.write(data)
+
+    def parse_request(self) -> bool:
+        """Mark the connection busy as soon as a request line has arrived (a draining server
+        answers it), then parse as the stdlib does."""
+        self.server.request_started(self.connection)
+        return super().parse_request()
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        finally:
+            if self.server.request_finished(self.connection):
+                self.close_connection = True
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None
                    ) -> None:
@@ -305,11 +322,56 @@ def _check_body_size(size: int) -> None:
 
 
 class RestServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer whose request threads do not block shutdown."""
+    """ThreadingHTTPServer that knows which connections are answering a request, so that it can
+    drain them on shutdown; its threads never keep the process alive past that."""
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = LISTEN_BACKLOG
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.draining = False
+        self._busy: dict[socket.socket, bool] = {}  # open connection -> answering a request
+        self._changed = threading.Condition()  # guards both; notified when a request finishes
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._changed:
+            self._busy[request] = False
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._changed:
+            self._busy.pop(request, None)
+        super().shutdown_request(request)
+
+    def request_started(self, connection: socket.socket) -> None:
+        with self._changed:
+            self._busy[connection] = True
+
+    def request_finished(self, connection: socket.socket) -> bool:
+        """Mark the connection idle; True when the server is draining (close the connection)."""
+        with self._changed:
+            self._busy[connection] = False
+            self._changed.notify_all()
+            return self.draining
+
+    def in_flight(self) -> int:
+        """Requests being read or answered now."""
+        with self._changed:
+            return sum(self._busy.values())
+
+    def drain(self, timeout: float) -> int:
+        """After `shutdown()` and `server_close()`: close the idle connections and wait up to
+        `timeout` seconds for the requests being answered; returns how many are still unanswered.
+        """
+        with self._changed:
+            self.draining = True
+            for connection, busy in self._busy.items():
+                if not busy:
+                    _stop_reading(connection)
+            self._changed.wait_for(lambda: not any(self._busy.values()), timeout)
+            return sum(self._busy.values())
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up is routine; anything else is logged with its traceback."""
@@ -318,6 +380,15 @@ class RestServer(ThreadingHTTPServer):
             log.debug("connection from %s ended: %s", client_address, error)
         else:
             log.exception("error while answering %s", client_address)
+
+
+def _stop_reading(connection: socket.socket) -> None:
+    """End an idle keep-alive connection: its thread, waiting for a request line, reads end of
+    file and closes it (the write side stays open for a request that raced the close)."""
+    try:
+        connection.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass  # the client has already gone
 
 
 def make_http_server(host: str, port: int, api: RestApi) -> RestServer:

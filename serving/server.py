@@ -4,8 +4,10 @@ Stock `tensorflow_model_server` cannot run on every machine (no pip or Debian pa
 Docker may be missing), so this server loads the same model folder and answers the same API:
 clients written against it work unchanged against real TF Serving. It holds one `ModelRegistry`
 (the models of a `models.config`, or one `--model_name`/`--model_base_path` pair), answers REST
-on a thread per connection and gRPC on a thread pool, polls the model folders for new versions,
-and stops cleanly on SIGINT/SIGTERM.
+on a thread per connection and gRPC on a thread pool, polls the model folders for new versions
+(and, if asked, its models.config for a changed model list), and stops gracefully on SIGINT or
+SIGTERM: the listeners close at once, and the requests already received, REST and gRPC, get up to
+`drain_seconds` to be answered.
 
 Example:
     registry = ModelRegistry.from_config_file("workspace/export/models/models.config")
@@ -20,6 +22,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from concurrent import futures
 from pathlib import Path
 from typing import Any, Callable
@@ -42,6 +45,8 @@ DEFAULT_GRPC_PORT = 8500
 # No gRPC message size limit, as TF Serving (requests and responses of batched tensors are large).
 GRPC_MESSAGE_OPTIONS = [("grpc.max_send_message_length", -1),
                         ("grpc.max_receive_message_length", -1)]
+# Seconds in-flight requests get to finish on stop (TF Serving has no graceful shutdown to copy).
+DEFAULT_DRAIN_SECONDS = 10.0
 
 
 class ModelServer:
@@ -57,6 +62,10 @@ class ModelServer:
         rest_workers: threads answering REST requests (connections are read by their own).
         rest_timeout_seconds: a REST request not answered in this time gets a 504; None: no
             deadline.
+        drain_seconds: how long `stop()` waits for the requests already received (REST and gRPC
+            together) before it returns.
+        config_poll_seconds: how often to re-read the registry's models.config and apply a changed
+            model list (TF Serving's --model_config_file_poll_wait_seconds); 0 disables it.
     """
 
     def __init__(
@@ -70,9 +79,14 @@ class ModelServer:
         grpc_workers: int = 8,
         rest_workers: int = DEFAULT_WORKERS,
         rest_timeout_seconds: float | None = DEFAULT_TIMEOUT_SECONDS,
+        drain_seconds: float = DEFAULT_DRAIN_SECONDS,
+        config_poll_seconds: float = 0.0,
     ) -> None:
         if rest_port is None and grpc_port is None:
             raise ValueError("Enable REST or gRPC: both `rest_port` and `grpc_port` are None.")
+        if config_poll_seconds > 0 and registry.config_path is None:
+            raise ValueError("`config_poll_seconds` needs a registry made from a models.config. "
+                             f"Received: config_poll_seconds={config_poll_seconds}")
         self.registry = registry
         self.metrics = ServingMetrics()  # REST and gRPC requests alike
         self.host = host
@@ -80,9 +94,11 @@ class ModelServer:
         self._poll_seconds = poll_seconds
         self._grpc_workers = grpc_workers
         self._rest_workers, self._rest_timeout = rest_workers, rest_timeout_seconds
+        self._drain_seconds, self._config_poll_seconds = drain_seconds, config_poll_seconds
         self._rest_api: RestApi | None = None
         self._http: RestServer | None = None
         self._grpc: Any = None
+        self._grpc_calls: Any = None  # the gRPC server's CallCounter
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
 
@@ -105,6 +121,8 @@ class ModelServer:
             raise
         if self._poll_seconds > 0:
             self._spawn("poll", self._poll)
+        if self._config_poll_seconds > 0:
+            self._spawn("config-poll", self._poll_config)
         log.info("ready: REST %s, gRPC %s; models %s", self.rest_url or "off",
                  self.grpc_target or "off", self.registry.available())
         return self
@@ -112,10 +130,12 @@ class ModelServer:
     def _start_grpc(self) -> None:
         import grpc
 
-        from serving.grpc_service import add_services
+        from serving.grpc_service import CallCounter, add_services
 
+        self._grpc_calls = CallCounter()
         self._grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._grpc_workers),
+            interceptors=[self._grpc_calls],
             options=GRPC_MESSAGE_OPTIONS,
         )
         add_services(self._grpc, self.registry, self.metrics)
@@ -137,22 +157,47 @@ class ModelServer:
             except Exception:  # noqa: BLE001  a bad folder must not stop the poller
                 log.exception("refreshing the model folders failed")
 
-    def stop(self, grace: float = 5.0) -> None:
-        """Stop answering: in-flight gRPC calls get `grace` seconds; REST stops accepting."""
+    def _poll_config(self) -> None:
+        while not self._stopping.wait(self._config_poll_seconds):
+            try:
+                self.registry.reload_config_file()
+            except Exception:  # noqa: BLE001  a failed reload must not stop the poller
+                log.exception("reloading %s failed", self.registry.config_path)
+
+    def in_flight(self) -> int:
+        """Requests received and not yet answered, REST and gRPC."""
+        rest = self._http.in_flight() if self._http is not None else 0
+        return rest + (self._grpc_calls.active if self._grpc_calls is not None else 0)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop gracefully: close the listeners (new connections are refused, new gRPC calls get
+        UNAVAILABLE), then give the requests already received up to `grace` seconds (default
+        `drain_seconds`), REST and gRPC at once, to be answered; idle connections are closed."""
+        grace = self._drain_seconds if grace is None else grace
+        deadline = time.monotonic() + grace
         self._stopping.set()
+        grpc_stopped = self._grpc.stop(grace) if self._grpc is not None else None
         if self._http is not None:
             self._http.shutdown()
-            self._http.server_close()
+            self._http.server_close()  # the listening socket only: connections stay open
+        in_flight = self.in_flight()
+        if in_flight:
+            log.info("draining %d in-flight requests (at most %g s)", in_flight, grace)
+        if self._http is not None:
+            unanswered = self._http.drain(_left(deadline))
+            if unanswered:
+                log.warning("%d REST requests still unanswered after %g s", unanswered, grace)
             self._http = None
         if self._rest_api is not None:
             self._rest_api.close()
             self._rest_api = None
-        if self._grpc is not None:
-            self._grpc.stop(grace).wait(grace + 1)
+        if grpc_stopped is not None:
+            grpc_stopped.wait(_left(deadline) + 1)
             self._grpc = None
         for thread in self._threads:
-            thread.join(timeout=grace)
+            thread.join(timeout=_left(deadline) + 1)
         self._threads.clear()
+        log.info("stopped")
 
     def __enter__(self) -> "ModelServer":
         return self.start()
@@ -179,9 +224,9 @@ class ModelServer:
             stop.wait()
             log.info("stopping")
         finally:
-            self.stop()
-            for sig, handler in previous.items():
+            for sig, handler in previous.items():  # a second signal does not wait for the drain
                 signal.signal(sig, handler)
+            self.stop()
 
     # === Addresses ===
 
@@ -213,6 +258,10 @@ class ModelServer:
         }) + "\n")
         temporary.replace(path)
         return path
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 def _host_for_url(host: str) -> str:

@@ -14,7 +14,8 @@
   TF Text in, a server must register those ops before loading).
 
 `save_jit_model` writes one whose serving function is compiled with XLA (`jit_compile=True`),
-which TF Serving does not support. Both use only TensorFlow and TF Text ops.
+which TF Serving does not support. `save_slow_model` writes one whose request takes as long as
+its `steps` input asks (for tests of requests in flight). All use only TensorFlow and TF Text ops.
 """
 
 from __future__ import annotations
@@ -88,5 +89,36 @@ def save_jit_model(path: str | Path) -> Path:
             return {"y": x * 2.0}
 
     module = JitModel()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return Path(path)
+
+
+# Side of the matrix the slow model multiplies at each step (about 1 ms a step on one CPU core).
+SLOW_MODEL_SIZE = 256
+
+
+def save_slow_model(path: str | Path) -> Path:
+    """Save a model whose `serving_default` takes `x` float [batch] and `steps` int32 scalar and
+    returns `y = 2 * x + steps` after `steps` multiplications of a 256 x 256 matrix (`work`, the
+    sum of that matrix, keeps the loop from being pruned): a request as slow as `steps` says."""
+    import tensorflow as tf
+
+    class SlowModel(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weights = tf.Variable(tf.random.stateless_normal(
+                [SLOW_MODEL_SIZE, SLOW_MODEL_SIZE], seed=[1, 2]) / SLOW_MODEL_SIZE**0.5)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x"),
+                                      tf.TensorSpec([], tf.int32, name="steps")])
+        def serve(self, x, steps):
+            def body(i, matrix):
+                return i + 1, tf.tanh(tf.matmul(matrix, self.weights))
+
+            done, matrix = tf.while_loop(lambda i, _: i < steps, body,
+                                         [tf.constant(0), tf.eye(SLOW_MODEL_SIZE)])
+            return {"y": 2.0 * x + tf.cast(done, tf.float32), "work": tf.reduce_sum(matrix)}
+
+    module = SlowModel()
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
     return Path(path)
