@@ -47,6 +47,8 @@ GRPC_MESSAGE_OPTIONS = [("grpc.max_send_message_length", -1),
                         ("grpc.max_receive_message_length", -1)]
 # Seconds in-flight requests get to finish on stop (TF Serving has no graceful shutdown to copy).
 DEFAULT_DRAIN_SECONDS = 10.0
+# Longest delay between a signal and its handler (see `serve_until_signal`).
+_SIGNAL_CHECK_SECONDS = 0.2
 
 
 class ModelServer:
@@ -221,7 +223,11 @@ class ModelServer:
                 on_ready(self)
             if port_file:
                 self.write_port_file(port_file)
-            stop.wait()
+            # Woken up now and then: Python runs signal handlers in the main thread only, and a
+            # signal the kernel gave to another thread (TensorFlow's, gRPC's) does not interrupt
+            # an endless wait here.
+            while not stop.wait(_SIGNAL_CHECK_SECONDS):
+                pass
             log.info("stopping")
         finally:
             for sig, handler in previous.items():  # a second signal does not wait for the drain
