@@ -28,15 +28,11 @@ from apache_beam.ml.inference.base import (
 from pipelines import workspace as ws_lib
 from pipelines.aspect_mining import clause_criticises, clause_praises
 from pipelines.corpus import split_key
-from recommender.profiles import user_aspect_weights  # one rule for the stage and evaluation
+from recommender.profiles import PRAISE, user_aspect_weights  # one rule for stage and evaluation
 
 log = logging.getLogger("opinionrec")
 
 MAX_QUOTE_CHARS = 220  # a quoted sentence must read as one line
-# A mention praises its aspect when P(positive) - P(negative) of its clause is at least this. On
-# the demo data it marks a majority of mentions as praise for 96% of the item aspects planted good,
-# 28% of the neutral and 11% of the bad ones (0.3: 26%, 0%, 3%).
-PRAISE = 0.1
 
 
 def _stars(rating) -> float | None:

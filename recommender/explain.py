@@ -104,6 +104,19 @@ def personal_weights(tables: ExplanationTables) -> np.ndarray:
     return (tables.user_weight + MENTION_WEIGHT * tables.user_mentioned).astype("float32")
 
 
+def quotable_aspects(tables: ExplanationTables) -> np.ndarray:
+    """[N, A] bool: the item has a praising sentence for the aspect and positive support."""
+    sentences = np.asarray(tables.aspect_sentence, dtype=object) != ""
+    return sentences & (item_support(tables.aspect_score, tables.aspect_count) > 0)
+
+
+def personal_evidence(tables: ExplanationTables) -> np.ndarray:
+    """[U, N] float32, 1 where the item's explanation for the user would be personal (a quotable
+    aspect the user writes about, as `explain_reference` decides), else 0."""
+    writes = (personal_weights(tables) > 0).astype("float32")
+    return (writes @ quotable_aspects(tables).T.astype("float32") > 0).astype("float32")
+
+
 def _liked_tables(features: FeatureSet, contribution: np.ndarray) -> dict:
     inter = features.interactions
     liked_rows = inter[inter["rating"].isna() | (inter["rating"] >= LIKED_RATING)]
@@ -249,6 +262,8 @@ class GraphExplainer(tf.Module):
         self.personal_weight = variable(
             np.concatenate([personal_weights(tables), np.zeros((1, num_aspects), "float32")]),
             tf.float32, "personal_weight")
+        self.quotable = variable(quotable_aspects(tables).astype("float32"), tf.float32,
+                                 "quotable")  # [N, A]
         self.has_liked = tables.contribution is not None
         if self.has_liked:
             num_items = len(tables.n_reviews)
@@ -283,6 +298,15 @@ class GraphExplainer(tf.Module):
             line = tf.where(any_quotable, quoted_line, line)
             line = tf.strings.join([line, self._caveat(count, support, user_weight)])
         return tf.where(pad_item, "", line)
+
+    def personal_evidence(self, user_rows: tf.Tensor) -> tf.Tensor:
+        """[B] user rows (-1 unknown) -> [B, N] float32 `personal_evidence` (0 for unknown)."""
+        if not self.num_aspects:
+            return tf.zeros([tf.shape(user_rows)[0], tf.shape(self.quotable)[0]], tf.float32)
+        user_rows = tf.where(user_rows < 0, tf.shape(self.user_weight, tf.int32)[0] - 1,
+                             tf.cast(user_rows, tf.int32))
+        writes = tf.cast(tf.gather(self.personal_weight, user_rows) > 0, tf.float32)
+        return tf.cast(tf.matmul(writes, self.quotable, transpose_b=True) > 0, tf.float32)
 
     def _liked(self, user_rows: tf.Tensor, item_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """([B, K] whether a liked item adds to the item's score, [B, K] its name)."""

@@ -18,6 +18,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+# A mention praises its aspect when P(positive) - P(negative) of its clause is at least this. On
+# the demo data it marks a majority of mentions as praise for 96% of the item aspects planted good,
+# 28% of the neutral and 11% of the bad ones (0.3: 26%, 0%, 3%).
+PRAISE = 0.1
+
 
 def user_aspect_weights(counts: Sequence[int], n_reviews: int, aspect_rate: Sequence[float]
                         ) -> list[float]:
@@ -40,8 +45,9 @@ def user_aspect_weights(counts: Sequence[int], n_reviews: int, aspect_rate: Sequ
 
 
 def profiles_from(features, docs: pd.DataFrame, frame: pd.DataFrame):
-    """A copy of `features` whose user and item embeddings, item aspect scores and user aspect
-    weights come only from the reviews of `frame`'s (user, item) pairs.
+    """A copy of `features` whose user and item embeddings, item aspect scores, mentions and
+    praising mentions, and user aspect weights and mentions come only from the reviews of
+    `frame`'s (user, item) pairs.
 
     Args:
       features: a `recommender.data.FeatureSet` (ids, aspects; its interactions stay as they are).
@@ -69,6 +75,7 @@ def profiles_from(features, docs: pd.DataFrame, frame: pd.DataFrame):
 
     score = np.zeros((len(features.items), num_aspects), "float64")
     mentions = np.zeros((len(features.items), num_aspects), "float64")
+    praising = np.zeros((len(features.items), num_aspects), "int32")
     item_index = features.item_index
     user_counts = np.zeros((len(features.users), num_aspects), "float64")
     user_reviews = np.zeros(len(features.users), "float64")
@@ -82,6 +89,7 @@ def profiles_from(features, docs: pd.DataFrame, frame: pd.DataFrame):
                 if name in aspects:
                     score[item_index[item], aspects[name]] += value
                     mentions[item_index[item], aspects[name]] += 1
+                    praising[item_index[item], aspects[name]] += value >= PRAISE
         if user in user_index:
             user_reviews[user_index[user]] += 1
             for name in {n for n in names if n in aspects}:
@@ -92,7 +100,9 @@ def profiles_from(features, docs: pd.DataFrame, frame: pd.DataFrame):
                         for c, n in zip(user_counts, user_reviews)], "float32").reshape(
         len(features.users), num_aspects)
     items = replace(features.items, embedding=mean_embeddings(features.items.ids, "item"),
-                    aspect_score=aspect_score)
+                    aspect_score=aspect_score, aspect_count=mentions.astype("int32"),
+                    aspect_positive=praising)
     users = replace(features.users, embedding=mean_embeddings(features.users.ids, "user"),
-                    aspect_weight=weights)
+                    aspect_weight=weights, aspect_count=user_counts.astype("int32"),
+                    n_reviews=user_reviews.astype("int64"))
     return replace(features, items=items, users=users)

@@ -101,6 +101,48 @@ def test_fallback_module_ranks_by_the_chosen_signal_alone(exported):
         build_serving_module(result.exported, result.ranker, features, choice="nonsense")
 
 
+def test_personal_boost_ranks_items_the_user_can_be_told_about_first(exported):
+    """With a boost, the served order is `personal_rerank` of the ranker's scores by the numpy
+    personal evidence, and every item with evidence gets a personal explanation line."""
+    import tensorflow as tf
+
+    from recommender.explain import ExplanationTables, personal_evidence
+    from recommender.fit import personal_rerank
+    from recommender.ranking import ranker_scorer
+    from recommender.serving_module import build_serving_module
+
+    features, result = exported["features"], exported["result"]
+    tables = ExplanationTables.from_features(features, contribution=result.exported.item_knn)
+    evidence = personal_evidence(tables)
+    assert 0.05 < evidence.mean() < 0.95  # the planted data has both kinds of pairs
+    users = ["u1", "u2", "u4", "u9", "u10"]
+    rows = np.array([features.user_index[u] for u in users])
+    module = build_serving_module(result.exported, result.ranker, features, k=10,
+                                  personal_boost=2.0)
+    np.testing.assert_array_equal(
+        module.explainer.personal_evidence(tf.constant(rows)).numpy(), evidence[rows])
+    out = module.serve(tf.constant(users))
+    boosted = personal_rerank(ranker_scorer(result.ranker, result.exported)(rows),
+                              evidence[rows], 2.0)
+    plain_module = build_serving_module(result.exported, result.ranker, features, k=10)
+    unboosted = plain_module.serve(tf.constant(users))
+    personal_first = personal_plain = 0
+    for b, user in enumerate(users):
+        seen = {features.item_index[i] for i in _seen(features, user)}
+        ids = [features.item_index[i] for i in _decode(out["item_ids"].numpy())[b]]
+        np.testing.assert_allclose(out["scores"].numpy()[b], boosted[b, ids], atol=1e-3)
+        unseen = [i for i in range(len(features.items)) if i not in seen]
+        np.testing.assert_allclose(out["scores"].numpy()[b],
+                                   np.sort(boosted[b, unseen])[::-1][:10], atol=1e-3)
+        lines = _decode(out["explanations"].numpy())[b]
+        for item, line in zip(ids, lines):
+            assert (evidence[rows[b], item] > 0) == line.startswith(("You care", "You wrote"))
+        personal_first += sum(evidence[rows[b], ids])
+        plain_ids = [features.item_index[i] for i in _decode(unboosted["item_ids"].numpy())[b]]
+        personal_plain += sum(evidence[rows[b], plain_ids])
+    assert personal_first > personal_plain  # the boost lifts explainable items into the lists
+
+
 def test_unknown_users_get_popular_unseen_items_and_k_is_chosen_at_query_time(exported):
     import tensorflow as tf
 
@@ -222,7 +264,11 @@ def test_cli_trains_evaluates_and_exports(tmp_path, capsys):
     assert cli.main(argv) == 0
     metrics = json.loads((ws.stage_dir("train-recommender") / "metrics.json").read_text())
     assert set(metrics["test"]) == {"two-tower + ranker", "two-tower", "ease", "item-knn",
-                                    "most-popular", "content"}
+                                    "most-popular", "content", "exported"}
+    # The served ranking: the choice re-ranked with the personal boost chosen on dev.
+    assert metrics["personal_boost"] == metrics["training"]["personal_boost"]["chosen"]
+    grid = metrics["training"]["personal_boost"]["grid"]
+    assert metrics["dev"]["exported"]["all"]["ndcg@5"] >= 0.98 * grid["0.0"]["dev_ndcg@5"] - 1e-9
     assert metrics["exported"] in {"ranker", "two_tower", "ease", "item_knn", "popularity",
                                    "content"}
     assert metrics["fallback"] == (metrics["exported"] != "ranker")

@@ -205,6 +205,12 @@ def test_train_only_profiles_leave_held_out_reviews_out():
     np.testing.assert_allclose(rebuilt.users.embedding, [[1.0, 0.0], [3.0, 3.0]])
     np.testing.assert_allclose(rebuilt.items.embedding, [[2.0, 1.5], [0.0, 0.0]])  # b: none left
     np.testing.assert_allclose(rebuilt.items.aspect_score, [[0.0], [0.0]])  # +0.5 and -0.5
+    # Mentions, praise and the users' mentions count train reviews only (the personal evidence
+    # dev and test are scored with).
+    np.testing.assert_array_equal(rebuilt.items.aspect_count, [[2], [0]])
+    np.testing.assert_array_equal(rebuilt.items.aspect_positive, [[1], [0]])
+    np.testing.assert_array_equal(rebuilt.users.aspect_count, [[1], [1]])
+    np.testing.assert_array_equal(rebuilt.users.n_reviews, [1, 1])
     assert features.users.embedding[0, 0] == 9.0  # the original is untouched
 
 
