@@ -68,7 +68,8 @@ i'm i've i'd i'll you're you've we're they're it's that's there's isn't aren't d
 didn't can't couldn't won't wouldn't wasn't weren't haven't hasn't let's
 """.split())
 
-# Nouns reviews use that are not attributes of the product: people, occasions, generic nouns,
+# Nouns reviews use that are not attributes of the product: people, occasions and shopping events
+# (Amazon's "Lightning Deals", Prime Day), generic nouns,
 # verbs and adjectives that pass the noun test, and place holders. `tests/test_aspect_mining.py`
 # holds the lexicon to this list on real reviews.
 NON_ASPECTS = frozenset("""
@@ -82,6 +83,7 @@ teacher teachers student students customer customers recipient recipients receiv
 neighbor neighbors neighbour everyone everybody somebody nobody myself yourself himself herself
 christmas xmas birthday birthdays holiday holidays anniversary wedding graduation occasion
 occasions valentine valentine's mother's father's easter thanksgiving stocking stockings party
+lightning prime friday promotion promo coupon coupons sale sales
 help work works worked working found find finds option options part parts description choice
 choices reason reasons place places purpose idea ideas experience thing stuff fact case end
 problem problems issue issues question questions answer situation point lot deal job hand hands

@@ -36,7 +36,8 @@ NOT_ASPECTS = {"daughter", "son", "wife", "husband", "friend", "friends", "famil
                "people", "recipient", "receiver", "niece", "grandchildren", "granddaughter",
                "christmas", "birthday", "stocking", "help", "work", "found", "option", "part",
                "description", "choice", "place", "stuff", "job", "thing", "reason", "gift",
-               "present", "money", "red", "without", "weekly", "special", "current"}
+               "present", "money", "red", "without", "weekly", "special", "current",
+               "lightning", "sale"}
 
 
 def test_people_occasions_contractions_and_the_product_type_are_no_aspects():
