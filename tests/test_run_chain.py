@@ -9,7 +9,7 @@ import pytest
 from pipelines import run_chain
 
 
-@pytest.mark.parametrize("minutes, expected", [(20, (8.4, 5.6)), (30, (14.4, 9.6)),
+@pytest.mark.parametrize("minutes, expected", [(20, (7.5, 5.0)), (30, (13.5, 9.0)),
                                                (5, (1.2, 0.8))])
 def test_training_stages_get_what_the_others_leave(minutes, expected):
     assert run_chain.budgets(minutes) == expected
@@ -24,8 +24,8 @@ def test_chain_passes_every_input_and_the_budgets():
     assert list(stages) == ["ingest", "vocab", "pretraining-data", "pretrain", "finetune",
                             "features", "describe", "train-recommender", "export"]
     assert stages["ingest"] == ["--input", "a.json.gz", "--input", "meta.json.gz"]
-    assert stages["pretrain"] == ["--config", "tiny", "--max-minutes", "8.4"]
-    assert stages["finetune"] == ["--encoder", "albert", "--max-minutes", "5.6"]
+    assert stages["pretrain"] == ["--config", "tiny", "--max-minutes", "7.5"]
+    assert stages["finetune"] == ["--encoder", "albert", "--max-minutes", "5.0"]
 
 
 def test_the_student_chain_distils_instead_of_pretraining(monkeypatch):
@@ -33,8 +33,8 @@ def test_the_student_chain_distils_instead_of_pretraining(monkeypatch):
     stages = dict(run_chain.chain(args))
     assert list(stages) == ["ingest", "vocab", "distill", "finetune", "features", "describe",
                             "train-recommender", "export"]
-    assert stages["distill"] == ["--max-minutes", "8.4"]
-    assert stages["finetune"] == ["--encoder", "student", "--max-minutes", "5.6"]
+    assert stages["distill"] == ["--max-minutes", "7.5"]
+    assert stages["finetune"] == ["--encoder", "student", "--max-minutes", "5.0"]
     # auto: the student when the teacher is installed, else the from-scratch ALBERT.
     args.encoder = "auto"
     monkeypatch.setattr(run_chain, "teacher_installed", lambda: False)
