@@ -231,7 +231,8 @@ def description_metrics(ws: Path, features, sentences: pd.DataFrame) -> dict:
 def amazon_category(ws: Path, temperatures=(0.05, 0.2)) -> dict:
     from recommender import evaluate as evaluation
     from recommender.data import load_features
-    from recommender.fit import SINGLE_SIGNALS, fit_recommender, signal_scorer, train_evidence
+    from recommender.fit import SINGLE_SIGNALS, fit_recommender, signal_scorer
+    from recommender.rerank import train_evidence
     from recommender.profiles import profiles_from
     from recommender.ranking import ranker_scorer
     from recommender.serving_module import build_serving_module
@@ -265,9 +266,8 @@ def amazon_category(ws: Path, temperatures=(0.05, 0.2)) -> dict:
     for name in ("two-tower (ID only)", "content TF-IDF"):
         lists[name] = top_lists(scorers[name], split, num_items)
     warm = split.test["user_row"].isin(set(split.train["user_row"])).to_numpy()
-    module = build_serving_module(fit.exported, fit.ranker, features, K, fit.choice,
-                                  fit.personal_boost)
-    # The exported scorer (fitted on train, boosted by train-only evidence) against each
+    module = build_serving_module(fit.exported, fit.ranker, features, K, fit.choice, fit.rerank)
+    # The exported scorer (fitted on train, re-ranked with train-only evidence) against each
     # baseline, user by user on test.
     exported_scorer = fit.scorer(train_signals, train_evidence(
         profiles_from(features, features.reviews, split.train)))
@@ -285,7 +285,7 @@ def amazon_category(ws: Path, temperatures=(0.05, 0.2)) -> dict:
                    "dev": len(split.dev), "test": len(split.test),
                    "cold_start_test": methods["most-popular"]["cold_start"]["users"]},
         "exported": fit.choice,
-        "personal_boost": fit.personal_boost,
+        "rerank": fit.rerank.as_dict(),
         "exported_minus": versus,
         "fit_seconds": round(fit_seconds, 1),
         "training": fit.training,
@@ -468,8 +468,10 @@ def markdown(results: dict) -> str:
         rows.append(row)
     parts.append("Test NDCG@10 / Recall@10 (EVAL.md; fitted on train, chosen on dev):\n")
     parts.append(markdown_table(headers, rows))
-    rows = [["exported"] + [f"`{r['exported']}`, personal boost {r.get('personal_boost', 0.0)}"
-                            for r in results["amazon"].values()]]
+    rows = [["exported"] + [
+        f"`{r['exported']}`, boost {r['rerank']['boost']}, popularity penalty "
+        f"{r['rerank']['popularity_penalty']}" if "rerank" in r else f"`{r['exported']}`"
+        for r in results["amazon"].values()]]
     for name in ("ease", "item-knn", "two-tower (ID only)", "most-popular"):
         row = [f"exported - {name}"]
         for result in results["amazon"].values():

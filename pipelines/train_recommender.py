@@ -150,7 +150,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                                            (features.groups or {}).items()}},
             "exported": result.choice,
             "fallback": result.fallback,
-            "personal_boost": result.personal_boost,
+            "rerank": result.rerank.as_dict(),
             "training": result.training,
             "dev": result.dev,
             "test": result.test,
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         print(format_table(metrics, args.k))
 
         module = build_serving_module(result.exported, result.ranker, features, args.k,
-                                      result.choice, result.personal_boost)
+                                      result.choice, result.rerank)
         export_recommender(module, ws.recommender_model)
         log.info("%s: SavedModel (%s) written to %s", STAGE,
                  "two-tower + DCN ranker" if result.choice == "ranker"

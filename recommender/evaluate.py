@@ -76,7 +76,7 @@ def ranking_metrics(ranks: np.ndarray, k: int = 10) -> dict[str, float]:
     }
 
 
-def _exclusion_lists(frames: Sequence[pd.DataFrame]) -> dict[int, np.ndarray]:
+def exclusion_lists(frames: Sequence[pd.DataFrame]) -> dict[int, np.ndarray]:
     pairs = pd.concat([f[["user_row", "item_row"]] for f in frames], ignore_index=True)
     return {int(u): g.to_numpy() for u, g in pairs.groupby("user_row")["item_row"]}
 
@@ -89,7 +89,7 @@ def held_out_ranks(
     chunk: int = 1024,
 ) -> np.ndarray:
     """Rank of each held-out interaction's item for its user (rows of `held_out`, in order)."""
-    excluded_items = _exclusion_lists(exclude) if exclude else {}
+    excluded_items = exclusion_lists(exclude) if exclude else {}
     user_rows = held_out["user_row"].to_numpy()
     targets = held_out["item_row"].to_numpy()
     ranks = np.empty(len(held_out), dtype="int64")

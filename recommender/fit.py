@@ -11,11 +11,10 @@ Protocol (EVAL.md: fitted on train, dev chooses, test reports):
      (most-popular, EASE, item-kNN, the two-tower) beats it on dev beyond the noise of the dev
      users (`choose_export`): a fallback, logged as a warning and recorded (`fallback`) in the
      metrics. A ranker below a single signal within the noise is kept, with a warning.
-  5. Personal boost (`personal_rerank`): the served ranking standardises the chosen scores per
-     user and adds a boost where the item's reviews praise an aspect the user writes about, so an
-     item the user's own words explain comes before one ranked alike. Dev picks the largest boost
-     of `PERSONAL_BOOST_GRID` within `PERSONAL_BOOST_TOLERANCE` (2%) of no boost's NDCG; dev and
-     test score it with evidence from train reviews only. The `exported` row is what is served.
+  5. Re-ranking (`recommender.rerank`): the served ranking standardises the chosen scores per
+     user, subtracts a popularity penalty and adds a personal boost where the item's reviews
+     praise an aspect the user writes about; dev picks both within 2% of the plain ranking's
+     NDCG. The `exported` row is what is served.
   6. Test figures use the train-fitted signals; the export refits towers and signals on every
      interaction with the chosen epochs and strengths, and keeps the ranker.
 User and item profiles (text embeddings, aspect weights and scores) are rebuilt from the reviews
@@ -36,6 +35,7 @@ import pandas as pd
 from recommender import evaluate as evaluation
 from recommender.data import FeatureSet
 from recommender.profiles import profiles_from
+from recommender.rerank import Rerank, choose_rerank, reranked_scorer, train_evidence
 from recommender.ranking import (DCNRanker, RankingLists, inner_split, ranker_scorer,
                                  ranking_lists, train_ranker)
 from recommender.signals import FEATURES, Signals, fit_signals
@@ -48,11 +48,7 @@ SINGLE_SIGNALS = {"two-tower": "two_tower", "ease": "ease", "item-knn": "item_kn
                   "most-popular": "popularity", "content": "content"}
 DIVERGENCE_RATIO = 1.5  # last epoch's loss above 1.5x the first: diverged
 RANKER = "two-tower + ranker"
-EXPORTED = "exported"  # dev/test row of what is served: the choice with its personal boost
-# Personal boost (see `personal_rerank`): the grid dev searches, and the share of dev NDCG@k a
-# boost may cost (relative to no boost) to be chosen.
-PERSONAL_BOOST_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
-PERSONAL_BOOST_TOLERANCE = 0.02
+EXPORTED = "exported"  # dev/test row of what is served: the choice with its re-ranking
 
 
 @dataclass
@@ -68,20 +64,18 @@ class FitResult:
     dev: dict[str, dict] = field(default_factory=dict)
     test: dict[str, dict] = field(default_factory=dict)
     training: dict = field(default_factory=dict)
-    personal_boost: float = 0.0  # weight of the personal evidence in the served ranking
+    rerank: Rerank = field(default_factory=Rerank)  # the served re-ranking (`recommender.rerank`)
 
     @property
     def fallback(self) -> bool:
         return self.choice != "ranker"
 
-    def scorer(self, signals: Signals, evidence: np.ndarray | None = None) -> evaluation.Scorer:
-        """The exported ranking over `signals`: the ranker or the chosen signal, re-ranked by
-        `evidence` ([U, N] personal evidence) with the chosen boost."""
+    def scorer(self, signals: Signals, evidence: np.ndarray) -> evaluation.Scorer:
+        """The exported ranking over `signals`: the ranker or the chosen signal, re-ranked with
+        `evidence` ([U, N] personal evidence) and the signals' popularity."""
         base = (ranker_scorer(self.ranker, signals) if self.choice == "ranker"
                 else signal_scorer(signals, self.choice))
-        if evidence is None or not self.personal_boost:
-            return base
-        return boosted_scorer(base, evidence, self.personal_boost)
+        return reranked_scorer(base, evidence, signals.popularity, self.rerank)
 
 
 def signal_scorer(signals: Signals, name: str) -> evaluation.Scorer:
@@ -95,60 +89,6 @@ def diverged(losses: list[float]) -> bool:
     if not all(math.isfinite(x) for x in losses):
         return True
     return len(losses) > 1 and losses[-1] > DIVERGENCE_RATIO * losses[0]
-
-
-def personal_rerank(scores: np.ndarray, evidence: np.ndarray, boost: float) -> np.ndarray:
-    """Scores standardised per user over the catalogue plus `boost` where the item has personal
-    evidence for the user (`explain.personal_evidence`: an aspect the user writes about that the
-    item's reviews praise): among items the model ranks alike, the one that can be explained by the
-    user's own words comes first. `boost` is in standard deviations of the user's scores."""
-    scores = np.asarray(scores, dtype="float32")
-    mean = scores.mean(axis=1, keepdims=True)
-    std = scores.std(axis=1, keepdims=True)
-    return (scores - mean) / (std + np.float32(1e-6)) + np.float32(boost) * evidence
-
-
-def boosted_scorer(base: evaluation.Scorer, evidence: np.ndarray, boost: float
-                   ) -> evaluation.Scorer:
-    return lambda users: personal_rerank(base(users), evidence[users], boost)
-
-
-def train_evidence(features: FeatureSet) -> np.ndarray:
-    """[U, N] personal evidence from train-only profiles (`profiles_from`), for dev and test: the
-    user mentions the aspect in a train review, and the item's train reviews praise it (a
-    praising mention, positive mean polarity). Serving uses the quotable sentences instead.
-    Features without per-review rows (no `profiles_from`) use the stage's profiles as they are."""
-    users, items = features.users, features.items
-    writes = users.aspect_weight > 0
-    if users.aspect_count is not None:
-        writes = writes | (users.aspect_count > 0)
-    praised = items.aspect_score > 0
-    if items.aspect_positive is not None:  # without the column: positive mean polarity alone
-        praised = praised & (items.aspect_positive > 0)
-    return (writes.astype("float32") @ praised.T.astype("float32") > 0).astype("float32")
-
-
-def choose_personal_boost(base: evaluation.Scorer, evidence: np.ndarray,
-                          split: evaluation.Split, num_items: int, k: int = 10
-                          ) -> tuple[float, dict]:
-    """The largest boost of `PERSONAL_BOOST_GRID` whose dev NDCG@k is within
-    `PERSONAL_BOOST_TOLERANCE` of no boost's, with each boost's dev NDCG and the share of dev
-    users' top-k items with personal evidence."""
-    users = split.dev["user_row"].to_numpy()
-    seen = evaluation._exclusion_lists([split.train])
-    grid = {}
-    for boost in PERSONAL_BOOST_GRID:
-        scorer = boosted_scorer(base, evidence, boost) if boost else base
-        ndcg = evaluation.evaluate(scorer, split, num_items, "dev", k)["all"][f"ndcg@{k}"]
-        scores = np.asarray(scorer(users), dtype="float64")
-        for i, user in enumerate(users):
-            scores[i, seen.get(int(user), [])] = -np.inf
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        personal = float(evidence[users[:, None], top].mean()) if len(users) else 0.0
-        grid[str(boost)] = {f"dev_ndcg@{k}": ndcg, "dev_personal_share": personal}
-    floor = (1.0 - PERSONAL_BOOST_TOLERANCE) * grid["0.0"][f"dev_ndcg@{k}"]
-    chosen = max(b for b in PERSONAL_BOOST_GRID if grid[str(b)][f"dev_ndcg@{k}"] >= floor)
-    return chosen, {"grid": grid, "chosen": chosen, "tolerance": PERSONAL_BOOST_TOLERANCE}
 
 
 def choose_export(dev_ranks: dict[str, np.ndarray], k: int = 10) -> tuple[str, dict]:
@@ -283,17 +223,19 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
                  for name, s in scorers.items()}
     choice, choice_info = choose_export(dev_ranks, k)
 
-    progress("personal boost (dev NDCG within 2% of none)")
+    progress("re-ranking: popularity penalty and personal boost (dev NDCG within 2% of none)")
     base = scorers[RANKER] if choice == "ranker" else signal_scorer(train_signals, choice)
     evidence = train_evidence(features)
-    boost, boost_info = choose_personal_boost(base, evidence, split, num_items, k)
-    served = boosted_scorer(base, evidence, boost) if boost else base
+    setting, rerank_info = choose_rerank(base, evidence, train_signals.popularity, split,
+                                         num_items, k)
+    log.info("train-recommender: popularity penalty %s, personal boost %s (dev NDCG@%d / share "
+             "of top-%d items with personal evidence / largest top-1 share: %s)",
+             setting.popularity_penalty, setting.boost, k, k, "; ".join(
+                 f"{name}: {v[f'dev_ndcg@{k}']:.4f} / {v['dev_personal_share']:.2f} / "
+                 f"{v['dev_max_top1_share']:.2f}" for name, v in rerank_info["grid"].items()))
+    served = reranked_scorer(base, evidence, train_signals.popularity, setting)
     dev[EXPORTED] = evaluation.evaluate(served, split, num_items, "dev", k)
     test[EXPORTED] = evaluation.evaluate(served, split, num_items, "test", k)
-    log.info("train-recommender: personal boost %s (dev NDCG@%d / share of top-%d items with "
-             "personal evidence per boost: %s)", boost, k, k, ", ".join(
-                 f"{b}: {v[f'dev_ndcg@{k}']:.4f} / {v['dev_personal_share']:.2f}"
-                 for b, v in boost_info["grid"].items()))
 
     progress("refit on every interaction for export")
     final_tower = train_retrieval(full, _only(everything), tuned)
@@ -305,8 +247,8 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
                            "list_size": int(lists.label.shape[1]) if len(lists.label) else 0,
                            f"dev_{ndcg}_per_epoch": ranker_dev,
                            "best_epoch": int(np.argmax(ranker_dev)) + 1 if ranker_dev else 0},
-                "choice": choice_info, "personal_boost": boost_info,
+                "choice": choice_info, "rerank": rerank_info,
                 "refit_interactions": int(len(everything))}
     return FitResult(config=tuned, ease_l2=ease_l2, choice=choice, ranker=ranker,
                      exported=exported, train_signals=train_signals, dev=dev, test=test,
-                     training=training, personal_boost=boost)
+                     training=training, rerank=setting)

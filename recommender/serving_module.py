@@ -6,8 +6,9 @@ titles, the explanation facts), so the whole request runs in one graph:
 
   user_id -> user row -> signals against the catalogue (two-tower cosine, EASE, item-kNN, text and
           aspect match, popularity, mean rating; standardised per user as in training)
-          -> DCN ranker scores -> (personal boost: standardised per user, plus the boost where
-          the item's reviews praise an aspect the user writes about) -> seen items masked -> top-k
+          -> DCN ranker scores -> (re-ranking: standardised per user, minus a popularity
+          penalty, plus a boost where the item's reviews praise an aspect the user writes about)
+          -> seen items masked -> top-k
           -> (unknown user: most-popular items instead) -> in-graph explanations and titles
 
 The catalogue is scored whole (one [B, N, F] feature tensor): right for catalogues up to tens of
@@ -37,6 +38,7 @@ import tensorflow as tf
 from recommender.data import FeatureSet, padded_rows
 from recommender.explain import ExplanationTables, GraphExplainer
 from recommender.ranking import DCNRanker
+from recommender.rerank import Rerank
 from recommender.signals import FEATURES, PER_USER, Signals
 
 PAD_ID = ""  # pads the recommended ids; item ids are never empty (checked by data.read_items)
@@ -60,13 +62,13 @@ class RecommenderModule(tf.Module):
       popularity: [N] score of each item for unknown users.
       k: default number of recommendations (clamped to the catalogue size).
       choice: "ranker", or the `signals.FEATURES` name that ranks alone (the dev fallback).
-      personal_boost: added to a known user's standardised scores where the item has personal
-        evidence (`recommender.fit.personal_rerank`); 0 ranks by the scores alone.
+      rerank: a known user's scores are re-ranked with it (`recommender.rerank.rerank`: personal
+        boost, popularity penalty); None or zeros rank by the scores alone.
     """
 
     def __init__(self, signals: Signals, ranker: DCNRanker, features: FeatureSet,
                  popularity: np.ndarray, k: int = 10, choice: str = "ranker",
-                 personal_boost: float = 0.0):
+                 rerank: Rerank | None = None):
         super().__init__(name="recommender")
         if choice != "ranker" and choice not in FEATURES:
             raise ValueError(f"`choice` must be 'ranker' or one of {FEATURES}. Received {choice!r}")
@@ -76,7 +78,7 @@ class RecommenderModule(tf.Module):
         self.default_k = max(0, min(int(k), self.num_items))
         self.choice = choice
         self.ranker = ranker
-        self.personal_boost = float(personal_boost)
+        self.rerank = rerank or Rerank()
 
         def table(array: np.ndarray, name: str, pad_row: bool = False) -> tf.Variable:
             array = np.asarray(array, dtype="float32")
@@ -165,11 +167,15 @@ class RecommenderModule(tf.Module):
             k = tf.identity(k)
 
         personal, seen = self.score(safe_rows)
-        if self.personal_boost:  # as recommender.fit.personal_rerank
+        if self.rerank.active:  # as recommender.rerank.rerank
             mean, variance = tf.nn.moments(personal, axes=[1], keepdims=True)
             evidence = self.explainer.personal_evidence(tf.where(known, rows, -1))
+            popularity_mean, popularity_variance = tf.nn.moments(self.log_popularity, axes=[0])
+            popularity = ((self.log_popularity - popularity_mean)
+                          / (tf.sqrt(popularity_variance) + 1e-6))
             personal = ((personal - mean) / (tf.sqrt(variance) + 1e-6)
-                        + self.personal_boost * evidence)
+                        + self.rerank.boost * evidence
+                        - self.rerank.popularity_penalty * popularity[None, :])
         popular = tf.broadcast_to(self.popularity[None, :], tf.shape(personal))
         scores = tf.where(known[:, None], personal, popular)
         masked = tf.where(seen, tf.constant(-np.inf, tf.float32), scores)
@@ -199,14 +205,14 @@ class RecommenderModule(tf.Module):
 
 
 def build_serving_module(signals: Signals, ranker: DCNRanker, features: FeatureSet, k: int = 10,
-                         choice: str = "ranker", personal_boost: float = 0.0
+                         choice: str = "ranker", rerank: Rerank | None = None
                          ) -> RecommenderModule:
     """Serving module of a fitted recommender; popularity = share of all interactions (what a
     cold-start user is served)."""
     counts = np.bincount(features.interactions["item_row"].to_numpy(),
                          minlength=len(features.items)).astype("float64")
     popularity = counts / max(counts.sum(), 1.0)
-    return RecommenderModule(signals, ranker, features, popularity, k, choice, personal_boost)
+    return RecommenderModule(signals, ranker, features, popularity, k, choice, rerank)
 
 
 def export_recommender(module: RecommenderModule, path: Path) -> Path:

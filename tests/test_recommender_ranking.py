@@ -237,3 +237,34 @@ def test_export_choice_falls_back_only_beyond_the_noise_of_dev(caplog):
 
     choice, info = choose_export({RANKER: clearly, "ease": clearly})  # a tie keeps the ranker
     assert choice == "ranker" and "gap_over_ranker" not in info
+
+
+def test_rerank_settings_are_the_largest_within_two_percent_of_the_plain_dev_ndcg(planted):
+    """`choose_rerank` takes the largest popularity penalty, then the largest boost, that keep
+    dev NDCG within 2% of the plain ranking's; a penalty pushes the most popular item down."""
+    from recommender import rerank as rerank_lib
+    from recommender.signals import history_matrix
+
+    features, split = planted["features"], planted["split"]
+    num_users, num_items = len(features.users), len(features.items)
+    history = history_matrix(split.train, num_users, num_items)
+    log_popularity = np.log1p(history.sum(axis=0))
+    co = history.T @ history
+    base = lambda users: history[users] @ co  # noqa: E731  co-occurrence, popular-heavy
+    evidence = (np.random.default_rng(0).random((num_users, num_items)) < 0.2).astype("float32")
+    setting, info = rerank_lib.choose_rerank(base, evidence, log_popularity, split, num_items)
+    grid, key = info["grid"], "dev_ndcg@10"
+    floor = 0.98 * grid["boost 0.0, penalty 0.0"][key]
+    assert grid[f"boost {setting.boost}, penalty {setting.popularity_penalty}"][key] >= floor
+    larger_penalties = [p for p in rerank_lib.PENALTY_GRID if p > setting.popularity_penalty]
+    assert all(grid[f"boost 0.0, penalty {p}"][key] < floor for p in larger_penalties)
+    larger_boosts = [b for b in rerank_lib.BOOST_GRID if b > setting.boost]
+    assert all(grid[f"boost {b}, penalty {setting.popularity_penalty}"][key] < floor
+               for b in larger_boosts)
+    scores = rerank_lib.rerank(base(np.arange(5)), evidence[:5], log_popularity,
+                               rerank_lib.Rerank(popularity_penalty=1.0))
+    plain = rerank_lib.rerank(base(np.arange(5)), evidence[:5], log_popularity,
+                              rerank_lib.Rerank())
+    top = int(np.argmax(log_popularity))
+    assert (scores[:, top] < plain[:, top]).all()
+    np.testing.assert_allclose(plain.mean(axis=1), 0.0, atol=1e-4)  # standardised per user
