@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -295,8 +296,9 @@ class VersionState:
     error_code: str = "OK"
     error_message: str = ""
     servable: Servable | None = None
-    failed_loads: int = 0  # consecutive failed attempts to load this version
+    failed_loads: int = 0  # consecutive failed attempts to load this version's folder as it is
     failed_at: float = 0.0  # time.monotonic() of the last failure
+    failed_listing: tuple[tuple[str, int, int], ...] = ()  # the folder the last failure saw
 
 
 # TF Serving's --max_num_load_retries and --load_retry_interval_micros defaults.
@@ -309,7 +311,10 @@ class ModelRegistry:
 
     A version that fails to load (a folder caught half-copied) is tried again, as TF Serving
     does: up to `max_load_retries` more times, `load_retry_interval` seconds apart, at the next
-    refreshes; a failed version whose folder goes away is forgotten, so putting it back loads it.
+    refreshes. Only failures of an unchanged folder count: one that changed since its last failed
+    load (a copy still being written, or written again) starts afresh, so a copy slower than the
+    retries is still loaded once complete. A failed version whose folder goes away is forgotten,
+    so putting it back loads it.
     Versions the policy no longer wants are unloaded only once a wanted one is available.
     With `batching`, concurrent requests to a signature that batches are merged
     (`serving.batching`). `config_path` is the models.config the sources came from, which
@@ -453,10 +458,9 @@ class ModelRegistry:
             state = states.get(version)
             if state is not None and state.state != "END":
                 continue  # loaded or loading
-            if state is not None and state.failed_loads and not self._retry_due(state):
-                continue
-            self._load(source.name, version, folders[version], states,
-                       state.failed_loads if state is not None else 0)
+            failed_before = self._failures_before(state, folders[version])
+            if failed_before is not None:
+                self._load(source.name, version, folders[version], states, failed_before)
         # Availability first: versions the policy dropped keep serving until a wanted one is
         # up (a new version that fails to load must not take the model down with it).
         wanted_up = any(states[v].state == "AVAILABLE" for v in wanted if v in states)
@@ -473,14 +477,24 @@ class ModelRegistry:
             self._reported_empty.add(source.name)
             log.warning("%s: no versions found under %s", source.name, source.base_path)
 
-    def _retry_due(self, state: VersionState) -> bool:
-        return (state.failed_loads <= self._max_load_retries
-                and time.monotonic() - state.failed_at >= self._load_retry_interval)
+    def _failures_before(self, state: VersionState | None, path: Path) -> int | None:
+        """The failed loads a load of `path` would follow now (None: no load is due). TF Serving
+        gives a failed version its retries and then leaves it failed; here a folder that changed
+        since it failed counts as a new copy (as if taken away and put back), so the retries of
+        a version caught half-copied are not used up before the copy is complete."""
+        if state is None or not state.failed_loads:
+            return 0
+        if time.monotonic() - state.failed_at < self._load_retry_interval:
+            return None
+        if _folder_listing(path) != state.failed_listing:
+            return 0
+        return state.failed_loads if state.failed_loads <= self._max_load_retries else None
 
     def _load(self, name: str, version: int, path: Path, states: dict[int, VersionState],
               failed_before: int = 0) -> None:
         with self._lock:
             states[version] = VersionState(version, "LOADING")
+        listing = _folder_listing(path)  # as this attempt finds it
         try:
             servable = Servable(name, version, path, self.batching)
             warmed = servable.warm_up() if self._warm_up else 0
@@ -492,10 +506,11 @@ class ModelRegistry:
             with self._lock:
                 states[version] = VersionState(
                     version, "END", status.code, message, failed_loads=failed,
-                    failed_at=time.monotonic())
+                    failed_at=time.monotonic(), failed_listing=listing)
             retry = (f"; retrying in {self._load_retry_interval:g} s "
                      f"({self._max_load_retries - failed + 1} retries left)"
-                     if failed <= self._max_load_retries else "; no retries left")
+                     if failed <= self._max_load_retries
+                     else "; no retries left unless its folder changes")
             log.error("%s: version %d failed to load: %s%s", name, version, error, retry)
             return
         with self._lock:
@@ -545,6 +560,20 @@ class ModelRegistry:
         with self._lock:
             return {name: sorted(v for v, s in states.items() if s.state == "AVAILABLE")
                     for name, states in self._states.items()}
+
+
+def _folder_listing(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """(relative path, size, modification time in ns) of `folder` and everything under it: what
+    a copy in progress changes between two looks, found without reading a file."""
+    listing = []
+    for directory, _, names in os.walk(folder):
+        for path in (directory, *(os.path.join(directory, name) for name in names)):
+            try:
+                stat = os.stat(path)
+            except OSError:  # removed while listed
+                continue
+            listing.append((os.path.relpath(path, folder), stat.st_size, stat.st_mtime_ns))
+    return tuple(sorted(listing))
 
 
 def _close_servables(states: Mapping[int, VersionState]) -> None:
