@@ -65,7 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "Serving)")
     parser.add_argument("--max-num-load-retries", "--max_num_load_retries",
                         dest="max_load_retries", type=int, default=5,
-                        help="times a version that failed to load is tried again (default: 5)")
+                        help="times a version that failed to load is tried again (default: 5); "
+                             "a version whose folder changed since (a copy still running) "
+                             "starts afresh")
     parser.add_argument("--load-retry-interval-seconds", dest="load_retry_interval",
                         type=float, default=60.0,
                         help="seconds between those tries (default: 60)")
