@@ -135,11 +135,19 @@ def _naming_clauses(sentence: str, terms: Iterable[str]) -> list[str]:
     return [c for c in clauses if any(p.search(c) for p in patterns)] or [sentence.lower()]
 
 
+# Words that make a whole sentence a complaint, whichever clause names the aspect ("The only
+# drawback to this soap is the scent, which is the usual strong smell for ... body products").
+COMPLAINT_FRAMES = frozenset("drawback drawbacks downside downsides complaint complaints".split())
+
+
 def clause_praises(sentence: str, terms: Iterable[str]) -> bool:
     """Whether a reader takes `sentence` as praise of the aspect named by `terms`: the clause that
     names it (the whole sentence when no clause does) holds a positive opinion word and no
     negative word or negation ("Runs small, I had to return them" and "Terrible quality, the sole
-    fell apart" are no praise of size or sole)."""
+    fell apart" are no praise of size or sole), in a sentence not framed as a complaint
+    (`COMPLAINT_FRAMES`)."""
+    if COMPLAINT_FRAMES & set(_TOKEN.findall(sentence.lower())):
+        return False
     naming = _naming_clauses(sentence, terms)
     for clause in naming:
         words = _TOKEN.findall(clause)

@@ -126,6 +126,9 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     ("I wish the box were sturdy.", ["box"], False),
     ("I would recommend the tin to anyone, great.", ["tin"], True),
     ("Love every issue, great recipes.", ["recipe", "recipes"], True),  # an issue, not a problem
+    # A complaint's frame covers its other clauses (a real All_Beauty quote, once shown as praise).
+    ("The only drawback to this soap is the scent, which is the usual strong smell for men's "
+     "hair and body products.", ["body"], False),
 ])
 def test_clause_praises_reads_the_clause_that_names_the_aspect(sentence, terms, praises):
     from pipelines.aspect_mining import clause_praises
