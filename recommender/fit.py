@@ -228,11 +228,16 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
     evidence = train_evidence(features)
     setting, rerank_info = choose_rerank(base, evidence, train_signals.popularity, split,
                                          num_items, k)
-    log.info("train-recommender: popularity penalty %s, personal boost %s (dev NDCG@%d / share "
-             "of top-%d items with personal evidence / largest top-1 share: %s)",
-             setting.popularity_penalty, setting.boost, k, k, "; ".join(
-                 f"{name}: {v[f'dev_ndcg@{k}']:.4f} / {v['dev_personal_share']:.2f} / "
-                 f"{v['dev_max_top1_share']:.2f}" for name, v in rerank_info["grid"].items()))
+    grid = rerank_info["grid"]
+    plain, chosen = (grid[f"boost {b}, penalty {p}"] for b, p in
+                     ((0.0, 0.0), (setting.boost, setting.popularity_penalty)))
+    log.info("train-recommender: re-ranking chosen on dev: popularity penalty %s, personal boost "
+             "%s (dev NDCG@%d %.4f, plain %.4f; top-%d items with personal evidence %.0f%%, "
+             "plain %.0f%%; largest top-1 share %.0f%%, plain %.0f%%); every setting tried is in "
+             "metrics.json", setting.popularity_penalty, setting.boost, k,
+             chosen[f"dev_ndcg@{k}"], plain[f"dev_ndcg@{k}"], k,
+             100 * chosen["dev_personal_share"], 100 * plain["dev_personal_share"],
+             100 * chosen["dev_max_top1_share"], 100 * plain["dev_max_top1_share"])
     served = reranked_scorer(base, evidence, train_signals.popularity, setting)
     dev[EXPORTED] = evaluation.evaluate(served, split, num_items, "dev", k)
     test[EXPORTED] = evaluation.evaluate(served, split, num_items, "test", k)
