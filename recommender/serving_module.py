@@ -38,7 +38,7 @@ import tensorflow as tf
 from recommender.data import FeatureSet, padded_rows
 from recommender.explain import ExplanationTables, GraphExplainer
 from recommender.ranking import DCNRanker
-from recommender.rerank import Rerank
+from recommender.rerank import Rerank, standardised
 from recommender.signals import FEATURES, PER_USER, Signals
 
 PAD_ID = ""  # pads the recommended ids; item ids are never empty (checked by data.read_items)
@@ -97,6 +97,9 @@ class RecommenderModule(tf.Module):
         self.item_aspects = table(signals.item_aspects, "item_aspects")
         self.log_popularity = table(signals.popularity, "log_popularity")
         self.mean_rating = table(signals.mean_rating, "mean_rating")
+        # Constant per export: standardised once here, not on every request.
+        self.standardised_popularity = table(standardised(signals.popularity),
+                                             "standardised_popularity")
         self.popularity = table(popularity, "popularity")
         # === Tables ===
         self.user_rows = _lookup_table(users.ids, "user_rows")
@@ -170,12 +173,9 @@ class RecommenderModule(tf.Module):
         if self.rerank.active:  # as recommender.rerank.rerank
             mean, variance = tf.nn.moments(personal, axes=[1], keepdims=True)
             evidence = self.explainer.personal_evidence(tf.where(known, rows, -1))
-            popularity_mean, popularity_variance = tf.nn.moments(self.log_popularity, axes=[0])
-            popularity = ((self.log_popularity - popularity_mean)
-                          / (tf.sqrt(popularity_variance) + 1e-6))
             personal = ((personal - mean) / (tf.sqrt(variance) + 1e-6)
                         + self.rerank.boost * evidence
-                        - self.rerank.popularity_penalty * popularity[None, :])
+                        - self.rerank.popularity_penalty * self.standardised_popularity[None, :])
         popular = tf.broadcast_to(self.popularity[None, :], tf.shape(personal))
         scores = tf.where(known[:, None], personal, popular)
         masked = tf.where(seen, tf.constant(-np.inf, tf.float32), scores)
