@@ -266,7 +266,8 @@ def amazon_category(ws: Path, temperatures=(0.05, 0.2)) -> dict:
     for name in ("two-tower (ID only)", "content TF-IDF"):
         lists[name] = top_lists(scorers[name], split, num_items)
     warm = split.test["user_row"].isin(set(split.train["user_row"])).to_numpy()
-    module = build_serving_module(fit.exported, fit.ranker, features, K, fit.choice, fit.rerank)
+    module = build_serving_module(fit.exported, fit.ranker, features, K, fit.choice, fit.rerank,
+                                  fit.max_top1_share)
     # The exported scorer (fitted on train, re-ranked with train-only evidence) against each
     # baseline, user by user on test.
     exported_scorer = fit.scorer(train_signals, train_evidence(
@@ -286,6 +287,7 @@ def amazon_category(ws: Path, temperatures=(0.05, 0.2)) -> dict:
                    "cold_start_test": methods["most-popular"]["cold_start"]["users"]},
         "exported": fit.choice,
         "rerank": fit.rerank.as_dict(),
+        "max_top1_share": fit.max_top1_share,
         "exported_minus": versus,
         "fit_seconds": round(fit_seconds, 1),
         "training": fit.training,

@@ -55,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inner leave-last-out splits of train that the ranker's training "
                              "lists come from, each peeling one more item off every history "
                              "(default: %(default)s)")
+    parser.add_argument("--max-top1-share", type=float, default=0.2,
+                        help="exposure cap: no item is top-1 for more than this share of the "
+                             "served lists (per-item offsets fitted at export; kept only when "
+                             "dev NDCG stays at or above the best single signal's); 1 turns it "
+                             "off (default: %(default)s)")
     parser.add_argument("--k", type=int, default=10,
                         help="cut-off of the metrics and default number of recommendations "
                              "served (default: %(default)s)")
@@ -110,7 +115,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
               "batch_size": args.batch_size, "learning_rate": args.learning_rate,
               "patience": args.patience, "k": args.k, "seed": args.seed,
               "temperatures": list(args.temperatures), "ranker_epochs": args.ranker_epochs,
-              "ranker_splits": args.ranker_splits, "group_items": not args.no_group_items}
+              "ranker_splits": args.ranker_splits, "group_items": not args.no_group_items,
+              "max_top1_share": args.max_top1_share}
     inputs = {"features": "stage:features"}
     if ws_lib.skip_if_fresh(args, ws, STAGE, params, inputs):
         return 0
@@ -139,7 +145,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                              ranker_epochs=args.ranker_epochs, ranker_splits=args.ranker_splits)
         result = fit_recommender(
             features, split, config, temperatures=tuple(args.temperatures),
-            log_dir=stage_dir / "logs", progress=lambda step: log.info("%s: %s", STAGE, step))
+            log_dir=stage_dir / "logs", progress=lambda step: log.info("%s: %s", STAGE, step),
+            max_top1_share=args.max_top1_share)
         metrics = {
             "protocol": "EVAL.md Recommendation: leave-last-out, full catalogue, seen excluded; "
                         "fitted on train, chosen on dev",
@@ -151,6 +158,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             "exported": result.choice,
             "fallback": result.fallback,
             "rerank": result.rerank.as_dict(),
+            "max_top1_share": result.max_top1_share,
             "training": result.training,
             "dev": result.dev,
             "test": result.test,
@@ -160,7 +168,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         print(format_table(metrics, args.k))
 
         module = build_serving_module(result.exported, result.ranker, features, args.k,
-                                      result.choice, result.rerank)
+                                      result.choice, result.rerank, result.max_top1_share)
         export_recommender(module, ws.recommender_model)
         log.info("%s: SavedModel (%s) written to %s", STAGE,
                  "two-tower + DCN ranker" if result.choice == "ranker"

@@ -14,7 +14,10 @@ Protocol (EVAL.md: fitted on train, dev chooses, test reports):
   5. Re-ranking (`recommender.rerank`): the served ranking standardises the chosen scores per
      user, subtracts a popularity penalty and adds a personal boost where the item's reviews
      praise an aspect the user writes about; dev picks both within 2% of the plain ranking's
-     NDCG. The `exported` row is what is served.
+     NDCG. Then the exposure cap (`rerank.choose_exposure_cap`): per-item offsets that leave no
+     item top-1 for more than 20% of the lists, refused only when on train users' lists it would
+     drop dev NDCG below the best single signal's; the export fits it on every served list. The
+     `exported` row is what is served.
   6. Test figures use the train-fitted signals; the export refits towers and signals on every
      interaction with the chosen epochs and strengths, and keeps the ranker.
 User and item profiles (text embeddings, aspect weights and scores) are rebuilt from the reviews
@@ -35,7 +38,8 @@ import pandas as pd
 from recommender import evaluate as evaluation
 from recommender.data import FeatureSet
 from recommender.profiles import profiles_from
-from recommender.rerank import Rerank, choose_rerank, reranked_scorer, train_evidence
+from recommender.rerank import (MAX_TOP1_SHARE, Rerank, choose_exposure_cap, choose_rerank,
+                                rerank, reranked_scorer, train_evidence)
 from recommender.ranking import (DCNRanker, RankingLists, inner_split, ranker_scorer,
                                  ranking_lists, train_ranker)
 from recommender.signals import FEATURES, Signals, fit_signals
@@ -65,6 +69,10 @@ class FitResult:
     test: dict[str, dict] = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     rerank: Rerank = field(default_factory=Rerank)  # the served re-ranking (`recommender.rerank`)
+    # The exposure cap: the share the export caps top-1 at (None: not capped), and the offsets
+    # fitted on the train signals' lists (what the dev and test figures score).
+    max_top1_share: float | None = None
+    train_offsets: np.ndarray | None = None
 
     @property
     def fallback(self) -> bool:
@@ -72,10 +80,12 @@ class FitResult:
 
     def scorer(self, signals: Signals, evidence: np.ndarray) -> evaluation.Scorer:
         """The exported ranking over `signals`: the ranker or the chosen signal, re-ranked with
-        `evidence` ([U, N] personal evidence) and the signals' popularity."""
+        `evidence` ([U, N] personal evidence) and the signals' popularity, under the exposure cap
+        fitted on the train signals."""
         base = (ranker_scorer(self.ranker, signals) if self.choice == "ranker"
                 else signal_scorer(signals, self.choice))
-        return reranked_scorer(base, evidence, signals.popularity, self.rerank)
+        return reranked_scorer(base, evidence, signals.popularity, self.rerank,
+                               self.train_offsets)
 
 
 def signal_scorer(signals: Signals, name: str) -> evaluation.Scorer:
@@ -174,7 +184,8 @@ def _choose_ease(split: evaluation.Split, num_users: int, num_items: int, k: int
 
 def fit_recommender(features: FeatureSet, split: evaluation.Split, config: TrainConfig,
                     temperatures: tuple[float, ...] = (0.05, 0.2), log_dir=None,
-                    progress: Callable[[str], None] = lambda message: None) -> FitResult:
+                    progress: Callable[[str], None] = lambda message: None,
+                    max_top1_share: float = MAX_TOP1_SHARE) -> FitResult:
     """Steps 1-5 of the module docstring; see there."""
     num_users, num_items, k = len(features.users), len(features.items), config.k
     ndcg = f"ndcg@{k}"
@@ -238,7 +249,14 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
              chosen[f"dev_ndcg@{k}"], plain[f"dev_ndcg@{k}"], k,
              100 * chosen["dev_personal_share"], 100 * plain["dev_personal_share"],
              100 * chosen["dev_max_top1_share"], 100 * plain["dev_max_top1_share"])
-    served = reranked_scorer(base, evidence, train_signals.popularity, setting)
+    progress(f"exposure cap: no item top-1 for more than {max_top1_share:.0%} of the users")
+    standardised = lambda users: rerank(  # noqa: E731  (the re-ranked scores, always standardised)
+        base(users), evidence[users], train_signals.popularity, setting)
+    floor = max(dev[name]["all"][ndcg] for name in SINGLE_SIGNALS)
+    offsets, cap_info = choose_exposure_cap(standardised, split, num_items, floor, k,
+                                            max_top1_share)
+    _log_exposure_cap(cap_info, k)
+    served = reranked_scorer(base, evidence, train_signals.popularity, setting, offsets)
     dev[EXPORTED] = evaluation.evaluate(served, split, num_items, "dev", k)
     test[EXPORTED] = evaluation.evaluate(served, split, num_items, "test", k)
 
@@ -252,8 +270,33 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
                            "list_size": int(lists.label.shape[1]) if len(lists.label) else 0,
                            f"dev_{ndcg}_per_epoch": ranker_dev,
                            "best_epoch": int(np.argmax(ranker_dev)) + 1 if ranker_dev else 0},
-                "choice": choice_info, "rerank": rerank_info,
+                "choice": choice_info, "rerank": rerank_info, "exposure_cap": cap_info,
                 "refit_interactions": int(len(everything))}
     return FitResult(config=tuned, ease_l2=ease_l2, choice=choice, ranker=ranker,
                      exported=exported, train_signals=train_signals, dev=dev, test=test,
-                     training=training, rerank=setting)
+                     training=training, rerank=setting,
+                     max_top1_share=None if cap_info["refused"] or max_top1_share >= 1
+                     else max_top1_share,
+                     train_offsets=offsets)
+
+
+def _log_exposure_cap(info: dict, k: int) -> None:
+    """One line on what the exposure cap did on dev, a warning when it was needed but refused."""
+    key = f"ndcg@{k}"
+    if "largest_top1_share_before" not in info:
+        return
+    share, before = info["max_top1_share"], info["largest_top1_share_before"]
+    if not info["capped_items"]:
+        log.info("train-recommender: exposure cap not needed on train users' lists (largest "
+                 "top-1 share %.0f%%, cap %.0f%%); the export applies it to every served list",
+                 100 * before, 100 * share)
+    elif not info["refused"]:
+        log.info("train-recommender: exposure cap on %d item(s): largest top-1 share of train "
+                 "users' lists %.0f%% -> %.0f%%, dev NDCG@%d %.4f -> %.4f",
+                 info["capped_items"], 100 * before, 100 * info["largest_top1_share_after"], k,
+                 info[f"dev_{key}_before"], info[f"dev_{key}_after"])
+    else:
+        log.warning("train-recommender: NOT capping exposure: holding every item to %.0f%% of "
+                    "top-1s would drop dev NDCG@%d to %.4f, below the best single signal's "
+                    "%.4f; one item stays top-1 for %.0f%% of train users' lists", 100 * share,
+                    k, info[f"dev_{key}_after"], info[f"dev_{key}_floor"], 100 * before)

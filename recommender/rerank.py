@@ -11,6 +11,14 @@ Both are in standard deviations of the user's scores. Dev chooses them like ever
 (`choose_rerank`): first the largest penalty, then the largest boost, whose dev NDCG@k stays
 within `TOLERANCE` of the plain ranking's. Dev and test score the boost with evidence from train
 reviews only (`train_evidence`); serving uses the quotable sentences.
+
+Last, an exposure cap (`exposure_offsets`): per-item amounts subtracted from the re-ranked
+scores, the smallest a greedy search finds that leave no item top-1 for more than
+`MAX_TOP1_SHARE` of the users served. A penalty on popularity alone cannot do this when the item
+everyone is shown is not the most reviewed one (All_Beauty: one listing top-1 for 71% of the
+served lists). The offsets are fitted on the lists they change: train users' lists for dev and
+test (`choose_exposure_cap`, which also checks the cost on dev), every known user's served list at
+export (`serving_module`).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from recommender.data import FeatureSet
 BOOST_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 PENALTY_GRID = (0.0, 0.25, 0.5, 1.0)
 TOLERANCE = 0.02  # share of the plain ranking's dev NDCG@k a setting may cost
+MAX_TOP1_SHARE = 0.2  # no item top-1 for more than this share of the users served
+CANDIDATES = 256  # each user's best unseen items that the exposure cap looks at
 
 
 @dataclass(frozen=True)
@@ -50,23 +60,27 @@ def standardised(values: np.ndarray) -> np.ndarray:
 
 
 def rerank(scores: np.ndarray, evidence: np.ndarray, log_popularity: np.ndarray,
-           setting: Rerank) -> np.ndarray:
+           setting: Rerank, offsets: np.ndarray | None = None) -> np.ndarray:
     """[B, N] scores -> re-ranked scores (see the module docstring); `evidence` [B, N] 0/1,
-    `log_popularity` [N]."""
+    `log_popularity` [N], `offsets` [N] the exposure cap's (subtracted)."""
     scores = np.asarray(scores, dtype="float32")
     mean = scores.mean(axis=1, keepdims=True)
     std = scores.std(axis=1, keepdims=True)
-    return ((scores - mean) / (std + np.float32(1e-6))
-            + np.float32(setting.boost) * evidence
-            - np.float32(setting.popularity_penalty) * standardised(log_popularity)[None, :])
+    out = ((scores - mean) / (std + np.float32(1e-6))
+           + np.float32(setting.boost) * evidence
+           - np.float32(setting.popularity_penalty) * standardised(log_popularity)[None, :])
+    if offsets is not None:
+        out = out - np.asarray(offsets, dtype="float32")[None, :]
+    return out
 
 
 def reranked_scorer(base: evaluation.Scorer, evidence: np.ndarray, log_popularity: np.ndarray,
-                    setting: Rerank) -> evaluation.Scorer:
-    """`base` re-ranked with `setting`; `base` itself when the setting does nothing."""
-    if not setting.active:
+                    setting: Rerank, offsets: np.ndarray | None = None) -> evaluation.Scorer:
+    """`base` re-ranked with `setting` and the exposure cap's `offsets`; `base` itself when
+    neither does anything."""
+    if not setting.active and (offsets is None or not np.any(offsets)):
         return base
-    return lambda users: rerank(base(users), evidence[users], log_popularity, setting)
+    return lambda users: rerank(base(users), evidence[users], log_popularity, setting, offsets)
 
 
 def train_evidence(features: FeatureSet) -> np.ndarray:
@@ -123,3 +137,117 @@ def choose_rerank(base: evaluation.Scorer, evidence: np.ndarray, log_popularity:
     boost = max(b for b in BOOST_GRID if figures(Rerank(b, penalty))[key] >= floor)
     chosen = Rerank(boost, penalty)
     return chosen, {"chosen": chosen.as_dict(), "tolerance": TOLERANCE, "grid": grid}
+
+
+def top_candidates(scores: np.ndarray, seen: np.ndarray, m: int = CANDIDATES
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """[B, N] scores and [B, N] bool seen mask -> each row's `m` best unseen scores (descending,
+    seen ones -inf) and their item rows, both [B, min(m, N)]."""
+    scores = np.where(seen, -np.inf, np.asarray(scores, dtype="float64"))
+    m = min(m, scores.shape[1])
+    top = np.argpartition(-scores, m - 1, axis=1)[:, :m] if m < scores.shape[1] else \
+        np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+    values = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    return np.take_along_axis(values, order, axis=1), np.take_along_axis(top, order, axis=1)
+
+
+def top1_shares(values: np.ndarray, items: np.ndarray, num_items: int,
+                offsets: np.ndarray | None = None) -> np.ndarray:
+    """[N] share of the users (rows of `top_candidates`) each item is top-1 for, under `offsets`."""
+    if not len(values):
+        return np.zeros(num_items)
+    adjusted = values - (offsets[items] if offsets is not None else 0.0)
+    first = items[np.arange(len(items)), np.argmax(adjusted, axis=1)]
+    return np.bincount(first, minlength=num_items) / len(values)
+
+
+def exposure_offsets(values: np.ndarray, items: np.ndarray, num_items: int,
+                     max_share: float = MAX_TOP1_SHARE, max_rounds: int = 20000) -> np.ndarray:
+    """[N] amounts (>= 0) to subtract from the items' scores so that no item is top-1 for more
+    than `max_share` of the users, from each user's candidates (`top_candidates`).
+
+    Greedy: while an item is top-1 for too many users, lower it just enough that only the allowed
+    number keep it first (those with the widest margin over their best candidate with room);
+    repeat, since the users it lost may now crowd another item. Offsets only grow. Unreachable
+    caps (fewer than 1 / max_share items with candidates) stop after `max_rounds` with the
+    offsets so far."""
+    offsets = np.zeros(num_items, dtype="float64")
+    users = len(values)
+    allowed = int(np.floor(max_share * users + 1e-9))
+    if not users or items.shape[1] < 2:
+        return offsets.astype("float32")
+    rows = np.arange(users)
+    for _ in range(max_rounds):
+        adjusted = values - offsets[items]
+        best = np.argmax(adjusted, axis=1)
+        first = items[rows, best]
+        counts = np.bincount(first, minlength=num_items)
+        worst = int(np.argmax(counts))
+        if counts[worst] <= allowed:
+            break
+        holders = np.flatnonzero(first == worst)
+        # Margins over the best item that still has room: measured against a full
+        # item, two items tied for the same users would trade them back and forth by tiny steps.
+        crowded = counts >= allowed  # full: one more user would put it over
+        others = np.where(crowded[items[holders]], -np.inf, adjusted[holders])
+        margins = np.sort(adjusted[holders, best[holders]] - others.max(axis=1))[::-1]
+        if not np.isfinite(margins[allowed]):  # nothing else to show these users
+            break
+        offsets[worst] += margins[allowed] + 1e-4
+    return offsets.astype("float32")
+
+
+def candidates_of(scorer: evaluation.Scorer, users: np.ndarray, seen: dict[int, list[int]],
+                  num_items: int, m: int = CANDIDATES, batch: int = 1024
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """`top_candidates` of `users` under `scorer`, their `seen` items (user row -> item rows)
+    excluded; scored `batch` users at a time."""
+    values, items = [], []
+    for start in range(0, len(users), batch):
+        chunk = users[start:start + batch]
+        mask = np.zeros((len(chunk), num_items), dtype=bool)
+        for i, user in enumerate(chunk):
+            mask[i, seen.get(int(user), [])] = True
+        chunk_values, chunk_items = top_candidates(scorer(chunk), mask, m)
+        values.append(chunk_values)
+        items.append(chunk_items)
+    width = min(m, num_items)
+    return (np.concatenate(values) if values else np.zeros((0, width)),
+            np.concatenate(items) if items else np.zeros((0, width), dtype=int))
+
+
+def choose_exposure_cap(scorer: evaluation.Scorer, split: evaluation.Split, num_items: int,
+                        floor: float, k: int = 10, max_share: float = MAX_TOP1_SHARE
+                        ) -> tuple[np.ndarray | None, dict]:
+    """The exposure cap's offsets for `scorer` (re-ranked, standardised scores), fitted on the
+    lists of the users with a train interaction (those dev-time serving knows), or None.
+
+    The cap is `refused` when it is needed on those lists (some item above `max_share`) and the
+    dev NDCG@k with it falls below `floor` (the best single signal's on dev): a cap that would
+    leave the model below a simple baseline is not worth its diversity, and `fit` warns. Otherwise
+    the export caps every known user's served list, a population dev cannot fully stand for
+    (users whose only interactions are held out have no dev-time list), so the cap is kept even
+    where dev's lists do not need it."""
+    key = f"ndcg@{k}"
+    info: dict = {"max_top1_share": max_share, "refused": False, "capped_items": 0}
+    users = np.unique(split.train["user_row"].to_numpy())
+    if max_share >= 1.0 or not len(users):
+        return None, info
+    values, items = candidates_of(scorer, users, evaluation.exclusion_lists([split.train]),
+                                  num_items)
+    offsets = exposure_offsets(values, items, num_items, max_share)
+    capped = lambda rows: np.asarray(scorer(rows), dtype="float32") - offsets[None, :]  # noqa
+    info.update({
+        "train_users": int(len(users)),
+        "largest_top1_share_before": float(top1_shares(values, items, num_items).max()),
+        "largest_top1_share_after": float(top1_shares(values, items, num_items, offsets).max()),
+        "capped_items": int(np.count_nonzero(offsets)),
+        "largest_offset": float(offsets.max()),
+        f"dev_{key}_before": evaluation.evaluate(scorer, split, num_items, "dev", k)["all"][key],
+        f"dev_{key}_floor": float(floor)})
+    if not np.any(offsets):
+        return None, info
+    info[f"dev_{key}_after"] = evaluation.evaluate(capped, split, num_items, "dev", k)["all"][key]
+    info["refused"] = info[f"dev_{key}_after"] < floor
+    return (None if info["refused"] else offsets), info

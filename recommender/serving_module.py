@@ -7,8 +7,8 @@ titles, the explanation facts), so the whole request runs in one graph:
   user_id -> user row -> signals against the catalogue (two-tower cosine, EASE, item-kNN, text and
           aspect match, popularity, mean rating; standardised per user as in training)
           -> DCN ranker scores -> (re-ranking: standardised per user, minus a popularity
-          penalty, plus a boost where the item's reviews praise an aspect the user writes about)
-          -> seen items masked -> top-k
+          penalty, plus a boost where the item's reviews praise an aspect the user writes about,
+          minus the exposure cap's per-item offsets) -> seen items masked -> top-k
           -> (unknown user: most-popular items instead) -> in-graph explanations and titles
 
 The catalogue is scored whole (one [B, N, F] feature tensor): right for catalogues up to tens of
@@ -38,7 +38,7 @@ import tensorflow as tf
 from recommender.data import FeatureSet, padded_rows
 from recommender.explain import ExplanationTables, GraphExplainer
 from recommender.ranking import DCNRanker
-from recommender.rerank import Rerank, standardised
+from recommender.rerank import Rerank, exposure_offsets, standardised, top_candidates
 from recommender.signals import FEATURES, PER_USER, Signals
 
 PAD_ID = ""  # pads the recommended ids; item ids are never empty (checked by data.read_items)
@@ -64,11 +64,13 @@ class RecommenderModule(tf.Module):
       choice: "ranker", or the `signals.FEATURES` name that ranks alone (the dev fallback).
       rerank: a known user's scores are re-ranked with it (`recommender.rerank.rerank`: personal
         boost, popularity penalty); None or zeros rank by the scores alone.
+      capped: the known users' scores are standardised and `item_offsets` (the exposure cap's,
+        set by `cap_exposure`) subtracted.
     """
 
     def __init__(self, signals: Signals, ranker: DCNRanker, features: FeatureSet,
                  popularity: np.ndarray, k: int = 10, choice: str = "ranker",
-                 rerank: Rerank | None = None):
+                 rerank: Rerank | None = None, capped: bool = False):
         super().__init__(name="recommender")
         if choice != "ranker" and choice not in FEATURES:
             raise ValueError(f"`choice` must be 'ranker' or one of {FEATURES}. Received {choice!r}")
@@ -79,6 +81,7 @@ class RecommenderModule(tf.Module):
         self.choice = choice
         self.ranker = ranker
         self.rerank = rerank or Rerank()
+        self.capped = bool(capped)
 
         def table(array: np.ndarray, name: str, pad_row: bool = False) -> tf.Variable:
             array = np.asarray(array, dtype="float32")
@@ -101,6 +104,7 @@ class RecommenderModule(tf.Module):
         self.standardised_popularity = table(standardised(signals.popularity),
                                              "standardised_popularity")
         self.popularity = table(popularity, "popularity")
+        self.item_offsets = table(np.zeros(self.num_items), "item_offsets")  # `cap_exposure`
         # === Tables ===
         self.user_rows = _lookup_table(users.ids, "user_rows")
         self.item_rows = _lookup_table(items.ids, "item_rows")
@@ -156,6 +160,40 @@ class RecommenderModule(tf.Module):
             columns.append(value)
         return self.ranker(tf.stack(columns, axis=-1)), seen
 
+    def served_scores(self, rows: tf.Tensor, safe_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """`score` re-ranked (as `recommender.rerank.rerank`) and under the exposure cap, for
+        user rows (-1: unknown) and their `safe_rows`; with the seen mask."""
+        personal, seen = self.score(safe_rows)
+        if self.rerank.active or self.capped:
+            mean, variance = tf.nn.moments(personal, axes=[1], keepdims=True)
+            personal = (personal - mean) / (tf.sqrt(variance) + 1e-6)
+            if self.rerank.boost:
+                personal += self.rerank.boost * self.explainer.personal_evidence(rows)
+            if self.rerank.popularity_penalty:
+                personal -= (self.rerank.popularity_penalty
+                             * self.standardised_popularity[None, :])
+            if self.capped:
+                personal -= self.item_offsets[None, :]
+        return personal, seen
+
+    def cap_exposure(self, max_share: float, batch: int = 512) -> np.ndarray:
+        """Fit and set `item_offsets` so that no item is top-1 for more than `max_share` of the
+        known users' served lists (`recommender.rerank.exposure_offsets`); returns them."""
+        self.item_offsets.assign(tf.zeros_like(self.item_offsets))
+        values, items = [], []
+        for start in range(0, self.num_users, batch):
+            rows = tf.range(start, min(start + batch, self.num_users), dtype=tf.int64)
+            scores, seen = self.served_scores(rows, rows)
+            chunk_values, chunk_items = top_candidates(scores.numpy(), seen.numpy())
+            values.append(chunk_values)
+            items.append(chunk_items)
+        if not values:
+            return self.item_offsets.numpy()
+        offsets = exposure_offsets(np.concatenate(values), np.concatenate(items), self.num_items,
+                                   max_share)
+        self.item_offsets.assign(offsets)
+        return offsets
+
     def _recommend(self, user_id: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         rows = self.user_rows.lookup(user_id)
         known = rows >= 0
@@ -169,13 +207,7 @@ class RecommenderModule(tf.Module):
                     message=f"k must be at most the catalogue size, {self.num_items}")]):
             k = tf.identity(k)
 
-        personal, seen = self.score(safe_rows)
-        if self.rerank.active:  # as recommender.rerank.rerank
-            mean, variance = tf.nn.moments(personal, axes=[1], keepdims=True)
-            evidence = self.explainer.personal_evidence(tf.where(known, rows, -1))
-            personal = ((personal - mean) / (tf.sqrt(variance) + 1e-6)
-                        + self.rerank.boost * evidence
-                        - self.rerank.popularity_penalty * self.standardised_popularity[None, :])
+        personal, seen = self.served_scores(rows, safe_rows)
         popular = tf.broadcast_to(self.popularity[None, :], tf.shape(personal))
         scores = tf.where(known[:, None], personal, popular)
         masked = tf.where(seen, tf.constant(-np.inf, tf.float32), scores)
@@ -205,14 +237,19 @@ class RecommenderModule(tf.Module):
 
 
 def build_serving_module(signals: Signals, ranker: DCNRanker, features: FeatureSet, k: int = 10,
-                         choice: str = "ranker", rerank: Rerank | None = None
-                         ) -> RecommenderModule:
+                         choice: str = "ranker", rerank: Rerank | None = None,
+                         max_top1_share: float | None = None) -> RecommenderModule:
     """Serving module of a fitted recommender; popularity = share of all interactions (what a
-    cold-start user is served)."""
+    cold-start user is served). With `max_top1_share`, the exposure cap is fitted on every known
+    user's served list."""
     counts = np.bincount(features.interactions["item_row"].to_numpy(),
                          minlength=len(features.items)).astype("float64")
     popularity = counts / max(counts.sum(), 1.0)
-    return RecommenderModule(signals, ranker, features, popularity, k, choice, rerank)
+    module = RecommenderModule(signals, ranker, features, popularity, k, choice, rerank,
+                               capped=max_top1_share is not None)
+    if max_top1_share is not None:
+        module.cap_exposure(max_top1_share)
+    return module
 
 
 def export_recommender(module: RecommenderModule, path: Path) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 import subprocess
 import sys
 
@@ -299,3 +300,33 @@ def test_the_recommend_command_lists_real_items_only():
         "titles": ["One", "Two", ""], "explanations": ["Because.", "Also.", ""]})
     assert "1. i1 One  (score 1.500)" in text and "2. i2 Two  (score -0.250)" in text
     assert "3." not in text and "e+38" not in text
+
+
+def test_exposure_cap_holds_every_item_to_the_cap_on_the_served_lists(exported):
+    """`max_top1_share`: the offsets are fitted on every known user's served list, so no item
+    opens more than that share of them; the served scores are the standardised ranker scores
+    minus the offsets. (The planted lists are diverse, so the cap here is 8%, not 20%.)"""
+    import tensorflow as tf
+
+    from recommender.rerank import Rerank, rerank
+    from recommender.ranking import ranker_scorer
+    from recommender.serving_module import build_serving_module
+
+    features, result = exported["features"], exported["result"]
+    users = list(features.users.ids)
+    plain = build_serving_module(result.exported, result.ranker, features, k=5)
+    first = [row[0] for row in _decode(plain.serve(tf.constant(users))["item_ids"].numpy())]
+    assert Counter(first).most_common(1)[0][1] / len(users) > 0.08  # needs the cap
+    module = build_serving_module(result.exported, result.ranker, features, k=5,
+                                  max_top1_share=0.08)
+    offsets = module.item_offsets.numpy()
+    assert np.count_nonzero(offsets) >= 1 and (offsets >= 0).all()
+    out = module.serve(tf.constant(users))
+    first = [row[0] for row in _decode(out["item_ids"].numpy())]
+    assert Counter(first).most_common(1)[0][1] / len(users) <= 0.08
+    rows = np.array([features.user_index[u] for u in users[:4]])
+    expected = rerank(ranker_scorer(result.ranker, result.exported)(rows), np.zeros((4, 1)),
+                      result.exported.popularity, Rerank(), offsets)
+    for b, user in enumerate(users[:4]):
+        ids = [features.item_index[i] for i in _decode(out["item_ids"].numpy())[b]]
+        np.testing.assert_allclose(out["scores"].numpy()[b], expected[b, ids], atol=1e-3)

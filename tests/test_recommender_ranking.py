@@ -268,3 +268,51 @@ def test_rerank_settings_are_the_largest_within_two_percent_of_the_plain_dev_ndc
     top = int(np.argmax(log_popularity))
     assert (scores[:, top] < plain[:, top]).all()
     np.testing.assert_allclose(plain.mean(axis=1), 0.0, atol=1e-4)  # standardised per user
+
+
+def test_exposure_offsets_hold_every_item_to_the_cap_and_keep_its_widest_margins():
+    """One item first for most of 200 users: after the offsets no item is top-1 for more than 20%,
+    the users who keep it are those it led by most, and an item under the cap is never lowered."""
+    from recommender.rerank import exposure_offsets, top1_shares, top_candidates
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(200, 30))
+    scores[:180, 0] += 4.0  # item 0 dominates
+    seen = np.zeros_like(scores, dtype=bool)
+    seen[:, 29] = True  # never a candidate
+    values, items = top_candidates(scores, seen, m=8)
+    assert values.shape == (200, 8) and (items != 29).all()
+    assert (np.diff(values, axis=1) <= 0).all()  # descending
+    assert top1_shares(values, items, 30).max() > 0.6
+    offsets = exposure_offsets(values, items, 30, max_share=0.2)
+    shares = top1_shares(values, items, 30, offsets)
+    assert shares.max() <= 0.2 and offsets[0] > 0
+    assert np.count_nonzero(offsets) <= 3  # only items that crossed the cap
+    margin = scores[:, 0] - np.where(seen, -np.inf, scores)[:, 1:].max(axis=1)
+    kept = np.argmax(np.where(seen, -np.inf, scores - offsets[None, :]), axis=1) == 0
+    assert kept.sum() >= 30  # the cap is met without emptying the item
+    assert margin[kept].min() > margin[~kept & (scores[:, 0] > scores[:, 1:29].max(axis=1))].max()
+    np.testing.assert_array_equal(exposure_offsets(values, items, 30, max_share=0.95), 0.0)
+
+
+def test_exposure_cap_is_refused_when_it_would_drop_dev_ndcg_below_the_floor(planted):
+    """`choose_exposure_cap` fits the offsets on train users' lists; a floor above the capped dev
+    NDCG refuses them (and says what they would cost), a floor of 0 keeps them."""
+    from recommender import rerank as rerank_lib
+    from recommender.signals import history_matrix
+
+    features, split = planted["features"], planted["split"]
+    num_users, num_items = len(features.users), len(features.items)
+    history = history_matrix(split.train, num_users, num_items)
+    popularity = history.sum(axis=0)
+    scorer = lambda users: np.tile(popularity, (len(users), 1)) + 0.01 * history[users] @ (  # noqa
+        history.T @ history)  # one popular item first for almost everyone
+    offsets, info = rerank_lib.choose_exposure_cap(scorer, split, num_items, floor=0.0)
+    assert info["capped_items"] > 0 and not info["refused"] and offsets is not None
+    assert info["largest_top1_share_before"] > 0.2 >= info["largest_top1_share_after"]
+    refused, info = rerank_lib.choose_exposure_cap(scorer, split, num_items,
+                                                   floor=info["dev_ndcg@10_after"] + 1e-6)
+    assert refused is None and info["refused"]
+    none, info = rerank_lib.choose_exposure_cap(scorer, split, num_items, floor=0.0,
+                                                max_share=1.0)
+    assert none is None and not info["refused"]
