@@ -140,21 +140,47 @@ def _naming_clauses(sentence: str, terms: Iterable[str]) -> list[str]:
 COMPLAINT_FRAMES = frozenset("drawback drawbacks downside downsides complaint complaints".split())
 
 
+# Positive words that are no praise of some aspects: "a strong smell" is not a compliment.
+NOT_PRAISE_OF = {"strong": frozenset("smell smells scent scents fragrance odor odour perfume "
+                                     "taste flavor flavour chemical".split())}
+
+
+@functools.lru_cache(maxsize=4096)
+def _not_the_subject(terms: tuple[str, ...]) -> re.Pattern | None:
+    """Uses of a term that do not name the thing praised: set aside ("many aspects besides just
+    food", "other than the price") or a verb ("features a nice cross section": a noun is not
+    followed by a determiner)."""
+    names = "|".join(re.escape(t.lower()) for t in terms if t)
+    if not names:
+        return None
+    determiners = "|".join(sorted(DETERMINERS - {"no"}))
+    return re.compile(
+        rf"\b(?:besides|beyond|apart from|aside from|other than|except for)\b(?:\W+\w+){{0,2}}"
+        rf"\W+(?:{names})\b|\b(?:{names})\s+(?:{determiners})\b")
+
+
 def clause_praises(sentence: str, terms: Iterable[str]) -> bool:
     """Whether a reader takes `sentence` as praise of the aspect named by `terms`: the clause that
     names it (the whole sentence when no clause does) holds a positive opinion word and no
     negative word or negation ("Runs small, I had to return them" and "Terrible quality, the sole
     fell apart" are no praise of size or sole), in a sentence not framed as a complaint
-    (`COMPLAINT_FRAMES`)."""
+    (`COMPLAINT_FRAMES`), naming the aspect as the thing praised (`_not_the_subject`), with a
+    positive word that praises this aspect (`NOT_PRAISE_OF`)."""
+    terms = tuple(terms)
     if COMPLAINT_FRAMES & set(_TOKEN.findall(sentence.lower())):
         return False
+    aside = _not_the_subject(terms)
+    lowered = {t.lower() for t in terms}
     naming = _naming_clauses(sentence, terms)
     for clause in naming:
         words = _TOKEN.findall(clause)
         negated = any(w in NEGATIONS or w.endswith("n't") for w in words)
         if negated or _COUNTERFACTUAL.search(clause) or any(w in NEGATIVE_WORDS for w in words):
             return False
-        if not any(w in POSITIVE_WORDS for w in words):
+        if aside is not None and aside.search(clause):
+            return False
+        if not any(w in POSITIVE_WORDS and not (NOT_PRAISE_OF.get(w, frozenset()) & lowered)
+                   for w in words):
             return False
     return True
 

@@ -460,6 +460,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     heads = json.loads((ws.stage_dir("finetune") / "heads.json").read_text()) if not args.model \
         else None
     aspects = heads["aspects"] if heads else _aspects_from_lexicon(ws)
+    if heads and ws.aspect_lexicon.exists():
+        _warn_if_lexicon_moved(aspects, _aspects_from_lexicon(ws))
     out_dir = ws.features
     with ws_lib.stage_run(ws, "features", params, inputs) as record:
         for old in ("sentences", "docs"):
@@ -476,6 +478,20 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         log.info("features: %(sentences)d sentences, %(items)d items, %(users)d users, "
                  "%(interactions)d interactions -> %(dir)s", summary)
     return 0
+
+
+def _warn_if_lexicon_moved(model_aspects: Sequence[str], lexicon: Sequence[str]) -> None:
+    """The aspect list is baked into `text_features` at `finetune`: warn when `vocab` has since
+    mined a different one, which these features will not use until `finetune` re-runs."""
+    only_model = [a for a in model_aspects if a not in set(lexicon)]
+    only_lexicon = [a for a in lexicon if a not in set(model_aspects)]
+    if only_model or only_lexicon:
+        log.warning("features: the text_features model was fine-tuned with another aspect list "
+                    "than vocab's lexicon (%d aspects only in the model, e.g. %s; %d only in the "
+                    "lexicon, e.g. %s); these features use the model's. Re-run `opinionrec "
+                    "finetune` (or `opinionrec run`) to use the lexicon", len(only_model),
+                    ", ".join(only_model[:5]) or "-", len(only_lexicon),
+                    ", ".join(only_lexicon[:5]) or "-")
 
 
 def _aspect_terms(ws: ws_lib.Workspace) -> dict[str, list[str]]:

@@ -129,6 +129,13 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     # A complaint's frame covers its other clauses (a real All_Beauty quote, once shown as praise).
     ("The only drawback to this soap is the scent, which is the usual strong smell for men's "
      "hair and body products.", ["body"], False),
+    # Misreadings found by labelling served explanations by hand (real quotes).
+    ("This soap has a strong smell, but it lathers well.", ["smell", "scent"], False),
+    ("Love the light scent.", ["smell", "scent"], True),
+    ("There are many different aspects to the magazine besides just food, great read.",
+     ["food"], False),
+    ("Each issue features a nice cross section of topics.", ["feature", "features"], False),
+    ("Nice features and a great price.", ["feature", "features"], True),
 ])
 def test_clause_praises_reads_the_clause_that_names_the_aspect(sentence, terms, praises):
     from pipelines.aspect_mining import clause_praises

@@ -160,3 +160,20 @@ def test_inference_runs_similar_lengths_together_and_returns_each_text_its_own_o
     flat = [len(t) for c in calls for t in c]
     assert flat == sorted(flat)
     assert list(handler.run_inference([], model)) == []
+
+
+def test_a_lexicon_newer_than_the_fine_tuned_model_is_warned_about(caplog):
+    """The aspect list is baked into text_features at finetune; features says when vocab has
+    mined another one since, and is quiet when they agree."""
+    import logging
+
+    from pipelines.features import _warn_if_lexicon_moved
+
+    with caplog.at_level(logging.WARNING, logger="opinionrec"):
+        _warn_if_lexicon_moved(["price", "size"], ["size", "price"])
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="opinionrec"):
+        _warn_if_lexicon_moved(["price", "lightning"], ["price", "fit"])
+    (record,) = caplog.records
+    assert "lightning" in record.getMessage() and "fit" in record.getMessage()
+    assert "finetune" in record.getMessage()
