@@ -89,14 +89,11 @@ def tfidf_scorer(docs: pd.DataFrame, features, train: pd.DataFrame):
 
 def top_lists(scorer, split, num_items: int, k: int = K) -> np.ndarray:
     """Each test user's top-k items (train and dev items excluded), [users, k] item rows."""
-    users = split.test["user_row"].to_numpy()
-    scores = np.asarray(scorer(users), dtype="float64").copy()
-    seen = pd.concat([split.train, split.dev])
-    index = {int(u): i for i, u in enumerate(users)}
-    for user, item in zip(seen["user_row"], seen["item_row"]):
-        if int(user) in index:
-            scores[index[int(user)], int(item)] = -np.inf
-    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    from recommender import evaluate as evaluation
+    from recommender.rerank import candidates_of
+
+    seen = evaluation.exclusion_lists([split.train, split.dev])
+    return candidates_of(scorer, split.test["user_row"].to_numpy(), seen, num_items, k)[1]
 
 
 def diversity(top: np.ndarray, num_items: int, warm: np.ndarray | None = None) -> dict:

@@ -106,11 +106,7 @@ def _dev_figures(scorer: evaluation.Scorer, evidence: np.ndarray, split: evaluat
     ndcg = evaluation.evaluate(scorer, split, num_items, "dev", k)["all"][f"ndcg@{k}"]
     if not len(users):
         return {f"dev_ndcg@{k}": ndcg, "dev_personal_share": 0.0, "dev_max_top1_share": 0.0}
-    seen = evaluation.exclusion_lists([split.train])
-    scores = np.asarray(scorer(users), dtype="float64")
-    for i, user in enumerate(users):
-        scores[i, seen.get(int(user), [])] = -np.inf
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    _, top = candidates_of(scorer, users, evaluation.exclusion_lists([split.train]), num_items, k)
     return {f"dev_ndcg@{k}": ndcg,
             "dev_personal_share": float(evidence[users[:, None], top].mean()),
             "dev_max_top1_share": float(np.bincount(top[:, 0]).max() / len(users))}
@@ -142,14 +138,11 @@ def choose_rerank(base: evaluation.Scorer, evidence: np.ndarray, log_popularity:
 def top_candidates(scores: np.ndarray, seen: np.ndarray, m: int = CANDIDATES
                    ) -> tuple[np.ndarray, np.ndarray]:
     """[B, N] scores and [B, N] bool seen mask -> each row's `m` best unseen scores (descending,
-    seen ones -inf) and their item rows, both [B, min(m, N)]."""
+    seen ones -inf; ties by catalogue row, as the evaluation harness breaks them) and their item
+    rows, both [B, min(m, N)]."""
     scores = np.where(seen, -np.inf, np.asarray(scores, dtype="float64"))
-    m = min(m, scores.shape[1])
-    top = np.argpartition(-scores, m - 1, axis=1)[:, :m] if m < scores.shape[1] else \
-        np.tile(np.arange(scores.shape[1]), (len(scores), 1))
-    values = np.take_along_axis(scores, top, axis=1)
-    order = np.argsort(-values, axis=1, kind="stable")
-    return np.take_along_axis(values, order, axis=1), np.take_along_axis(top, order, axis=1)
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :m]
+    return np.take_along_axis(scores, top, axis=1), top
 
 
 def top1_shares(values: np.ndarray, items: np.ndarray, num_items: int,
