@@ -140,6 +140,22 @@ def _naming_clauses(sentence: str, terms: Iterable[str]) -> list[str]:
 COMPLAINT_FRAMES = frozenset("drawback drawbacks downside downsides complaint complaints".split())
 
 
+# "like" praises after its subject ("I really like the tin"), not as a preposition ("things
+# like the shower curtain", "smells like vinegar").
+_LIKE_SUBJECTS = frozenset("i we you they he she really also do does did definitely truly "
+                           "still always both all i'd we'd".split())
+# A condition is no statement about this item: "If my dentist offered this at a good price ...".
+_CONDITION = re.compile(r"^\s*(?:and\s+|so\s+)?(?:if|unless)\b")
+
+
+def _praising_words(words: list[str], terms: set[str]) -> list[str]:
+    """The positive words of a clause that praise the aspect named by `terms` (see
+    `NOT_PRAISE_OF` and `_LIKE_SUBJECTS`)."""
+    return [w for i, w in enumerate(words)
+            if w in POSITIVE_WORDS and not (NOT_PRAISE_OF.get(w, frozenset()) & terms)
+            and (w != "like" or (i > 0 and words[i - 1] in _LIKE_SUBJECTS))]
+
+
 # Positive words that are no praise of some aspects: "a strong smell" is not a compliment.
 NOT_PRAISE_OF = {"strong": frozenset("smell smells scent scents fragrance odor odour perfume "
                                      "taste flavor flavour chemical".split())}
@@ -148,15 +164,20 @@ NOT_PRAISE_OF = {"strong": frozenset("smell smells scent scents fragrance odor o
 @functools.lru_cache(maxsize=4096)
 def _not_the_subject(terms: tuple[str, ...]) -> re.Pattern | None:
     """Uses of a term that do not name the thing praised: set aside ("many aspects besides just
-    food", "other than the price") or a verb ("features a nice cross section": a noun is not
-    followed by a determiner)."""
+    food", "other than the price"), a verb ("features a nice cross section": a noun is not
+    followed by a determiner), the standard of a comparison ("as good as cash") or an idiom
+    ("you're all set")."""
     names = "|".join(re.escape(t.lower()) for t in terms if t)
     if not names:
         return None
     determiners = "|".join(sorted(DETERMINERS - {"no"}))
     return re.compile(
         rf"\b(?:besides|beyond|apart from|aside from|other than|except for)\b(?:\W+\w+){{0,2}}"
-        rf"\W+(?:{names})\b|\b(?:{names})\s+(?:{determiners})\b")
+        rf"\W+(?:{names})\b|\b(?:{names})\s+(?:{determiners})\b"
+        # the standard of a comparison: "better than using cash", "as good as cash"
+        rf"|\b(?:than|as \w+ as)\b(?:\W+\w+){{0,1}}\W+(?:{names})\b"
+        # an idiom, not the product: "you're all set"
+        rf"|\ball (?:{names})\b(?!\s+of)")
 
 
 def clause_praises(sentence: str, terms: Iterable[str]) -> bool:
@@ -164,8 +185,9 @@ def clause_praises(sentence: str, terms: Iterable[str]) -> bool:
     names it (the whole sentence when no clause does) holds a positive opinion word and no
     negative word or negation ("Runs small, I had to return them" and "Terrible quality, the sole
     fell apart" are no praise of size or sole), in a sentence not framed as a complaint
-    (`COMPLAINT_FRAMES`), naming the aspect as the thing praised (`_not_the_subject`), with a
-    positive word that praises this aspect (`NOT_PRAISE_OF`)."""
+    (`COMPLAINT_FRAMES`), naming the aspect as the thing praised (`_not_the_subject`) in a
+    statement, not a condition, with a positive word that praises this aspect
+    (`_praising_words`)."""
     terms = tuple(terms)
     if COMPLAINT_FRAMES & set(_TOKEN.findall(sentence.lower())):
         return False
@@ -177,10 +199,9 @@ def clause_praises(sentence: str, terms: Iterable[str]) -> bool:
         negated = any(w in NEGATIONS or w.endswith("n't") for w in words)
         if negated or _COUNTERFACTUAL.search(clause) or any(w in NEGATIVE_WORDS for w in words):
             return False
-        if aside is not None and aside.search(clause):
+        if (aside is not None and aside.search(clause)) or _CONDITION.search(clause):
             return False
-        if not any(w in POSITIVE_WORDS and not (NOT_PRAISE_OF.get(w, frozenset()) & lowered)
-                   for w in words):
+        if not _praising_words(words, lowered):
             return False
     return True
 

@@ -136,6 +136,14 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
      ["food"], False),
     ("Each issue features a nice cross section of topics.", ["feature", "features"], False),
     ("Nice features and a great price.", ["feature", "features"], True),
+    ("I also use it to freshen things like the bathroom rug and the shower curtain.",
+     ["shower"], False),  # "like" as a preposition
+    ("We really like the shower gel.", ["shower"], True),
+    ("If my dentist offered this kit at a good price I'd snap it up!", ["price"], False),
+    ("It is better than using cash, great.", ["cash"], False),
+    ("Gift card is as good as cash!", ["cash"], False),
+    ("A good moisturizer and you're all set.", ["set"], False),
+    ("A great set of brushes.", ["set"], True),
 ])
 def test_clause_praises_reads_the_clause_that_names_the_aspect(sentence, terms, praises):
     from pipelines.aspect_mining import clause_praises
