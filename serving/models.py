@@ -170,6 +170,14 @@ class Servable:
         self._functions = dict(self._model.signatures)
         self._input_specs = {sig: dict(fn.structured_input_signature[1])
                              for sig, fn in self._functions.items()}
+        # What every request checks against, read from the protos once (walking a protobuf map
+        # and naming its dtypes costs more than the checks themselves).
+        self._input_dtypes = {sig: input_dtypes(signature_def)
+                              for sig, signature_def in self.signature_defs.items()}
+        self._input_names = {sig: frozenset(signature_def.inputs)
+                             for sig, signature_def in self.signature_defs.items()}
+        self._output_names = {sig: frozenset(signature_def.outputs)
+                              for sig, signature_def in self.signature_defs.items()}
         # One batch scheduler per signature that batches, when batching is on.
         self.schedulers: dict[str, BatchScheduler] = {}
         for sig, signature_def in self.signature_defs.items():
@@ -193,7 +201,7 @@ class Servable:
         name = signature_name or DEFAULT_SIGNATURE
         if name not in self.signature_defs:
             raise invalid_argument(f'Serving signature name: "{name}" not found in signature def')
-        return input_dtypes(self.signature_defs[name])
+        return dict(self._input_dtypes[name])
 
     def predict(
         self,
@@ -212,8 +220,8 @@ class Servable:
             raise ServingStatus("INTERNAL", "Expected prediction signature method_name to be one "
                                 f"of {{{', '.join(_SERVING_METHODS)}}}. Was: "
                                 f"{signature_def.method_name}")
-        verify_input_names(set(inputs), set(signature_def.inputs))
-        outputs_wanted = _verify_output_filter(output_filter, set(signature_def.outputs))
+        verify_input_names(set(inputs), self._input_names[name])
+        outputs_wanted = _verify_output_filter(output_filter, self._output_names[name])
 
         tensors = {}
         for input_name, spec in self._input_specs[name].items():
@@ -258,7 +266,7 @@ class Servable:
         return count
 
 
-def verify_input_names(sent: set[str], expected: set[str]) -> None:
+def verify_input_names(sent: set[str], expected: set[str] | frozenset[str]) -> None:
     if sent != expected:
         raise invalid_argument(
             f"input size does not match signature: {len(sent)}!={len(expected)} "
@@ -268,7 +276,7 @@ def verify_input_names(sent: set[str], expected: set[str]) -> None:
         )
 
 
-def _verify_output_filter(output_filter: Sequence[str], outputs: set[str]) -> list[str]:
+def _verify_output_filter(output_filter: Sequence[str], outputs: frozenset[str]) -> list[str]:
     seen: list[str] = []
     for alias in output_filter:
         if alias not in outputs:

@@ -61,7 +61,8 @@ class ModelServer:
         grpc_port: gRPC port; 0 picks a free one; None disables gRPC.
         poll_seconds: how often to look for new versions on disk; 0 disables polling.
         grpc_workers: threads answering gRPC calls.
-        rest_workers: threads answering REST requests (connections are read by their own).
+        rest_workers: REST requests answered at once (on their connection's own thread when
+            one is free, else by a pool of as many worker threads).
         rest_timeout_seconds: a REST request not answered in this time gets a 504; None: no
             deadline.
         drain_seconds: how long `stop()` waits for the requests already received (REST and gRPC

@@ -8,12 +8,14 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPConnection
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ import pytest
 from serving import layout
 from serving.models import ModelRegistry
 from serving.server import ModelServer
-from serving.testing import save_toy_model
+from serving.testing import save_slow_model, save_toy_model
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = ["great battery life", "ok", "Très bon son"]
@@ -358,6 +360,30 @@ def test_oversized_bodies_and_odd_methods_get_json_errors_without_being_read(ser
     assert http(server, "GET", "/v1/models/toy")[0] == 200  # still serving
 
 
+def test_accepted_connections_send_small_replies_at_once(server):
+    """TCP_NODELAY on every accepted connection (Nagle's algorithm would hold a reply back
+    until the client's delayed ACK), and the "100 Continue" a client may wait for before
+    sending its body is sent at once, though replies are written buffered."""
+    host, port = server.rest_url.removeprefix("http://").rsplit(":", 1)
+    body = json.dumps({"instances": ["ab"]}).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(b"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\n"
+                           b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        assert connection.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n")
+        connection.sendall(body)
+        reply = b""
+        while not reply.endswith(b"}"):
+            chunk = connection.recv(65536)
+            assert chunk, reply  # the server must not close a keep-alive connection
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+        # The server's end of this connection, still open (keep-alive).
+        accepted = [c for c in list(server._http._busy)
+                    if c.getpeername() == connection.getsockname()]
+        assert len(accepted) == 1
+        assert accepted[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
 def test_concurrent_requests_all_get_their_own_answer(server, direct):
     texts = [f"{'word ' * n}end" for n in range(24)]
     expected = direct(2, "serving_default", text=texts)
@@ -502,6 +528,36 @@ def test_a_request_past_its_deadline_gets_a_504_and_the_server_goes_on(models_ro
                                          timeout=30).read().decode()
         assert ':tensorflow:serving:request_count{model_name="toy",' \
                'status="DEADLINE_EXCEEDED"} ' in metrics  # the first and any polls after it
+
+
+def test_requests_waiting_for_a_busy_worker_get_their_own_504(tmp_path):
+    """The one worker slot is taken by a slow request, handled on its connection's thread:
+    its 504 comes from the deadline thread, with `Connection: close` (a next request on that
+    connection would wait unread behind the model call). A request that arrives meanwhile
+    waits its turn on the pool and gets its own 504; once the slot is free, requests are
+    answered again."""
+    root = tmp_path / "models"
+    layout.export_model(save_slow_model(tmp_path / "src"), root, "slow")
+    registry = ModelRegistry.from_base_path("slow", root / "slow")
+    with ModelServer(registry, rest_port=0, grpc_port=None, poll_seconds=0,
+                     rest_workers=1, rest_timeout_seconds=0.3) as running:
+        host, port = running.rest_url.removeprefix("http://").rsplit(":", 1)
+        slow = HTTPConnection(host, int(port), timeout=120)
+        slow.request("POST", "/v1/models/slow:predict",
+                     json.dumps({"inputs": {"x": [1.0], "steps": 3000}}))  # about 2 s
+        response = slow.getresponse()
+        assert response.status == 504 and response.headers["Connection"] == "close"
+        assert json.loads(response.read()) == {
+            "error": "Deadline exceeded: no answer within 300 ms"}
+        slow.close()
+        quick = {"inputs": {"x": [1.0], "steps": 1}}
+        status, reply, _ = http(running, "POST", "/v1/models/slow:predict", quick)
+        assert status == 504 and reply["error"] == "Deadline exceeded: no answer within 300 ms"
+        deadline = time.monotonic() + 120
+        while (answer := http(running, "POST", "/v1/models/slow:predict", quick))[0] != 200:
+            assert time.monotonic() < deadline, "the server never answered again"
+            time.sleep(0.2)
+        assert answer[1]["outputs"]["y"] == [3.0]  # 2 x + steps
 
 
 def test_a_version_that_fails_to_load_is_reported_not_fatal(tmp_path, models_root):
