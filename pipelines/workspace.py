@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -146,22 +147,36 @@ def workspace_from_args(args: argparse.Namespace) -> Workspace:
     return Workspace(as_path(args.workspace))
 
 
+@functools.lru_cache(maxsize=4096)
+def _content_digest(file: str, size: int, mtime_ns: int) -> str:
+    """SHA-1 of a local file's bytes, cached per (path, size, mtime) within the process: `run`
+    checks each stage's inputs several times."""
+    with open(file, "rb") as handle:
+        return hashlib.file_digest(handle, "sha1").hexdigest()
+
+
 def fingerprint_path(path: Path) -> str:
-    """A cheap content fingerprint: relative name, size and mtime of every file under `path`."""
+    """A content fingerprint: relative name, size and content hash of every local file under
+    `path` (a copy or a `touch` of unchanged data keeps a workspace up to date; an edit that keeps
+    the size does not), or name, size and time of every remote object (one listing)."""
     digest = hashlib.sha1()
     path = as_path(path)
     if isinstance(path, RemotePath):  # one listing carries every file's size and time
         entries = path.listing()
         if not entries:  # an object store has no empty folders
             return "missing"
-    elif path.exists():
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        entries = [(file, file.stat()) for file in files]
-    else:
+        for file, stat in entries:
+            rel = file.name if file == path else str(file.relative_to(path))
+            digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
+    if not path.exists():
         return "missing"
-    for file, stat in entries:
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        stat = file.stat()
         rel = file.name if file == path else str(file.relative_to(path))
-        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        content = _content_digest(str(file), stat.st_size, stat.st_mtime_ns)
+        digest.update(f"{rel}\0{stat.st_size}\0{content}\n".encode())
     return digest.hexdigest()
 
 

@@ -84,3 +84,25 @@ def test_fingerprints_of_remote_inputs_follow_their_files(diskfs: Path):
     assert first != "missing" and fingerprint_path(folder / "a.json") != "missing"
     (folder / "b.json").write_text("two")
     assert fingerprint_path(folder) != first
+
+
+def test_local_fingerprints_follow_content_not_file_times(tmp_path: Path):
+    """A `touch` or a copy with new times keeps a workspace up to date (shared data refreshed
+    between sessions re-ran every stage, a 7.5-minute distill included); an edit that keeps the
+    size, or a new file, makes it stale."""
+    import os
+
+    from pipelines.workspace import fingerprint_path
+
+    data = tmp_path / "reviews"
+    data.mkdir()
+    (data / "a.json").write_text('{"rating": 4}\n')
+    first = fingerprint_path(data)
+    os.utime(data / "a.json", ns=(1, 1))  # the same bytes, another time
+    assert fingerprint_path(data) == first
+    (data / "a.json").write_text('{"rating": 5}\n')  # same size, other content
+    assert fingerprint_path(data) != first
+    edited = fingerprint_path(data)
+    (data / "b.json").write_text("{}\n")
+    assert fingerprint_path(data) != edited
+    assert fingerprint_path(tmp_path / "nothing") == "missing"
