@@ -275,9 +275,7 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
     return FitResult(config=tuned, ease_l2=ease_l2, choice=choice, ranker=ranker,
                      exported=exported, train_signals=train_signals, dev=dev, test=test,
                      training=training, rerank=setting,
-                     max_top1_share=None if cap_info["refused"] or max_top1_share >= 1
-                     else max_top1_share,
-                     train_offsets=offsets)
+                     max_top1_share=cap_info["export_share"], train_offsets=offsets)
 
 
 def _log_exposure_cap(info: dict, k: int) -> None:

@@ -221,9 +221,11 @@ def choose_exposure_cap(scorer: evaluation.Scorer, split: evaluation.Split, num_
     leave the model below a simple baseline is not worth its diversity, and `fit` warns. Otherwise
     the export caps every known user's served list, a population dev cannot fully stand for
     (users whose only interactions are held out have no dev-time list), so the cap is kept even
-    where dev's lists do not need it."""
+    where dev's lists do not need it (`info["export_share"]`)."""
     key = f"ndcg@{k}"
-    info: dict = {"max_top1_share": max_share, "refused": False, "capped_items": 0}
+    # `export_share`: the cap the export fits on every served list (None: no cap).
+    info: dict = {"max_top1_share": max_share, "refused": False, "capped_items": 0,
+                  "export_share": max_share if max_share < 1.0 else None}
     users = np.unique(split.train["user_row"].to_numpy())
     if max_share >= 1.0 or not len(users):
         return None, info
@@ -243,4 +245,7 @@ def choose_exposure_cap(scorer: evaluation.Scorer, split: evaluation.Split, num_
         return None, info
     info[f"dev_{key}_after"] = evaluation.evaluate(capped, split, num_items, "dev", k)["all"][key]
     info["refused"] = info[f"dev_{key}_after"] < floor
-    return (None if info["refused"] else offsets), info
+    if info["refused"]:
+        info["export_share"] = None
+        return None, info
+    return offsets, info

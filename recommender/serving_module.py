@@ -38,7 +38,7 @@ import tensorflow as tf
 from recommender.data import FeatureSet, padded_rows
 from recommender.explain import ExplanationTables, GraphExplainer
 from recommender.ranking import DCNRanker
-from recommender.rerank import Rerank, exposure_offsets, standardised, top_candidates
+from recommender.rerank import Rerank, candidates_of, exposure_offsets, standardised
 from recommender.signals import FEATURES, PER_USER, Signals
 
 PAD_ID = ""  # pads the recommended ids; item ids are never empty (checked by data.read_items)
@@ -180,17 +180,15 @@ class RecommenderModule(tf.Module):
         """Fit and set `item_offsets` so that no item is top-1 for more than `max_share` of the
         known users' served lists (`recommender.rerank.exposure_offsets`); returns them."""
         self.item_offsets.assign(tf.zeros_like(self.item_offsets))
-        values, items = [], []
-        for start in range(0, self.num_users, batch):
-            rows = tf.range(start, min(start + batch, self.num_users), dtype=tf.int64)
+
+        def unseen_scores(rows: np.ndarray) -> np.ndarray:  # seen items -inf, as served
+            rows = tf.constant(rows, tf.int64)
             scores, seen = self.served_scores(rows, rows)
-            chunk_values, chunk_items = top_candidates(scores.numpy(), seen.numpy())
-            values.append(chunk_values)
-            items.append(chunk_items)
-        if not values:
-            return self.item_offsets.numpy()
-        offsets = exposure_offsets(np.concatenate(values), np.concatenate(items), self.num_items,
-                                   max_share)
+            return tf.where(seen, -np.inf, scores).numpy()
+
+        values, items = candidates_of(unseen_scores, np.arange(self.num_users), {},
+                                      self.num_items, batch=batch)
+        offsets = exposure_offsets(values, items, self.num_items, max_share)
         self.item_offsets.assign(offsets)
         return offsets
 

@@ -15,8 +15,9 @@ Any other method is a 400 "Malformed request"; a body over `MAX_BODY_BYTES` a 41
 `RestApi.handle` is a pure function of (method, path, body), so it is tested without sockets;
 `make_http_server` puts it behind `ThreadingHTTPServer` (a thread per connection reads requests,
 HTTP/1.1 keep-alive; a bounded number are answered at once, on the connection's thread when a
-slot is free, else by a pool of workers, within a deadline) and logs one line per request. `RestServer.drain` lets the requests being answered finish after the listener is
-closed (each answered with `Connection: close`) and closes idle keep-alive connections.
+slot is free, else by a pool of workers, within a deadline) and logs one line per request.
+`RestServer.drain` lets the requests being answered finish after the listener is closed (each
+answered with `Connection: close`) and closes idle keep-alive connections.
 """
 
 from __future__ import annotations
