@@ -16,7 +16,10 @@ sentence-embedding loss), `bert` (`--bert-preset`, the BERT equivalent: `opinion
 skipped and the table says so. Pretrained encoders (`albert`, `teacher`) fine-tune at
 `--pretrained-learning-rate`, the from-scratch ones at `--learning-rate`.
 Each fine-tune gets `--minutes` of training (early stopping on dev may end it sooner); with
-`--task-distill`, the student gets `--distill-minutes` (teacher + student = one task's budget).
+`--task-distill`, the student gets `--distill-minutes` (teacher + student = one task's budget),
+and `albert_in_domain` is the same student distilled on the labelled set plus `--unlabelled`
+in-domain texts the teacher labels (`pipelines.quality.in_domain`: the training texts a
+`--max-train` subset left out, and SubjQA review sentences of the domain for the SemEval sets).
 Unsupervised topics (k-means over sentence embeddings, NMI / ARI against the labels) run on the
 news sets as `<dataset>_topics`.
 
@@ -42,8 +45,9 @@ from benchmarks._common import RESULTS, machine, markdown_table, portable  # noq
 
 log = logging.getLogger("opinionrec")
 
-ENCODERS = ("albert", "teacher", "albert_scratch", "albert_distilled", "bert")
-PRETRAINED = ("albert", "teacher")  # fine-tuned at --pretrained-learning-rate
+ENCODERS = ("albert", "albert_in_domain", "teacher", "albert_scratch", "albert_distilled", "bert")
+PRETRAINED = ("albert", "albert_in_domain", "teacher")  # at --pretrained-learning-rate
+STUDENTS = ("albert", "albert_in_domain")  # task-distilled from `teacher` with --task-distill
 MODELS = (*ENCODERS, "tfidf", "lexicon")
 TOPIC_DATASETS = ("ag_news", "bbc", "mind", "thucnews")
 DEFAULT_PRESET = Path("/tmp/opinionrec-distill/distill/preset")
@@ -127,11 +131,21 @@ def run_encoder(model: str, preset: Path, dataset, options, work: Path,
     result = tasks.evaluate_task(folder, dataset)
     result.update({k: summary[k] for k in ("steps", "planned_steps", "best_step", "best_dev",
                                             "sequence_length", "train_seconds",
-                                            "train_examples")})
+                                            "train_examples", "unlabelled_examples",
+                                            "teacher_labelling_seconds") if k in summary})
     result.update(tokens_per_second=speed, learning_rate=options.learning_rate,
                   minutes=options.max_minutes, epochs_cap=options.epochs,
                   parameters=summary.get("parameters"))
     return result
+
+
+def unlabelled_file(dataset, count: int, max_train: int | None, work: Path) -> Path:
+    """Writes `count` in-domain unlabelled texts for `dataset` (none of them held out)."""
+    from pipelines.quality.in_domain import in_domain_texts, write_texts
+
+    texts = in_domain_texts(dataset, count, max_train)
+    log.info("quality: %d in-domain unlabelled texts for %s", len(texts), dataset.name)
+    return write_texts(texts, work / dataset.name / "unlabelled.txt")
 
 
 def packaged_teacher() -> Path | None:
@@ -160,7 +174,8 @@ def build_plan(datasets, models, skipped, topics: bool = True,
                                    if m not in skipped]
     if topics or topics_only:
         plan += [(name, "topics", m) for name in datasets if name in TOPIC_DATASETS
-                 for m in (*ENCODERS, "tfidf") if m in models and m not in skipped]
+                 for m in (*ENCODERS, "tfidf") if m in models and m not in skipped
+                 and m != "albert_in_domain"]  # the same encoder as `albert`
     return plan
 
 
@@ -260,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hard-label-weight", type=float, default=0.5,
                         help="with --task-distill, the labels' share of the target "
                         "(default: %(default)s)")
+    parser.add_argument("--unlabelled", type=int, default=8000, metavar="N",
+                        help="with --task-distill, in-domain unlabelled texts the teacher labels "
+                        "for `albert_in_domain` (default: %(default)s)")
     parser.add_argument("--distill-minutes", type=float, default=None,
                         help="with --task-distill, the student's training budget; the issue's "
                         "task budget is the teacher's fine-tune plus this (default: --minutes)")
@@ -290,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.quality.datasets import load_dataset
 
     configure_logging(False)
-    presets = {"albert": args.preset, "teacher": args.teacher_preset or packaged_teacher(),
+    presets = {"albert": args.preset, "albert_in_domain": args.preset, "teacher": args.teacher_preset or packaged_teacher(),
                "albert_scratch": args.scratch_preset, "albert_distilled": args.distilled_preset,
                "bert": args.bert_preset}
     skipped = {}
@@ -301,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             if model == "bert":
                 skipped[model] += (" (`opinionrec pretrain --architecture bert` makes one under "
                                    "the ALBERT run's budget)")
+    if "albert_in_domain" in args.models and not args.task_distill:
+        skipped["albert_in_domain"] = "it is task-distilled: add --task-distill and `teacher`"
     options = tasks.TaskOptions(
         batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.learning_rate,
         max_minutes=args.minutes, eval_every=args.eval_every, max_train=args.max_train,
@@ -318,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         args.results.mkdir(parents=True, exist_ok=True)
         meta = {"benchmark": "quality", **machine(), "options": {
             "minutes": args.minutes, "distill_minutes": args.distill_minutes,
-            "epochs": args.epochs, "max_train": args.max_train,
+            "epochs": args.epochs, "max_train": args.max_train, "unlabelled": args.unlabelled,
             "batch_size": args.batch_size, "learning_rate": args.learning_rate,
             "pretrained_learning_rate": args.pretrained_learning_rate,
             "presets": {k: str(v) if v else None for k, v in presets.items()}}}
@@ -329,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                   "and wall time.\n\n")
         (args.results / "quality.md").write_text(header + markdown(results, skipped) + "\n")
 
-    if args.task_distill and "albert" in args.models and "teacher" in args.models:
+    if args.task_distill and "teacher" in args.models:
         # The student learns from the teacher fine-tuned on the same data: the teacher first.
         args.models = sorted(args.models, key=lambda m: m != "teacher")
     plan = build_plan(args.datasets, args.models, skipped, args.topics, args.topics_only)
@@ -352,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
                         else args.learning_rate)
                 model_options = dataclasses.replace(options, learning_rate=rate)
                 teacher_dir = args.work_dir / name / "teacher"
-                if args.task_distill and model == "albert":
+                if args.task_distill and model in STUDENTS:
                     if not (teacher_dir / tasks.MODEL_INFO).exists():
                         raise FileNotFoundError(f"--task-distill: no fine-tuned teacher in "
                                                 f"{teacher_dir}; add `teacher` to --models")
@@ -360,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
                         model_options, teacher_model=str(teacher_dir),
                         hard_label_weight=args.hard_label_weight,
                         max_minutes=args.distill_minutes or args.minutes)
+                if model == "albert_in_domain":
+                    model_options = dataclasses.replace(
+                        model_options, max_unlabelled=args.unlabelled,
+                        unlabelled=str(unlabelled_file(dataset, args.unlabelled, args.max_train,
+                                                       args.work_dir)))
                 entry = run_encoder(model, presets[model], dataset, model_options,
                                     args.work_dir, speeds)
                 if model_options.teacher_model:

@@ -109,6 +109,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="stop after this many dev evaluations (one per --checkpoint-every "
                        "steps) without improvement; the best weights are kept "
                        "(default: %(default)s)")
+    group.add_argument("--teacher-model", default=None, metavar="DIR",
+                       help="task distillation: a model folder of `finetune --task` on the same "
+                       "dataset (e.g. --encoder minilm's) whose probabilities the model learns "
+                       "beside the labels; a tagger teacher must share the student's vocabulary")
+    group.add_argument("--hard-label-weight", type=float, default=0.5,
+                       help="with --teacher-model: weight of the gold labels against the "
+                       "teacher's distributions (default: %(default)s)")
+    group.add_argument("--unlabelled", default=None, metavar="FILE",
+                       help="with --teacher-model: more in-domain texts, one per line, that the "
+                       "teacher labels for the model (texts of the dataset's dev and test "
+                       "splits are left out)")
+    group.add_argument("--max-unlabelled", type=int, default=8000,
+                       help="use at most this many --unlabelled texts, a seeded sample "
+                       "(default: %(default)s)")
 
 
 def run_task(args: argparse.Namespace) -> int:
@@ -137,6 +151,8 @@ def run_task(args: argparse.Namespace) -> int:
         patience=args.patience,
         class_weights=args.class_weights == "balanced", max_train=args.max_train,
         seed=args.seed, xla=not args.no_xla, linear_probe=args.linear_probe,
+        teacher_model=args.teacher_model, hard_label_weight=args.hard_label_weight,
+        unlabelled=args.unlabelled, max_unlabelled=args.max_unlabelled,
     )
     output = args.output or str(ws.root / "tasks" / args.dataset)
     summary = tasks.train_task(dataset, preset, output, options, task=args.task)

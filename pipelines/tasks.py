@@ -67,6 +67,11 @@ class TaskOptions:
     # the labels (`text_tasks.distillation_targets`). Classification tasks only.
     teacher_model: str | None = None
     hard_label_weight: float = 0.5
+    # Unlabelled in-domain texts (a file, one per line) the teacher labels for the model beside
+    # the training set: task distillation on more text than is labelled (TinyBERT's recipe).
+    # Needs `teacher_model`; at most `max_unlabelled` of them (a seeded sample).
+    unlabelled: str | None = None
+    max_unlabelled: int = 8000
 
 
 def task_of_dataset(kind: str) -> str:
@@ -162,6 +167,41 @@ def read_info(model_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def read_unlabelled(path: str | Path, dataset, labelled: Sequence[str], limit: int,
+                    seed: int = 0) -> list[str]:
+    """Distinct texts of `path` (one per line), at most `limit` (a seeded sample), leaving out any
+    whose normalised form is a `labelled` training text or a text of `dataset`'s dev or test
+    split: nothing held out is learnt from, not even through the teacher."""
+    import random
+
+    from pipelines.quality.in_domain import text_key
+
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"--unlabelled {path}: no such file (one text per line)")
+    taken = {text_key(t) for t in labelled}
+    held_out = {text_key(e.text) for e in (*dataset.dev, *dataset.test)}
+    texts, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key = text_key(line)
+        if not key or key in taken:
+            continue
+        if key in held_out:
+            dropped += 1
+            continue
+        taken.add(key)
+        texts.append(line.strip())
+    if dropped:
+        log.warning("--unlabelled: left out %d texts that are also dev or test texts of %s",
+                    dropped, dataset.name)
+    if not texts:
+        raise SystemExit(f"--unlabelled {path}: no text left that is not already labelled or "
+                         "held out")
+    if len(texts) > limit:
+        texts = random.Random(seed).sample(texts, limit)
+    return texts
+
+
 def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOptions,
                task: str | None = None) -> dict:
     """Fine-tune the preset's backbone on `dataset`; save a keras-hub model folder in `output`.
@@ -170,6 +210,13 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     the fine-tuned backbone, tokenizer, task weights and `opinionrec_task.json` (task, labels,
     the intent threshold), so `evaluate_task` and `TextClassifier.from_preset` can load it.
     """
+    task = check_task(task, dataset)
+    if options.unlabelled and not options.teacher_model:
+        raise SystemExit("--unlabelled needs --teacher-model: the fine-tuned teacher labels "
+                         "those texts for the model")
+    if options.unlabelled and TASKS[task] == "aspect_polarity":
+        raise SystemExit("--unlabelled: aspect-polarity examples are (sentence, aspect) pairs; "
+                         "plain texts cannot be labelled for it")
     import keras
 
     from albert_tf.bert import load_backbone
@@ -178,7 +225,6 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     from albert_tf.tokenizer import load_preset_tokenizer
     from pipelines.quality.datasets import stratified_subset
 
-    task = check_task(task, dataset)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     work = output / "training"
@@ -189,6 +235,10 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
         train = stratified_subset(train, options.max_train, options.seed)
     # Dev is scored at every checkpoint: a seeded, label-stratified sample of it keeps that cheap.
     dev = stratified_subset(dataset.dev, options.max_dev, options.seed)
+    unlabelled: list[str] = []
+    if options.unlabelled:
+        unlabelled = read_unlabelled(options.unlabelled, dataset, [e.text for e in train],
+                                     options.max_unlabelled, options.seed)
     tokenizer = load_preset_tokenizer(preset)  # SentencePiece, or WordPiece for a BERT checkpoint
     texts = [e.text for e in train]
     lengths = _token_lengths(tokenizer, texts)
@@ -197,19 +247,21 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     sequence_length = options.sequence_length or choose_sequence_length(
         lengths, options.max_sequence_length
     )
-    log.info("%s on %s: %d training, %d dev examples; sequence length %d", task, dataset.name,
-             len(train), len(dev), sequence_length)
+    log.info("%s on %s: %d training%s, %d dev examples; sequence length %d", task,
+             dataset.name, len(train),
+             f" (+{len(unlabelled)} unlabelled, labelled by the teacher)" if unlabelled else "",
+             len(dev), sequence_length)
     backbone = load_backbone(preset)  # ALBERT, or the BERT equivalent
     start = time.perf_counter()
     if TASKS[task] == "aspect_terms":
         summary = _train_tagger(backbone, aligner_for(tokenizer), train, dev,
-                                sequence_length, work, options)
+                                sequence_length, work, options, unlabelled)
         info: dict[str, Any] = {"labels": []}
         preprocessing = tokenizer
     else:
         preprocessing = make_pair_preprocessor(tokenizer, sequence_length)
         summary, info = _train_classifier(backbone, preprocessing, dataset, train, dev, work,
-                                          options, task)
+                                          options, task, unlabelled)
     # The folder is a keras-hub preset: fine-tuned backbone + task weights + tokenizer.
     summary.pop("model").save_to_preset(str(output))
     preprocessing.save_to_preset(str(output))
@@ -223,7 +275,8 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     return summary
 
 
-def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options, task):
+def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options, task,
+                      unlabelled: Sequence[str] = ()):
     import numpy as np
 
     from albert_tf.bert import matching_class
@@ -247,7 +300,8 @@ def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options
             return metrics.macro_f1(y, pred)
         return metrics.accuracy(y, pred)
 
-    targets = None
+    train_texts, train_y = [e.text for e in train], _label_ids(train, labels)
+    targets, labelling = None, {}
     if options.teacher_model:
         from albert_tf.text_tasks import distillation_targets
 
@@ -256,27 +310,32 @@ def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options
             raise ValueError(f"the teacher {options.teacher_model} was fine-tuned on other "
                              f"labels ({teacher_info.get('labels')}) than {dataset.name}'s")
         probabilities = _classifier_probabilities(options.teacher_model, train)
-        targets = distillation_targets(_label_ids(train, labels), probabilities,
-                                       options.hard_label_weight)
+        targets = distillation_targets(train_y, probabilities, options.hard_label_weight)
         log.info("%s: task distillation from %s (label weight %.2f; teacher agrees with %.1f%% "
                  "of the training labels)", dataset.name, options.teacher_model,
-                 options.hard_label_weight, 100 * float(np.mean(
-                     probabilities.argmax(-1) == np.asarray(_label_ids(train, labels)))))
+                 options.hard_label_weight,
+                 100 * float(np.mean(probabilities.argmax(-1) == np.asarray(train_y))))
+        if unlabelled:  # the teacher's distributions are their only targets
+            start = time.perf_counter()
+            extra = _teacher_probabilities(options.teacher_model, unlabelled)
+            labelling = _labelling_summary(len(unlabelled), start)
+            train_texts += list(unlabelled)
+            train_y += [int(i) for i in extra.argmax(-1)]
+            targets = np.concatenate([targets, extra])
     train_pairs = [e.target for e in train] if pairs else None
     # Batches of similar-length texts, trimmed: plan the steps with what a step really costs.
     lengths, width = None, float(sequence_length)
     if options.group_by_length:
-        lengths = token_lengths(preprocessor, [e.text for e in train], train_pairs)
+        lengths = token_lengths(preprocessor, train_texts, train_pairs)
         width = mean_batch_width(lengths, options.batch_size, length_buckets(sequence_length),
                                  options.seed)
     summary = fine_tune_classifier(
-        model, preprocessor,
-        [e.text for e in train], _label_ids(train, labels),
+        model, preprocessor, train_texts, train_y,
         [e.text for e in in_scope_dev], dev_y, work,
         train_pairs=train_pairs,
         dev_pairs=[e.target for e in in_scope_dev] if pairs else None,
         epochs=options.epochs, batch_size=options.batch_size,
-        max_steps=planned_steps(options, len(train), width),
+        max_steps=planned_steps(options, len(train_texts), width),
         learning_rate=options.learning_rate, balanced=options.class_weights,
         eval_every=options.eval_every, patience=options.patience,
         max_minutes=options.max_minutes, seed=options.seed, jit_compile=options.xla,
@@ -292,17 +351,25 @@ def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options
         correct = np.asarray([labels[p] == e.label for p, e in zip(probs.argmax(-1), dev)])
         info["oos_threshold"] = float(metrics.choose_oos_threshold(probs.max(-1), is_oos,
                                                                      correct))
-    summary["model"] = model
+    summary.update(labelling, model=model)
     return summary, info
 
 
-def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options) -> dict:
+def _labelling_summary(count: int, start: float) -> dict:
+    """What labelling the unlabelled texts cost, logged and kept in the training summary."""
+    seconds = round(time.perf_counter() - start, 1)
+    log.info("the teacher labelled %d unlabelled texts in %.0f s", count, seconds)
+    return {"unlabelled_examples": count, "teacher_labelling_seconds": seconds}
+
+
+def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options,
+                  unlabelled: Sequence[str] = ()) -> dict:
     import numpy as np
     import tensorflow as tf
 
     from albert_tf.pretraining import example_order
     from albert_tf.bert import matching_class
-    from albert_tf.tagger import (TokenTagger, compile_tagger, encode_for_tagging,
+    from albert_tf.tagger import (INPUT_KEYS, TokenTagger, compile_tagger, encode_for_tagging,
                                   predict_spans, predict_tag_probabilities, tag_targets)
     from albert_tf.text_tasks import (KeepBest, batch_width, length_buckets,
                                       length_grouped_order, mean_batch_width)
@@ -311,7 +378,9 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options)
 
     encoded = encode_for_tagging(aligner, [e.text for e in train], [list(e.spans) for e in train],
                                  sequence_length)
+    truncated_spans = int(np.sum(encoded.get("truncated_spans", 0)))
     targets = np.asarray(encoded["labels"])
+    labelling: dict = {}
     if options.teacher_model:  # task distillation: the fine-tuned teacher's tag distributions
         teacher = _tagging_teacher(options.teacher_model, aligner)
         probabilities = predict_tag_probabilities(teacher, encoded)
@@ -321,6 +390,14 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options)
                  "with %.1f%% of the training tags)", options.teacher_model,
                  options.hard_label_weight, 100 * float(np.mean(
                      probabilities.argmax(-1)[on_pieces] == np.asarray(encoded["labels"])[on_pieces])))
+        if unlabelled:  # the teacher's tag distributions are their only targets
+            start = time.perf_counter()
+            extra = encode_for_tagging(aligner, list(unlabelled), None, sequence_length)
+            extra_targets = predict_tag_probabilities(teacher, extra)
+            labelling = _labelling_summary(len(unlabelled), start)
+            encoded = {k: np.concatenate([np.asarray(encoded[k]), np.asarray(extra[k])])
+                       for k in (*INPUT_KEYS, "sample_weight")}
+            targets = np.concatenate([targets, extra_targets])
         del teacher
     model = matching_class(TokenTagger, type(backbone))(backbone)
     widths = length_buckets(sequence_length)
@@ -328,13 +405,13 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options)
     width = float(sequence_length)
     if options.group_by_length:  # batches of similar length, trimmed (as for classifiers)
         width = mean_batch_width(lengths, options.batch_size, widths, options.seed)
-    total_steps = planned_steps(options, len(train), width)
+    total_steps = planned_steps(options, len(lengths), width)
     optimizer = make_optimizer("adamw", options.learning_rate,
                                warmup_steps_for(max(1, total_steps // 10), options.max_minutes),
                                total_steps)
     compile_tagger(model, optimizer, jit_compile=options.xla,
                    soft_targets=options.teacher_model is not None)
-    keys = ("token_ids", "padding_mask", "segment_ids")
+    keys = INPUT_KEYS
 
     def trim(x, y, w):
         cut = batch_width(x["padding_mask"], widths)
@@ -345,7 +422,7 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options)
             order = length_grouped_order(lengths, options.seed, start_step, num_steps,
                                          options.batch_size, widths)
         else:
-            order = example_order(len(train), options.seed, start_step * options.batch_size,
+            order = example_order(len(lengths), options.seed, start_step * options.batch_size,
                                   num_steps * options.batch_size)
         x = {k: np.asarray(encoded[k])[order] for k in keys}
         y = targets[order]
@@ -373,8 +450,7 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options)
             "planned_steps": total_steps,
             "best_step": keep_best.best_step, "best_dev": keep_best.best,
             "dev_curve": keep_best.history, "train_seconds": round(time.perf_counter() - start, 1),
-            "train_examples": len(train),
-            "truncated_spans": int(np.sum(encoded.get("truncated_spans", 0)))}
+            "train_examples": len(train), "truncated_spans": truncated_spans, **labelling}
 
 
 def _tagging_teacher(model_dir: str, aligner):
@@ -398,19 +474,25 @@ def _tagging_teacher(model_dir: str, aligner):
 
 def _classifier_probabilities(model_dir: str, examples):
     """Softmax probabilities of a fine-tuned classifier folder over `examples`, in order."""
+    pairs = None
+    if read_info(model_dir)["kind"] == "aspect_polarity":
+        pairs = [e.target or "" for e in examples]
+    return _teacher_probabilities(model_dir, [e.text for e in examples], pairs)
+
+
+def _teacher_probabilities(model_dir: str, texts: Sequence[str],
+                           pairs: Sequence[str] | None = None):
+    """Softmax probabilities of a fine-tuned classifier folder over `texts` (and `pairs`)."""
     import keras_hub
 
     from albert_tf.text_tasks import TextClassifier, predict_text_logits, softmax
     from albert_tf.tokenizer import is_wordpiece_preset
 
-    info = read_info(model_dir)
     model = TextClassifier.from_preset(model_dir, preprocessor=None)
     cls = (keras_hub.models.BertTextClassifierPreprocessor if is_wordpiece_preset(model_dir)
            else keras_hub.models.AlbertTextClassifierPreprocessor)
     preprocessor = cls.from_preset(model_dir)
-    texts = [e.text for e in examples]
-    pairs = [e.target or "" for e in examples] if info["kind"] == "aspect_polarity" else None
-    return softmax(predict_text_logits(model, preprocessor, texts, pairs))
+    return softmax(predict_text_logits(model, preprocessor, list(texts), pairs))
 
 
 def _labels(probs, info: dict, open_set: bool) -> list[str]:

@@ -202,6 +202,21 @@ def test_task_distillation_learns_from_the_teachers_probabilities(nano_preset, t
     with pytest.raises(ValueError, match="other labels"):
         other = dataclasses.replace(data, labels=["positive", "negative"])
         tasks.train_task(other, nano_preset, tmp_path / "bad", options)
+    # Unlabelled texts: the student's four labelled examples are wrong (hard weight 1), yet the
+    # teacher's labels on the other in-domain texts teach it the task. Held-out texts in the
+    # file (most of these templates) are left out.
+    texts = sorted({f"The {a} is {w}." for a in ASPECTS for w in POSITIVE + NEGATIVE}
+                   | {f"What a {w} {a}!" for a in ASPECTS for w in POSITIVE + NEGATIVE})
+    (tmp_path / "unlabelled.txt").write_text("\n".join(texts) + "\n")
+    few = dataclasses.replace(flipped, train=flipped.train[:4])
+    options = tasks.TaskOptions(epochs=12, teacher_model=str(tmp_path / "teacher"),
+                                hard_label_weight=1.0, unlabelled=str(tmp_path / "unlabelled.txt"),
+                                **OPTIONS)
+    summary = tasks.train_task(few, nano_preset, tmp_path / "in_domain", options)
+    held_out = {e.text for e in (*data.dev, *data.test)}
+    assert summary["unlabelled_examples"] == len(set(texts) - held_out) - 4
+    assert summary["teacher_labelling_seconds"] >= 0
+    assert tasks.evaluate_task(tmp_path / "in_domain", data)["accuracy"] >= 0.85
 
 
 def test_aspect_polarity_reads_the_target(nano_preset, tmp_path):
@@ -268,6 +283,20 @@ def test_tagger_task_distillation_learns_the_teachers_tags(nano_preset, tmp_path
     tasks.train_task(unlabelled, nano_preset, tmp_path / "alone",
                      tasks.TaskOptions(epochs=10, **OPTIONS))
     assert tasks.evaluate_task(tmp_path / "alone", data)["f1"] < 0.1
+    # Two labelled sentences without their spans, plus unlabelled texts the teacher tags (those
+    # that are also dev or test sentences are left out): the tagger learns the terms from those.
+    texts = {(lambda t: t[0].upper() + t[1:])(template.format(a=a, o=o))
+             for template in ["The {a} is {o}.", "I think the {a} was {o}!", "Honestly, {a} {o}.",
+                              "{o} {a}, would buy again.", "My old laptop had a {o} {a} too."]
+             for a in ["battery", "sound", "price", "battery life", "ears", "commute"]
+             for o in POSITIVE + NEGATIVE}
+    (tmp_path / "unlabelled.txt").write_text("\n".join(sorted(texts)) + "\n")
+    few = dataclasses.replace(unlabelled, train=unlabelled.train[:2])
+    options = dataclasses.replace(options, epochs=25, hard_label_weight=1.0,
+                                  unlabelled=str(tmp_path / "unlabelled.txt"))
+    summary = tasks.train_task(few, nano_preset, tmp_path / "in_domain", options)
+    assert 100 < summary["unlabelled_examples"] < len(texts)
+    assert tasks.evaluate_task(tmp_path / "in_domain", data)["f1"] >= 0.6
 
 
 def test_the_bert_equivalent_fine_tunes_and_reloads_as_bert(nano_bert_preset, tmp_path):

@@ -1,0 +1,71 @@
+"""Unlabelled in-domain texts for task distillation (`pipelines.quality.in_domain`,
+`tasks.read_unlabelled`): none may be a held-out text, or a held-out figure would be measured on
+something the student learnt from through its teacher."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines import tasks
+from pipelines.quality.datasets import SHARED_DATA, Dataset, Example, load_dataset
+from pipelines.quality.in_domain import (held_out_twins, in_domain_texts, review_sentences,
+                                         split_training_texts, text_key)
+
+
+def _tiny() -> Dataset:
+    return Dataset(name="tiny", task="classification", language="en", labels=["neg", "pos"],
+                   train=[Example("Good screen.", "pos"), Example("Bad keys.", "neg")],
+                   dev=[Example("Fine battery life.", "pos")],
+                   test=[Example("The fan is loud.", "neg")],
+                   metrics=("accuracy",), description="fixture")
+
+
+def test_read_unlabelled_leaves_out_held_out_labelled_and_repeated_texts(tmp_path):
+    path = tmp_path / "texts.txt"
+    path.write_text("A new text here.\n\n  the FAN is   loud. \ngood screen.\nA new text here.\n"
+                    "Another one, fine.\nfine battery LIFE.\n")
+    data = _tiny()
+    texts = tasks.read_unlabelled(path, data, [e.text for e in data.train], limit=10)
+    assert texts == ["A new text here.", "Another one, fine."]
+    assert len(tasks.read_unlabelled(path, data, [], limit=1)) == 1
+    with pytest.raises(SystemExit, match="no such file"):
+        tasks.read_unlabelled(tmp_path / "missing.txt", data, [], limit=10)
+    (tmp_path / "held_out.txt").write_text("The fan is loud.\n")
+    with pytest.raises(SystemExit, match="no text left"):
+        tasks.read_unlabelled(tmp_path / "held_out.txt", data, [], limit=10)
+
+
+def test_unlabelled_texts_need_a_teacher_and_single_texts(tmp_path):
+    (tmp_path / "texts.txt").write_text("Some text.\n")
+    options = tasks.TaskOptions(unlabelled=str(tmp_path / "texts.txt"))
+    with pytest.raises(SystemExit, match="needs --teacher-model"):
+        tasks.train_task(_tiny(), tmp_path / "no_preset", tmp_path / "model", options)
+    pairs = Dataset(name="pairs", task="aspect_polarity", language="en", labels=["neg", "pos"],
+                    train=[], dev=[], test=[], metrics=("accuracy",), description="fixture")
+    options = tasks.TaskOptions(unlabelled=str(tmp_path / "texts.txt"), teacher_model="t")
+    with pytest.raises(SystemExit, match="pairs"):
+        tasks.train_task(pairs, tmp_path / "no_preset", tmp_path / "model", options)
+
+
+def test_laptop_in_domain_texts_are_subjqa_reviews_and_never_held_out():
+    data = load_dataset("semeval14_laptops_aspects", SHARED_DATA)
+    texts = in_domain_texts(data, 3000)
+    assert len(texts) == 3000 and len({text_key(t) for t in texts}) == 3000
+    assert held_out_twins(texts, [*data.dev, *data.test]) == []
+    assert held_out_twins(texts, data.train) == []  # all its training texts are labelled
+    reviews = {text_key(t) for t in review_sentences("electronics")}
+    assert all(text_key(t) in reviews for t in texts)
+    assert all(len(t.split()) >= 3 for t in texts)
+    assert in_domain_texts(data, 3000) == texts  # seeded
+
+
+def test_unused_training_texts_of_a_subset_are_in_domain_texts():
+    data = load_dataset("semeval14_restaurants_polarity", SHARED_DATA)
+    used, unused = split_training_texts(data, 500, seed=0)
+    assert len(used) == 500 and len(used) + len(unused) == len(data.train)
+    texts = in_domain_texts(data, 100_000, max_train=500)
+    keys = {text_key(t) for t in texts}
+    assert not keys & {text_key(t) for t in used}
+    assert held_out_twins(texts, [*data.dev, *data.test]) == []
+    # Unused training sentences are among them (those that are not also labelled elsewhere).
+    assert len(keys & {text_key(t) for t in unused}) > 100
