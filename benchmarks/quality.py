@@ -117,17 +117,18 @@ def measured_speed(folder: Path) -> float | None:
 
 def run_encoder(model: str, preset: Path, dataset, options, work: Path,
                 speeds: dict[str, float]) -> dict:
-    """Fine-tune `model` on `dataset` and score it; `speeds` carries each encoder's measured
-    training speed to plan its next fine-tune's schedule within the budget."""
+    """Fine-tune `model` on `dataset` and score it; `speeds` carries each preset's measured
+    training speed to plan its next fine-tune's schedule within the budget (`albert` and
+    `albert_in_domain` share theirs: the same encoder)."""
     from pipelines import tasks
 
     folder = work / dataset.name / model
     options = dataclasses.replace(options, tokens_per_second=speeds.get(
-        model, options.tokens_per_second))
+        str(preset), options.tokens_per_second))
     summary = tasks.train_task(dataset, preset, folder, options)
     speed = measured_speed(folder)
     if speed:
-        speeds[model] = speed
+        speeds[str(preset)] = speed
     result = tasks.evaluate_task(folder, dataset)
     result.update({k: summary[k] for k in ("steps", "planned_steps", "best_step", "best_dev",
                                             "sequence_length", "train_seconds",

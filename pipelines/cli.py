@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "Score a `finetune --task` model on a benchmark dataset (EVAL.md's metrics)."),
     "topics": ("pipelines.topics",
                "Unsupervised topics: cluster sentence embeddings, name and score them."),
+    "trends": ("pipelines.trends",
+               "Beam job: topic volume over event-time windows, and the bursts that stand out."),
     "features": ("pipelines.features", "Beam RunInference job: text features and profiles."),
     "describe": ("pipelines.describe",
                  "Each item's pros and cons from its reviews, with counts and quotes."),
@@ -44,7 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 # Commands whose unknown arguments are Beam pipeline options (--runner, --direct_num_workers, ...).
-BEAM_COMMANDS = {"ingest", "pretraining-data", "features", "demo", "run"}
+BEAM_COMMANDS = {"ingest", "pretraining-data", "features", "trends", "demo", "run"}
 
 
 def _chosen_command(argv: Sequence[str]) -> str | None:
