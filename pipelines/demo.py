@@ -2,8 +2,8 @@
 
 sample-data -> ingest -> vocab -> distill (or pretraining-data -> pretrain) -> finetune ->
 features -> describe -> trends -> train-recommender -> export, then a TF-Serving-compatible
-server on loopback answers `recommend` for a few users. Sized to finish within 15 minutes on 2 CPU cores; a second run only redoes what
-changed.
+server on loopback answers `recommend` for a few users. Sized to finish within 15 minutes on 2
+CPU cores; a second run only redoes what changed.
 """
 
 from __future__ import annotations
