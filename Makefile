@@ -7,12 +7,13 @@ WORKSPACE ?= workspace
 # with `make test PYTEST_ARGS=` for one process.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: demo test bench install dev clean help
+.PHONY: demo test bench install dev browser clean help
 
 help:
 	@echo "make demo   install into $(VENV) and run the whole chain on generated sample data"
 	@echo "make test   install the dev extra into $(VENV) and run pytest"
 	@echo "make bench  run every benchmark in benchmarks/ (slow; each says how long first)"
+	@echo "make browser  install Debian's chromium (apt, root) for the report's browser test"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +45,12 @@ test: dev
 
 bench: dev
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# Debian's Chromium, for the test that renders `opinionrec report`'s page headless (it skips
+# without it). Needs apt and root; CI runs it before `make test`.
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 clean:
 	rm -rf $(WORKSPACE) .pytest_cache build *.egg-info

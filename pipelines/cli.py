@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "Unsupervised topics: cluster sentence embeddings, name and score them."),
     "trends": ("pipelines.trends",
                "Beam job: topic volume over event-time windows, and the bursts that stand out."),
+    "report": ("pipelines.report",
+               "One HTML page (and JSON) of sentiment, aspects and topics over time, pros, cons."),
     "features": ("pipelines.features", "Beam RunInference job: text features and profiles."),
     "describe": ("pipelines.describe",
                  "Each item's pros and cons from its reviews, with counts and quotes."),

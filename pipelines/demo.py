@@ -1,9 +1,9 @@
 """`opinionrec demo`: the whole chain on generated sample data, skipping up-to-date stages.
 
 sample-data -> ingest -> vocab -> distill (or pretraining-data -> pretrain) -> finetune ->
-features -> describe -> trends -> train-recommender -> export, then a TF-Serving-compatible
-server on loopback answers `recommend` for a few users. Sized to finish within 15 minutes on 2
-CPU cores; a second run only redoes what changed.
+features -> describe -> trends -> train-recommender -> export -> report, then a
+TF-Serving-compatible server on loopback answers `recommend` for a few users. Sized to finish
+within 15 minutes on 2 CPU cores; a second run only redoes what changed.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def demo_stages(encoder: str) -> list[tuple[str, list[str]]]:
     return [("sample-data", []), ("ingest", []), ("vocab", ["--vocabulary-size", "4000"]),
             *(STUDENT_STAGES if encoder == "student" else SCRATCH_STAGES),
             ("features", []), ("describe", []), ("trends", ["--window", "3h"]),
-            ("train-recommender", []), ("export", [])]
+            ("train-recommender", []), ("export", []), ("report", [])]
 
 
 BEAM_STAGES = {"ingest", "pretraining-data", "features", "trends"}
@@ -144,6 +144,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
               f"  curl {base}/v1/models/recommender\n"
               f"  curl -d '{{\"instances\": [\"{sample_users(ws, 1)[0]}\"]}}' "
               f"{base}/v1/models/recommender:predict")
+        print(f"The opinion report (sentiment, aspects and topics over time, pros and cons): "
+              f"{ws.stage_dir('report') / 'report.html'}")
         print(f"Demo finished in {time.perf_counter() - started:.0f} s.")
         if args.serve:
             print("Serving until Ctrl-C ...")

@@ -1,8 +1,8 @@
 """`opinionrec run`: the whole chain on the user's own files, within a time budget.
 
 ingest -> vocab -> distill (or pretraining-data -> pretrain) -> finetune -> features -> describe
--> train-recommender -> export, with the training stages' `--max-minutes` cut from one `--minutes`
-budget: the stages that do not train take a few minutes on a corpus of a few thousand reviews
+-> train-recommender -> export -> report, with the training stages' `--max-minutes` cut from one
+`--minutes` budget: the stages that do not train take a few minutes on a corpus of a few thousand reviews
 (measured on 2 cores), each training stage spends most of a minute beyond its own budget on
 start-up, evaluation and export, and what is left goes 60/40 to the encoder (distillation of the packaged
 teacher, or pretraining from scratch) and fine-tuning. Up-to-date stages are skipped, so a second
@@ -98,6 +98,7 @@ def chain(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         ("describe", []),
         ("train-recommender", []),
         ("export", []),
+        ("report", []),
     ]
 
 
@@ -125,7 +126,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         if metrics.get("fallback"):
             print(f"WARNING: the ranker was below {metrics['exported']} on dev; "
                   f"{metrics['exported']} alone was exported.")
-    print(f"\nWhole chain: {total / 60:.1f} min (budget {args.minutes:.0f} min). Serve it with\n"
+    print(f"\nThe opinion report: {ws.stage_dir('report') / 'report.html'}")
+    print(f"Whole chain: {total / 60:.1f} min (budget {args.minutes:.0f} min). Serve it with\n"
           f"  opinionrec serve --workspace {args.workspace}\n"
           f"  opinionrec recommend --user USER_ID")
     return 0

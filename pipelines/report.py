@@ -1,0 +1,422 @@
+"""`opinionrec report`: one self-contained HTML page an analyst reads, and the same data as JSON.
+
+It gathers what the workspace's stages found: review sentiment over time (from the features
+stage's documents: volume, mean sentiment, share negative per window, shifts flagged against a
+trailing baseline), each top product's aspect sentiment over time, news topics over time and
+their bursts with headlines (the trends stage), and per product the pros and cons with quotes
+and counts (the describe stage). A summary of a few sentences opens the page. Plots are PNGs
+made with matplotlib and embedded as data URIs, so the page needs nothing at view time.
+
+Writes `report/report.html`, `report/report.json` (validates against `report.schema.json`,
+shipped beside this module and documented in README) and the plots as PNG files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import html
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from pipelines import workspace as ws_lib
+from pipelines.trends import parse_window
+
+log = logging.getLogger("opinionrec")
+
+STAGE = "report"
+SCHEMA = Path(__file__).with_name("report.schema.json")
+SCHEMA_VERSION = 1
+# Window sizes a report picks from: the smallest that gives at most MAX_WINDOWS over the period.
+WINDOW_CHOICES = ("1d", "1w", "30d", "91d", "365d")
+MAX_WINDOWS = 40
+SHIFT_Z = 3.0  # a window's share of negative reviews this far above its baseline is a shift
+MIN_WINDOW_REVIEWS = 10  # windows with fewer reviews are drawn but never flagged
+
+
+def choose_window(first: int, last: int) -> int:
+    """The smallest of WINDOW_CHOICES that covers [first, last] in at most MAX_WINDOWS windows."""
+    for choice in WINDOW_CHOICES:
+        seconds = parse_window(choice)
+        if (last - first) / seconds < MAX_WINDOWS:
+            return seconds
+    return parse_window(WINDOW_CHOICES[-1])
+
+
+def iso(seconds: int | float) -> str:
+    return dt.datetime.fromtimestamp(int(seconds), dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+def window_label(seconds: int) -> str:
+    for unit, size in (("w", 7 * 86400), ("d", 86400), ("h", 3600)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds // 60}m"
+
+
+# === Review sentiment over time ===
+
+
+def sentiment_over_time(docs, window: int, baseline: int = 8) -> list[dict]:
+    """Per window of review time: reviews, mean sentiment (P(positive) - P(negative)), share
+    negative (the sentiment head's argmax), mean rating, and `shift` when the share negative
+    rises against the median of the previous `baseline` windows (z >= SHIFT_Z, binomial noise
+    plus the baseline's spread, at least MIN_WINDOW_REVIEWS reviews)."""
+    if docs.empty:
+        return []
+    start = (docs["timestamp"].to_numpy() // window) * window
+    probs = np.stack(docs["sentiment"].to_numpy())
+    score = probs[:, -1] - probs[:, 0]
+    negative = probs.argmax(axis=1) == 0
+    ratings = docs["rating"].to_numpy(dtype=float)
+    rows = []
+    for w in np.unique(start):
+        mask = start == w
+        rated = ratings[mask][~np.isnan(ratings[mask])]
+        rows.append({"start": iso(w), "start_seconds": int(w), "reviews": int(mask.sum()),
+                     "mean_sentiment": round(float(score[mask].mean()), 4),
+                     "share_negative": round(float(negative[mask].mean()), 4),
+                     "mean_rating": round(float(rated.mean()), 3) if len(rated) else None})
+    for i, row in enumerate(rows):
+        history = [r["share_negative"] for r in rows[max(0, i - baseline):i]
+                   if r["reviews"] >= MIN_WINDOW_REVIEWS]
+        if len(history) < 3:
+            row.update(baseline_negative=None, z=None, shift=False)
+            continue
+        base = float(np.median(history))
+        spread = 1.4826 * float(np.median(np.abs(np.array(history) - base)))
+        n = row["reviews"]
+        noise = math.sqrt(n * base * (1 - base) + (n * spread) ** 2) or 1.0
+        z = (row["share_negative"] * n - base * n) / noise
+        row.update(baseline_negative=round(base, 4), z=round(z, 2),
+                   shift=bool(z >= SHIFT_Z and n >= MIN_WINDOW_REVIEWS))
+    return rows
+
+
+def aspects_over_time(docs, owner: dict[str, str], titles: dict[str, str], window: int,
+                      products: int = 4, aspects: int = 3) -> list[dict]:
+    """For the `products` most reviewed products (listings of one product merged through
+    `owner`), their `aspects` most mentioned aspects: mentions and mean polarity per window."""
+    if docs.empty:
+        return []
+    product = docs["item"].map(lambda i: owner.get(i, i))
+    out = []
+    for item in product.value_counts().index[:products]:
+        mine = docs[product == item]
+        mentions: dict[str, list[tuple[int, float]]] = {}
+        for ts, names, values in zip(mine["timestamp"], mine["aspects"],
+                                     mine["aspect_polarity"]):
+            for name, value in zip(list(names), list(values)):
+                mentions.setdefault(str(name), []).append((int(ts // window * window),
+                                                           float(value)))
+        for name in sorted(mentions, key=lambda a: (-len(mentions[a]), a))[:aspects]:
+            by_window: dict[int, list[float]] = {}
+            for start, value in mentions[name]:
+                by_window.setdefault(start, []).append(value)
+            out.append({"item": item, "title": titles.get(item, ""), "aspect": name,
+                        "mentions": len(mentions[name]),
+                        "windows": [{"start": iso(w), "start_seconds": w,
+                                     "mentions": len(v), "mean_polarity": round(float(
+                                         np.mean(v)), 4)} for w, v in sorted(by_window.items())]})
+    return out
+
+
+# === Plots (PNG bytes) ===
+
+
+def _figure(height: float = 3.6):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(figsize=(10, height))
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _dates(rows: Sequence[dict], window: int) -> list[dt.datetime]:
+    return [dt.datetime.fromtimestamp(r["start_seconds"] + window / 2, dt.timezone.utc)
+            for r in rows]
+
+
+def plot_sentiment(rows: Sequence[dict], window: int, path: Path) -> Path:
+    """Mean sentiment and share negative per window, review counts as bars, shifts marked."""
+    plt, fig, ax = _figure()
+    when = _dates(rows, window)
+    bars = ax.twinx()
+    bars.bar(when, [r["reviews"] for r in rows], width=window / 86400 * 0.8, color="#dddddd",
+             zorder=0)
+    bars.set_ylabel("reviews", color="#888888")
+    ax.set_zorder(bars.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    ax.plot(when, [r["mean_sentiment"] for r in rows], color="#1f77b4", marker="o",
+            markersize=3, label="mean sentiment (P+ - P-)")
+    ax.plot(when, [r["share_negative"] for r in rows], color="#d62728", marker="o",
+            markersize=3, label="share negative")
+    shifts = [(w, r["share_negative"]) for w, r in zip(when, rows) if r.get("shift")]
+    if shifts:
+        ax.scatter(*zip(*shifts), s=90, facecolor="none", edgecolor="black", linewidth=1.5,
+                   label="negative shift", zorder=4)
+    ax.set_ylim(-1.05, 1.05)
+    ax.axhline(0, color="#999999", linewidth=0.6)
+    ax.set_title(f"Review sentiment per {window_label(window)} window")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.autofmt_xdate()
+    return _save(plt, fig, path)
+
+
+def plot_aspects(series: Sequence[dict], window: int, path: Path) -> Path:
+    """One panel per product: each top aspect's mean polarity per window."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = list(dict.fromkeys(s["item"] for s in series))
+    fig, axes = plt.subplots(len(items), 1, figsize=(10, 2.4 * len(items)), squeeze=False,
+                             sharex=True)
+    for ax, item in zip(axes[:, 0], items):
+        mine = [s for s in series if s["item"] == item]
+        for s in mine:
+            rows = [r for r in s["windows"] if r["mentions"] >= 1]
+            ax.plot(_dates(rows, window), [r["mean_polarity"] for r in rows], marker="o",
+                    markersize=3, label=f"{s['aspect']} ({s['mentions']})")
+        ax.axhline(0, color="#999999", linewidth=0.6)
+        ax.set_ylim(-1.05, 1.05)
+        name = mine[0]["title"] or item
+        ax.set_title(name if len(name) <= 90 else name[:87] + "...", fontsize=9)
+        ax.legend(loc="lower left", fontsize=7)
+    axes[0, 0].figure.suptitle(f"Aspect polarity per {window_label(window)} window "
+                               "(mentions in brackets)", fontsize=10)
+    fig.autofmt_xdate()
+    return _save(plt, fig, path)
+
+
+# === The page ===
+
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1040px;margin:2em auto;
+color:#222;line-height:1.45;padding:0 1em}
+h1{font-size:1.7em;margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+.meta{color:#666;font-size:.9em} .summary{background:#f5f7fa;border-left:4px solid #1f77b4;
+padding:.6em 1em} img{max-width:100%;display:block;margin:1em 0}
+table{border-collapse:collapse;width:100%;font-size:.92em} td,th{border-bottom:1px solid #eee;
+padding:.35em .5em;text-align:left;vertical-align:top} .pro{color:#2a7d2a} .con{color:#b22222}
+q{font-style:italic} .product{margin-bottom:1.4em}
+"""
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def render_html(report: dict, plots: dict[str, Path]) -> str:
+    """The report as one HTML page with its plots inline."""
+    e = html.escape
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+             f"<title>Opinion report</title><style>{CSS}</style></head><body>",
+             "<h1>Opinion report</h1>",
+             f"<p class='meta'>{e(report['workspace'])}, generated {e(report['generated_at'])}"
+             "</p>",
+             "<div class='summary'><ul>" + "".join(f"<li>{e(s)}</li>"
+                                                    for s in report["summary"]) + "</ul></div>"]
+    sentiment = report.get("sentiment")
+    if sentiment:
+        parts.append("<h2>Review sentiment over time</h2>")
+        parts.append(_img(plots["sentiment"], "review sentiment over time"))
+        shifts = [w for w in sentiment["windows"] if w["shift"]]
+        if shifts:
+            parts.append("<p>Negative shifts: " + "; ".join(
+                f"{e(w['start'])} ({w['share_negative']:.0%} negative of {w['reviews']} reviews"
+                f", usually {w['baseline_negative']:.0%})" for w in shifts) + "</p>")
+    if report.get("aspects_over_time"):
+        parts.append("<h2>Product aspects over time</h2>")
+        parts.append(_img(plots["aspects"], "aspect polarity over time per product"))
+    topics = report.get("topics")
+    if topics:
+        parts.append("<h2>News topics over time</h2>")
+        parts.append(_img(plots["topics"], "topic volume over time"))
+        parts.append("<table><tr><th>topic</th><th>when</th><th>z</th><th>share (usual)</th>"
+                     "<th>articles</th></tr>")
+        for b in topics["bursts"][:15]:
+            articles = "<br>".join(e(a["title"] or a["article"]) for a in b["articles"])
+            parts.append(f"<tr><td>{e(b['topic'])}</td><td>{e(b['start'])} "
+                         f"({b['windows']} x {e(topics['window'])})</td><td>{b['peak_z']:.1f}"
+                         f"</td><td>{b['share']:.0%} ({b['baseline_share']:.0%})</td>"
+                         f"<td>{articles}</td></tr>")
+        parts.append("</table>")
+    if report.get("products"):
+        parts.append("<h2>Products: pros and cons</h2>")
+        for p in report["products"]:
+            parts.append(f"<div class='product'><h3>{e(p['title'] or p['item'])}</h3>"
+                         f"<p class='meta'>{e(p['item'])}, {p['reviews']} reviews. "
+                         f"{e(p['summary'])}</p><ul>")
+            for kind, verb, key in (("pro", "praised", "praised"),
+                                    ("con", "criticised", "criticised")):
+                for point in p[kind + "s"]:
+                    parts.append(
+                        f"<li><span class='{kind}'>{kind.title()}: {e(point['aspect'])}</span> "
+                        f"({verb} in {point[key]} of {point['mentions']} mentions): "
+                        f"<q>{e(point['quote'])}</q></li>")
+            parts.append("</ul></div>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# === Putting it together ===
+
+
+def summarise(report: dict) -> list[str]:
+    """A few sentences for the top of the page: what the data is, what moved, what stands out."""
+    lines = []
+    corpus = report["corpus"]
+    if corpus["reviews"]:
+        lines.append(f"{corpus['reviews']:,} reviews of {corpus['products']:,} products, "
+                     f"{corpus['first_review']} to {corpus['last_review']}.")
+    sentiment = report.get("sentiment")
+    if sentiment and sentiment["windows"]:
+        overall = sentiment["overall"]
+        lines.append(f"Overall {overall['share_positive']:.0%} of reviews read positive and "
+                     f"{overall['share_negative']:.0%} negative (mean rating "
+                     f"{overall['mean_rating'] if overall['mean_rating'] is not None else '-'}).")
+        shifts = [w for w in sentiment["windows"] if w["shift"]]
+        if shifts:
+            worst = max(shifts, key=lambda w: w["z"])
+            lines.append(f"{len(shifts)} window(s) with a rise in negative reviews; the largest "
+                         f"from {worst['start']}: {worst['share_negative']:.0%} negative against "
+                         f"a usual {worst['baseline_negative']:.0%}.")
+        else:
+            lines.append("No window stands out with more negative reviews than usual.")
+    topics = report.get("topics")
+    if topics:
+        lines.append(f"{topics['impressions']:,} news impressions in {topics['windows']} "
+                     f"windows of {topics['window']} over {topics['topics']} topics; "
+                     f"{len(topics['bursts'])} burst(s).")
+        for b in topics["bursts"][:3]:
+            head = b["articles"][0]["title"] if b["articles"] else ""
+            lines.append(f"Emerging: {b['topic']} from {b['start']} ({b['share']:.0%} of "
+                         f"impressions, usually {b['baseline_share']:.0%})"
+                         + (f", led by \"{head}\"." if head else "."))
+    products = report.get("products") or []
+    pros = [(p, x) for p in products for x in p["pros"]]
+    cons = [(p, x) for p in products for x in p["cons"]]
+    if pros:
+        p, x = max(pros, key=lambda px: px[1]["praised"])
+        lines.append(f"Most praised: {x['aspect']} of {p['title'] or p['item']} "
+                     f"({x['praised']} of {x['mentions']} mentions).")
+    if cons:
+        p, x = max(cons, key=lambda px: px[1]["criticised"])
+        lines.append(f"Most criticised: {x['aspect']} of {p['title'] or p['item']} "
+                     f"({x['criticised']} of {x['mentions']} mentions).")
+    return lines
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def build_report(ws: ws_lib.Workspace, out: Path, window: int | None,
+                 products: int) -> tuple[dict, dict[str, Path]]:
+    """Reads the stages' outputs, writes the plots into `out`, returns the report dict."""
+    from pipelines.corpus import read_parquet_dir
+
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "workspace": str(ws.root),
+        "generated_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "corpus": {"reviews": 0, "products": 0, "first_review": None, "last_review": None},
+        "summary": [], "sentiment": None, "aspects_over_time": [], "topics": None,
+        "products": [], "plots": {}}
+    plots: dict[str, Path] = {}
+    described = ws.stage_dir("describe") / "items.json"
+    items = json.loads(described.read_text())["items"] if described.exists() else []
+    owner = {listing: d["item"] for d in items for listing in d["listings"]}
+    titles = {d["item"]: d["title"] for d in items}
+    report["products"] = items[:products]
+
+    if (ws.features / "docs").exists():
+        docs = read_parquet_dir(ws.features / "docs", ["kind", "item", "rating", "timestamp",
+                                                       "sentiment", "aspects",
+                                                       "aspect_polarity"])
+        docs = docs[(docs["kind"] == "review") & docs["timestamp"].notna()]
+        docs = docs[docs["timestamp"] > 0]
+        if not docs.empty:
+            first, last = int(docs["timestamp"].min()), int(docs["timestamp"].max())
+            every = window or choose_window(first, last)
+            probs = np.stack(docs["sentiment"].to_numpy())
+            report["corpus"].update(
+                reviews=len(docs), first_review=iso(first), last_review=iso(last),
+                products=int(docs["item"].map(lambda i: owner.get(i, i)).nunique()))
+            rows = sentiment_over_time(docs, every)
+            ratings = docs["rating"].dropna()
+            report["sentiment"] = {
+                "window": window_label(every), "windows": rows,
+                "overall": {"share_positive": round(float((probs.argmax(1) == 2).mean()), 4),
+                            "share_negative": round(float((probs.argmax(1) == 0).mean()), 4),
+                            "mean_rating": round(float(ratings.mean()), 2)
+                            if len(ratings) else None}}
+            plots["sentiment"] = plot_sentiment(rows, every, out / "sentiment.png")
+            series = aspects_over_time(docs, owner, titles, every, products=min(products, 4))
+            report["aspects_over_time"] = series
+            if series:
+                plots["aspects"] = plot_aspects(series, every, out / "aspects.png")
+
+    bursts_file = ws.stage_dir("trends") / "bursts.json"
+    if bursts_file.exists():
+        trends = json.loads(bursts_file.read_text())
+        volume = ws.stage_dir("trends") / "volume.png"
+        report["topics"] = {
+            "window": window_label(trends["params"]["window"]),
+            "windows": trends["summary"]["windows"], "topics": trends["summary"]["topics"],
+            "impressions": trends["summary"]["impressions"],
+            "bursts": [{**b, "start": iso(b["start"]), "end": iso(b["end"])}
+                       for b in trends["bursts"]]}
+        if volume.exists():
+            plots["topics"] = out / "topics.png"
+            plots["topics"].write_bytes(volume.read_bytes())
+    if report["sentiment"] is None and report["topics"] is None and not items:
+        raise SystemExit("report: nothing to report yet; run `features` and `describe` (reviews) "
+                         "or `trends` (news) first")
+    report["plots"] = {name: path.name for name, path in plots.items()}
+    report["summary"] = summarise(report)
+    return report, plots
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    ws_lib.add_workspace_argument(parser)
+    parser.add_argument("--window", type=parse_window, default=None,
+                        help="window for sentiment over time: a number and m, h, d or w, e.g. "
+                        "1w (default: the smallest of 1d, 1w, 30d, 91d, 365d that gives at most "
+                        f"{MAX_WINDOWS} windows)")
+    parser.add_argument("--products", type=int, default=10,
+                        help="products with pros and cons on the page, most reviewed first "
+                        "(default: %(default)s; the first 4 also get aspects over time)")
+
+
+def run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    del beam_args
+    ws = ws_lib.workspace_from_args(args)
+    out = ws.stage_dir(STAGE)
+    out.mkdir(parents=True, exist_ok=True)
+    report, plots = build_report(ws, out, args.window, args.products)
+    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+                                     encoding="utf-8")
+    (out / "report.html").write_text(render_html(report, plots), encoding="utf-8")
+    for line in report["summary"]:
+        log.info("report: %s", line)
+    log.info("report: %s (open in a browser; report.json has the same data)",
+             out / "report.html")
+    return 0

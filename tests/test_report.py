@@ -1,0 +1,150 @@
+"""`opinionrec report`: the page and its JSON on a workspace with reviews and news.
+
+The workspace is sample-data's (reviews with planted aspect quality, news with planted topic
+bursts) after the review chain and `trends`; the page is checked as a file (valid JSON against
+the documented schema, the plots real PNGs inline) and, where Debian's Chromium is installed, as
+a person sees it: rendered headless, its screenshot not blank.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from pipelines import cli, report
+
+CHAIN = [
+    ["sample-data", "--reviews", "500", "--users", "50", "--items", "12", "--news", "120",
+     "--impressions", "3000", "--seed", "3"],
+    ["ingest"],
+    ["vocab", "--vocabulary-size", "400", "--min-aspect-count", "3"],
+    ["pretraining-data", "--sequence-length", "48"],
+    ["pretrain", "--config", "nano", "--sequence-length", "48", "--batch-size", "16",
+     "--steps", "20", "--checkpoint-every", "20"],
+    ["finetune", "--sequence-length", "48", "--epochs", "2"],
+    ["features"],
+    ["describe"],
+    ["trends", "--window", "3h"],
+    ["report"],
+]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("report")
+    for stage in CHAIN:
+        assert cli.main([stage[0], "--workspace", str(ws), *stage[1:]]) == 0, stage[0]
+    return ws
+
+
+def test_choose_window_keeps_the_plot_readable():
+    day = 86400
+    assert report.choose_window(0, 10 * day) == day
+    assert report.choose_window(0, 200 * day) == 7 * day
+    assert report.choose_window(0, 3 * 365 * day) == 30 * day
+    assert report.choose_window(0, 40 * 365 * day) == 365 * day
+
+
+def test_a_rise_in_negative_reviews_is_flagged_as_a_shift():
+    import pandas as pd
+
+    week = 7 * 86400
+    rng = np.random.default_rng(0)
+    rows = []
+    for w in range(12):
+        negative = 0.6 if w == 9 else 0.1
+        for k in range(40):
+            neg = rng.random() < negative
+            rows.append({"timestamp": w * week + k, "rating": 1.0 if neg else 5.0,
+                         "sentiment": [0.8, 0.1, 0.1] if neg else [0.1, 0.1, 0.8]})
+    windows = report.sentiment_over_time(pd.DataFrame(rows), week)
+    assert [w["start_seconds"] // week for w in windows if w["shift"]] == [9]
+    assert windows[9]["share_negative"] > 0.4 and windows[9]["baseline_negative"] < 0.2
+    assert all(w["reviews"] == 40 for w in windows)
+
+
+@pytest.mark.slow
+def test_report_json_follows_its_schema_and_finds_what_was_planted(workspace):
+    import jsonschema
+
+    data = json.loads((workspace / "report" / "report.json").read_text())
+    jsonschema.validate(data, json.loads(report.SCHEMA.read_text()))
+    assert data["corpus"]["reviews"] >= 400 and data["corpus"]["products"] == 12
+    assert data["sentiment"]["windows"] and data["aspects_over_time"]
+    # The planted topic bursts are in the report, each with its headlines.
+    truth = json.loads((workspace / "raw" / "truth.json").read_text())
+    assert {b["topic"] for b in data["topics"]["bursts"]} == set(truth["topics"])
+    assert all(b["articles"] for b in data["topics"]["bursts"])
+    # Products with pros and cons, quoting their own reviews.
+    described = json.loads((workspace / "describe" / "items.json").read_text())["items"]
+    assert [p["item"] for p in data["products"]] == [d["item"] for d in described[:10]]
+    assert any(p["pros"] or p["cons"] for p in data["products"])
+    assert any(line.startswith("Emerging: ") for line in data["summary"])
+    assert set(data["plots"]) == {"sentiment", "aspects", "topics"}
+
+
+@pytest.mark.slow
+def test_report_page_is_self_contained_with_real_plots(workspace):
+    import matplotlib.image as mpimg
+
+    page = (workspace / "report" / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page  # nothing fetched at view time
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 3
+    for data in images:
+        pixels = mpimg.imread(io.BytesIO(base64.b64decode(data)))
+        assert pixels.shape[0] > 200 and pixels.shape[1] > 600
+        assert pixels[..., :3].std() > 0.05  # drawn on, not a blank canvas
+    data = json.loads((workspace / "report" / "report.json").read_text())
+    for product in data["products"]:
+        for point in product["pros"] + product["cons"]:
+            assert html_escaped(point["quote"]) in page
+
+
+def html_escaped(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (`make browser` "
+                    "installs it); the page is checked as a file only")
+def test_report_renders_in_headless_chromium(workspace, tmp_path):
+    import matplotlib.image as mpimg
+
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars"]
+
+    def coloured_share(page_path) -> float:
+        """The share of a 1100 x 2600 screenshot of the page that is coloured (not white, grey
+        or black text)."""
+        shot = tmp_path / (page_path.stem + ".png")
+        subprocess.run([CHROMIUM, *flags, "--window-size=1100,2600", f"--screenshot={shot}",
+                        page_path.as_uri()], check=True, timeout=120, capture_output=True)
+        pixels = mpimg.imread(shot)[..., :3]
+        assert pixels.shape[:2] == (2600, 1100)
+        return float(((pixels.max(axis=2) - pixels.min(axis=2)) > 0.15).mean())
+
+    page_file = workspace / "report" / "report.html"
+    # The same page with its images taken out: what the browser draws of the plots is the
+    # difference.
+    bare = tmp_path / "bare.html"
+    bare.write_text(re.sub(r"<img [^>]+>", "", page_file.read_text()))
+    with_plots, without = coloured_share(page_file), coloured_share(bare)
+    assert with_plots > 0.005 and with_plots > 4 * without, (with_plots, without)
+    page = page_file.as_uri()
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page], check=True, timeout=120,
+                         capture_output=True, text=True).stdout
+    assert dom.count("data:image/png;base64,") == 3 and "Opinion report" in dom
