@@ -325,10 +325,6 @@ def summarise(report: dict) -> list[str]:
     return lines
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
 def build_report(ws: ws_lib.Workspace, out: Path, window: int | None,
                  products: int) -> tuple[dict, dict[str, Path]]:
     """Reads the stages' outputs, writes the plots into `out`, returns the report dict."""

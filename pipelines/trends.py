@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import re
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -347,11 +348,13 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                          "behaviors.tsv (with news.tsv) first")
     out = ws.stage_dir(STAGE)
     with ws_lib.stage_run(ws, STAGE, params, {"ingest": "stage:ingest"}) as record:
+        started = time.perf_counter()
         pipeline = beam.Pipeline(options=pipeline_options(beam_args))
         build_pipeline(pipeline, str(ws.docs / "*.parquet"), str(ws.interactions / "*.parquet"),
                        args.window, out)
         result = pipeline.run()
         result.wait_until_finish()
+        beam_seconds = time.perf_counter() - started
         left_out = {name: value for (_, name), value in
                     counter_values(result, [COUNTERS]).items()}
         cells = _read_jsonl(out / "volume.jsonl")
@@ -376,10 +379,12 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                        json.loads(truth.read_text()).get("topics", {}).items()}
             if planted:
                 summary["against_planted"] = score_against_planted(rows, planted, args.window)
+        plot_volume(rows, out / "volume.png", args.window)
+        summary["beam_seconds"] = round(beam_seconds, 2)  # the Beam job, start-up included
+        summary["scoring_seconds"] = round(time.perf_counter() - started - beam_seconds, 2)
         (out / "bursts.json").write_text(json.dumps(
             {"params": params, "summary": summary, "bursts": bursts}, indent=2,
             ensure_ascii=False) + "\n", encoding="utf-8")
-        plot_volume(rows, out / "volume.png", args.window)
         record["summary"] = summary
     log.info("trends: %(impressions)d impressions in %(windows)d windows x %(topics)d topics "
              "(left out: %(impressions_of_unknown_news)d of articles missing from the news table, "
