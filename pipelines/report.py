@@ -37,7 +37,9 @@ SCHEMA_VERSION = 1
 WINDOW_CHOICES = ("1d", "1w", "30d", "91d", "365d")
 MAX_WINDOWS = 40
 SHIFT_Z = 3.0  # a window's share of negative reviews this far above its baseline is a shift
+MIN_SHIFT = 0.03  # ... and at least 3 points above it: 0% -> 2% is noise to a reader
 MIN_WINDOW_REVIEWS = 10  # windows with fewer reviews are drawn but never flagged
+MIN_ASPECT_MENTIONS = 5  # an aspect drawn over time has at least this many mentions
 
 
 def choose_window(first: int, last: int) -> int:
@@ -54,6 +56,9 @@ def iso(seconds: int | float) -> str:
 
 
 def window_label(seconds: int) -> str:
+    named = {parse_window(choice): choice for choice in WINDOW_CHOICES}
+    if seconds in named:
+        return named[seconds]
     for unit, size in (("w", 7 * 86400), ("d", 86400), ("h", 3600)):
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
@@ -67,7 +72,9 @@ def sentiment_over_time(docs, window: int, baseline: int = 8) -> list[dict]:
     """Per window of review time: reviews, mean sentiment (P(positive) - P(negative)), share
     negative (the sentiment head's argmax), mean rating, and `shift` when the share negative
     rises against the median of the previous `baseline` windows (z >= SHIFT_Z, binomial noise
-    plus the baseline's spread, at least MIN_WINDOW_REVIEWS reviews)."""
+    plus the baseline's spread, at least MIN_SHIFT above it, at least MIN_WINDOW_REVIEWS
+    reviews). The baseline is at least half the whole period's share negative, so a product
+    line with almost no negative reviews is not "shifting" at its first two."""
     if docs.empty:
         return []
     start = (docs["timestamp"].to_numpy() // window) * window
@@ -75,6 +82,7 @@ def sentiment_over_time(docs, window: int, baseline: int = 8) -> list[dict]:
     score = probs[:, -1] - probs[:, 0]
     negative = probs.argmax(axis=1) == 0
     ratings = docs["rating"].to_numpy(dtype=float)
+    floor = float(negative.mean()) / 2
     rows = []
     for w in np.unique(start):
         mask = start == w
@@ -89,38 +97,45 @@ def sentiment_over_time(docs, window: int, baseline: int = 8) -> list[dict]:
         if len(history) < 3:
             row.update(baseline_negative=None, z=None, shift=False)
             continue
-        base = float(np.median(history))
+        base = max(float(np.median(history)), floor)
         spread = 1.4826 * float(np.median(np.abs(np.array(history) - base)))
         n = row["reviews"]
         noise = math.sqrt(n * base * (1 - base) + (n * spread) ** 2) or 1.0
         z = (row["share_negative"] * n - base * n) / noise
         row.update(baseline_negative=round(base, 4), z=round(z, 2),
-                   shift=bool(z >= SHIFT_Z and n >= MIN_WINDOW_REVIEWS))
+                   shift=bool(z >= SHIFT_Z and row["share_negative"] - base >= MIN_SHIFT
+                              and n >= MIN_WINDOW_REVIEWS))
     return rows
 
 
 def aspects_over_time(docs, owner: dict[str, str], titles: dict[str, str], window: int,
                       products: int = 4, aspects: int = 3) -> list[dict]:
-    """For the `products` most reviewed products (listings of one product merged through
-    `owner`), their `aspects` most mentioned aspects: mentions and mean polarity per window."""
+    """For the `products` products (listings of one product merged through `owner`) with the
+    most mentions of aspects mentioned at least MIN_ASPECT_MENTIONS times, their `aspects` most
+    mentioned such aspects: mentions and mean polarity per window."""
     if docs.empty:
         return []
-    product = docs["item"].map(lambda i: owner.get(i, i))
+    mentions: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for item, ts, names, values in zip(docs["item"], docs["timestamp"], docs["aspects"],
+                                       docs["aspect_polarity"]):
+        mine = mentions.setdefault(owner.get(item, item), {})
+        for name, value in zip(list(names), list(values)):
+            mine.setdefault(str(name), []).append((int(ts // window * window), float(value)))
+    chosen = {}
+    for item, by_aspect in mentions.items():
+        kept = sorted((a for a in by_aspect if len(by_aspect[a]) >= MIN_ASPECT_MENTIONS),
+                      key=lambda a: (-len(by_aspect[a]), a))[:aspects]
+        if kept:
+            chosen[item] = kept
+    ranked = sorted(chosen, key=lambda i: (-sum(len(mentions[i][a]) for a in chosen[i]), i))
     out = []
-    for item in product.value_counts().index[:products]:
-        mine = docs[product == item]
-        mentions: dict[str, list[tuple[int, float]]] = {}
-        for ts, names, values in zip(mine["timestamp"], mine["aspects"],
-                                     mine["aspect_polarity"]):
-            for name, value in zip(list(names), list(values)):
-                mentions.setdefault(str(name), []).append((int(ts // window * window),
-                                                           float(value)))
-        for name in sorted(mentions, key=lambda a: (-len(mentions[a]), a))[:aspects]:
+    for item in ranked[:products]:
+        for name in chosen[item]:
             by_window: dict[int, list[float]] = {}
-            for start, value in mentions[name]:
+            for start, value in mentions[item][name]:
                 by_window.setdefault(start, []).append(value)
             out.append({"item": item, "title": titles.get(item, ""), "aspect": name,
-                        "mentions": len(mentions[name]),
+                        "mentions": len(mentions[item][name]),
                         "windows": [{"start": iso(w), "start_seconds": w,
                                      "mentions": len(v), "mean_polarity": round(float(
                                          np.mean(v)), 4)} for w, v in sorted(by_window.items())]})
@@ -207,10 +222,12 @@ def plot_aspects(series: Sequence[dict], window: int, path: Path) -> Path:
 # === The page ===
 
 
+QUIET = "No aspect stands out."
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1040px;margin:2em auto;
 color:#222;line-height:1.45;padding:0 1em}
-h1{font-size:1.7em;margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+h1{font-size:1.7em;margin-bottom:.2em}
+h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 .meta{color:#666;font-size:.9em} .summary{background:#f5f7fa;border-left:4px solid #1f77b4;
 padding:.6em 1em} img{max-width:100%;display:block;margin:1em 0}
 table{border-collapse:collapse;width:100%;font-size:.92em} td,th{border-bottom:1px solid #eee;
@@ -264,7 +281,7 @@ def render_html(report: dict, plots: dict[str, Path]) -> str:
         for p in report["products"]:
             parts.append(f"<div class='product'><h3>{e(p['title'] or p['item'])}</h3>"
                          f"<p class='meta'>{e(p['item'])}, {p['reviews']} reviews. "
-                         f"{e(p['summary'])}</p><ul>")
+                         f"{e(p['summary']) if p['pros'] or p['cons'] else QUIET}</p><ul>")
             for kind, verb, key in (("pro", "praised", "praised"),
                                     ("con", "criticised", "criticised")):
                 for point in p[kind + "s"]:
@@ -344,11 +361,15 @@ def build_report(ws: ws_lib.Workspace, out: Path, window: int | None,
     report["products"] = items[:products]
 
     if (ws.features / "docs").exists():
-        docs = read_parquet_dir(ws.features / "docs", ["kind", "item", "rating", "timestamp",
-                                                       "sentiment", "aspects",
+        docs = read_parquet_dir(ws.features / "docs", ["kind", "user", "item", "rating",
+                                                       "timestamp", "sentiment", "aspects",
                                                        "aspect_polarity"])
         docs = docs[(docs["kind"] == "review") & docs["timestamp"].notna()]
         docs = docs[docs["timestamp"] > 0]
+        # A review Amazon copied onto every listing of a product counts once.
+        product = docs["item"].map(lambda i: owner.get(i, i))
+        docs = docs[~docs.assign(product=product).duplicated(
+            ["user", "product", "timestamp", "rating"])]
         if not docs.empty:
             first, last = int(docs["timestamp"].min()), int(docs["timestamp"].max())
             every = window or choose_window(first, last)
@@ -406,13 +427,20 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     del beam_args
     ws = ws_lib.workspace_from_args(args)
     out = ws.stage_dir(STAGE)
-    out.mkdir(parents=True, exist_ok=True)
-    report, plots = build_report(ws, out, args.window, args.products)
-    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
-                                     encoding="utf-8")
-    (out / "report.html").write_text(render_html(report, plots), encoding="utf-8")
-    for line in report["summary"]:
-        log.info("report: %s", line)
+    params = {"window": args.window, "products": args.products}
+    # Whichever of the stages it reads have run: a new run of any of them makes the report stale.
+    inputs = {stage: f"stage:{stage}" for stage in ("features", "describe", "trends")
+              if (ws.stage_dir(stage) / ws_lib.STAGE_RECORD).exists()}
+    if not ws_lib.skip_if_fresh(args, ws, STAGE, params, inputs):
+        with ws_lib.stage_run(ws, STAGE, params, inputs) as record:
+            report, plots = build_report(ws, out, args.window, args.products)
+            (out / "report.json").write_text(
+                json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            (out / "report.html").write_text(render_html(report, plots), encoding="utf-8")
+            record["summary"] = {"sections": sorted(report["plots"]),
+                                 "products": len(report["products"])}
+        for line in report["summary"]:
+            log.info("report: %s", line)
     log.info("report: %s (open in a browser; report.json has the same data)",
              out / "report.html")
     return 0

@@ -68,6 +68,11 @@ def test_a_rise_in_negative_reviews_is_flagged_as_a_shift():
     assert [w["start_seconds"] // week for w in windows if w["shift"]] == [9]
     assert windows[9]["share_negative"] > 0.4 and windows[9]["baseline_negative"] < 0.2
     assert all(w["reviews"] == 40 for w in windows)
+    # A product line without negative reviews: its first one or two are not a shift.
+    calm = [{"timestamp": w * week + k, "rating": 5.0,
+             "sentiment": [0.8, 0.1, 0.1] if (w, k) in {(6, 0), (9, 0), (9, 1)} else
+             [0.1, 0.1, 0.8]} for w in range(12) for k in range(40)]
+    assert not any(w["shift"] for w in report.sentiment_over_time(pd.DataFrame(calm), week))
 
 
 @pytest.mark.slow
