@@ -38,6 +38,7 @@ WINDOW_CHOICES = ("1d", "1w", "30d", "91d", "365d")
 MAX_WINDOWS = 40
 SHIFT_Z = 3.0  # a window's share of negative reviews this far above its baseline is a shift
 MIN_SHIFT = 0.03  # ... and at least 3 points above it: 0% -> 2% is noise to a reader
+MIN_EXCESS = 3  # ... and at least 3 more negative reviews than the baseline expects
 MIN_WINDOW_REVIEWS = 10  # windows with fewer reviews are drawn but never flagged
 MIN_ASPECT_MENTIONS = 5  # an aspect drawn over time has at least this many mentions
 
@@ -72,8 +73,8 @@ def sentiment_over_time(docs, window: int, baseline: int = 8) -> list[dict]:
     """Per window of review time: reviews, mean sentiment (P(positive) - P(negative)), share
     negative (the sentiment head's argmax), mean rating, and `shift` when the share negative
     rises against the median of the previous `baseline` windows (z >= SHIFT_Z, binomial noise
-    plus the baseline's spread, at least MIN_SHIFT above it, at least MIN_WINDOW_REVIEWS
-    reviews). The baseline is at least half the whole period's share negative, so a product
+    plus the baseline's spread, at least MIN_SHIFT above it and MIN_EXCESS reviews more than
+    it expects, at least MIN_WINDOW_REVIEWS reviews). The baseline is at least half the whole period's share negative, so a product
     line with almost no negative reviews is not "shifting" at its first two."""
     if docs.empty:
         return []
@@ -104,6 +105,7 @@ def sentiment_over_time(docs, window: int, baseline: int = 8) -> list[dict]:
         z = (row["share_negative"] * n - base * n) / noise
         row.update(baseline_negative=round(base, 4), z=round(z, 2),
                    shift=bool(z >= SHIFT_Z and row["share_negative"] - base >= MIN_SHIFT
+                              and (row["share_negative"] - base) * n >= MIN_EXCESS
                               and n >= MIN_WINDOW_REVIEWS))
     return rows
 
