@@ -368,10 +368,12 @@ def build_report(ws: ws_lib.Workspace, out: Path, window: int | None,
                                                        "aspect_polarity"])
         docs = docs[(docs["kind"] == "review") & docs["timestamp"].notna()]
         docs = docs[docs["timestamp"] > 0]
-        # A review Amazon copied onto every listing of a product counts once.
-        product = docs["item"].map(lambda i: owner.get(i, i))
-        docs = docs[~docs.assign(product=product).duplicated(
-            ["user", "product", "timestamp", "rating"])]
+        # A review copied onto several listings (Amazon's variants, or one user posting one
+        # text on many cards the same day) counts once: same user, time, rating and identical
+        # sentiment output (the same text gives the same numbers).
+        copy_key = docs["sentiment"].map(lambda p: tuple(np.round(p, 4)))
+        docs = docs[~docs.assign(copy_key=copy_key).duplicated(
+            ["user", "timestamp", "rating", "copy_key"])]
         if not docs.empty:
             first, last = int(docs["timestamp"].min()), int(docs["timestamp"].max())
             every = window or choose_window(first, last)
