@@ -164,6 +164,8 @@ def run_topics(model: str, preset: Path | None, name: str) -> dict:
 
     if model == "tfidf":
         return evaluate_topics(name, embedding="tfidf")
+    if model == "teacher":  # its sentence embeddings, as it was trained to give them
+        return evaluate_topics(name, preset=str(preset), embedding="teacher")
     return evaluate_topics(name, preset=str(preset), embedding="albert")
 
 

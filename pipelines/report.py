@@ -52,8 +52,15 @@ def choose_window(first: int, last: int) -> int:
     return parse_window(WINDOW_CHOICES[-1])
 
 
-def iso(seconds: int | float) -> str:
-    return dt.datetime.fromtimestamp(int(seconds), dt.timezone.utc).strftime("%Y-%m-%d")
+def iso(seconds: int | float, hours: bool = False) -> str:
+    """UTC date of epoch `seconds` ("2019-11-12"), with the time for sub-day windows."""
+    when = dt.datetime.fromtimestamp(int(seconds), dt.timezone.utc)
+    return when.strftime("%Y-%m-%d %H:%M" if hours else "%Y-%m-%d")
+
+
+def pct(share: float) -> str:
+    """0.19 -> "19%"; a share that rounds to 0 but is not 0 -> "<1%"."""
+    return "<1%" if 0 < share < 0.005 else f"{share:.0%}"
 
 
 def window_label(seconds: int) -> str:
@@ -74,8 +81,9 @@ def sentiment_over_time(docs, window: int, baseline: int = 8) -> list[dict]:
     negative (the sentiment head's argmax), mean rating, and `shift` when the share negative
     rises against the median of the previous `baseline` windows (z >= SHIFT_Z, binomial noise
     plus the baseline's spread, at least MIN_SHIFT above it and MIN_EXCESS reviews more than
-    it expects, at least MIN_WINDOW_REVIEWS reviews). The baseline is at least half the whole period's share negative, so a product
-    line with almost no negative reviews is not "shifting" at its first two."""
+    it expects, at least MIN_WINDOW_REVIEWS reviews). The baseline is at least half the whole
+    period's share negative, so a product line with almost no negative reviews is not
+    "shifting" at its first two."""
     if docs.empty:
         return []
     start = (docs["timestamp"].to_numpy() // window) * window
@@ -260,8 +268,8 @@ def render_html(report: dict, plots: dict[str, Path]) -> str:
         shifts = [w for w in sentiment["windows"] if w["shift"]]
         if shifts:
             parts.append("<p>Negative shifts: " + "; ".join(
-                f"{e(w['start'])} ({w['share_negative']:.0%} negative of {w['reviews']} reviews"
-                f", usually {w['baseline_negative']:.0%})" for w in shifts) + "</p>")
+                f"{e(w['start'])} ({pct(w['share_negative'])} negative of {w['reviews']} reviews"
+                f", usually {pct(w['baseline_negative'])})" for w in shifts) + "</p>")
     if report.get("aspects_over_time"):
         parts.append("<h2>Product aspects over time</h2>")
         parts.append(_img(plots["aspects"], "aspect polarity over time per product"))
@@ -275,7 +283,7 @@ def render_html(report: dict, plots: dict[str, Path]) -> str:
             articles = "<br>".join(e(a["title"] or a["article"]) for a in b["articles"])
             parts.append(f"<tr><td>{e(b['topic'])}</td><td>{e(b['start'])} "
                          f"({b['windows']} x {e(topics['window'])})</td><td>{b['peak_z']:.1f}"
-                         f"</td><td>{b['share']:.0%} ({b['baseline_share']:.0%})</td>"
+                         f"</td><td>{pct(b['share'])} ({pct(b['baseline_share'])})</td>"
                          f"<td>{articles}</td></tr>")
         parts.append("</table>")
     if report.get("products"):
@@ -309,15 +317,15 @@ def summarise(report: dict) -> list[str]:
     sentiment = report.get("sentiment")
     if sentiment and sentiment["windows"]:
         overall = sentiment["overall"]
-        lines.append(f"Overall {overall['share_positive']:.0%} of reviews read positive and "
-                     f"{overall['share_negative']:.0%} negative (mean rating "
+        lines.append(f"Overall {pct(overall['share_positive'])} of reviews read positive and "
+                     f"{pct(overall['share_negative'])} negative (mean rating "
                      f"{overall['mean_rating'] if overall['mean_rating'] is not None else '-'}).")
         shifts = [w for w in sentiment["windows"] if w["shift"]]
         if shifts:
             worst = max(shifts, key=lambda w: w["z"])
             lines.append(f"{len(shifts)} window(s) with a rise in negative reviews; the largest "
-                         f"from {worst['start']}: {worst['share_negative']:.0%} negative against "
-                         f"a usual {worst['baseline_negative']:.0%}.")
+                         f"from {worst['start']}: {pct(worst['share_negative'])} negative against "
+                         f"a usual {pct(worst['baseline_negative'])}.")
         else:
             lines.append("No window stands out with more negative reviews than usual.")
     topics = report.get("topics")
@@ -327,8 +335,8 @@ def summarise(report: dict) -> list[str]:
                      f"{len(topics['bursts'])} burst(s).")
         for b in topics["bursts"][:3]:
             head = b["articles"][0]["title"] if b["articles"] else ""
-            lines.append(f"Emerging: {b['topic']} from {b['start']} ({b['share']:.0%} of "
-                         f"impressions, usually {b['baseline_share']:.0%})"
+            lines.append(f"Emerging: {b['topic']} from {b['start']} ({pct(b['share'])} of "
+                         f"impressions, usually {pct(b['baseline_share'])})"
                          + (f", led by \"{head}\"." if head else "."))
     products = report.get("products") or []
     pros = [(p, x) for p in products for x in p["pros"]]
@@ -399,11 +407,12 @@ def build_report(ws: ws_lib.Workspace, out: Path, window: int | None,
     if bursts_file.exists():
         trends = json.loads(bursts_file.read_text())
         volume = ws.stage_dir("trends") / "volume.png"
+        hours = trends["params"]["window"] % 86400 != 0
         report["topics"] = {
             "window": window_label(trends["params"]["window"]),
             "windows": trends["summary"]["windows"], "topics": trends["summary"]["topics"],
             "impressions": trends["summary"]["impressions"],
-            "bursts": [{**b, "start": iso(b["start"]), "end": iso(b["end"])}
+            "bursts": [{**b, "start": iso(b["start"], hours), "end": iso(b["end"], hours)}
                        for b in trends["bursts"]]}
         if volume.exists():
             plots["topics"] = out / "topics.png"

@@ -1,6 +1,7 @@
 """`opinionrec topics`: unsupervised topics for texts that carry no labels.
 
-Texts are embedded (mean-pooled ALBERT `sequence_output`, or TF-IDF + SVD as the baseline) and
+Texts are embedded (mean-pooled ALBERT `sequence_output`, the packaged teacher's sentence
+embeddings (all-MiniLM-L6-v2, trained for semantic similarity), or TF-IDF + SVD as the baseline) and
 clustered with k-means for each k in a range; k is chosen by clustering stability (the mean ARI
 between k-means fits on random subsamples) or by the mean silhouette. Each cluster is named by its
 most distinctive terms (class-based TF-IDF). On a labelled set the clustering is scored against
@@ -22,7 +23,7 @@ import numpy as np
 
 log = logging.getLogger("opinionrec")
 
-EMBEDDINGS = ("albert", "tfidf")
+EMBEDDINGS = ("albert", "teacher", "tfidf")
 CRITERIA = ("stability", "silhouette")
 SCORE_SAMPLE = 2000
 STABILITY_ROUNDS = 5
@@ -168,9 +169,14 @@ def albert_embeddings(preset: str, texts: Sequence[str], sequence_length: int = 
 
 def embed_texts(preset: str | None, texts: Sequence[str], sequence_length: int = 128,
                 batch_size: int = 64, embedding: str = "albert", seed: int = 0) -> np.ndarray:
-    """`[len(texts), dim]` unit vectors: ALBERT (`preset` needed) or the TF-IDF + SVD baseline."""
+    """`[len(texts), dim]` unit vectors: ALBERT (`preset` needed), the teacher (`preset`: its
+    folder, default the packaged all-MiniLM-L6-v2) or the TF-IDF + SVD baseline."""
     if embedding == "tfidf":
         return tfidf_embeddings(texts, seed=seed)
+    if embedding == "teacher":
+        from albert_tf.distillation import TeacherEncoder
+
+        return TeacherEncoder(preset).embed(texts, batch_size, sequence_length)
     if embedding != "albert":
         raise ValueError(f"`embedding` must be one of {EMBEDDINGS}. Received: {embedding!r}")
     if not preset:
@@ -452,11 +458,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a labelled set of pipelines.quality.datasets (ag_news, bbc, mind, "
                         "thucnews, ...): its test + dev + train texts, scored against its labels")
     parser.add_argument("--preset", default=None, metavar="PATH",
-                        help="keras-hub ALBERT preset folder for the embeddings")
+                        help="keras-hub ALBERT preset folder for the embeddings (with "
+                        "--embedding teacher: the teacher's folder, default the packaged one)")
     parser.add_argument("--embedding", choices=EMBEDDINGS, default=None,
-                        help="albert (needs --preset: mean of the last layer over real tokens) or "
-                        "tfidf (TF-IDF + SVD to 128 dimensions); default: albert with --preset, "
-                        "tfidf without")
+                        help="albert (needs --preset: mean of the last layer over real tokens), "
+                        "teacher (all-MiniLM-L6-v2's sentence embeddings) or tfidf (TF-IDF + SVD "
+                        "to 128 dimensions); default: albert with --preset, tfidf without")
     parser.add_argument("--criterion", choices=CRITERIA, default="stability",
                         help="how k is chosen, on a seeded sample of <= 2,000 texts: stability = "
                         "mean ARI between k-means fits on two random 80%% subsamples (5 pairs); "

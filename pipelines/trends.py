@@ -193,14 +193,17 @@ def burst_scores(cells: Sequence[dict], baseline: int = 8, min_history: int = 3,
 
 
 def merge_bursts(rows: Sequence[dict], window_seconds: int) -> list[dict]:
-    """Consecutive flagged windows of a topic -> one burst (start, end, peak z, volume)."""
+    """Consecutive flagged windows of a topic -> one burst (start, end, volume, and the peak
+    window's z, share and baseline share)."""
     bursts: list[dict] = []
     for row in sorted((r for r in rows if r["flagged"]),
                       key=lambda r: (r["topic"], r["window_start"])):
         last = bursts[-1] if bursts else None
         if last and last["topic"] == row["topic"] and last["end"] == row["window_start"]:
             last["end"] += window_seconds
-            last["peak_z"] = max(last["peak_z"], row["z"])
+            if row["z"] > last["peak_z"]:  # share and baseline are the peak window's
+                last.update(peak_z=row["z"], share=row["share"],
+                            baseline_share=row["baseline_share"])
             last["impressions"] += row["impressions"]
             last["windows"] += 1
             continue

