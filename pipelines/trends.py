@@ -332,6 +332,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "planted ones (default: WORKSPACE/raw/truth.json when present)")
 
 
+def _parquet_rows(folder: Path) -> int:
+    """Rows in a folder's Parquet shards, from their footers."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in folder.glob("*.parquet"))
+
+
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -346,9 +353,9 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
               "min_ratio": args.min_ratio, "min_volume": args.min_volume}
     if ws_lib.skip_if_fresh(args, ws, STAGE, params, {"ingest": "stage:ingest"}):
         return 0
-    if not list(ws.interactions.glob("*.parquet")):
-        raise SystemExit(f"trends: no impression logs in {ws.interactions}; ingest MIND "
-                         "behaviors.tsv (with news.tsv) first")
+    if not _parquet_rows(ws.interactions):
+        raise SystemExit(f"trends: no impression logs in {ws.interactions}; trends follows news "
+                         "topics: ingest MIND behaviors.tsv (with news.tsv) first")
     out = ws.stage_dir(STAGE)
     with ws_lib.stage_run(ws, STAGE, params, {"ingest": "stage:ingest"}) as record:
         started = time.perf_counter()
@@ -362,7 +369,11 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                     counter_values(result, [COUNTERS]).items()}
         cells = _read_jsonl(out / "volume.jsonl")
         if not cells:
-            raise SystemExit("trends: no impression has both a time and a known article")
+            raise SystemExit(
+                "trends: no interaction is an impression of a known news article with a time "
+                f"({left_out.get('impressions_of_unknown_news', 0)} of items missing from the "
+                f"news table, {left_out.get('impressions_without_time', 0)} without a time); "
+                "trends follows news topics: ingest MIND behaviors.tsv with its news.tsv")
         rows = burst_scores(cells, args.baseline, z_threshold=args.z_threshold,
                             min_ratio=args.min_ratio, min_volume=args.min_volume)
         bursts = merge_bursts(rows, args.window)

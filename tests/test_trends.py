@@ -131,3 +131,16 @@ def test_many_topics_are_drawn_as_a_heat_map_with_the_bursts_boxed(tmp_path):
         ("topic3", 6)]
     png = trends.plot_volume(rows, tmp_path / "volume.png", HOUR)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_a_workspace_without_impression_logs_gets_a_clear_error(tmp_path):
+    import gzip
+
+    reviews = tmp_path / "reviews.json.gz"
+    reviews.write_bytes(gzip.compress("".join(json.dumps(
+        {"reviewerID": f"U{i}", "asin": f"B{i % 2}", "overall": 5.0, "reviewText": f"Great {i}.",
+         "unixReviewTime": 1_500_000_000 + i}) + "\n" for i in range(4)).encode()))
+    ws = tmp_path / "ws"
+    assert cli.main(["ingest", "--workspace", str(ws), "--input", str(reviews)]) == 0
+    with pytest.raises(SystemExit, match="no impression logs .* ingest MIND behaviors.tsv"):
+        cli.main(["trends", "--workspace", str(ws)])
