@@ -140,16 +140,16 @@ def albert_embeddings(preset: str, texts: Sequence[str], sequence_length: int = 
     The mean, not [CLS]: a briefly pretrained encoder's [CLS] vector barely depends on the input
     (see `MaskedMeanPooling`). Texts are packed as the classifier packs them, `[CLS] text [SEP]`.
     """
-    import keras_hub
     import tensorflow as tf
     from sklearn.preprocessing import normalize
 
     from albert_tf.bert import load_backbone
     from albert_tf.classifier import make_text_preprocessor
     from albert_tf.heads import MaskedMeanPooling
+    from albert_tf.tokenizer import load_preset_tokenizer
 
     backbone = load_backbone(preset, dtype="float32")  # ALBERT, or the BERT equivalent
-    tokenizer = keras_hub.models.AlbertTokenizer.from_preset(preset)
+    tokenizer = load_preset_tokenizer(preset)  # SentencePiece, or the student's WordPiece
     sequence_length = min(sequence_length, backbone.max_sequence_length)
     preprocessor = make_text_preprocessor(tokenizer, sequence_length)
     pooling = MaskedMeanPooling(dtype="float32")
