@@ -153,3 +153,37 @@ def test_report_renders_in_headless_chromium(workspace, tmp_path):
     dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page], check=True, timeout=120,
                          capture_output=True, text=True).stdout
     assert dom.count("data:image/png;base64,") == 3 and "Opinion report" in dom
+
+
+def test_page_escapes_what_reviews_and_headlines_say(tmp_path):
+    """Quotes and headlines are text, never markup, and a news-only report reads sensibly."""
+    import jsonschema
+
+    png = report.plot_sentiment([{"start_seconds": 0, "reviews": 3, "mean_sentiment": 0.5,
+                                  "share_negative": 0.1, "shift": False}], 86400,
+                                tmp_path / "topics.png")
+    burst = {"topic": "tech", "start": "2019-11-12 06:00", "end": "2019-11-12 12:00",
+             "peak_z": 9.5, "impressions": 40, "windows": 1, "share": 0.4,
+             "baseline_share": 0.002, "articles": [
+                 {"article": "N1", "title": "<script>alert(1)</script> & co", "clicks": 3,
+                  "impressions": 40}]}
+    data = {"schema_version": 1, "workspace": "ws", "generated_at": "now",
+            "corpus": {"reviews": 0, "products": 0, "first_review": None, "last_review": None},
+            "summary": [], "sentiment": None, "aspects_over_time": [], "topics": {
+                "window": "6h", "windows": 4, "topics": 3, "impressions": 100,
+                "bursts": [burst]},
+            "products": [{"item": "B1", "title": "Kit <b>", "reviews": 2, "listings": [],
+                          "summary": "Praised for fit.", "cons": [], "pros": [
+                              {"aspect": "fit", "mentions": 2, "praised": 2, "criticised": 0,
+                               "quote": 'It fits "like <a glove>" & more.'}]}],
+            "plots": {"topics": "topics.png"}}
+    data["summary"] = report.summarise(data)
+    jsonschema.validate(data, json.loads(report.SCHEMA.read_text()))
+    assert data["summary"][0] == ("100 news impressions in 4 windows of 6h over 3 topics; "
+                                  "1 burst(s).")
+    assert data["summary"][1].startswith("Emerging: tech from 2019-11-12 06:00 (40% of "
+                                         "impressions, usually <1%)")
+    page = report.render_html(data, {"topics": png})
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in page
+    assert "Kit &lt;b&gt;" in page and "&quot;like &lt;a glove&gt;&quot; &amp; more." in page
+    assert page.count("<img ") == 1 and "Review sentiment" not in page
