@@ -118,6 +118,25 @@ def sentiment_over_time(docs, window: int, baseline: int = 8) -> list[dict]:
     return rows
 
 
+def drop_review_copies(docs, interactions_file: Path):
+    """`docs` with a review copied onto several listings (Amazon's variants, or one user posting
+    one text on many cards the same day) kept once: same user, time, rating and text, the text
+    known by the features stage's `text_key` (the hash the recommender groups listings by)."""
+    import pandas as pd
+
+    if not interactions_file.exists():
+        return docs
+    keys = pd.read_parquet(interactions_file, columns=["user", "item", "timestamp", "text_key"])
+    keys = keys.drop_duplicates(["user", "item", "timestamp"])
+    keyed = docs.merge(keys, on=["user", "item", "timestamp"], how="left")
+    keyed.index = docs.index
+    text = keyed["text_key"].fillna("")
+    # A review without a known text is its own key: never merged with another.
+    text = text.where(text != "", pd.Series(docs.index.astype(str), index=docs.index))
+    return docs[~keyed.assign(text_key=text).duplicated(["user", "timestamp", "rating",
+                                                         "text_key"])]
+
+
 def aspects_over_time(docs, owner: dict[str, str], titles: dict[str, str], window: int,
                       products: int = 4, aspects: int = 3) -> list[dict]:
     """For the `products` products (listings of one product merged through `owner`) with the
@@ -155,13 +174,14 @@ def aspects_over_time(docs, owner: dict[str, str], titles: dict[str, str], windo
 # === Plots (PNG bytes) ===
 
 
-def _figure(height: float = 3.6):
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt, *plt.subplots(figsize=(10, height))
+    return plt
 
 
 def _save(plt, fig, path: Path) -> Path:
@@ -178,7 +198,8 @@ def _dates(rows: Sequence[dict], window: int) -> list[dt.datetime]:
 
 def plot_sentiment(rows: Sequence[dict], window: int, path: Path) -> Path:
     """Mean sentiment and share negative per window, review counts as bars, shifts marked."""
-    plt, fig, ax = _figure()
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 3.6))
     when = _dates(rows, window)
     bars = ax.twinx()
     bars.bar(when, [r["reviews"] for r in rows], width=window / 86400 * 0.8, color="#dddddd",
@@ -204,18 +225,14 @@ def plot_sentiment(rows: Sequence[dict], window: int, path: Path) -> Path:
 
 def plot_aspects(series: Sequence[dict], window: int, path: Path) -> Path:
     """One panel per product: each top aspect's mean polarity per window."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     items = list(dict.fromkeys(s["item"] for s in series))
     fig, axes = plt.subplots(len(items), 1, figsize=(10, 2.4 * len(items)), squeeze=False,
                              sharex=True)
     for ax, item in zip(axes[:, 0], items):
         mine = [s for s in series if s["item"] == item]
         for s in mine:
-            rows = [r for r in s["windows"] if r["mentions"] >= 1]
+            rows = s["windows"]  # windows with at least one mention
             ax.plot(_dates(rows, window), [r["mean_polarity"] for r in rows], marker="o",
                     markersize=3, label=f"{s['aspect']} ({s['mentions']})")
         ax.axhline(0, color="#999999", linewidth=0.6)
@@ -376,12 +393,7 @@ def build_report(ws: ws_lib.Workspace, out: Path, window: int | None,
                                                        "aspect_polarity"])
         docs = docs[(docs["kind"] == "review") & docs["timestamp"].notna()]
         docs = docs[docs["timestamp"] > 0]
-        # A review copied onto several listings (Amazon's variants, or one user posting one
-        # text on many cards the same day) counts once: same user, time, rating and identical
-        # sentiment output (the same text gives the same numbers).
-        copy_key = docs["sentiment"].map(lambda p: tuple(np.round(p, 4)))
-        docs = docs[~docs.assign(copy_key=copy_key).duplicated(
-            ["user", "timestamp", "rating", "copy_key"])]
+        docs = drop_review_copies(docs, ws.features / "interactions.parquet")
         if not docs.empty:
             first, last = int(docs["timestamp"].min()), int(docs["timestamp"].max())
             every = window or choose_window(first, last)

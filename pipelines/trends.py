@@ -30,6 +30,7 @@ from apache_beam.transforms import window as beam_window
 
 from pipelines import workspace as ws_lib
 from pipelines.beam_counts import counter_values
+from pipelines.ingest.stats import parquet_rows
 
 log = logging.getLogger("opinionrec")
 
@@ -332,13 +333,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "planted ones (default: WORKSPACE/raw/truth.json when present)")
 
 
-def _parquet_rows(folder: Path) -> int:
-    """Rows in a folder's Parquet shards, from their footers."""
-    import pyarrow.parquet as pq
-
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in folder.glob("*.parquet"))
-
-
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -353,7 +347,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
               "min_ratio": args.min_ratio, "min_volume": args.min_volume}
     if ws_lib.skip_if_fresh(args, ws, STAGE, params, {"ingest": "stage:ingest"}):
         return 0
-    if not _parquet_rows(ws.interactions):
+    if not parquet_rows(ws.interactions):
         raise SystemExit(f"trends: no impression logs in {ws.interactions}; trends follows news "
                          "topics: ingest MIND behaviors.tsv (with news.tsv) first")
     out = ws.stage_dir(STAGE)

@@ -65,7 +65,8 @@ def build_stats(
     }
 
 
-def _parquet_rows(folder: Path | RemotePath) -> int:
+def parquet_rows(folder: Path | RemotePath) -> int:
+    """Rows in a folder's Parquet shards, from their footers."""
     import pyarrow.parquet as pq
 
     rows = 0
@@ -113,9 +114,9 @@ def reconcile(stats: Mapping[str, Any], ws: workspace.Workspace | None = None) -
         )
     if ws is not None:
         on_disk = {
-            "docs": _parquet_rows(ws.docs),
-            "items": _parquet_rows(ws.items),
-            "interactions": _parquet_rows(ws.interactions),
+            "docs": parquet_rows(ws.docs),
+            "items": parquet_rows(ws.items),
+            "interactions": parquet_rows(ws.interactions),
         }
         for name, rows in on_disk.items():
             if rows != by_output[name]:
