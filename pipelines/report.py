@@ -255,6 +255,7 @@ body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:104
 color:#222;line-height:1.45;padding:0 1em}
 h1{font-size:1.7em;margin-bottom:.2em}
 h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+.warning{background:#fff4e5;border-left:4px solid #e67e22;padding:.6em 1em}
 .meta{color:#666;font-size:.9em} .summary{background:#f5f7fa;border-left:4px solid #1f77b4;
 padding:.6em 1em} img{max-width:100%;display:block;margin:1em 0}
 table{border-collapse:collapse;width:100%;font-size:.92em} td,th{border-bottom:1px solid #eee;
@@ -276,8 +277,10 @@ def render_html(report: dict, plots: dict[str, Path]) -> str:
              "<h1>Opinion report</h1>",
              f"<p class='meta'>{e(report['workspace'])}, generated {e(report['generated_at'])}"
              "</p>",
-             "<div class='summary'><ul>" + "".join(f"<li>{e(s)}</li>"
-                                                    for s in report["summary"]) + "</ul></div>"]
+             *(f"<p class='warning'>{e(w)}</p>" for w in report.get("warnings", [])),
+             "<div class='summary'><ul>" + "".join(f"<li>{e(s)}</li>" for s in report["summary"]
+                                                    if not s.startswith("Warning: "))
+             + "</ul></div>"]
     sentiment = report.get("sentiment")
     if sentiment:
         parts.append("<h2>Review sentiment over time</h2>")
@@ -326,7 +329,7 @@ def render_html(report: dict, plots: dict[str, Path]) -> str:
 
 def summarise(report: dict) -> list[str]:
     """A few sentences for the top of the page: what the data is, what moved, what stands out."""
-    lines = []
+    lines = [f"Warning: {w}" for w in report.get("warnings", [])]
     corpus = report["corpus"]
     if corpus["reviews"]:
         lines.append(f"{corpus['reviews']:,} reviews of {corpus['products']:,} products, "
@@ -369,6 +372,26 @@ def summarise(report: dict) -> list[str]:
     return lines
 
 
+def model_warnings(ws: ws_lib.Workspace) -> list[str]:
+    """What the finetune stage found below its TF-IDF baseline on held-out texts: the report's
+    sentiment and topics are that model's reading, and the reader should know."""
+    metrics_file = ws.stage_dir("finetune") / "metrics.json"
+    if not metrics_file.exists():
+        return []
+    warnings = []
+    for head, scores in json.loads(metrics_file.read_text()).items():
+        if isinstance(scores, dict) and scores.get("below_baseline"):
+            model = next((v for k, v in scores.items() if k != "tfidf_lr"
+                          and isinstance(v, dict) and "accuracy" in v), {})
+            baseline = scores.get("tfidf_lr", {})
+            warnings.append(
+                f"The {head} model is below its TF-IDF + logistic regression baseline on held-out "
+                f"texts (accuracy {model.get('accuracy', float('nan')):.3f} against "
+                f"{baseline.get('accuracy', float('nan')):.3f}); its {head} figures here are "
+                "that weaker model's reading.")
+    return warnings
+
+
 def build_report(ws: ws_lib.Workspace, out: Path, window: int | None,
                  products: int) -> tuple[dict, dict[str, Path]]:
     """Reads the stages' outputs, writes the plots into `out`, returns the report dict."""
@@ -379,7 +402,7 @@ def build_report(ws: ws_lib.Workspace, out: Path, window: int | None,
         "generated_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "corpus": {"reviews": 0, "products": 0, "first_review": None, "last_review": None},
         "summary": [], "sentiment": None, "aspects_over_time": [], "topics": None,
-        "products": [], "plots": {}}
+        "products": [], "plots": {}, "warnings": model_warnings(ws)}
     plots: dict[str, Path] = {}
     described = ws.stage_dir("describe") / "items.json"
     items = json.loads(described.read_text())["items"] if described.exists() else []
@@ -465,7 +488,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             record["summary"] = {"sections": sorted(report["plots"]),
                                  "products": len(report["products"])}
         for line in report["summary"]:
-            log.info("report: %s", line)
+            (log.warning if line.startswith("Warning: ") else log.info)("report: %s", line)
     log.info("report: %s (open in a browser; report.json has the same data)",
              out / "report.html")
     return 0

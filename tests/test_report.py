@@ -176,7 +176,7 @@ def test_page_escapes_what_reviews_and_headlines_say(tmp_path):
                           "summary": "Praised for fit.", "cons": [], "pros": [
                               {"aspect": "fit", "mentions": 2, "praised": 2, "criticised": 0,
                                "quote": 'It fits "like <a glove>" & more.'}]}],
-            "plots": {"topics": "topics.png"}}
+            "plots": {"topics": "topics.png"}, "warnings": []}
     data["summary"] = report.summarise(data)
     jsonschema.validate(data, json.loads(report.SCHEMA.read_text()))
     assert data["summary"][0] == ("100 news impressions in 4 windows of 6h over 3 topics; "
@@ -187,3 +187,21 @@ def test_page_escapes_what_reviews_and_headlines_say(tmp_path):
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in page
     assert "Kit &lt;b&gt;" in page and "&quot;like &lt;a glove&gt;&quot; &amp; more." in page
     assert page.count("<img ") == 1 and "Review sentiment" not in page
+
+
+def test_a_text_model_below_its_baseline_is_said_first(tmp_path):
+    from pipelines.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    assert report.model_warnings(ws) == []
+    (tmp_path / "finetune").mkdir()
+    (tmp_path / "finetune" / "metrics.json").write_text(json.dumps({
+        "sentiment": {"albert": {"accuracy": 0.976}, "tfidf_lr": {"accuracy": 0.985},
+                      "below_baseline": True},
+        "topic": {"albert": {"accuracy": 0.99}, "tfidf_lr": {"accuracy": 0.95},
+                  "below_baseline": False}}))
+    warnings = report.model_warnings(ws)
+    assert len(warnings) == 1 and "sentiment model is below" in warnings[0]
+    assert "0.976 against 0.985" in warnings[0]
+    data = {"warnings": warnings, "corpus": {"reviews": 0}}
+    assert report.summarise(data)[0] == "Warning: " + warnings[0]
