@@ -32,6 +32,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "Unsupervised topics: cluster sentence embeddings, name and score them."),
     "trends": ("pipelines.trends",
                "Beam job: topic volume over event-time windows, and the bursts that stand out."),
+    "track": ("pipelines.tracking",
+              "Beam job: review topics assigned online to saved centroids, tracked over time, "
+              "with bursts, sentiment shifts and new topics."),
     "report": ("pipelines.report",
                "One HTML page (and JSON) of sentiment, aspects and topics over time, pros, cons."),
     "features": ("pipelines.features", "Beam RunInference job: text features and profiles."),
@@ -48,7 +51,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 # Commands whose unknown arguments are Beam pipeline options (--runner, --direct_num_workers, ...).
-BEAM_COMMANDS = {"ingest", "pretraining-data", "features", "trends", "demo", "run"}
+BEAM_COMMANDS = {"ingest", "pretraining-data", "features", "trends", "track", "demo",
+                  "run"}
 
 
 def _chosen_command(argv: Sequence[str]) -> str | None:

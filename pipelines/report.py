@@ -78,12 +78,7 @@ def window_label(seconds: int) -> str:
 
 def sentiment_over_time(docs, window: int, baseline: int = 8) -> list[dict]:
     """Per window of review time: reviews, mean sentiment (P(positive) - P(negative)), share
-    negative (the sentiment head's argmax), mean rating, and `shift` when the share negative
-    rises against the median of the previous `baseline` windows (z >= SHIFT_Z, binomial noise
-    plus the baseline's spread, at least MIN_SHIFT above it and MIN_EXCESS reviews more than
-    it expects, at least MIN_WINDOW_REVIEWS reviews). The baseline is at least half the whole
-    period's share negative, so a product line with almost no negative reviews is not
-    "shifting" at its first two."""
+    negative (the sentiment head's argmax), mean rating, and the shift flags of `flag_shifts`."""
     if docs.empty:
         return []
     start = (docs["timestamp"].to_numpy() // window) * window
@@ -91,7 +86,6 @@ def sentiment_over_time(docs, window: int, baseline: int = 8) -> list[dict]:
     score = probs[:, -1] - probs[:, 0]
     negative = probs.argmax(axis=1) == 0
     ratings = docs["rating"].to_numpy(dtype=float)
-    floor = float(negative.mean()) / 2
     rows = []
     for w in np.unique(start):
         mask = start == w
@@ -100,15 +94,27 @@ def sentiment_over_time(docs, window: int, baseline: int = 8) -> list[dict]:
                      "mean_sentiment": round(float(score[mask].mean()), 4),
                      "share_negative": round(float(negative[mask].mean()), 4),
                      "mean_rating": round(float(rated.mean()), 3) if len(rated) else None})
+    return flag_shifts(rows, float(negative.mean()), baseline)
+
+
+def flag_shifts(rows: list[dict], overall_negative: float, baseline: int = 8,
+                count: str = "reviews") -> list[dict]:
+    """Adds `baseline_negative`, `z` and `shift` to consecutive windows' rows (each with `count`
+    documents and their `share_negative`): a shift is a rise of the share negative against the
+    median of the previous `baseline` windows (z >= SHIFT_Z, binomial noise plus the baseline's
+    spread, at least MIN_SHIFT above it and MIN_EXCESS documents more than it expects, at least
+    MIN_WINDOW_REVIEWS documents). The baseline is at least half of `overall_negative` (the whole
+    period's share), so a series with almost no negatives is not "shifting" at its first two."""
+    floor = overall_negative / 2
     for i, row in enumerate(rows):
         history = [r["share_negative"] for r in rows[max(0, i - baseline):i]
-                   if r["reviews"] >= MIN_WINDOW_REVIEWS]
+                   if r[count] >= MIN_WINDOW_REVIEWS]
         if len(history) < 3:
             row.update(baseline_negative=None, z=None, shift=False)
             continue
         base = max(float(np.median(history)), floor)
         spread = 1.4826 * float(np.median(np.abs(np.array(history) - base)))
-        n = row["reviews"]
+        n = row[count]
         noise = math.sqrt(n * base * (1 - base) + (n * spread) ** 2) or 1.0
         z = (row["share_negative"] * n - base * n) / noise
         row.update(baseline_negative=round(base, 4), z=round(z, 2),
