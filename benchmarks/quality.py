@@ -21,7 +21,8 @@ and `albert_in_domain` is the same student distilled on the labelled set plus `-
 in-domain texts the teacher labels (`pipelines.quality.in_domain`: the training texts a
 `--max-train` subset left out, and SubjQA review sentences of the domain for the SemEval sets).
 Unsupervised topics (k-means over sentence embeddings, NMI / ARI against the labels) run on the
-news sets as `<dataset>_topics`.
+news sets as `<dataset>_topics`, for the encoders, TF-IDF + SVD and `hybrid` (the teacher's
+sentence embedding beside TF-IDF + SVD, `opinionrec topics`' default; topics only).
 
 Results merge into `benchmarks/results/quality.json` (dataset -> model -> metrics as fractions,
 with the commit, date and wall time of each run) and `quality.md` (percentages), so a run of a few
@@ -48,7 +49,8 @@ log = logging.getLogger("opinionrec")
 ENCODERS = ("albert", "albert_in_domain", "teacher", "albert_scratch", "albert_distilled", "bert")
 PRETRAINED = ("albert", "albert_in_domain", "teacher")  # at --pretrained-learning-rate
 STUDENTS = ("albert", "albert_in_domain")  # task-distilled from `teacher` with --task-distill
-MODELS = (*ENCODERS, "tfidf", "lexicon")
+TOPICS_ONLY = ("hybrid",)  # the teacher beside TF-IDF + SVD: an embedding, not a classifier
+MODELS = (*ENCODERS, *TOPICS_ONLY, "tfidf", "lexicon")
 TOPIC_DATASETS = ("ag_news", "bbc", "mind", "thucnews")
 DEFAULT_PRESET = Path("/tmp/opinionrec-distill/distill/preset")
 DEFAULT_SCRATCH_PRESET = Path("/tmp/opinionrec-bilingual-corpus/pretrain/preset")
@@ -164,8 +166,8 @@ def run_topics(model: str, preset: Path | None, name: str) -> dict:
 
     if model == "tfidf":
         return evaluate_topics(name, embedding="tfidf")
-    if model == "teacher":  # its sentence embeddings, as it was trained to give them
-        return evaluate_topics(name, preset=str(preset), embedding="teacher")
+    if model in ("teacher", "hybrid"):  # sentence embeddings, as it was trained to give them
+        return evaluate_topics(name, preset=str(preset) if preset else None, embedding=model)
     return evaluate_topics(name, preset=str(preset), embedding="albert")
 
 
@@ -174,10 +176,10 @@ def build_plan(datasets, models, skipped, topics: bool = True,
     """(dataset, "task" | "topics", model) runs: every fine-tune and baseline first, then the
     (cheaper, less central) topic runs on the news sets; `topics_only` keeps only those."""
     plan = [] if topics_only else [(name, "task", m) for name in datasets for m in models
-                                   if m not in skipped]
+                                   if m not in skipped and m not in TOPICS_ONLY]
     if topics or topics_only:
         plan += [(name, "topics", m) for name in datasets if name in TOPIC_DATASETS
-                 for m in (*ENCODERS, "tfidf") if m in models and m not in skipped
+                 for m in (*ENCODERS, *TOPICS_ONLY, "tfidf") if m in models and m not in skipped
                  and m != "albert_in_domain"]  # the same encoder as `albert`
     return plan
 
@@ -213,7 +215,9 @@ def markdown(results: dict, skipped_encoders: dict[str, str]) -> str:
         metrics = metric_names(results, name)
         ref, target = REFERENCE.get(name, ("", ""))
         cells = [_cell(results[name].get(m), metrics)
-                 if not (name.endswith("_topics") and m == "lexicon") else "—" for m in models]
+                 if not (name.endswith("_topics") and m == "lexicon")
+                 and (name.endswith("_topics") or m not in TOPICS_ONLY) else "—"
+                 for m in models]
         rows.append([name, " / ".join(metrics), *cells, ref, target])
     text = markdown_table(headers, rows)
     text += ("\n\nPercent on the test split of EVAL.md. `—`: the model does not do this task; "
@@ -312,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging(False)
     presets = {"albert": args.preset, "albert_in_domain": args.preset, "teacher": args.teacher_preset or packaged_teacher(),
+               "hybrid": args.teacher_preset or packaged_teacher(),
                "albert_scratch": args.scratch_preset, "albert_distilled": args.distilled_preset,
                "bert": args.bert_preset}
     skipped = {}

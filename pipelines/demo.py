@@ -1,7 +1,7 @@
 """`opinionrec demo`: the whole chain on generated sample data, skipping up-to-date stages.
 
 sample-data -> ingest -> vocab -> distill (or pretraining-data -> pretrain) -> finetune ->
-features -> describe -> trends -> train-recommender -> export -> report, then a
+features -> describe -> trends -> track -> train-recommender -> export -> report, then a
 TF-Serving-compatible server on loopback answers `recommend` for a few users. Sized to finish
 within 15 minutes on 2 CPU cores; a second run only redoes what changed.
 """
@@ -43,11 +43,11 @@ def demo_stages(encoder: str) -> list[tuple[str, list[str]]]:
     """The demo's stages for the encoder (`student` or `albert`)."""
     return [("sample-data", []), ("ingest", []), ("vocab", ["--vocabulary-size", "4000"]),
             *(STUDENT_STAGES if encoder == "student" else SCRATCH_STAGES),
-            ("features", []), ("describe", []), ("trends", ["--window", "3h"]),
+            ("features", []), ("describe", []), ("trends", ["--window", "3h"]), ("track", []),
             ("train-recommender", []), ("export", []), ("report", [])]
 
 
-BEAM_STAGES = {"ingest", "pretraining-data", "features", "trends"}
+BEAM_STAGES = {"ingest", "pretraining-data", "features", "trends", "track"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -299,6 +299,26 @@ def render_html(report: dict, plots: dict[str, Path]) -> str:
     if report.get("aspects_over_time"):
         parts.append("<h2>Product aspects over time</h2>")
         parts.append(_img(plots["aspects"], "aspect polarity over time per product"))
+    tracked = report.get("review_topics")
+    if tracked:
+        parts.append("<h2>Review topics over time</h2>")
+        if "review_topics" in plots:
+            parts.append(_img(plots["review_topics"], "review topics over time"))
+        parts.append("<table><tr><th>topic</th><th>documents</th><th>negative</th>"
+                     "<th>aspects (mean polarity)</th><th>bursts</th><th>negative shifts</th>"
+                     "</tr>")
+        for t in tracked["topics"]:
+            aspects = ", ".join(f"{e(a['aspect'])} ({a['mean_polarity']:+.2f})"
+                                for a in t["top_aspects"])
+            parts.append(f"<tr><td>{e(t['name'])}</td><td>{t['docs']}</td>"
+                         f"<td>{pct(t['share_negative'])}</td><td>{aspects}</td>"
+                         f"<td>{e(', '.join(t['bursts']))}</td>"
+                         f"<td>{e(', '.join(t['shifts']))}</td></tr>")
+        parts.append("</table>")
+        for n in tracked["new_topics"]:
+            parts.append(f"<p>New topic <b>{e(n['name'])}</b> from {e(n['first_window'])}: "
+                         f"{n['docs']} documents, {pct(n['share_negative'])} negative, e.g. "
+                         + "; ".join(f"<q>{e(x)}</q>" for x in n["examples"][:2]) + "</p>")
     topics = report.get("topics")
     if topics:
         parts.append("<h2>News topics over time</h2>")
@@ -364,6 +384,22 @@ def summarise(report: dict) -> list[str]:
             lines.append(f"Emerging: {b['topic']} from {b['start']} ({pct(b['share'])} of "
                          f"impressions, usually {pct(b['baseline_share'])})"
                          + (f", led by \"{head}\"." if head else "."))
+    tracked = report.get("review_topics")
+    if tracked and tracked["topics"]:
+        lines.append(f"{len(tracked['topics'])} review topics; the largest: "
+                     + ", ".join(f"{t['name']} ({t['docs']:,})" for t in sorted(
+                         tracked["topics"], key=lambda t: -t["docs"])[:3]) + ".")
+        hot = [(t, when) for t in tracked["topics"] for when in t["bursts"]]
+        shifted = [(t, when) for t in tracked["topics"] for when in t["shifts"]]
+        if hot:
+            lines.append("Review topic bursts: " + "; ".join(
+                f"{t['name']} from {when}" for t, when in hot[:3]) + ".")
+        if shifted:
+            lines.append("More negative than usual: " + "; ".join(
+                f"{t['name']} from {when}" for t, when in shifted[:3]) + ".")
+    for n in (tracked or {}).get("new_topics", [])[:2]:
+        lines.append(f"New topic: {n['name']} from {n['first_window']} ({n['docs']} "
+                     "documents no earlier topic fits).")
     products = report.get("products") or []
     pros = [(p, x) for p in products for x in p["pros"]]
     cons = [(p, x) for p in products for x in p["cons"]]
@@ -408,6 +444,7 @@ def build_report(ws: ws_lib.Workspace, out: Path, window: int | None,
         "generated_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "corpus": {"reviews": 0, "products": 0, "first_review": None, "last_review": None},
         "summary": [], "sentiment": None, "aspects_over_time": [], "topics": None,
+        "review_topics": None,
         "products": [], "plots": {}, "warnings": model_warnings(ws)}
     plots: dict[str, Path] = {}
     described = ws.stage_dir("describe") / "items.json"
@@ -458,6 +495,23 @@ def build_report(ws: ws_lib.Workspace, out: Path, window: int | None,
         if volume.exists():
             plots["topics"] = out / "topics.png"
             plots["topics"].write_bytes(volume.read_bytes())
+    tracked = ws.stage_dir("track") / "topics.json"
+    track = json.loads(tracked.read_text(encoding="utf-8")) if tracked.exists() else None
+    if track and track["topics"]:
+        every = track["params"]["window"]
+        report["review_topics"] = {
+            "window": window_label(every), "docs": track["summary"]["docs"],
+            "novel_docs": track["summary"]["novel_docs"],
+            "topics": [{"topic": t["topic"], "name": t["name"], "docs": t["docs"],
+                        "share_negative": t["share_negative"], "top_aspects": t["top_aspects"],
+                        "bursts": [iso(b["start"]) for b in t["bursts"]],
+                        "shifts": [iso(w) for w in t["shifts"]]} for t in track["topics"]],
+            "new_topics": [{**n, "first_window": iso(n["first_window"])}
+                           for n in track["new_topics"]]}
+        volume = ws.stage_dir("track") / "volume.png"
+        if volume.exists():
+            plots["review_topics"] = out / "review_topics.png"
+            plots["review_topics"].write_bytes(volume.read_bytes())
     if report["sentiment"] is None and report["topics"] is None and not items:
         raise SystemExit("report: nothing to report yet; run `features` and `describe` (reviews) "
                          "or `trends` (news) first")
@@ -483,7 +537,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     out = ws.stage_dir(STAGE)
     params = {"window": args.window, "products": args.products}
     # Whichever of the stages it reads have run: a new run of any of them makes the report stale.
-    inputs = {stage: f"stage:{stage}" for stage in ("features", "describe", "trends")
+    inputs = {stage: f"stage:{stage}" for stage in ("features", "describe", "trends", "track")
               if (ws.stage_dir(stage) / ws_lib.STAGE_RECORD).exists()}
     if not ws_lib.skip_if_fresh(args, ws, STAGE, params, inputs):
         with ws_lib.stage_run(ws, STAGE, params, inputs) as record:

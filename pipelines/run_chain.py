@@ -1,7 +1,7 @@
 """`opinionrec run`: the whole chain on the user's own files, within a time budget.
 
 ingest -> vocab -> distill (or pretraining-data -> pretrain) -> finetune -> features -> describe
--> train-recommender -> export -> report, with the training stages' `--max-minutes` cut from one
+-> track -> train-recommender -> export -> report, with the training stages' `--max-minutes` cut from one
 `--minutes` budget: the stages that do not train take a few minutes on a corpus of a few thousand reviews
 (measured on 2 cores), each training stage spends most of a minute beyond its own budget on
 start-up, evaluation and export, and what is left goes 60/40 to the encoder (distillation of the packaged
@@ -96,6 +96,7 @@ def chain(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
                       str(finetune_minutes)]),
         ("features", []),
         ("describe", []),
+        ("track", []),
         ("train-recommender", []),
         ("export", []),
         ("report", []),

@@ -1,8 +1,8 @@
 """`opinionrec topics`: unsupervised topics for texts that carry no labels.
 
-Texts are embedded (mean-pooled ALBERT `sequence_output`, the packaged teacher's sentence
-embeddings (all-MiniLM-L6-v2, trained for semantic similarity), or TF-IDF + SVD as the baseline) and
-clustered with k-means for each k in a range; k is chosen by clustering stability (the mean ARI
+Texts are embedded (by default the packaged teacher's sentence embedding (all-MiniLM-L6-v2,
+trained for semantic similarity) beside TF-IDF + SVD; or mean-pooled ALBERT `sequence_output`, the
+teacher alone, or TF-IDF + SVD alone as the baseline) and clustered with k-means for each k in a range; k is chosen by clustering stability (the mean ARI
 between k-means fits on random subsamples) or by the mean silhouette. Each cluster is named by its
 most distinctive terms (class-based TF-IDF). On a labelled set the clustering is scored against
 the labels with NMI and ARI.
@@ -23,7 +23,10 @@ import numpy as np
 
 log = logging.getLogger("opinionrec")
 
-EMBEDDINGS = ("albert", "teacher", "tfidf")
+EMBEDDINGS = ("hybrid", "albert", "teacher", "tfidf")
+# The teacher's share of a hybrid embedding's squared norm (TF-IDF + SVD has the rest). Measured
+# on BBC and AG News at k true: 0.3 and 0.5 were within 0.01 NMI, 0.7 lost 0.02 on BBC.
+HYBRID_TEACHER_WEIGHT = 0.3
 CRITERIA = ("stability", "silhouette")
 SCORE_SAMPLE = 2000
 STABILITY_ROUNDS = 5
@@ -167,12 +170,36 @@ def albert_embeddings(preset: str, texts: Sequence[str], sequence_length: int = 
     return normalize(vectors).astype("float32")
 
 
+def hybrid_embeddings(texts: Sequence[str], teacher: str | None = None, sequence_length: int = 128,
+                      batch_size: int = 64, seed: int = 0,
+                      teacher_weight: float = HYBRID_TEACHER_WEIGHT) -> np.ndarray:
+    """The teacher's sentence embedding and TF-IDF + SVD side by side, each a unit vector scaled
+    by the square root of its weight, so cosine similarity is the weighted mean of both
+    similarities: the teacher knows meaning (sport ~ football) but reads only the first 128
+    tokens; TF-IDF reads every word of a long article. Chinese texts get TF-IDF alone, since
+    all-MiniLM-L6-v2's vocabulary is English (on THUCNews its embeddings score NMI 0.05)."""
+    from albert_tf.distillation import TeacherEncoder
+
+    lexical = tfidf_embeddings(texts, seed=seed)
+    if is_chinese(list(texts)):
+        log.info("topics: Chinese texts: the hybrid embedding is TF-IDF + SVD alone (the "
+                 "teacher's vocabulary is English)")
+        return lexical
+    semantic = TeacherEncoder(teacher).embed(texts, batch_size, sequence_length)
+    joined = np.hstack([np.sqrt(teacher_weight) * semantic,
+                        np.sqrt(1 - teacher_weight) * lexical])
+    return (joined / np.linalg.norm(joined, axis=1, keepdims=True)).astype("float32")
+
+
 def embed_texts(preset: str | None, texts: Sequence[str], sequence_length: int = 128,
                 batch_size: int = 64, embedding: str = "albert", seed: int = 0) -> np.ndarray:
     """`[len(texts), dim]` unit vectors: ALBERT (`preset` needed), the teacher (`preset`: its
-    folder, default the packaged all-MiniLM-L6-v2) or the TF-IDF + SVD baseline."""
+    folder, default the packaged all-MiniLM-L6-v2), the TF-IDF + SVD baseline, or the hybrid of
+    the teacher and TF-IDF (`hybrid_embeddings`)."""
     if embedding == "tfidf":
         return tfidf_embeddings(texts, seed=seed)
+    if embedding == "hybrid":
+        return hybrid_embeddings(texts, preset, sequence_length, batch_size, seed)
     if embedding == "teacher":
         from albert_tf.distillation import TeacherEncoder
 
@@ -440,7 +467,8 @@ def read_documents(patterns: Sequence[str], max_docs: int | None = None) -> list
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Cluster texts into topics without labels: embed them (ALBERT preset, or TF-IDF + SVD), "
+        "Cluster texts into topics without labels: embed them (the teacher beside TF-IDF + SVD, "
+        "an ALBERT preset, the teacher, or TF-IDF + SVD), "
         "run k-means for each k and keep the k that k-means finds most stably across random "
         "subsamples (or with the best silhouette), name each topic by its most distinctive terms "
         "(class-based TF-IDF). With --dataset, or inputs whose documents all carry a label, "
@@ -459,11 +487,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "thucnews, ...): its test + dev + train texts, scored against its labels")
     parser.add_argument("--preset", default=None, metavar="PATH",
                         help="keras-hub ALBERT preset folder for the embeddings (with "
-                        "--embedding teacher: the teacher's folder, default the packaged one)")
+                        "--embedding teacher or hybrid: the teacher's folder, default the "
+                        "packaged one)")
     parser.add_argument("--embedding", choices=EMBEDDINGS, default=None,
-                        help="albert (needs --preset: mean of the last layer over real tokens), "
-                        "teacher (all-MiniLM-L6-v2's sentence embeddings) or tfidf (TF-IDF + SVD "
-                        "to 128 dimensions); default: albert with --preset, tfidf without")
+                        help="hybrid (the teacher's sentence embedding beside TF-IDF + SVD, 3:7; "
+                        "TF-IDF alone for Chinese), albert (needs --preset: mean of the last "
+                        "layer over real tokens), teacher (all-MiniLM-L6-v2's sentence "
+                        "embeddings) or tfidf (TF-IDF + SVD to 128 dimensions); default: albert "
+                        "with --preset, hybrid without")
     parser.add_argument("--criterion", choices=CRITERIA, default="stability",
                         help="how k is chosen, on a seeded sample of <= 2,000 texts: stability = "
                         "mean ARI between k-means fits on two random 80%% subsamples (5 pairs); "
@@ -518,7 +549,7 @@ def _load_docs(args: argparse.Namespace) -> list[TopicDoc]:
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
-    embedding = args.embedding or ("albert" if args.preset else "tfidf")
+    embedding = args.embedding or ("albert" if args.preset else "hybrid")
     if embedding == "albert" and not args.preset:
         raise SystemExit("topics: --embedding albert needs --preset PATH (or use tfidf)")
     k_values = [args.k] if args.k is not None else range(args.k_min, args.k_max + 1)

@@ -210,15 +210,36 @@ def _dedup_key(row: Mapping[str, Any]) -> str:
         text_key(row.get("text"))
 
 
-def build_pipeline(pipeline: beam.Pipeline, features_pattern: str, model_dir: str,
-                   window_seconds: int, output: Path, batch_size: int = 256) -> None:
-    """Feature rows -> de-duplicated -> topic or NOVEL -> per (window, topic) cells in
-    `cells.jsonl`, novel documents (with their embeddings) in `novel.jsonl`."""
-    columns = ["doc_id", "kind", "user", "item", "rating", "timestamp", "text", "embedding",
-               "sentiment", "aspects", "aspect_polarity"]
-    assigned = (
+def _with_text(element) -> Iterable[dict]:
+    """(doc id, {"features": [row], "text": [text]}) -> the feature row with its text."""
+    _, joined = element
+    for row in joined["features"]:
+        yield {**row, "text": joined["text"][0] if joined["text"] else ""}
+
+
+def build_pipeline(pipeline: beam.Pipeline, features_pattern: str, docs_pattern: str,
+                   model_dir: str, window_seconds: int, output: Path,
+                   batch_size: int = 256) -> None:
+    """Feature rows + their texts (the ingested docs) -> de-duplicated -> topic or NOVEL ->
+    per (window, topic) cells in `cells.jsonl`, novel documents (with their embeddings) in
+    `novel.jsonl`."""
+    features = (
         pipeline
-        | "ReadFeatures" >> beam.io.ReadFromParquet(features_pattern, columns=columns)
+        | "ReadFeatures" >> beam.io.ReadFromParquet(features_pattern, columns=[
+            "doc_id", "kind", "user", "item", "rating", "timestamp", "embedding", "sentiment",
+            "aspects", "aspect_polarity"])
+        | "KeyFeatures" >> beam.Map(lambda row: (row["doc_id"], row))
+    )
+    texts = (
+        pipeline
+        | "ReadTexts" >> beam.io.ReadFromParquet(docs_pattern, columns=["id", "kind", "text"])
+        | "ReviewsAndNews" >> beam.Filter(lambda d: d["kind"] in ("review", "news"))
+        | "KeyTexts" >> beam.Map(lambda d: (d["id"], d["text"] or ""))
+    )
+    assigned = (
+        {"features": features, "text": texts}
+        | "JoinTexts" >> beam.CoGroupByKey()
+        | "WithText" >> beam.FlatMap(_with_text)
         | "KeyCopies" >> beam.Map(lambda row: (_dedup_key(row), row))
         | "OneOfEachCopy" >> beam.CombinePerKey(lambda rows: min(rows, key=lambda r: r["doc_id"]))
         | "Values" >> beam.Values()
@@ -426,7 +447,9 @@ def _fit(ws: ws_lib.Workspace, args: argparse.Namespace, model_dir: Path) -> Sav
     from pipelines.corpus import read_parquet_dir
     from pipelines.topics import sample_examples
 
-    docs = read_parquet_dir(ws.features / "docs", ["doc_id", "timestamp", "text", "embedding"])
+    docs = read_parquet_dir(ws.features / "docs", ["doc_id", "timestamp", "embedding"])
+    texts = read_parquet_dir(ws.docs, ["id", "text"]).rename(columns={"id": "doc_id"})
+    docs = docs.merge(texts, on="doc_id", how="inner")
     until = None
     if args.fit_until:
         try:
@@ -476,20 +499,22 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         fit_seconds = time.perf_counter() - started
         window = args.window or _auto_window(ws, choose_window)
         pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-        build_pipeline(pipeline, str(ws.features / "docs" / "*.parquet"), str(model_dir), window,
-                       out, args.batch_size)
+        build_pipeline(pipeline, str(ws.features / "docs" / "*.parquet"),
+                       str(ws.docs / "*.parquet"), str(model_dir), window, out, args.batch_size)
         result = pipeline.run()
         result.wait_until_finish()
         beam_seconds = time.perf_counter() - started - fit_seconds
         counts = {name: value for (_, name), value in counter_values(result, [COUNTERS]).items()}
         cells = _read_jsonl(out / "cells.jsonl")
-        if not cells:
-            raise SystemExit(f"track: no document has a time ({counts.get('docs_without_time', 0)}"
-                             " without one); track follows documents through time: ingest "
-                             "reviews with their timestamps")
+        if not cells:  # a warning, not an error: `run` goes on to the report without it
+            log.warning("track: no document has a time (%d without one); topics are followed "
+                        "through time, so ingest reviews with their timestamps to track them",
+                        counts.get("docs_without_time", 0))
         rows = topic_rows(cells, topics.names, window)
         fresh = new_topics(_read_jsonl(out / "novel.jsonl"), topics.within_similarity)
-        plot_topics(rows, fresh, out / "volume.png", window)
+        (out / "volume.png").unlink(missing_ok=True)
+        if rows:
+            plot_topics(rows, fresh, out / "volume.png", window)
         with open(out / "windows.jsonl", "w", encoding="utf-8") as handle:
             for topic in rows:
                 for row in topic["windows"]:

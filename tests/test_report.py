@@ -32,6 +32,7 @@ CHAIN = [
     ["features"],
     ["describe"],
     ["trends", "--window", "3h"],
+    ["track"],
     ["report"],
 ]
 
@@ -92,7 +93,13 @@ def test_report_json_follows_its_schema_and_finds_what_was_planted(workspace):
     assert [p["item"] for p in data["products"]] == [d["item"] for d in described[:10]]
     assert any(p["pros"] or p["cons"] for p in data["products"])
     assert any(line.startswith("Emerging: ") for line in data["summary"])
-    assert set(data["plots"]) == {"sentiment", "aspects", "topics"}
+    assert set(data["plots"]) == {"sentiment", "aspects", "topics", "review_topics"}
+    # Review topics tracked over time: every review with a time is in one topic or novel.
+    tracked = data["review_topics"]
+    assert len(tracked["topics"]) >= 2 and all(t["name"] for t in tracked["topics"])
+    assert sum(t["docs"] for t in tracked["topics"]) + tracked["novel_docs"] == tracked["docs"]
+    assert tracked["docs"] == data["corpus"]["reviews"]  # copies once, as the corpus counts
+    assert any(" review topics; the largest: " in line for line in data["summary"])
 
 
 @pytest.mark.slow
@@ -102,7 +109,7 @@ def test_report_page_is_self_contained_with_real_plots(workspace):
     page = (workspace / "report" / "report.html").read_text()
     assert "http://" not in page and "https://" not in page  # nothing fetched at view time
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 3
+    assert len(images) == 4
     for data in images:
         pixels = mpimg.imread(io.BytesIO(base64.b64decode(data)))
         assert pixels.shape[0] > 200 and pixels.shape[1] > 600
@@ -152,7 +159,7 @@ def test_report_renders_in_headless_chromium(workspace, tmp_path):
     page = page_file.as_uri()
     dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page], check=True, timeout=120,
                          capture_output=True, text=True).stdout
-    assert dom.count("data:image/png;base64,") == 3 and "Opinion report" in dom
+    assert dom.count("data:image/png;base64,") == 4 and "Opinion report" in dom
 
 
 def test_page_escapes_what_reviews_and_headlines_say(tmp_path):
@@ -172,6 +179,11 @@ def test_page_escapes_what_reviews_and_headlines_say(tmp_path):
             "summary": [], "sentiment": None, "aspects_over_time": [], "topics": {
                 "window": "6h", "windows": 4, "topics": 3, "impressions": 100,
                 "bursts": [burst]},
+            "review_topics": {"window": "1w", "docs": 9, "novel_docs": 5, "topics": [],
+                              "new_topics": [{"name": "recall <i>", "terms": ["recall"],
+                                              "docs": 5, "first_window": "2019-11-11",
+                                              "share_negative": 0.8,
+                                              "examples": ["A <b>recall</b> notice"]}]},
             "products": [{"item": "B1", "title": "Kit <b>", "reviews": 2, "listings": [],
                           "summary": "Praised for fit.", "cons": [], "pros": [
                               {"aspect": "fit", "mentions": 2, "praised": 2, "criticised": 0,
@@ -186,6 +198,8 @@ def test_page_escapes_what_reviews_and_headlines_say(tmp_path):
     page = report.render_html(data, {"topics": png})
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in page
     assert "Kit &lt;b&gt;" in page and "&quot;like &lt;a glove&gt;&quot; &amp; more." in page
+    assert "recall &lt;i&gt;" in page and "A &lt;b&gt;recall&lt;/b&gt; notice" in page
+    assert "New topic: recall <i> from 2019-11-11 (5 documents" in " ".join(data["summary"])
     assert page.count("<img ") == 1 and "Review sentiment" not in page
 
 

@@ -155,13 +155,10 @@ def test_command_writes_topics_assignments_and_the_plot(tmp_path):
         writer.writerows(zip(texts, labels))
     out = tmp_path / "out"
     argv = ["--input", str(path), "--k-max", "6", "--output", str(out)]
-    if "topics" in cli.COMMANDS:
-        assert cli.main(["topics", *argv]) == 0
-    else:  # not registered yet
-        assert topics.run(_parse(argv), []) == 0
+    assert cli.main(["topics", *argv]) == 0
     summary = json.loads((out / "topics.json").read_text())
     assert summary["k"] == 3 and summary["k_true"] == 3 and summary["n"] == 60
-    assert summary["embedding"] == "tfidf" and summary["nmi"] > 0.8
+    assert summary["embedding"] == "hybrid" and summary["nmi"] > 0.8  # the default
     assert summary["criterion_name"] == "stability"
     assert set(summary["criterion"]) == {"2", "3", "4", "5", "6"}
     assert summary["scores"]["stability"] == summary["criterion"]
@@ -212,3 +209,14 @@ def test_teacher_embeddings_find_the_planted_topics_through_the_command(tmp_path
     assert np.allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
     model = topics.discover_topics(texts, embeddings, [3])
     assert topics.topic_agreement(labels, model.assignments)["nmi"] > 0.8
+
+    # The hybrid's cosine is the weighted mean of the teacher's and TF-IDF's cosines.
+    hybrid = topics.embed_texts(None, texts, embedding="hybrid")
+    lexical = topics.embed_texts(None, texts, embedding="tfidf")
+    assert hybrid.shape == (60, 384 + lexical.shape[1])
+    weight = topics.HYBRID_TEACHER_WEIGHT
+    np.testing.assert_allclose(hybrid @ hybrid[0], weight * (embeddings @ embeddings[0])
+                               + (1 - weight) * (lexical @ lexical[0]), atol=1e-4)
+    chinese = ["今天的比赛很精彩", "球队赢得了冠军", "股市今天大涨", "银行利率下调了"] * 3
+    np.testing.assert_allclose(topics.embed_texts(None, chinese, embedding="hybrid"),
+                               topics.embed_texts(None, chinese, embedding="tfidf"))

@@ -135,13 +135,16 @@ def test_the_beam_job_counts_each_review_once_per_window_and_topic(tmp_path):
     rows.append(feature_row("untimed", topic_vector(0, rng), None, "no time"))
     rows += [feature_row(f"new{i}", topic_vector(3, rng, 0.05), 5 * day + i,
                          f"recall notice {i}", user=f"n{i}") for i in range(4)]
-    table = pa.Table.from_pylist(rows)
+    texts = [{"id": r["doc_id"], "kind": "review", "text": r.pop("text")} for r in rows]
     (tmp_path / "features").mkdir()
-    pq.write_table(table, tmp_path / "features" / "docs-0.parquet")
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "features" / "docs-0.parquet")
+    (tmp_path / "docs").mkdir()
+    pq.write_table(pa.Table.from_pylist(texts), tmp_path / "docs" / "docs-0.parquet")
     out = tmp_path / "out"
     with beam.Pipeline() as pipeline:
         tracking.build_pipeline(pipeline, str(tmp_path / "features" / "*.parquet"),
-                                str(tmp_path / "model"), day, out, batch_size=16)
+                                str(tmp_path / "docs" / "*.parquet"), str(tmp_path / "model"),
+                                day, out, batch_size=16)
     cells = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()]
     novel = [json.loads(line) for line in (out / "novel.jsonl").read_text().splitlines()]
     assert sum(c["docs"] for c in cells if c["topic"] != tracking.NOVEL) == 60  # copy once
@@ -162,11 +165,12 @@ def test_fit_until_must_be_a_date(bad, tmp_path):
     import argparse
 
     args = argparse.Namespace(fit_until=bad, max_fit_docs=10, k=None, k_max=3)
-    ws = type("WS", (), {"features": tmp_path})()
+    ws = type("WS", (), {"features": tmp_path, "docs": tmp_path / "texts"})()
     texts, vectors, _ = corpus(n_per_topic=5)
-    pq.write_table(pa.Table.from_pylist([
-        {"doc_id": str(i), "timestamp": 100 + i, "text": t, "embedding": v.tolist()}
-        for i, (t, v) in enumerate(zip(texts, vectors))]),
-        (tmp_path / "docs").mkdir() or tmp_path / "docs" / "a.parquet")
+    for folder, rows in (("docs", [{"doc_id": str(i), "timestamp": 100 + i,
+                                    "embedding": v.tolist()} for i, v in enumerate(vectors)]),
+                         ("texts", [{"id": str(i), "text": t} for i, t in enumerate(texts)])):
+        (tmp_path / folder).mkdir()
+        pq.write_table(pa.Table.from_pylist(rows), tmp_path / folder / "a.parquet")
     with pytest.raises(SystemExit, match="YYYY-MM-DD"):
         tracking._fit(ws, args, tmp_path / "model")
