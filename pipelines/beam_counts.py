@@ -26,3 +26,17 @@ def counter_values(result: Any, namespaces: Iterable[str]) -> dict[tuple[str, st
         value = counter.committed if counter.committed is not None else counter.attempted
         values[(counter.key.metric.namespace, counter.key.metric.name)] += int(value or 0)
     return dict(values)
+
+
+def distribution_sums(result: Any, name: str) -> tuple[int, int]:
+    """(sum, count) of every distribution called `name` in the job, over steps and namespaces:
+    e.g. RunInference's `inference_batch_latency_micro_secs` (the time spent in model calls)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    total = count = 0
+    for distribution in result.metrics().query(MetricsFilter().with_name(name))["distributions"]:
+        value = distribution.committed or distribution.attempted
+        if value is not None:
+            total += int(value.sum)
+            count += int(value.count)
+    return total, count

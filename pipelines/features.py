@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -27,6 +28,7 @@ from apache_beam.ml.inference.base import (
 
 from pipelines import workspace as ws_lib
 from pipelines.aspect_mining import clause_criticises, clause_praises
+from pipelines.beam_counts import distribution_sums
 from pipelines.corpus import split_key
 from recommender.profiles import PRAISE, user_aspect_weights  # one rule for stage and evaluation
 
@@ -469,14 +471,21 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                 f.unlink()
         (out_dir / "aspects.json").write_text(json.dumps({"aspects": aspects}, indent=2) + "\n")
         options = pipeline_options(beam_args)
-        with beam.Pipeline(options=options) as pipeline:
-            build_pipeline(pipeline, str(ws.docs / "*.parquet"), str(model_dir), out_dir,
-                           aspects, _item_titles(ws.items), args.batch_size,
-                           _aspect_terms(ws))
-        summary = _summarise(out_dir)
+        started = time.perf_counter()
+        pipeline = beam.Pipeline(options=options)
+        build_pipeline(pipeline, str(ws.docs / "*.parquet"), str(model_dir), out_dir,
+                       aspects, _item_titles(ws.items), args.batch_size, _aspect_terms(ws))
+        result = pipeline.run()
+        result.wait_until_finish()
+        beam_seconds = time.perf_counter() - started
+        micros, calls = distribution_sums(result, "inference_batch_latency_micro_secs")
+        summary = {**_summarise(out_dir), "beam_seconds": round(beam_seconds, 2),
+                   "inference_seconds": round(micros / 1e6, 2), "inference_calls": calls}
         record["summary"] = summary
         log.info("features: %(sentences)d sentences, %(items)d items, %(users)d users, "
                  "%(interactions)d interactions -> %(dir)s", summary)
+        log.info("features: the Beam job took %.1f s, %.1f s of it (summed over workers) in %d "
+                 "model calls", beam_seconds, micros / 1e6, calls)
     return 0
 
 

@@ -1,8 +1,8 @@
 """`opinionrec run`: the whole chain on the user's own files, within a time budget.
 
 ingest -> vocab -> distill (or pretraining-data -> pretrain) -> finetune -> features -> describe
--> track -> train-recommender -> export -> report, with the training stages' `--max-minutes` cut from one
-`--minutes` budget: the stages that do not train take a few minutes on a corpus of a few thousand reviews
+-> trends (when there are news impressions) -> track -> train-recommender -> export -> report,
+with the training stages' `--max-minutes` cut from one `--minutes` budget: the stages that do not train take a few minutes on a corpus of a few thousand reviews
 (measured on 2 cores), each training stage spends most of a minute beyond its own budget on
 start-up, evaluation and export, and what is left goes 60/40 to the encoder (distillation of the packaged
 teacher, or pretraining from scratch) and fine-tuning. Up-to-date stages are skipped, so a second
@@ -96,6 +96,7 @@ def chain(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
                       str(finetune_minutes)]),
         ("features", []),
         ("describe", []),
+        ("trends", ["--optional"]),
         ("track", []),
         ("train-recommender", []),
         ("export", []),

@@ -328,6 +328,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     parser.add_argument("--min-volume", type=int, default=10,
                         help="and at least this many impressions (default: %(default)s)")
+    parser.add_argument("--optional", action="store_true",
+                        help="without impression logs, say so and exit 0 instead of failing "
+                        "(`opinionrec run` uses it: not every corpus has news)")
     parser.add_argument("--truth", type=Path, default=None,
                         help="sample-data's truth.json: score the bursts found against the "
                         "planted ones (default: WORKSPACE/raw/truth.json when present)")
@@ -346,6 +349,10 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     params = {"window": args.window, "baseline": args.baseline, "z": args.z_threshold,
               "min_ratio": args.min_ratio, "min_volume": args.min_volume}
     if ws_lib.skip_if_fresh(args, ws, STAGE, params, {"ingest": "stage:ingest"}):
+        return 0
+    if not parquet_rows(ws.interactions) and args.optional:
+        log.info("trends: no impression logs in %s (MIND behaviors.tsv); nothing to follow",
+                 ws.interactions)
         return 0
     if not parquet_rows(ws.interactions):
         raise SystemExit(f"trends: no impression logs in {ws.interactions}; trends follows news "

@@ -22,8 +22,8 @@ def test_chain_passes_every_input_and_the_budgets():
     stages = dict(chain)
     assert len(stages) == len(chain)  # no stage twice
     assert list(stages) == ["ingest", "vocab", "pretraining-data", "pretrain", "finetune",
-                            "features", "describe", "track", "train-recommender", "export",
-                            "report"]
+                            "features", "describe", "trends", "track", "train-recommender",
+                            "export", "report"]
     assert stages["ingest"] == ["--input", "a.json.gz", "--input", "meta.json.gz"]
     assert stages["pretrain"] == ["--config", "tiny", "--max-minutes", "7.5"]
     assert stages["finetune"] == ["--encoder", "albert", "--max-minutes", "5.0"]
@@ -33,7 +33,7 @@ def test_the_student_chain_distils_instead_of_pretraining(monkeypatch):
     args = argparse.Namespace(input=["a.json.gz"], minutes=20.0, config="tiny", encoder="student")
     stages = dict(run_chain.chain(args))
     assert list(stages) == ["ingest", "vocab", "distill", "finetune", "features", "describe",
-                            "track", "train-recommender", "export", "report"]
+                            "trends", "track", "train-recommender", "export", "report"]
     assert stages["distill"] == ["--max-minutes", "7.5"]
     assert stages["finetune"] == ["--encoder", "student", "--max-minutes", "5.0"]
     # auto: the student when the teacher is installed, else the from-scratch ALBERT.

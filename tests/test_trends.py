@@ -144,3 +144,6 @@ def test_a_workspace_without_impression_logs_gets_a_clear_error(tmp_path):
     assert cli.main(["ingest", "--workspace", str(ws), "--input", str(reviews)]) == 0
     with pytest.raises(SystemExit, match="no impression logs .* ingest MIND behaviors.tsv"):
         cli.main(["trends", "--workspace", str(ws)])
+    # `opinionrec run` passes --optional: a corpus without news goes on to the next stage.
+    assert cli.main(["trends", "--workspace", str(ws), "--optional"]) == 0
+    assert not (ws / "trends" / "bursts.json").exists()
