@@ -35,7 +35,9 @@ from apache_beam.transforms import window as beam_window
 
 from pipelines import workspace as ws_lib
 from pipelines.beam_counts import counter_values
-from pipelines.trends import WithWindowStart, burst_scores, merge_bursts, parse_window
+from pipelines.trends import (
+    WithWindowStart, burst_scores, merge_bursts, parse_window, read_jsonl,
+)
 
 log = logging.getLogger("opinionrec")
 
@@ -505,13 +507,13 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         result.wait_until_finish()
         beam_seconds = time.perf_counter() - started - fit_seconds
         counts = {name: value for (_, name), value in counter_values(result, [COUNTERS]).items()}
-        cells = _read_jsonl(out / "cells.jsonl")
+        cells = read_jsonl(out / "cells.jsonl")
         if not cells:  # a warning, not an error: `run` goes on to the report without it
             log.warning("track: no document has a time (%d without one); topics are followed "
                         "through time, so ingest reviews with their timestamps to track them",
                         counts.get("docs_without_time", 0))
         rows = topic_rows(cells, topics.names, window)
-        fresh = new_topics(_read_jsonl(out / "novel.jsonl"), topics.within_similarity)
+        fresh = new_topics(read_jsonl(out / "novel.jsonl"), topics.within_similarity)
         (out / "volume.png").unlink(missing_ok=True)
         if rows:
             plot_topics(rows, fresh, out / "volume.png", window)
@@ -563,12 +565,6 @@ def _auto_window(ws: ws_lib.Workspace, choose_window) -> int:
             low = min(low or 2**62, pc.min(times).as_py())
             high = max(high or 0, pc.max(times).as_py())
     return choose_window(int(low or 0), int(high or 0))
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def _when(seconds: int) -> str:

@@ -336,7 +336,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "planted ones (default: WORKSPACE/raw/truth.json when present)")
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines file a Beam job wrote ([] when it wrote none)."""
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
@@ -368,7 +369,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         beam_seconds = time.perf_counter() - started
         left_out = {name: value for (_, name), value in
                     counter_values(result, [COUNTERS]).items()}
-        cells = _read_jsonl(out / "volume.jsonl")
+        cells = read_jsonl(out / "volume.jsonl")
         if not cells:
             raise SystemExit(
                 "trends: no interaction is an impression of a known news article with a time "
@@ -378,8 +379,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         rows = burst_scores(cells, args.baseline, z_threshold=args.z_threshold,
                             min_ratio=args.min_ratio, min_volume=args.min_volume)
         bursts = merge_bursts(rows, args.window)
-        titles = {t["article"]: t["title"] for t in _read_jsonl(out / "titles.jsonl")}
-        explain(bursts, _read_jsonl(out / "top.jsonl"), titles, args.window)
+        titles = {t["article"]: t["title"] for t in read_jsonl(out / "titles.jsonl")}
+        explain(bursts, read_jsonl(out / "top.jsonl"), titles, args.window)
         (out / "windows.jsonl").write_text(
             "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         summary: dict[str, Any] = {
