@@ -13,7 +13,7 @@ help:
 	@echo "make demo   install into $(VENV) and run the whole chain on generated sample data"
 	@echo "make test   install the dev extra into $(VENV) and run pytest"
 	@echo "make bench  run every benchmark in benchmarks/ (slow; each says how long first)"
-	@echo "make browser  install Debian's chromium (apt, root) for the report's browser test"
+	@echo "make browser  install Debian's chromium and a CJK font (apt, root) for the report"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,10 +47,12 @@ bench: dev
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 # Debian's Chromium, for the test that renders `opinionrec report`'s page headless (it skips
-# without it). Needs apt and root; CI runs it before `make test`.
+# without it), and a CJK font (WenQuanYi Micro Hei, 4 MB) so plots of Chinese corpora draw their
+# labels. Needs apt and root; CI runs it before `make test`.
 browser:
-	@command -v chromium >/dev/null || { apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+	@{ command -v chromium >/dev/null && fc-list | grep -qi wenquanyi; } || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+	  fonts-wqy-microhei; }
 
 clean:
 	rm -rf $(WORKSPACE) .pytest_cache build *.egg-info

@@ -29,6 +29,18 @@ def rating_to_sentiment(rating: float) -> int:
     return 2
 
 
+# A review's own sentiment label when it has no rating (Chinese review sets label 0/1).
+_LABEL_SENTIMENT = {"0": 0, "neg": 0, "negative": 0, "1": 2, "pos": 2, "positive": 2,
+                    "neutral": 1, "neu": 1}
+
+
+def label_to_sentiment(label) -> int | None:
+    """"0" / "negative" -> 0, "1" / "positive" -> 2, "neutral" -> 1; None for anything else."""
+    if label is None:
+        return None
+    return _LABEL_SENTIMENT.get(str(label).strip().lower())
+
+
 @dataclass
 class LabelledTexts:
     """Texts with a sentiment label and a topic label each (-1 where unknown)."""

@@ -205,7 +205,8 @@ def _params(args: argparse.Namespace) -> dict:
 
 
 def _labelled_texts(docs, sentence_examples: bool = True):
-    """Rated reviews teach sentiment; news with a category teach topics.
+    """Rated reviews teach sentiment (a review without a rating: its 0/1 label, as Chinese
+    review sets give); news with a category teach topics.
 
     A review gives its text, its title and (with `sentence_examples`) each of its sentences, all
     labelled with its rating: aspect polarity is computed on clauses, and a head that has seen only
@@ -215,7 +216,7 @@ def _labelled_texts(docs, sentence_examples: bool = True):
     """
     import pandas as pd
 
-    from albert_tf.classifier import LabelledTexts, rating_to_sentiment
+    from albert_tf.classifier import LabelledTexts, label_to_sentiment, rating_to_sentiment
 
     topic_labels = sorted(
         {l for l in docs.loc[docs["kind"] == "news", "label"].dropna() if str(l).strip()}
@@ -227,8 +228,12 @@ def _labelled_texts(docs, sentence_examples: bool = True):
         if not text or not text.strip():
             continue
         key = split_key(text)
+        sentiment = None
         if row.kind == "review" and row.rating is not None and not pd.isna(row.rating):
             sentiment = rating_to_sentiment(float(row.rating))
+        elif row.kind == "review":  # no rating: its own 0/1 (negative/positive) label, if any
+            sentiment = label_to_sentiment(row.label)
+        if sentiment is not None:
             data.add(text, sentiment=sentiment)
             ids.append(key)
             whole.append(True)  # the flags follow the examples' order: the review comes first

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipelines import workspace as ws_lib
+from pipelines.plotting import pyplot, save
 from pipelines.trends import parse_window
 
 log = logging.getLogger("opinionrec")
@@ -177,24 +178,31 @@ def aspects_over_time(docs, owner: dict[str, str], titles: dict[str, str], windo
     return out
 
 
+def sentiment_by_product(docs, owner: dict[str, str], titles: dict[str, str],
+                         limit: int = 15) -> list[dict]:
+    """The `limit` most reviewed products (listings of one product merged through `owner`; for
+    a table read with `--kind review`, its item column, e.g. a category): reviews, shares read
+    positive and negative, mean sentiment (P(positive) - P(negative)) and mean rating."""
+    if docs.empty:
+        return []
+    probs = np.stack(docs["sentiment"].to_numpy())
+    frame = docs.assign(product=docs["item"].map(lambda i: owner.get(i, i)),
+                        positive=probs.argmax(1) == 2, negative=probs.argmax(1) == 0,
+                        score=probs[:, -1] - probs[:, 0])
+    frame = frame[frame["product"].fillna("") != ""]
+    rows = []
+    for product, group in frame.groupby("product"):
+        rated = group["rating"].dropna()
+        rows.append({"item": str(product), "title": titles.get(product, ""),
+                     "reviews": int(len(group)),
+                     "share_positive": round(float(group["positive"].mean()), 4),
+                     "share_negative": round(float(group["negative"].mean()), 4),
+                     "mean_sentiment": round(float(group["score"].mean()), 4),
+                     "mean_rating": round(float(rated.mean()), 2) if len(rated) else None})
+    return sorted(rows, key=lambda r: (-r["reviews"], r["item"]))[:limit]
+
+
 # === Plots (PNG bytes) ===
-
-
-def _pyplot():
-    """matplotlib's pyplot on the file-only Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(plt, fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def _dates(rows: Sequence[dict], window: int) -> list[dt.datetime]:
@@ -204,7 +212,7 @@ def _dates(rows: Sequence[dict], window: int) -> list[dt.datetime]:
 
 def plot_sentiment(rows: Sequence[dict], window: int, path: Path) -> Path:
     """Mean sentiment and share negative per window, review counts as bars, shifts marked."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 3.6))
     when = _dates(rows, window)
     bars = ax.twinx()
@@ -226,12 +234,12 @@ def plot_sentiment(rows: Sequence[dict], window: int, path: Path) -> Path:
     ax.set_title(f"Review sentiment per {window_label(window)} window")
     ax.legend(loc="lower left", fontsize=8)
     fig.autofmt_xdate()
-    return _save(plt, fig, path)
+    return save(plt, fig, path)
 
 
 def plot_aspects(series: Sequence[dict], window: int, path: Path) -> Path:
     """One panel per product: each top aspect's mean polarity per window."""
-    plt = _pyplot()
+    plt = pyplot()
     items = list(dict.fromkeys(s["item"] for s in series))
     fig, axes = plt.subplots(len(items), 1, figsize=(10, 2.4 * len(items)), squeeze=False,
                              sharex=True)
@@ -249,7 +257,7 @@ def plot_aspects(series: Sequence[dict], window: int, path: Path) -> Path:
     axes[0, 0].figure.suptitle(f"Aspect polarity per {window_label(window)} window "
                                "(mentions in brackets)", fontsize=10)
     fig.autofmt_xdate()
-    return _save(plt, fig, path)
+    return save(plt, fig, path)
 
 
 # === The page ===
@@ -270,6 +278,29 @@ q{font-style:italic} .product{margin-bottom:1.4em}
 """
 
 
+def plot_product_sentiment(rows: Sequence[dict], path: Path) -> Path:
+    """Per product, the shares of reviews read positive and negative as stacked bars."""
+    plt = pyplot()
+    names = [_short(r["title"] or r["item"]) + f" ({r['reviews']})" for r in rows][::-1]
+    positive = [r["share_positive"] for r in rows][::-1]
+    negative = [r["share_negative"] for r in rows][::-1]
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.34 * len(rows)))
+    ax.barh(names, negative, color="#d62728", label="negative")
+    ax.barh(names, [1 - p - n for p, n in zip(positive, negative)], left=negative,
+            color="#dddddd", label="neutral")
+    ax.barh(names, positive, left=[1 - p for p in positive], color="#2ca02c", label="positive")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of reviews (the sentiment head's reading)")
+    ax.set_title("Review sentiment per product (reviews in brackets)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    ax.tick_params(axis="y", labelsize=8)
+    return save(plt, fig, path)
+
+
+def _short(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _img(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
@@ -288,7 +319,7 @@ def render_html(report: dict, plots: dict[str, Path]) -> str:
                                                     if not s.startswith("Warning: "))
              + "</ul></div>"]
     sentiment = report.get("sentiment")
-    if sentiment:
+    if sentiment and sentiment["windows"]:
         parts.append("<h2>Review sentiment over time</h2>")
         parts.append(_img(plots["sentiment"], "review sentiment over time"))
         shifts = [w for w in sentiment["windows"] if w["shift"]]
@@ -296,6 +327,9 @@ def render_html(report: dict, plots: dict[str, Path]) -> str:
             parts.append("<p>Negative shifts: " + "; ".join(
                 f"{e(w['start'])} ({pct(w['share_negative'])} negative of {w['reviews']} reviews"
                 f", usually {pct(w['baseline_negative'])})" for w in shifts) + "</p>")
+    if report.get("product_sentiment"):
+        parts.append("<h2>Review sentiment per product</h2>")
+        parts.append(_img(plots["products"], "review sentiment per product"))
     if report.get("aspects_over_time"):
         parts.append("<h2>Product aspects over time</h2>")
         parts.append(_img(plots["aspects"], "aspect polarity over time per product"))
@@ -359,20 +393,30 @@ def summarise(report: dict) -> list[str]:
     corpus = report["corpus"]
     if corpus["reviews"]:
         lines.append(f"{corpus['reviews']:,} reviews of {corpus['products']:,} products, "
-                     f"{corpus['first_review']} to {corpus['last_review']}.")
+                     + (f"{corpus['first_review']} to {corpus['last_review']}."
+                        if corpus["first_review"] else "without review times."))
     sentiment = report.get("sentiment")
-    if sentiment and sentiment["windows"]:
+    if sentiment:
         overall = sentiment["overall"]
         lines.append(f"Overall {pct(overall['share_positive'])} of reviews read positive and "
                      f"{pct(overall['share_negative'])} negative (mean rating "
                      f"{overall['mean_rating'] if overall['mean_rating'] is not None else '-'}).")
         shifts = [w for w in sentiment["windows"] if w["shift"]]
+        by_product = [r for r in report.get("product_sentiment") or []
+                      if r["reviews"] >= MIN_WINDOW_REVIEWS]  # a share of 3 reviews says little
+        if len(by_product) > 1:
+            worst = max(by_product, key=lambda r: (r["share_negative"], r["reviews"]))
+            best = max(by_product, key=lambda r: (r["share_positive"], r["reviews"]))
+            lines.append(f"Most negative: {worst['title'] or worst['item']} "
+                         f"({pct(worst['share_negative'])} of {worst['reviews']:,} reviews); most "
+                         f"positive: {best['title'] or best['item']} "
+                         f"({pct(best['share_positive'])} of {best['reviews']:,}).")
         if shifts:
             worst = max(shifts, key=lambda w: w["z"])
             lines.append(f"{len(shifts)} window(s) with a rise in negative reviews; the largest "
                          f"from {worst['start']}: {pct(worst['share_negative'])} negative against "
                          f"a usual {pct(worst['baseline_negative'])}.")
-        else:
+        elif sentiment["windows"]:
             lines.append("No window stands out with more negative reviews than usual.")
     topics = report.get("topics")
     if topics:
@@ -443,8 +487,8 @@ def build_report(ws: ws_lib.Workspace, out: Path, window: int | None,
         "schema_version": SCHEMA_VERSION, "workspace": str(ws.root),
         "generated_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "corpus": {"reviews": 0, "products": 0, "first_review": None, "last_review": None},
-        "summary": [], "sentiment": None, "aspects_over_time": [], "topics": None,
-        "review_topics": None,
+        "summary": [], "sentiment": None, "product_sentiment": [], "aspects_over_time": [],
+        "topics": None, "review_topics": None,
         "products": [], "plots": {}, "warnings": model_warnings(ws)}
     plots: dict[str, Path] = {}
     described = ws.stage_dir("describe") / "items.json"
@@ -457,26 +501,33 @@ def build_report(ws: ws_lib.Workspace, out: Path, window: int | None,
         docs = read_parquet_dir(ws.features / "docs", ["kind", "user", "item", "rating",
                                                        "timestamp", "sentiment", "aspects",
                                                        "aspect_polarity"])
-        docs = docs[(docs["kind"] == "review") & docs["timestamp"].notna()]
-        docs = docs[docs["timestamp"] > 0]
-        docs = drop_review_copies(docs, ws.features / "interactions.parquet")
+        docs = drop_review_copies(docs[docs["kind"] == "review"],
+                                  ws.features / "interactions.parquet")
+        timed = docs[docs["timestamp"].notna() & (docs["timestamp"] > 0)]
         if not docs.empty:
-            first, last = int(docs["timestamp"].min()), int(docs["timestamp"].max())
-            every = window or choose_window(first, last)
             probs = np.stack(docs["sentiment"].to_numpy())
-            report["corpus"].update(
-                reviews=len(docs), first_review=iso(first), last_review=iso(last),
-                products=int(docs["item"].map(lambda i: owner.get(i, i)).nunique()))
-            rows = sentiment_over_time(docs, every)
             ratings = docs["rating"].dropna()
+            report["corpus"].update(
+                reviews=len(docs), products=int(docs["item"].map(
+                    lambda i: owner.get(i, i)).nunique()))
             report["sentiment"] = {
-                "window": window_label(every), "windows": rows,
+                "window": None, "windows": [],
                 "overall": {"share_positive": round(float((probs.argmax(1) == 2).mean()), 4),
                             "share_negative": round(float((probs.argmax(1) == 0).mean()), 4),
                             "mean_rating": round(float(ratings.mean()), 2)
                             if len(ratings) else None}}
+            by_product = sentiment_by_product(docs, owner, titles)
+            report["product_sentiment"] = by_product
+            if by_product:
+                plots["products"] = plot_product_sentiment(by_product, out / "products.png")
+        if not timed.empty:
+            first, last = int(timed["timestamp"].min()), int(timed["timestamp"].max())
+            every = window or choose_window(first, last)
+            report["corpus"].update(first_review=iso(first), last_review=iso(last))
+            rows = sentiment_over_time(timed, every)
+            report["sentiment"].update(window=window_label(every), windows=rows)
             plots["sentiment"] = plot_sentiment(rows, every, out / "sentiment.png")
-            series = aspects_over_time(docs, owner, titles, every, products=min(products, 4))
+            series = aspects_over_time(timed, owner, titles, every, products=min(products, 4))
             report["aspects_over_time"] = series
             if series:
                 plots["aspects"] = plot_aspects(series, every, out / "aspects.png")
@@ -500,7 +551,8 @@ def build_report(ws: ws_lib.Workspace, out: Path, window: int | None,
     if track and track["topics"]:
         every = track["params"]["window"]
         report["review_topics"] = {
-            "window": window_label(every), "docs": track["summary"]["docs"],
+            "window": window_label(every) if every else "all time",
+            "docs": track["summary"]["docs"],
             "novel_docs": track["summary"]["novel_docs"],
             "topics": [{"topic": t["topic"], "name": t["name"], "docs": t["docs"],
                         "share_negative": t["share_negative"], "top_aspects": t["top_aspects"],

@@ -50,6 +50,7 @@ TOP_ASPECTS = 5
 EXAMPLES = 3
 MIN_NEW_TOPIC_DOCS = 5
 EXAMPLE_CHARS = 200
+ALL_TIME = 100 * 365 * 86400  # the one window of a corpus without times
 
 
 # === The saved topic model ===
@@ -119,10 +120,11 @@ class AssignTopics(beam.DoFn):
     """Batches of feature rows -> (topic, document summary) with its event time: the topic of
     the nearest saved centroid or NOVEL; rows without a time are counted and left out."""
 
-    def __init__(self, model_dir: str) -> None:
+    def __init__(self, model_dir: str, untimed_at: int | None = None) -> None:
         from apache_beam.metrics import Metrics
 
         self.model_dir = model_dir
+        self.untimed_at = untimed_at  # a corpus with no times at all: every row at this time
         self.untimed = Metrics.counter(COUNTERS, "docs_without_time")
         self.kept = Metrics.counter(COUNTERS, "docs")
         self.novel = Metrics.counter(COUNTERS, "novel_docs")
@@ -132,6 +134,9 @@ class AssignTopics(beam.DoFn):
         self.topics = SavedTopics.load(Path(self.model_dir))
 
     def process(self, batch: Sequence[Mapping[str, Any]]):
+        if self.untimed_at is not None:
+            batch = [{**row, "timestamp": _seconds(row.get("timestamp")) or self.untimed_at}
+                     for row in batch]
         timed = [row for row in batch if _seconds(row.get("timestamp")) is not None]
         self.untimed.inc(len(batch) - len(timed))
         if not timed:
@@ -221,10 +226,11 @@ def _with_text(element) -> Iterable[dict]:
 
 def build_pipeline(pipeline: beam.Pipeline, features_pattern: str, docs_pattern: str,
                    model_dir: str, window_seconds: int, output: Path,
-                   batch_size: int = 256) -> None:
+                   batch_size: int = 256, untimed_at: int | None = None) -> None:
     """Feature rows + their texts (the ingested docs) -> de-duplicated -> topic or NOVEL ->
     per (window, topic) cells in `cells.jsonl`, novel documents (with their embeddings) in
-    `novel.jsonl`."""
+    `novel.jsonl`. `untimed_at`: the time of documents without one (a corpus with no times is
+    one window), else they are counted and left out."""
     features = (
         pipeline
         | "ReadFeatures" >> beam.io.ReadFromParquet(features_pattern, columns=[
@@ -246,7 +252,7 @@ def build_pipeline(pipeline: beam.Pipeline, features_pattern: str, docs_pattern:
         | "OneOfEachCopy" >> beam.CombinePerKey(lambda rows: min(rows, key=lambda r: r["doc_id"]))
         | "Values" >> beam.Values()
         | "Batch" >> beam.BatchElements(min_batch_size=16, max_batch_size=batch_size)
-        | "AssignTopics" >> beam.ParDo(AssignTopics(model_dir))
+        | "AssignTopics" >> beam.ParDo(AssignTopics(model_dir, untimed_at))
         | "FixedWindows" >> beam.WindowInto(beam_window.FixedWindows(window_seconds))
     )
     cells = (
@@ -378,11 +384,9 @@ def new_topics(novel: Sequence[dict], within_similarity: float,
 def plot_topics(topics: Sequence[dict], fresh: Sequence[dict], path: Path,
                 window_seconds: int) -> Path:
     """Topic shares per window (bursts circled), and each topic's share negative below it."""
-    import matplotlib
+    from pipelines.plotting import pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (volume, negative) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True)
     drawn = sorted(topics, key=lambda t: -t["docs"])[:8]
     for topic in drawn:
@@ -413,10 +417,7 @@ def plot_topics(topics: Sequence[dict], fresh: Sequence[dict], path: Path,
     negative.set_ylim(-0.02, 1.02)
     negative.set_title("Share of negative documents per topic (circled: a negative shift)")
     fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(plt, fig, path, dpi=110)
 
 
 # === The command ===
@@ -499,23 +500,25 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
             log.info("track: assigning to the %d saved topics of %s (--refit to fit again)",
                      len(topics.names), model_dir)
         fit_seconds = time.perf_counter() - started
-        window = args.window or _auto_window(ws, choose_window)
+        period = _period(ws)
+        if period is None:
+            log.warning("track: no document has a time: the topics are counted over the whole "
+                        "corpus as one window (ingest reviews with their timestamps to follow "
+                        "them through time)")
+        window = args.window or (choose_window(*period) if period else ALL_TIME)
         pipeline = beam.Pipeline(options=pipeline_options(beam_args))
         build_pipeline(pipeline, str(ws.features / "docs" / "*.parquet"),
-                       str(ws.docs / "*.parquet"), str(model_dir), window, out, args.batch_size)
+                       str(ws.docs / "*.parquet"), str(model_dir), window, out, args.batch_size,
+                       untimed_at=None if period else 1)
         result = pipeline.run()
         result.wait_until_finish()
         beam_seconds = time.perf_counter() - started - fit_seconds
         counts = {name: value for (_, name), value in counter_values(result, [COUNTERS]).items()}
         cells = read_jsonl(out / "cells.jsonl")
-        if not cells:  # a warning, not an error: `run` goes on to the report without it
-            log.warning("track: no document has a time (%d without one); topics are followed "
-                        "through time, so ingest reviews with their timestamps to track them",
-                        counts.get("docs_without_time", 0))
         rows = topic_rows(cells, topics.names, window)
         fresh = new_topics(read_jsonl(out / "novel.jsonl"), topics.within_similarity)
         (out / "volume.png").unlink(missing_ok=True)
-        if rows:
+        if rows and period:
             plot_topics(rows, fresh, out / "volume.png", window)
         with open(out / "windows.jsonl", "w", encoding="utf-8") as handle:
             for topic in rows:
@@ -531,7 +534,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                    "fitted": fitted, "fit_seconds": round(fit_seconds, 2),
                    "beam_seconds": round(beam_seconds, 2)}
         (out / "topics.json").write_text(json.dumps({
-            "params": {**params, "window": window}, "summary": summary,
+            "params": {**params, "window": window if period else None}, "summary": summary,
             "model": {"dir": str(model_dir), "fitted_on": topics.fitted_on,
                       "fitted_until": topics.fitted_until,
                       "novelty_threshold": round(topics.novelty_threshold, 4)},
@@ -553,18 +556,19 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     return 0
 
 
-def _auto_window(ws: ws_lib.Workspace, choose_window) -> int:
+def _period(ws: ws_lib.Workspace) -> tuple[int, int] | None:
+    """(first, last) document time in the features stage's documents, None when none has one."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    low, high = None, None
+    low = high = None
     for shard in sorted((ws.features / "docs").glob("*.parquet")):
         times = pq.read_table(shard, columns=["timestamp"]).column("timestamp")
         times = pc.filter(times, pc.greater(times, 0))
         if len(times):
-            low = min(low or 2**62, pc.min(times).as_py())
+            low = min(low if low is not None else 2**62, pc.min(times).as_py())
             high = max(high or 0, pc.max(times).as_py())
-    return choose_window(int(low or 0), int(high or 0))
+    return None if low is None else (int(low), int(high))
 
 
 def _when(seconds: int) -> str:

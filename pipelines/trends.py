@@ -259,11 +259,9 @@ def plot_volume(rows: Sequence[dict], path: Path, window_seconds: int,
     topics x windows heat map when more than `max_lines` topics would tangle the lines."""
     import datetime as dt
 
-    import matplotlib
+    from pipelines.plotting import pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     topics = sorted({r["topic"] for r in rows})
     windows = sorted({r["window_start"] for r in rows})
     span = (f"{window_seconds // 86400}d" if window_seconds % 86400 == 0 else
@@ -304,10 +302,7 @@ def plot_volume(rows: Sequence[dict], path: Path, window_seconds: int,
         fig.colorbar(image, ax=ax, label="share of impressions", pad=0.01)
         title = "boxed: bursts"
     ax.set_title(f"Topic volume per {span} window ({title})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(plt, fig, path, dpi=110)
 
 
 # === The command ===

@@ -417,3 +417,30 @@ def test_real_waimai_and_folder_of_tables(tmp_path: Path):
         "ChnSentiCorp_htl_all.csv": 7766, "waimai_10k.csv": 11987,
         "online_shopping_10_cats.zip": 62774}
     assert stats["deduplicated"] == 0
+
+
+def test_kind_review_reads_unrated_rows_without_a_user_as_reviews_of_their_item(tmp_path: Path):
+    """online_shopping's layout (cat,label,review): `--kind review --columns item=cat` makes
+    each row a review of its category, its 0/1 label kept for finetune's sentiment."""
+    table = tmp_path / "shopping.csv"
+    table.write_text("cat,label,review\n书籍,1,这本书很好看\n平板,0,屏幕太暗了，电池也不行\n"
+                     "平板,1,速度很快\n,1,没有类别\n", encoding="utf-8")
+    ws = tmp_path / "ws"
+    stats = run_ingest(ws, "--input", str(table), "--kind", "review", "--columns", "item=cat")
+    assert_reconciles(stats)
+    docs = docs_by_position(ws)
+    assert [docs[p]["kind"] for p in (0, 1, 2)] == ["review"] * 3
+    assert [docs[p]["item"] for p in (0, 1, 2)] == ["书籍", "平板", "平板"]
+    assert [docs[p]["label"] for p in (0, 1, 2)] == ["1", "0", "1"]
+    assert docs[0]["user"] is None and docs[0]["rating"] is None
+    assert rejected(ws)[("shopping.csv", 3)]["reason"] == "missing_field"  # no item
+    # Without an item column a review cannot be read: every row says why.
+    other = tmp_path / "ws2"
+    stats = run_ingest(other, "--input", str(table), "--kind", "review", "--columns",
+                       "text=review")
+    assert stats["written"] == 0
+    assert "--kind review needs the item" in rejected(other)[("shopping.csv", 0)]["detail"]
+    # Without --kind the same file stays labelled examples (the quality harness reads it so).
+    plain = tmp_path / "ws3"
+    run_ingest(plain, "--input", str(table))
+    assert {d["kind"] for d in docs_by_position(plain).values()} == {"labelled"}

@@ -61,3 +61,24 @@ def test_a_head_under_its_baseline_is_flagged():
     assert below_baseline(scores(0.976, 0.494, 0.982, 0.426))  # Gift_Cards: accuracy under
     assert below_baseline(scores(0.99, 0.40, 0.98, 0.45))
     assert not below_baseline(scores(0.99, 0.50, 0.98, 0.45))
+
+
+def test_reviews_without_a_rating_teach_sentiment_by_their_own_label():
+    """Chinese review sets (waimai, online_shopping) label reviews 0/1 and carry no rating."""
+    from albert_tf.classifier import SENTIMENT_LABELS, label_to_sentiment
+
+    assert [label_to_sentiment(v) for v in ("0", "1", "positive", " NEG ", "3", None)] == [
+        0, 2, 2, 0, None, None]
+    docs = pd.DataFrame([
+        {"kind": "review", "title": None, "text": "很快，好吃", "rating": None, "label": "1",
+         "sentences": None},
+        {"kind": "review", "title": None, "text": "送餐太慢了", "rating": None, "label": "0",
+         "sentences": None},
+        {"kind": "review", "title": None, "text": "一般般", "rating": None, "label": None,
+         "sentences": None},  # neither: not an example
+        {"kind": "review", "title": None, "text": "Fine.", "rating": 2.0, "label": "1",
+         "sentences": None},  # a rating wins over a label
+    ])
+    data, _, whole, _ = _labelled_texts(docs, sentence_examples=True)
+    assert data.texts == ["很快，好吃", "送餐太慢了", "Fine."] and all(whole)
+    assert [SENTIMENT_LABELS[s] for s in data.sentiment] == ["positive", "negative", "negative"]

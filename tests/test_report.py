@@ -93,7 +93,10 @@ def test_report_json_follows_its_schema_and_finds_what_was_planted(workspace):
     assert [p["item"] for p in data["products"]] == [d["item"] for d in described[:10]]
     assert any(p["pros"] or p["cons"] for p in data["products"])
     assert any(line.startswith("Emerging: ") for line in data["summary"])
-    assert set(data["plots"]) == {"sentiment", "aspects", "topics", "review_topics"}
+    assert set(data["plots"]) == {"sentiment", "products", "aspects", "topics", "review_topics"}
+    assert [p["reviews"] for p in data["product_sentiment"]] == sorted(
+        (p["reviews"] for p in data["product_sentiment"]), reverse=True)
+    assert sum(p["reviews"] for p in data["product_sentiment"]) == data["corpus"]["reviews"]
     # Review topics tracked over time: every review with a time is in one topic or novel.
     tracked = data["review_topics"]
     assert len(tracked["topics"]) >= 2 and all(t["name"] for t in tracked["topics"])
@@ -109,7 +112,7 @@ def test_report_page_is_self_contained_with_real_plots(workspace):
     page = (workspace / "report" / "report.html").read_text()
     assert "http://" not in page and "https://" not in page  # nothing fetched at view time
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 4
+    assert len(images) == 5
     for data in images:
         pixels = mpimg.imread(io.BytesIO(base64.b64decode(data)))
         assert pixels.shape[0] > 200 and pixels.shape[1] > 600
@@ -159,7 +162,7 @@ def test_report_renders_in_headless_chromium(workspace, tmp_path):
     page = page_file.as_uri()
     dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page], check=True, timeout=120,
                          capture_output=True, text=True).stdout
-    assert dom.count("data:image/png;base64,") == 4 and "Opinion report" in dom
+    assert dom.count("data:image/png;base64,") == 5 and "Opinion report" in dom
 
 
 def test_page_escapes_what_reviews_and_headlines_say(tmp_path):
@@ -176,7 +179,8 @@ def test_page_escapes_what_reviews_and_headlines_say(tmp_path):
                   "impressions": 40}]}
     data = {"schema_version": 1, "workspace": "ws", "generated_at": "now",
             "corpus": {"reviews": 0, "products": 0, "first_review": None, "last_review": None},
-            "summary": [], "sentiment": None, "aspects_over_time": [], "topics": {
+            "summary": [], "sentiment": None, "product_sentiment": [], "aspects_over_time": [],
+            "topics": {
                 "window": "6h", "windows": 4, "topics": 3, "impressions": 100,
                 "bursts": [burst]},
             "review_topics": {"window": "1w", "docs": 9, "novel_docs": 5, "topics": [],
@@ -219,3 +223,47 @@ def test_a_text_model_below_its_baseline_is_said_first(tmp_path):
     assert "0.976 against 0.985" in warnings[0]
     data = {"warnings": warnings, "corpus": {"reviews": 0}}
     assert report.summarise(data)[0] == "Warning: " + warnings[0]
+
+
+def test_sentiment_per_product_of_an_untimed_chinese_corpus(tmp_path):
+    """Reviews without times (Chinese sets read with `--kind review`) still get the overall and
+    per-product sentiment, their plot draws Chinese names where a CJK font is installed, and the
+    page and JSON say there are no times instead of drawing empty plots."""
+    import warnings
+
+    import jsonschema
+    import pandas as pd
+
+    from pipelines.plotting import cjk_fonts
+
+    negative, positive = [0.8, 0.1, 0.1], [0.1, 0.1, 0.8]
+    docs = pd.DataFrame(
+        [{"item": "平板", "rating": None, "sentiment": negative} for _ in range(12)]
+        + [{"item": "平板", "rating": None, "sentiment": positive} for _ in range(4)]
+        + [{"item": "书籍", "rating": None, "sentiment": positive} for _ in range(10)]
+        + [{"item": "水果", "rating": None, "sentiment": negative} for _ in range(2)])
+    rows = report.sentiment_by_product(docs, owner={}, titles={})
+    assert [(r["item"], r["reviews"], r["share_negative"]) for r in rows] == [
+        ("平板", 16, 0.75), ("书籍", 10, 0.0), ("水果", 2, 1.0)]
+    assert rows[1]["share_positive"] == 1.0 and rows[0]["mean_rating"] is None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        png = report.plot_product_sentiment(rows, tmp_path / "products.png")
+    if cjk_fonts():
+        assert not [w for w in caught if "missing from font" in str(w.message)]
+    data = {"schema_version": 1, "workspace": "ws", "generated_at": "now",
+            "corpus": {"reviews": 28, "products": 3, "first_review": None, "last_review": None},
+            "summary": [], "sentiment": {"window": None, "windows": [], "overall": {
+                "share_positive": 0.5, "share_negative": 0.5, "mean_rating": None}},
+            "product_sentiment": rows, "aspects_over_time": [], "topics": None,
+            "review_topics": None, "products": [], "plots": {"products": png.name},
+            "warnings": []}
+    data["summary"] = report.summarise(data)
+    jsonschema.validate(data, json.loads(report.SCHEMA.read_text()))
+    assert data["summary"][0] == "28 reviews of 3 products, without review times."
+    # 水果 has 2 reviews: too few to be called the most negative.
+    assert data["summary"][2].startswith("Most negative: 平板 (75% of 16 reviews); most "
+                                         "positive: 书籍 (100% of 10)")
+    assert not any("window" in line for line in data["summary"])
+    page = report.render_html(data, {"products": png})
+    assert "Review sentiment per product" in page and "Review sentiment over time" not in page

@@ -174,3 +174,28 @@ def test_fit_until_must_be_a_date(bad, tmp_path):
         pq.write_table(pa.Table.from_pylist(rows), tmp_path / folder / "a.parquet")
     with pytest.raises(SystemExit, match="YYYY-MM-DD"):
         tracking._fit(ws, args, tmp_path / "model")
+
+
+def test_a_corpus_without_times_is_one_window(tmp_path):
+    """Chinese review sets carry no times: `track` counts their topics over the whole corpus."""
+    texts, vectors, _ = corpus(n_per_topic=20)
+    tracking.fit_topic_model(texts, vectors, [3]).save(tmp_path / "model")
+    rng = np.random.default_rng(4)
+    rows = [feature_row(f"d{n}", topic_vector(n % 3, rng, 0.05), None, f"文本 {n}",
+                        user=None, negative=n % 3 == 1) for n in range(30)]
+    docs = [{"id": r["doc_id"], "kind": "review", "text": r.pop("text")} for r in rows]
+    for folder, table in (("features", rows), ("docs", docs)):
+        (tmp_path / folder).mkdir()
+        pq.write_table(pa.Table.from_pylist(table), tmp_path / folder / "a.parquet")
+    with beam.Pipeline() as pipeline:
+        tracking.build_pipeline(pipeline, str(tmp_path / "features" / "*.parquet"),
+                                str(tmp_path / "docs" / "*.parquet"), str(tmp_path / "model"),
+                                tracking.ALL_TIME, tmp_path / "out", untimed_at=1)
+    cells = [json.loads(line) for line in (tmp_path / "out" / "cells.jsonl").read_text()
+             .splitlines()]
+    assert {c["window_start"] for c in cells} == {0}
+    assert sorted(c["docs"] for c in cells) == [10, 10, 10]
+    assert sorted(c["share_negative"] for c in cells) == [0.0, 0.0, 1.0]
+    topics = tracking.topic_rows(cells, ["a", "b", "c"], tracking.ALL_TIME)
+    assert [len(t["windows"]) for t in topics] == [1, 1, 1]
+    assert all(t["bursts"] == [] and t["shifts"] == [] for t in topics)

@@ -58,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "header name or 0-based index, e.g. text=review_body,user=customer_id,label=category",
     )
     parser.add_argument(
+        "--kind", choices=("review", "news", "labelled"), default=None,
+        help="for CSV/TSV/JSON lines/Parquet: read every row as this kind of document (default: "
+        "decided per file: review when user and item are mapped, labelled with a label, news "
+        "with a title or item); `--kind review --columns item=COL` takes rows without a user as "
+        "reviews of their item, their label (e.g. 0/1) as the sentiment finetune learns",
+    )
+    parser.add_argument(
         "--near-duplicates", type=float, default=0.0, metavar="JACCARD",
         help="drop a review or news document of 20+ words whose word 3-gram Jaccard similarity "
         "(MinHash estimate) to an earlier one reaches this, e.g. 0.9 when building a "
@@ -101,6 +108,7 @@ def parse_options(args: argparse.Namespace) -> ParseOptions:
         min_text_chars=args.min_text_chars,
         columns=parse_columns(args.columns),
         scrub_pii=args.scrub_pii,
+        kind=getattr(args, "kind", None),
     )
 
 

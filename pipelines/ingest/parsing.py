@@ -50,12 +50,15 @@ class ParseOptions:
         columns: for tabular formats, canonical field -> source column (a header name or a 0-based
             index), from `--columns text=review_body,user=customer_id`.
         scrub_pii: replace e-mail addresses, phone numbers and URLs with placeholders.
+        kind: for tabular formats, the kind of every row ("review", "news", "labelled"), from
+            `--kind`; None decides per file from the column mapping.
     """
 
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     min_text_chars: int = 1
     columns: Mapping[str, str] = dataclasses.field(default_factory=dict)
     scrub_pii: bool = True
+    kind: str | None = None
 
 
 def load_object(line: str) -> dict[str, Any] | None:

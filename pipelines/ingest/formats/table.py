@@ -20,7 +20,9 @@ column with the shorter values is the label, as in THUCNews `title<TAB>label`); 
 first is label-like = label, title, text (AG News `"class","title","description"`). Otherwise every
 row is rejected (`missing_field`) with a detail naming the columns seen and asking for --columns.
 
-Kind of the documents (decided per file from the mapping, not per row):
+Kind of the documents (`--kind` for every table, else decided per file from the mapping, never
+per row; `--kind review` reads rows without a user as reviews of their item, e.g. Chinese reviews
+labelled 0/1 by category: `--kind review --columns item=cat`):
 - "review" when both `user` and `item` are mapped (rating 1-5 and timestamp optional);
 - "labelled" when a `label` is mapped (a classification example; every row counts, so labelled
   documents are meant to survive de-duplication, see the report on dedup);
@@ -496,8 +498,10 @@ def _kind(columns: Mapping[str, Any]) -> str:
     return "labelled"
 
 
-def resolve_columns(layout: Layout, wanted: Mapping[str, str]) -> ColumnMap:
-    """The column map of one table from `--columns` (`wanted`) and the header or positions."""
+def resolve_columns(layout: Layout, wanted: Mapping[str, str], kind: str | None = None
+                    ) -> ColumnMap:
+    """The column map of one table from `--columns` (`wanted`) and the header or positions;
+    `kind` (from `--kind`) overrides the kind the mapping implies."""
     unknown = sorted(set(wanted) - set(FIELDS))
     if unknown:
         return ColumnMap({}, {}, error=f"--columns names unknown field(s) {', '.join(unknown)} "
@@ -548,7 +552,10 @@ def resolve_columns(layout: Layout, wanted: Mapping[str, str]) -> ColumnMap:
     if "text" not in columns:
         return ColumnMap({}, {}, error=f"cannot tell which column holds the text "
                          f"({_describe(layout)}); pass --columns text=NAME_OR_INDEX[,label=...]")
-    return ColumnMap(columns, names, tuple(extra), _kind(columns))
+    if kind == "review" and "item" not in columns:
+        return ColumnMap({}, {}, error=f"--kind review needs the item each row reviews "
+                         f"({_describe(layout)}); pass --columns item=NAME_OR_INDEX")
+    return ColumnMap(columns, names, tuple(extra), kind or _kind(columns))
 
 
 # === Values ===
@@ -611,7 +618,7 @@ class ParseTableFn(ParseFn):
         key = (source, member)
         if key not in self._maps:
             layout = read_layout(source, member)
-            mapping = resolve_columns(layout, self.options.columns)
+            mapping = resolve_columns(layout, self.options.columns, self.options.kind)
             if mapping.error:
                 log.warning("ingest: %s%s: %s", source, f" [{member}]" if member else "",
                             mapping.error)
