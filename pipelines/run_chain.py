@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=20.0,
                         help="time budget of the whole chain on this machine; the training "
                              "stages get what the others leave (default: %(default)s)")
+    parser.add_argument("--columns", default=None, metavar="FIELD=COLUMN,...",
+                        help="for tables: passed to `ingest --columns` (e.g. item=cat)")
+    parser.add_argument("--kind", choices=("review", "news", "labelled"), default=None,
+                        help="for tables: passed to `ingest --kind` (e.g. review for Chinese "
+                        "review sets labelled 0/1 without users)")
     add_encoder_argument(parser)
     parser.add_argument("--config", default="tiny",
                         help="ALBERT size for pretraining from scratch (default: %(default)s)")
@@ -81,6 +86,9 @@ def chain(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     pretrain from scratch) in the first share of the training budget, fine-tuning in the rest."""
     encoder_minutes, finetune_minutes = budgets(args.minutes)
     inputs = [token for path in args.input for token in ("--input", path)]
+    for option in ("columns", "kind"):
+        if getattr(args, option, None):
+            inputs += [f"--{option}", getattr(args, option)]
     if chosen_encoder(args) == "student":
         encoder_stages = [("distill", ["--max-minutes", str(encoder_minutes)])]
     else:

@@ -57,3 +57,10 @@ def test_finetune_keeps_part_of_its_budget_for_scoring_and_export(budget, traini
     from pipelines.finetune import training_minutes
 
     assert training_minutes(budget) == pytest.approx(training)
+
+
+def test_table_options_reach_ingest():
+    args = argparse.Namespace(input=["shopping.zip"], minutes=20.0, config="tiny",
+                              encoder="albert", columns="item=cat", kind="review")
+    assert dict(run_chain.chain(args))["ingest"] == [
+        "--input", "shopping.zip", "--columns", "item=cat", "--kind", "review"]
