@@ -17,7 +17,7 @@ import logging
 import re
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -55,19 +55,29 @@ def is_chinese(texts: Sequence[str], threshold: float = 0.3, sample: int = 500) 
     return chars > 0 and cjk / chars >= threshold
 
 
-def term_analyzer(chinese: bool) -> Callable[[str], list[str]]:
+@dataclasses.dataclass(frozen=True)
+class TermAnalyzer:
     """Text -> terms: lower-cased words minus English stop words; for Chinese, also the character
-    bigrams of each run of CJK characters (Chinese has no spaces; bigrams approximate words)."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+    bigrams of each run of CJK characters (Chinese has no spaces; bigrams approximate words).
+    A class, not a closure, so a fitted vectorizer that uses it can be pickled and reloaded."""
 
-    def words(text: str) -> list[str]:
+    chinese: bool = False
+
+    def words(self, text: str) -> list[str]:
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
         return [w for w in _WORD.findall(text.lower()) if w not in ENGLISH_STOP_WORDS]
 
-    def chinese_terms(text: str) -> list[str]:
+    def __call__(self, text: str) -> list[str]:
+        if not self.chinese:
+            return self.words(text)
         terms = [run[i : i + 2] for run in _CJK_RUN.findall(text) for i in range(len(run) - 1)]
-        return terms + words(text)
+        return terms + self.words(text)
 
-    return chinese_terms if chinese else words
+
+def term_analyzer(chinese: bool) -> Callable[[str], list[str]]:
+    """The `TermAnalyzer` for English or Chinese text."""
+    return TermAnalyzer(chinese)
 
 
 def class_tfidf(
@@ -118,21 +128,39 @@ def class_tfidf(
 # === Embeddings ===
 
 
+@dataclasses.dataclass
+class TfidfEmbedder:
+    """Sublinear TF-IDF of the texts' terms -> TruncatedSVD, L2-normalised: fitted on a corpus,
+    then applied to new texts (`opinionrec track` saves one with its topics)."""
+
+    vectorizer: Any
+    svd: Any
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], dims: int = TFIDF_DIMS, seed: int = 0) -> "TfidfEmbedder":
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        texts = list(texts)
+        vectorizer = TfidfVectorizer(analyzer=term_analyzer(is_chinese(texts)),
+                                     sublinear_tf=True, min_df=2 if len(texts) >= 20 else 1)
+        matrix = vectorizer.fit_transform(texts)
+        dims = min(dims, matrix.shape[1] - 1, len(texts) - 1)
+        if dims < 1:
+            raise ValueError(f"Too few texts or terms for TF-IDF embeddings. Received: "
+                             f"{matrix.shape}")
+        return cls(vectorizer, TruncatedSVD(dims, random_state=seed).fit(matrix))
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        from sklearn.preprocessing import normalize
+
+        reduced = self.svd.transform(self.vectorizer.transform(list(texts)))
+        return normalize(reduced).astype("float32")
+
+
 def tfidf_embeddings(texts: Sequence[str], dims: int = TFIDF_DIMS, seed: int = 0) -> np.ndarray:
     """The baseline: sublinear TF-IDF of the texts' terms -> TruncatedSVD(`dims`), L2-normalised."""
-    from sklearn.decomposition import TruncatedSVD
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.preprocessing import normalize
-
-    texts = list(texts)
-    vectorizer = TfidfVectorizer(analyzer=term_analyzer(is_chinese(texts)), sublinear_tf=True,
-                                 min_df=2 if len(texts) >= 20 else 1)
-    matrix = vectorizer.fit_transform(texts)
-    dims = min(dims, matrix.shape[1] - 1, len(texts) - 1)
-    if dims < 1:
-        raise ValueError(f"Too few texts or terms for TF-IDF embeddings. Received: {matrix.shape}")
-    reduced = TruncatedSVD(dims, random_state=seed).fit_transform(matrix)
-    return normalize(reduced).astype("float32")
+    return TfidfEmbedder.fit(texts, dims, seed)(texts)
 
 
 def albert_embeddings(preset: str, texts: Sequence[str], sequence_length: int = 128,

@@ -1,9 +1,10 @@
 """`opinionrec track`: review and news topics followed through event time, and new topics found.
 
-Topics are fitted once and saved (`fit_topic_model`: k-means over the features stage's document
-embeddings, i.e. the encoder's, k chosen by clustering stability, each topic named by its most
-distinctive terms; `<workspace>/topic_model/`: centroids, names and a novelty threshold). The
-Beam job then assigns every document online to its nearest saved centroid (cosine); a document
+Topics are fitted once and saved (`fit_topic_model`: k-means over the documents' TF-IDF + SVD
+vectors, or with `--embedding encoder` the features stage's embeddings, k chosen by clustering
+stability, each topic named by its most distinctive terms; `<workspace>/topic_model/`: centroids,
+names, a novelty threshold and the fitted TF-IDF + SVD). The Beam job then assigns every
+document online to its nearest saved centroid (cosine); a document
 further from every centroid than nearly all of the fit's own documents were from theirs is
 *novel*. Documents are de-duplicated (a review Amazon copied onto each variant counts once) and
 windowed on their own timestamps (`FixedWindows`); per window and topic it aggregates documents,
@@ -50,6 +51,7 @@ TOP_ASPECTS = 5
 EXAMPLES = 3
 MIN_NEW_TOPIC_DOCS = 5
 EXAMPLE_CHARS = 200
+EMBEDDINGS = ("tfidf", "encoder")
 ALL_TIME = 100 * 365 * 86400  # the one window of a corpus without times
 
 
@@ -68,6 +70,15 @@ class SavedTopics:
     within_similarity: float  # median similarity of a fit document to its own centroid
     fitted_on: int = 0
     fitted_until: int | None = None
+    embedding: str = "encoder"  # what the centroids live in: "tfidf" or "encoder"
+    embedder: Any = dataclasses.field(default=None, repr=False)  # the fitted TfidfEmbedder
+
+    def embed(self, texts: Sequence[str], encoder_vectors: Sequence) -> np.ndarray:
+        """The documents' vectors in the centroids' space: TF-IDF + SVD of their texts, or the
+        features stage's (the encoder's) embeddings."""
+        if self.embedding == "tfidf":
+            return self.embedder(texts)
+        return np.stack(encoder_vectors).astype("float32")
 
     def assign(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(topic, similarity) of each row: its nearest centroid by cosine, NOVEL below the
@@ -79,30 +90,44 @@ class SavedTopics:
         return np.where(best < self.novelty_threshold, NOVEL, topic), best
 
     def save(self, directory: Path) -> None:
+        import pickle
+
         directory.mkdir(parents=True, exist_ok=True)
         np.save(directory / "centroids.npy", self.centroids)
-        meta = {k: v for k, v in dataclasses.asdict(self).items() if k != "centroids"}
+        if self.embedder is not None:
+            with open(directory / "embedder.pkl", "wb") as handle:
+                pickle.dump(self.embedder, handle)
+        meta = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in ("centroids", "embedder")}
         (directory / "model.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False)
                                               + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, directory: Path) -> "SavedTopics":
+        import pickle
+
         meta = json.loads((directory / "model.json").read_text(encoding="utf-8"))
-        return cls(centroids=np.load(directory / "centroids.npy"), **meta)
+        embedder = None
+        if (directory / "embedder.pkl").exists():  # written by this stage, read by it only
+            with open(directory / "embedder.pkl", "rb") as handle:
+                embedder = pickle.load(handle)
+        return cls(centroids=np.load(directory / "centroids.npy"), embedder=embedder, **meta)
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
 
-def fit_topic_model(texts: Sequence[str], embeddings: np.ndarray, k_values: Iterable[int],
+def fit_topic_model(texts: Sequence[str], embeddings: np.ndarray | None, k_values: Iterable[int],
                     seed: int = 0) -> SavedTopics:
-    """Topics of `texts` (`topics.discover_topics` on their embeddings) saved as unit centroids;
-    the novelty threshold is the NOVELTY_PERCENTILE-th percentile of the documents' similarity
-    to their own centroid."""
-    from pipelines.topics import discover_topics
+    """Topics of `texts` (`topics.discover_topics`) saved as unit centroids, in the space of
+    `embeddings` (the encoder's) or, when None, of TF-IDF + SVD fitted on the texts and saved
+    with them; the novelty threshold is the NOVELTY_PERCENTILE-th percentile of the documents'
+    similarity to their own centroid."""
+    from pipelines.topics import TfidfEmbedder, discover_topics
 
-    vectors = _unit(np.asarray(embeddings, dtype="float32"))
+    embedder = TfidfEmbedder.fit(texts, seed=seed) if embeddings is None else None
+    vectors = _unit(np.asarray(embedder(texts) if embedder else embeddings, dtype="float32"))
     model = discover_topics(texts, vectors, k_values, seed=seed)
     centroids = _unit(np.stack([vectors[model.assignments == t].mean(axis=0)
                                 for t in range(model.k)]))
@@ -110,7 +135,8 @@ def fit_topic_model(texts: Sequence[str], embeddings: np.ndarray, k_values: Iter
     return SavedTopics(centroids=centroids.astype("float32"), names=model.names,
                        terms=model.top_terms,
                        novelty_threshold=float(np.percentile(own, NOVELTY_PERCENTILE)),
-                       within_similarity=float(np.median(own)), fitted_on=len(texts))
+                       within_similarity=float(np.median(own)), fitted_on=len(texts),
+                       embedding="tfidf" if embedder else "encoder", embedder=embedder)
 
 
 # === The Beam job ===
@@ -128,6 +154,7 @@ class AssignTopics(beam.DoFn):
         self.untimed = Metrics.counter(COUNTERS, "docs_without_time")
         self.kept = Metrics.counter(COUNTERS, "docs")
         self.novel = Metrics.counter(COUNTERS, "novel_docs")
+        self.termless = Metrics.counter(COUNTERS, "docs_without_terms")
         self.topics: SavedTopics | None = None
 
     def setup(self) -> None:
@@ -141,10 +168,18 @@ class AssignTopics(beam.DoFn):
         self.untimed.inc(len(batch) - len(timed))
         if not timed:
             return
-        topic, similarity = self.topics.assign(np.stack([row["embedding"] for row in timed]))
+        vectors = self.topics.embed([row["text"] for row in timed],
+                                    [row["embedding"] for row in timed])
+        placed = np.linalg.norm(vectors, axis=1) > 0  # TF-IDF of stop words alone is zero
+        self.termless.inc(int((~placed).sum()))
+        timed = [row for row, keep in zip(timed, placed) if keep]
+        vectors = vectors[placed]
+        if not timed:
+            return
+        topic, similarity = self.topics.assign(vectors)
         self.kept.inc(len(timed))
         self.novel.inc(int((topic == NOVEL).sum()))
-        for row, t, s in zip(timed, topic, similarity):
+        for row, vector, t, s in zip(timed, vectors, topic, similarity):
             probs = row["sentiment"]
             yield beam_window.TimestampedValue((int(t), {
                 "doc_id": row["doc_id"], "item": row.get("item") or "",
@@ -153,7 +188,7 @@ class AssignTopics(beam.DoFn):
                 "aspects": [(str(a), float(p)) for a, p in zip(
                     row.get("aspects") or [], row.get("aspect_polarity") or [])],
                 "text": (row.get("text") or "")[:EXAMPLE_CHARS],
-                "embedding": row["embedding"] if t == NOVEL else None,
+                "embedding": vector.tolist() if t == NOVEL else None,
             }), _seconds(row["timestamp"]))
 
 
@@ -435,6 +470,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fit-until", default=None, metavar="DATE",
                         help="fit the topics on documents before this date (YYYY-MM-DD) only, so "
                         "later ones are assigned online as new data would be (default: all)")
+    parser.add_argument("--embedding", choices=EMBEDDINGS, default="tfidf",
+                        help="the space topics are fitted and assigned in: tfidf (TF-IDF + SVD of "
+                        "the texts, fitted with the topics: subjects) or encoder (the features "
+                        "stage's embeddings; a text model fine-tuned for sentiment groups "
+                        "reviews by sentiment, measured on Magazine_Subscriptions) "
+                        "(default: %(default)s)")
     parser.add_argument("--k", type=int, default=None,
                         help="number of topics when fitting (default: chosen by stability)")
     parser.add_argument("--k-max", type=int, default=12,
@@ -468,10 +509,10 @@ def _fit(ws: ws_lib.Workspace, args: argparse.Namespace, model_dir: Path) -> Sav
                          + (f" before {args.fit_until}" if until else ""))
     rows = sample_examples(list(docs.itertuples(index=False)), args.max_fit_docs)
     k_values = [args.k] if args.k else range(2, args.k_max + 1)
-    log.info("track: fitting topics on %d documents (k %s)", len(rows),
+    log.info("track: fitting topics on %d documents (%s, k %s)", len(rows), args.embedding,
              args.k or f"2..{args.k_max} by stability")
-    model = fit_topic_model([r.text for r in rows], np.stack([r.embedding for r in rows]),
-                            k_values)
+    model = fit_topic_model([r.text for r in rows], np.stack([r.embedding for r in rows])
+                            if args.embedding == "encoder" else None, k_values)
     model.fitted_until = until
     model.save(model_dir)
     return model
@@ -487,6 +528,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                          "first")
     model_dir = ws.root / MODEL_DIR
     params = {"window": args.window, "refit": args.refit, "fit_until": args.fit_until,
+              "embedding": args.embedding,
               "k": args.k, "k_max": args.k_max, "max_fit_docs": args.max_fit_docs}
     inputs = {"features": "stage:features"}
     if ws_lib.skip_if_fresh(args, ws, STAGE, params, inputs):
@@ -494,8 +536,12 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     out = ws.stage_dir(STAGE)
     with ws_lib.stage_run(ws, STAGE, params, inputs) as record:
         started = time.perf_counter()
-        fitted = args.refit or not (model_dir / "model.json").exists()
-        topics = _fit(ws, args, model_dir) if fitted else SavedTopics.load(model_dir)
+        saved = SavedTopics.load(model_dir) if (model_dir / "model.json").exists() else None
+        if saved and not args.refit and saved.embedding != args.embedding:
+            log.info("track: the saved topics of %s are in the %s space, not %s: fitting again",
+                     model_dir, saved.embedding, args.embedding)
+        fitted = args.refit or saved is None or saved.embedding != args.embedding
+        topics = _fit(ws, args, model_dir) if fitted else saved
         if not fitted:
             log.info("track: assigning to the %d saved topics of %s (--refit to fit again)",
                      len(topics.names), model_dir)
@@ -527,6 +573,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                                              **row}, ensure_ascii=False) + "\n")
         summary = {"docs": counts.get("docs", 0), "novel_docs": counts.get("novel_docs", 0),
                    "docs_without_time": counts.get("docs_without_time", 0),
+                   "docs_without_terms": counts.get("docs_without_terms", 0),
                    "topics": len(rows), "new_topics": len(fresh),
                    "windows": len(rows[0]["windows"]) if rows else 0,
                    "bursts": sum(len(t["bursts"]) for t in rows),
@@ -543,7 +590,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         record["summary"] = summary
     log.info("track: %(docs)d documents in %(windows)d windows x %(topics)d topics, "
              "%(novel_docs)d novel (%(new_topics)d new topics), %(bursts)d bursts, %(shifts)d "
-             "negative shifts, %(docs_without_time)d without a time", summary)
+             "negative shifts; left out: %(docs_without_time)d without a time, "
+             "%(docs_without_terms)d of stop words only", summary)
     for topic in rows:
         log.info("track: topic %d %s: %d docs, %.0f%% negative%s", topic["topic"], topic["name"],
                  topic["docs"], 100 * topic["share_negative"],

@@ -199,3 +199,19 @@ def test_a_corpus_without_times_is_one_window(tmp_path):
     topics = tracking.topic_rows(cells, ["a", "b", "c"], tracking.ALL_TIME)
     assert [len(t["windows"]) for t in topics] == [1, 1, 1]
     assert all(t["bursts"] == [] and t["shifts"] == [] for t in topics)
+
+
+def test_tfidf_topics_are_saved_with_their_vectorizer_and_assign_new_texts(tmp_path):
+    """The default space: TF-IDF + SVD fitted with the topics, pickled beside the centroids, so
+    the Beam job embeds new texts exactly as the fit did."""
+    texts, _, truth = corpus(n_per_topic=20)
+    model = tracking.fit_topic_model(texts, None, [3])
+    assert model.embedding == "tfidf" and model.embedder is not None
+    model.save(tmp_path / "model")
+    loaded = tracking.SavedTopics.load(tmp_path / "model")
+    fresh = [f"new {WORDS[t]} text" for t in (0, 1, 2)]
+    vectors = loaded.embed(fresh, encoder_vectors=[None] * 3)
+    np.testing.assert_allclose(vectors, model.embed(fresh, [None] * 3), atol=1e-6)
+    topic, _ = loaded.assign(vectors)
+    by_name = [set(loaded.names[t].split()) if t != tracking.NOVEL else set() for t in topic]
+    assert all(by_name[t] <= set(WORDS[t].split()) and by_name[t] for t in range(3))
