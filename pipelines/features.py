@@ -459,8 +459,9 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         return 0
     if not (model_dir / "saved_model.pb").exists():
         raise SystemExit(f"features: no SavedModel at {model_dir}; run `opinionrec finetune` first")
-    heads = json.loads((ws.stage_dir("finetune") / "heads.json").read_text()) if not args.model \
-        else None
+    # The model's own aspects: its finetune stage's heads.json, beside an outside --model too.
+    heads_file = (model_dir.parent if args.model else ws.stage_dir("finetune")) / "heads.json"
+    heads = json.loads(heads_file.read_text()) if heads_file.exists() else None
     aspects = heads["aspects"] if heads else _aspects_from_lexicon(ws)
     if heads and ws.aspect_lexicon.exists():
         _warn_if_lexicon_moved(aspects, _aspects_from_lexicon(ws))

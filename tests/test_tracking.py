@@ -215,3 +215,9 @@ def test_tfidf_topics_are_saved_with_their_vectorizer_and_assign_new_texts(tmp_p
     topic, _ = loaded.assign(vectors)
     by_name = [set(loaded.names[t].split()) if t != tracking.NOVEL else set() for t in topic]
     assert all(by_name[t] <= set(WORDS[t].split()) and by_name[t] for t in range(3))
+
+
+def test_only_documents_after_the_fit_can_make_a_new_topic():
+    novel = [{"timestamp": t, "doc_id": str(t)} for t in (5, 10, 11, 20)]
+    assert [d["doc_id"] for d in tracking.after_fit(novel, 11)] == ["11", "20"]
+    assert tracking.after_fit(novel, None) == []  # fitted on every time there is
