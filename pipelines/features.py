@@ -116,12 +116,20 @@ def _text(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+COUNTERS = "features"
+
+
 def explode_sentences(doc: dict) -> Iterable[tuple[str, str]]:
-    """(key "doc_id\\tindex", sentence) for every body sentence of a document."""
+    """(key "doc_id\\tindex", sentence) for every body sentence of a document; counts the
+    documents that have one (each must come out as one row of `docs/`)."""
+    from apache_beam.metrics import Metrics
+
     sentences = doc.get("sentences") or ([doc["text"]] if doc.get("text") else [])
-    for i, sentence in enumerate(sentences):
-        if sentence and sentence.strip():
-            yield f"{doc['id']}\t{i}", sentence
+    kept = [(i, s) for i, s in enumerate(sentences) if s and s.strip()]
+    if kept:
+        Metrics.counter(COUNTERS, "docs_with_sentences").inc()
+    for i, sentence in kept:
+        yield f"{doc['id']}\t{i}", sentence
 
 
 def sentence_record(keyed: tuple[str, PredictionResult]) -> dict:
@@ -448,6 +456,18 @@ def _item_titles(items_dir: Path) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    """The features stage; 1 (and no stage record) when the documents written do not add up."""
+    from pipelines.beam_counts import NotReconciled
+
+    try:
+        return _run(args, beam_args)
+    except NotReconciled as error:
+        for problem in error.problems:
+            log.error("features: counts do not reconcile: %s", problem)
+        return 1
+
+
+def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.beam_options import pipeline_options
 
     ws = ws_lib.workspace_from_args(args)
@@ -479,6 +499,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         result = pipeline.run()
         result.wait_until_finish()
         beam_seconds = time.perf_counter() - started
+        _reconcile(result, out_dir)
         micros, calls = distribution_sums(result, "inference_batch_latency_micro_secs")
         summary = {**_summarise(out_dir), "beam_seconds": round(beam_seconds, 2),
                    "inference_seconds": round(micros / 1e6, 2), "inference_calls": calls}
@@ -488,6 +509,22 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         log.info("features: the Beam job took %.1f s, %.1f s of it (summed over workers) in %d "
                  "model calls", beam_seconds, micros / 1e6, calls)
     return 0
+
+
+def _reconcile(result, out_dir: Path) -> None:
+    """Every document with a sentence is one row of `docs/`, or the stage fails (and stays
+    stale): a runner that drops rows must not pass for a finished job. (Measured once: a
+    2-process DirectRunner run over 10^5 reviews wrote 62,424 of 100,020 documents.)"""
+    import pyarrow.parquet as pq
+
+    from pipelines.beam_counts import NotReconciled, counter_values
+
+    expected = counter_values(result, [COUNTERS]).get((COUNTERS, "docs_with_sentences"), 0)
+    written = sum(pq.ParquetFile(f).metadata.num_rows for f in (out_dir / "docs").glob(
+        "*.parquet"))
+    if written != expected:
+        raise NotReconciled([f"features: {expected} documents have sentences but {written} "
+                             f"were written to {out_dir / 'docs'}"])
 
 
 def _warn_if_lexicon_moved(model_aspects: Sequence[str], lexicon: Sequence[str]) -> None:

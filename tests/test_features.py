@@ -177,3 +177,20 @@ def test_a_lexicon_newer_than_the_fine_tuned_model_is_warned_about(caplog):
     (record,) = caplog.records
     assert "lightning" in record.getMessage() and "fit" in record.getMessage()
     assert "finetune" in record.getMessage()
+
+
+def test_documents_lost_between_sentences_and_docs_fail_the_stage(tmp_path, monkeypatch):
+    """A runner that drops document rows must not pass for a finished job."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines import beam_counts, features as features_lib
+
+    (tmp_path / "docs").mkdir()
+    pq.write_table(pa.table({"doc_id": ["a", "b"]}), tmp_path / "docs" / "docs-0.parquet")
+    counted = {("features", "docs_with_sentences"): 2}
+    monkeypatch.setattr(beam_counts, "counter_values", lambda result, namespaces: counted)
+    features_lib._reconcile(None, tmp_path)  # 2 == 2
+    counted[("features", "docs_with_sentences")] = 3
+    with pytest.raises(beam_counts.NotReconciled, match="3 documents have sentences but 2"):
+        features_lib._reconcile(None, tmp_path)
