@@ -50,6 +50,7 @@ NOVELTY_PERCENTILE = 1.0  # novel: less similar to its nearest centroid than 99%
 TOP_ASPECTS = 5
 EXAMPLES = 3
 MIN_NEW_TOPIC_DOCS = 5
+MIN_TOPIC_TERMS = 3  # distinct content terms a document needs to found a new topic
 EXAMPLE_CHARS = 200
 EMBEDDINGS = ("tfidf", "encoder")
 ALL_TIME = 100 * 365 * 86400  # the one window of a corpus without times
@@ -71,6 +72,7 @@ class SavedTopics:
     fitted_on: int = 0
     fitted_until: int | None = None
     embedding: str = "encoder"  # what the centroids live in: "tfidf" or "encoder"
+    fit_until: str | None = None  # the --fit-until it was fitted with
     embedder: Any = dataclasses.field(default=None, repr=False)  # the fitted TfidfEmbedder
 
     def embed(self, texts: Sequence[str], encoder_vectors: Sequence) -> np.ndarray:
@@ -418,10 +420,16 @@ def new_topics(novel: Sequence[dict], within_similarity: float,
 
 def after_fit(novel: Sequence[dict], fitted_until: int | None) -> list[dict]:
     """The novel documents from `fitted_until` on (the time after the fit's last document, or
-    `--fit-until`); none when the fit saw every time (or there are no times)."""
+    `--fit-until`) that say enough to found a topic (MIN_TOPIC_TERMS distinct terms: on
+    Magazine_Subscriptions, reviews reading just "Ok" or "Excellent!" made "new topics"); none
+    when the fit saw every time (or there are no times)."""
+    from pipelines.topics import is_chinese, term_analyzer
+
     if fitted_until is None:
         return []
-    return [d for d in novel if d["timestamp"] >= fitted_until]
+    later = [d for d in novel if d["timestamp"] >= fitted_until]
+    terms = term_analyzer(is_chinese([d["text"] for d in later]))
+    return [d for d in later if len(set(terms(d["text"]))) >= MIN_TOPIC_TERMS]
 
 
 def plot_topics(topics: Sequence[dict], fresh: Sequence[dict], path: Path,
@@ -525,6 +533,7 @@ def _fit(ws: ws_lib.Workspace, args: argparse.Namespace, model_dir: Path) -> Sav
     times = times[times > 0]
     # Documents up to here shaped the topics; only later ones can make a new one.
     model.fitted_until = until or (int(times.max()) + 1 if len(times) else None)
+    model.fit_until = args.fit_until
     model.save(model_dir)
     return model
 
@@ -548,10 +557,13 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     with ws_lib.stage_run(ws, STAGE, params, inputs) as record:
         started = time.perf_counter()
         saved = SavedTopics.load(model_dir) if (model_dir / "model.json").exists() else None
-        if saved and not args.refit and saved.embedding != args.embedding:
-            log.info("track: the saved topics of %s are in the %s space, not %s: fitting again",
-                     model_dir, saved.embedding, args.embedding)
-        fitted = args.refit or saved is None or saved.embedding != args.embedding
+        other = saved is not None and (saved.embedding != args.embedding or (
+            args.fit_until is not None and saved.fit_until != args.fit_until))
+        if other and not args.refit:
+            log.info("track: the saved topics of %s were fitted in the %s space until %s, not "
+                     "%s until %s: fitting again", model_dir, saved.embedding, saved.fit_until,
+                     args.embedding, args.fit_until)
+        fitted = args.refit or saved is None or other
         topics = _fit(ws, args, model_dir) if fitted else saved
         if not fitted:
             log.info("track: assigning to the %d saved topics of %s (--refit to fit again)",

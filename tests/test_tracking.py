@@ -217,7 +217,9 @@ def test_tfidf_topics_are_saved_with_their_vectorizer_and_assign_new_texts(tmp_p
     assert all(by_name[t] <= set(WORDS[t].split()) and by_name[t] for t in range(3))
 
 
-def test_only_documents_after_the_fit_can_make_a_new_topic():
-    novel = [{"timestamp": t, "doc_id": str(t)} for t in (5, 10, 11, 20)]
+def test_only_documents_after_the_fit_and_with_content_can_make_a_new_topic():
+    novel = [{"timestamp": t, "doc_id": str(t), "text": "battery recall smoke warning"}
+             for t in (5, 10, 11, 20)]
+    novel.append({"timestamp": 30, "doc_id": "ok", "text": "Ok, it is what it is!"})
     assert [d["doc_id"] for d in tracking.after_fit(novel, 11)] == ["11", "20"]
     assert tracking.after_fit(novel, None) == []  # fitted on every time there is
