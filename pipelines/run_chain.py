@@ -106,7 +106,7 @@ def chain(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         ("describe", []),
         ("trends", ["--optional"]),
         ("track", []),
-        ("train-recommender", []),
+        ("train-recommender", ["--optional"]),
         ("export", []),
         ("report", []),
     ]

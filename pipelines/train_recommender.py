@@ -30,8 +30,17 @@ log = logging.getLogger("opinionrec")
 STAGE = "train-recommender"
 
 
+def _has_interactions(path) -> bool:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows > 0
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     ws_lib.add_workspace_argument(parser)
+    parser.add_argument("--optional", action="store_true",
+                        help="without user-item interactions, say so and exit 0 instead of "
+                        "failing (`opinionrec run` uses it: a review table may have no users)")
     parser.add_argument("--epochs", type=int, default=15,
                         help="maximum training epochs (dev Recall@k picks the best; "
                              "default: %(default)s)")
@@ -123,6 +132,11 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     if not (ws.features / "interactions.parquet").exists():
         raise SystemExit(f"train-recommender: {ws.features} has no features; run "
                          "`opinionrec features` first")
+    if args.optional and not _has_interactions(ws.features / "interactions.parquet"):
+        log.info("%s: no user-item interactions in %s (reviews without users, e.g. a review "
+                 "table read with `ingest --kind review`); nothing to recommend", STAGE,
+                 ws.features)
+        return 0
 
     # Heavy imports here so `opinionrec --help` stays fast.
     from recommender import evaluate as evaluation

@@ -27,6 +27,7 @@ def test_chain_passes_every_input_and_the_budgets():
     assert stages["ingest"] == ["--input", "a.json.gz", "--input", "meta.json.gz"]
     assert stages["pretrain"] == ["--config", "tiny", "--max-minutes", "7.5"]
     assert stages["finetune"] == ["--encoder", "albert", "--max-minutes", "5.0"]
+    assert stages["train-recommender"] == ["--optional"]  # a review table may have no users
 
 
 def test_the_student_chain_distils_instead_of_pretraining(monkeypatch):
@@ -64,3 +65,16 @@ def test_table_options_reach_ingest():
                               encoder="albert", columns="item=cat", kind="review")
     assert dict(run_chain.chain(args))["ingest"] == [
         "--input", "shopping.zip", "--columns", "item=cat", "--kind", "review"]
+
+
+def test_a_corpus_without_users_skips_the_recommender_when_optional(tmp_path):
+    """A Chinese review table read with `--kind review` has no users: `run` goes on."""
+    import pyarrow.parquet as pq
+
+    from pipelines import cli
+    from pipelines.features import INTERACTION_SCHEMA
+
+    (tmp_path / "features").mkdir()
+    pq.write_table(INTERACTION_SCHEMA.empty_table(), tmp_path / "features" / "interactions.parquet")
+    assert cli.main(["train-recommender", "--workspace", str(tmp_path), "--optional"]) == 0
+    assert not (tmp_path / "train_recommender" / "_stage.json").exists()
