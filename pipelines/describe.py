@@ -150,7 +150,7 @@ def describe_items(sentences, docs, titles: dict[str, str], groups: dict[str, li
                                           docs["rating"]):
         if item:
             doc_item[doc_id] = owner.get(item, item)
-            doc_user[doc_id] = user
+            doc_user[doc_id] = user or doc_id  # an anonymous review is its own reviewer
             doc_rating[doc_id] = rating
     # A review copied onto several listings of a product: (product, user, sentence) counts once.
     seen_sentences: set[tuple[str, str, str]] = set()
@@ -185,6 +185,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pros and cons per item (default: %(default)s)")
 
 
+def _rows(path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
+
+
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     del beam_args
     from pipelines.corpus import read_parquet_dir
@@ -198,14 +204,19 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     fresh = ws_lib.skip_if_fresh(args, ws, "describe", params, inputs)
     if not fresh:
         with ws_lib.stage_run(ws, "describe", params, inputs) as record:
-            features = load_features(ws.features, group_items=True)
+            # Item profiles need reviews with a user; a review table without users (Chinese
+            # sets read with `ingest --kind review`) has none, and no listings to group.
+            features = load_features(ws.features, group_items=True) if _rows(
+                ws.features / "items.parquet") else None
             sentences = read_parquet_dir(ws.features / "sentences",
                                          ["doc_id", "text", "aspects", "aspect_polarity"])
             docs = read_parquet_dir(ws.features / "docs",
                                    ["doc_id", "kind", "user", "item", "rating"])
-            titles = {i: t for i, t in zip(features.items.ids, features.items.titles)}
+            titles = {i: t for i, t in zip(features.items.ids, features.items.titles)} \
+                if features else {}
             titles = {**_item_titles(ws.items), **{k: v for k, v in titles.items() if v}}
-            descriptions = describe_items(sentences, docs, titles, features.groups or {},
+            descriptions = describe_items(sentences, docs, titles,
+                                          (features.groups if features else None) or {},
                                           _aspect_terms(ws), args.top)
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / "items.json").write_text(json.dumps(

@@ -87,3 +87,15 @@ def test_summary_and_markdown_read_as_sentences():
     assert '- Pro: fit (praised in 4 of 5 mentions): "Perfect fit."' in text
     assert '- Con: price (criticised in 3 of 4 mentions): "Too expensive."' in text
     assert Description("X2", "", 2).summary == "2 reviews; no aspect stands out."
+
+
+def test_reviews_without_a_user_each_count_as_one_review():
+    """A review table read with `ingest --kind review` (online_shopping: category, label, text)
+    has no users: each review is its own reviewer, not one anonymous reviewer per item."""
+    docs = pd.DataFrame({"doc_id": ["a", "b", "c"], "user": [None, None, None],
+                         "item": ["平板", "平板", "书籍"], "rating": [None] * 3,
+                         "kind": ["review"] * 3})
+    sentences = pd.DataFrame({"doc_id": ["a", "b", "c"], "text": ["很好", "很好", "不错"],
+                              "aspects": [[], [], []], "aspect_polarity": [[], [], []]})
+    out = describe_items(sentences, docs, {}, {}, TERMS)
+    assert [(d.item, d.reviews) for d in out] == [("平板", 2), ("书籍", 1)]
