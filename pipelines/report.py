@@ -335,7 +335,8 @@ def render_html(report: dict, plots: dict[str, Path]) -> str:
         parts.append(_img(plots["aspects"], "aspect polarity over time per product"))
     tracked = report.get("review_topics")
     if tracked:
-        parts.append("<h2>Review topics over time</h2>")
+        parts.append("<h2>Review topics over time</h2>" if tracked["window"] != "all time"
+                     else "<h2>Review topics</h2>")
         if "review_topics" in plots:
             parts.append(_img(plots["review_topics"], "review topics over time"))
         parts.append("<table><tr><th>topic</th><th>documents</th><th>negative</th>"
@@ -398,9 +399,10 @@ def summarise(report: dict) -> list[str]:
     sentiment = report.get("sentiment")
     if sentiment:
         overall = sentiment["overall"]
+        rating = overall["mean_rating"]
         lines.append(f"Overall {pct(overall['share_positive'])} of reviews read positive and "
-                     f"{pct(overall['share_negative'])} negative (mean rating "
-                     f"{overall['mean_rating'] if overall['mean_rating'] is not None else '-'}).")
+                     f"{pct(overall['share_negative'])} negative"
+                     + (f" (mean rating {rating})." if rating is not None else "."))
         shifts = [w for w in sentiment["windows"] if w["shift"]]
         by_product = [r for r in report.get("product_sentiment") or []
                       if r["reviews"] >= MIN_WINDOW_REVIEWS]  # a share of 3 reviews says little
