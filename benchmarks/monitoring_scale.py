@@ -35,6 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks._common import markdown_table, write_results  # noqa: E402
 from pipelines import cli  # noqa: E402
+from pipelines.ingest.stats import parquet_rows  # noqa: E402
 
 VARIANTS = {
     "in memory": [],
@@ -61,10 +62,7 @@ def run_variant(folder: Path, model: Path, beam_args: list[str]) -> dict:
                      *beam_args]) == 0
     features_s = time.perf_counter() - started
     features = stage_summary(folder, "features")
-    import pyarrow.parquet as pq
-
-    features["docs"] = sum(pq.ParquetFile(f).metadata.num_rows
-                           for f in (folder / "features" / "docs").glob("*.parquet"))
+    features["docs"] = parquet_rows(folder / "features" / "docs")
     started = time.perf_counter()
     assert cli.main(["track", "--workspace", str(folder), "--refit", *beam_args]) == 0
     track_s = time.perf_counter() - started

@@ -515,13 +515,11 @@ def _reconcile(result, out_dir: Path) -> None:
     """Every document with a sentence is one row of `docs/`, or the stage fails (and stays
     stale): a runner that drops rows must not pass for a finished job. (Measured once: a
     2-process DirectRunner run over 10^5 reviews wrote 62,424 of 100,020 documents.)"""
-    import pyarrow.parquet as pq
-
     from pipelines.beam_counts import NotReconciled, counter_values
+    from pipelines.ingest.stats import parquet_rows
 
     expected = counter_values(result, [COUNTERS]).get((COUNTERS, "docs_with_sentences"), 0)
-    written = sum(pq.ParquetFile(f).metadata.num_rows for f in (out_dir / "docs").glob(
-        "*.parquet"))
+    written = parquet_rows(out_dir / "docs")
     if written != expected:
         raise NotReconciled([f"features: {expected} documents have sentences but {written} "
                              f"were written to {out_dir / 'docs'}"])
