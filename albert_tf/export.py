@@ -19,19 +19,28 @@ from typing import Mapping, Sequence
 import tensorflow as tf
 
 # Clause boundaries: contrastive conjunctions and ; : , — a comma also separates list-like praise.
-CLAUSE_BOUNDARY = r"\b(?:but|however|although|though|whereas|while|yet|except)\b|[;:,!?.]"
+CLAUSE_BOUNDARY = (r"\b(?:but|however|although|though|whereas|while|yet|except)\b|[;:,!?.]"
+                   r"|[，。！？；：、]|但是|不过|可是")
 _CLAUSE_MARK = "\x1e"
 _MATCH_MARK = "\x1f"
 _TERM_RE = re.compile(r"^[\w][\w' \-&]*$")
+_ASCII_WORD = re.compile(r"[A-Za-z0-9_]")
 
 
 def aspect_pattern(terms: Sequence[str]) -> str:
-    """One RE2 alternation of lexicon terms, longest first, on word boundaries."""
+    """One RE2 alternation of lexicon terms, longest first, on word boundaries. RE2's `\\b` is
+    ASCII-only, so a Chinese term ("质量"), which has no spaces around it, is matched anywhere."""
     clean = sorted({t.strip().lower() for t in terms if t and _TERM_RE.match(t.strip())},
                    key=lambda t: (-len(t), t))
     if not clean:
         return "(" + _MATCH_MARK * 3 + ")"  # never occurs: marks are stripped from the input
-    return r"\b(" + "|".join(re.escape(t) for t in clean) + r")\b"
+
+    def bounded(term: str) -> str:
+        start = r"\b" if _ASCII_WORD.match(term[0]) else ""
+        end = r"\b" if _ASCII_WORD.match(term[-1]) else ""
+        return start + re.escape(term) + end
+
+    return "(" + "|".join(bounded(t) for t in clean) + ")"
 
 
 class TextFeatures(tf.Module):

@@ -21,6 +21,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from pipelines import aspect_mining_zh
+
 POSITIVE_WORDS = frozenset("""
 good great excellent amazing awesome love loved loves lovely perfect perfectly fantastic wonderful
 nice best better superb outstanding impressive comfortable comfy solid sturdy reliable crisp clear
@@ -113,7 +115,10 @@ _WORD = re.compile(r"[a-z][a-z'\-]+")
 _CASED_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]+")
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9'\-]*")  # words and numbers, for reading opinions
 _HTML_TAG = re.compile(r"<[^>]*(?:>|$)")  # a tag, or an unclosed one cut off at the end
-_CLAUSE = re.compile(r"\b(?:but|however|although|though|whereas|while|yet|except)\b|[;:,!?.]")
+# The same boundaries as `albert_tf.export.CLAUSE_BOUNDARY`, Chinese punctuation and contrastive
+# conjunctions included (a test keeps the two equal).
+_CLAUSE = re.compile(r"\b(?:but|however|although|though|whereas|while|yet|except)\b|[;:,!?.]"
+                     r"|[，。！？；：、]|但是|不过|可是")
 
 
 NEGATIONS = frozenset("not no never nothing hardly barely neither nor without".split())
@@ -189,6 +194,8 @@ def clause_praises(sentence: str, terms: Iterable[str]) -> bool:
     statement, not a condition, with a positive word that praises this aspect
     (`_praising_words`)."""
     terms = tuple(terms)
+    if aspect_mining_zh.has_chinese(sentence):
+        return aspect_mining_zh.clause_praises(sentence, terms)
     if COMPLAINT_FRAMES & set(_TOKEN.findall(sentence.lower())):
         return False
     aside = _not_the_subject(terms)
@@ -226,6 +233,8 @@ def clause_criticises(sentence: str, terms: Iterable[str]) -> bool:
     negated positive ones) at least as many as positive ones ("The content is a little weak",
     "the fit is not good" and "the battery dies fast" criticise; "Like the short articles, the
     information is helpful" and "Don't get me wrong" do not)."""
+    if aspect_mining_zh.has_chinese(sentence):
+        return aspect_mining_zh.clause_criticises(sentence, terms)
     naming = _naming_clauses(sentence, terms)
     for clause in naming:
         positive, negative = _opinions(_TOKEN.findall(clause))

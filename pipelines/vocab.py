@@ -36,6 +36,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from albert_tf.tokenizer import train_sentencepiece
+    from pipelines import aspect_mining_zh
     from pipelines.aspect_mining import mine_aspects, product_words
     from pipelines.corpus import read_docs, read_parquet_dir
 
@@ -49,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     if ws_lib.skip_if_fresh(args, ws, "vocab", params, inputs):
         return 0
     with ws_lib.stage_run(ws, "vocab", params, inputs) as record:
-        docs = read_docs(ws.docs, columns=["title", "text", "sentences"])
+        docs = read_docs(ws.docs, columns=["title", "text", "sentences", "item"])
         lines = []
         for title, sentences, text in zip(docs["title"], docs["sentences"], docs["text"]):
             if isinstance(title, str) and title:  # a missing title reads back as NaN
@@ -77,13 +78,21 @@ def _run(args: argparse.Namespace) -> int:
         if ws.items.exists() and any(ws.items.glob("*.parquet")):
             titles = list(read_parquet_dir(ws.items, ["title"])["title"])
         review_texts = [t for t in source["text"] if isinstance(t, str)]
-        words, origin = product_words(titles, review_texts)
-        log.info("vocab: product type words (not aspects), from %s: %s", origin,
-                 ", ".join(sorted(words)) or "none")
-        lexicon = mine_aspects(
-            review_sentences, max_aspects=args.max_aspects, min_count=args.min_aspect_count,
-            product_words=words,
-        )
+        if aspect_mining_zh.is_chinese_corpus(review_sentences):
+            # The items' own names ("手机", "酒店" where the items are categories) are no aspects.
+            words = {str(i) for i in source["item"].dropna().unique()} | set(titles)
+            log.info("vocab: Chinese reviews; mining aspects by the noun-opinion pattern")
+            lexicon = aspect_mining_zh.mine_aspects(
+                review_sentences, max_aspects=args.max_aspects,
+                min_count=args.min_aspect_count, product_words=words)
+        else:
+            words, origin = product_words(titles, review_texts)
+            log.info("vocab: product type words (not aspects), from %s: %s", origin,
+                     ", ".join(sorted(words)) or "none")
+            lexicon = mine_aspects(
+                review_sentences, max_aspects=args.max_aspects, min_count=args.min_aspect_count,
+                product_words=words,
+            )
         ws.aspect_lexicon.write_text(json.dumps(lexicon.to_json(), indent=2) + "\n")
 
         import sentencepiece as spm

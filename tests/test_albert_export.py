@@ -18,7 +18,7 @@ from albert_tf.export import CLAUSE_BOUNDARY, TextFeatures, aspect_pattern, expo
 from albert_tf.tokenizer import load_tokenizer
 
 TERMS = {"battery": "battery", "battery life": "battery", "sound": "sound",
-         "sound quality": "sound", "price": "price"}
+         "sound quality": "sound", "price": "price", "质量": "质量", "物流": "物流"}
 TEXTS = [
     "The battery life is great but the sound is awful.",
     "Nothing to see here.",
@@ -26,6 +26,7 @@ TEXTS = [
     "",
     "电池很好",
     "Batteryless soundproofing is not an aspect.",
+    "质量很好，但是物流太慢了。",
 ]
 
 
@@ -62,7 +63,15 @@ def test_aspects_match_reference_and_take_their_own_clause_polarity(module):
             np.testing.assert_allclose(out["aspect_polarity"][i, j], alone[2] - alone[0], atol=1e-5)
     assert reference_aspects(TEXTS[0]) == [("battery", "the battery life is great "),
                                            ("sound", " the sound is awful")]
-    assert reference_aspects(TEXTS[-1]) == []  # word boundaries: no match inside other words
+    assert reference_aspects(TEXTS[-2]) == []  # word boundaries: no match inside other words
+    # Chinese: no spaces, so no word boundaries; Chinese punctuation and 但是 end clauses.
+    assert reference_aspects(TEXTS[-1]) == [("质量", "质量很好"), ("物流", "物流太慢了")]
+
+
+def test_clause_boundaries_are_the_miners():
+    from pipelines import aspect_mining
+
+    assert aspect_mining._CLAUSE.pattern == CLAUSE_BOUNDARY
 
 
 def test_outputs_follow_the_serving_contract(module):
