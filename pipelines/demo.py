@@ -82,14 +82,16 @@ def stage_argv(name: str, extra: list[str], args: argparse.Namespace, beam_args:
 
 
 def run_stages(args: argparse.Namespace, beam_args: list[str],
-               stages: list[tuple[str, list[str]]], command: str = "demo") -> list[dict]:
-    """Run every stage in-process, in order; return what each did and how long it took."""
+               stages: list[tuple[str, list[str]]], command: str = "demo",
+               first: int = 1, total: int | None = None) -> list[dict]:
+    """Run every stage in-process, in order; return what each did and how long it took. `first`
+    and `total` number them in the log when they are part of a longer chain."""
     from pipelines import cli
 
     ws = ws_lib.workspace_from_args(args)
     report = []
-    for index, (name, extra) in enumerate(stages, start=1):
-        log.info("%s: [%d/%d] %s", command, index, len(stages), name)
+    for index, (name, extra) in enumerate(stages, start=first):
+        log.info("%s: [%d/%d] %s", command, index, total or len(stages), name)
         before = ws_lib.read_stage_record(ws, name)
         start = time.perf_counter()
         code = cli.main(stage_argv(name, extra, args, beam_args))

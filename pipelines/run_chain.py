@@ -2,8 +2,10 @@
 
 ingest -> vocab -> distill (or pretraining-data -> pretrain) -> finetune -> features -> describe
 -> trends (when there are news impressions) -> track -> train-recommender -> export -> report,
-with the training stages' `--max-minutes` cut from one `--minutes` budget: the stages that do not train take a few minutes on a corpus of a few thousand reviews
-(measured on 2 cores), each training stage spends most of a minute beyond its own budget on
+with the training stages' `--max-minutes` cut from one `--minutes` budget: the stages that do not
+train take a few minutes on a corpus of a few thousand reviews, plus `features`' time for each
+sentence counted after ingest (measured on 2 cores; a corpus whose features leave training less
+than the default run does gets a warning with the budget it needs), each training stage spends most of a minute beyond its own budget on
 start-up, evaluation and export, and what is left goes 60/40 to the encoder (distillation of the packaged
 teacher, or pretraining from scratch) and fine-tuning. Up-to-date stages are skipped, so a second
 run with new options redoes only what changed. Ends with the recommender's test table and how to
@@ -16,17 +18,28 @@ import argparse
 import json
 import logging
 import os
+import math
 import time
+
+import pyarrow as pa
 
 from pipelines import workspace as ws_lib
 
 log = logging.getLogger("opinionrec")
 
 FIXED_MINUTES = 6.0  # ingest, vocab, pretraining-data, features, train-recommender, export
+# The same without `features`, whose share grows with the corpus: it runs the text model over
+# every sentence, at these rates on 2 cores (the student on Magazine_Subscriptions, 89/s; the tiny
+# from-scratch ALBERT on online_shopping_10_cats, 149/s).
+OTHER_STAGES_MINUTES = 4.0
+FEATURES_SENTENCES_PER_SECOND = {"student": 89.0, "albert": 149.0}
 # A training stage's start-up, held-out evaluation and export beyond its `--max-minutes`
 # (measured on All_Beauty, 2 cores: distill 36 s, finetune 55 s): two of them per chain.
 TRAINING_OVERHEAD_MINUTES = 0.75
 MIN_TRAINING_MINUTES = 2.0
+# What the default 20-minute budget leaves training on a few thousand reviews: the least `run`
+# suggests for a corpus whose features take longer.
+USEFUL_TRAINING_MINUTES = 12.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,10 +63,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="re-run every stage even when its outputs are up to date")
 
 
-def budgets(minutes: float) -> tuple[float, float]:
-    """(pretrain, finetune) minutes out of the whole budget."""
-    training = max(minutes - FIXED_MINUTES - 2 * TRAINING_OVERHEAD_MINUTES, MIN_TRAINING_MINUTES)
+def budgets(minutes: float, fixed: float = FIXED_MINUTES) -> tuple[float, float]:
+    """(pretrain, finetune) minutes out of the whole budget, after `fixed` minutes of the stages
+    that do not train."""
+    training = max(minutes - fixed - 2 * TRAINING_OVERHEAD_MINUTES, MIN_TRAINING_MINUTES)
     return round(0.6 * training, 2), round(0.4 * training, 2)
+
+
+def fixed_minutes(sentences: int, encoder: str) -> float:
+    """The minutes of the stages that do not train, for a corpus of `sentences` to encode."""
+    return OTHER_STAGES_MINUTES + sentences / FEATURES_SENTENCES_PER_SECOND[encoder] / 60
+
+
+def budget_warning(minutes: float, fixed: float) -> str | None:
+    """What to tell the user when `minutes` leaves training less than the default run does."""
+    training = minutes - fixed - 2 * TRAINING_OVERHEAD_MINUTES
+    if training >= USEFUL_TRAINING_MINUTES:
+        return None
+    needed = math.ceil(fixed + 2 * TRAINING_OVERHEAD_MINUTES + USEFUL_TRAINING_MINUTES)
+    return (f"the stages that do not train need about {fixed:.0f} of the {minutes:.0f} minutes "
+            f"on this corpus (features alone encodes every sentence), which leaves training "
+            f"{max(training, 2 * MIN_TRAINING_MINUTES):.1f} min: the whole run will take about "
+            f"{fixed + 2 * TRAINING_OVERHEAD_MINUTES + max(training, 2 * MIN_TRAINING_MINUTES):.0f}"
+            f" min and its encoder will be weak. Give --minutes {needed} or more for a model "
+            f"worth its features")
+
+
+def count_sentences(ws: ws_lib.Workspace) -> int:
+    """Sentences of the ingested reviews and news: what `features` will encode."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    files = sorted(str(f) for f in ws.docs.glob("*.parquet"))  # beside them: TFRecords
+    table = ds.dataset(files, format="parquet").to_table(columns=["kind", "sentences"])
+    text = pc.is_in(table["kind"], value_set=pa.array(["review", "news"]))
+    lengths = pc.list_value_length(table.filter(text)["sentences"])
+    return int(pc.sum(lengths).as_py() or 0)
 
 
 def add_encoder_argument(parser: argparse.ArgumentParser) -> None:
@@ -81,10 +126,11 @@ def chosen_encoder(args: argparse.Namespace) -> str:
     return encoder
 
 
-def chain(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+def chain(args: argparse.Namespace,
+          fixed: float = FIXED_MINUTES) -> list[tuple[str, list[str]]]:
     """The stages and their arguments: the encoder's training stages (distil the teacher, or
     pretrain from scratch) in the first share of the training budget, fine-tuning in the rest."""
-    encoder_minutes, finetune_minutes = budgets(args.minutes)
+    encoder_minutes, finetune_minutes = budgets(args.minutes, fixed)
     inputs = [token for path in args.input for token in ("--input", path)]
     for option in ("columns", "kind"):
         if getattr(args, option, None):
@@ -118,12 +164,22 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     started = time.perf_counter()
     ws = ws_lib.workspace_from_args(args)
-    encoder_minutes, finetune_minutes = budgets(args.minutes)
-    log.info("run: budget %.0f min: %s %.1f min, finetune %.1f min, about %.0f min for the "
-             "other stages", args.minutes,
-             "distill" if chosen_encoder(args) == "student" else "pretrain", encoder_minutes,
-             finetune_minutes, FIXED_MINUTES)
-    report = run_stages(args, beam_args, chain(args), command="run")
+    # Ingest first: the budget's split depends on how many sentences `features` will encode.
+    stages = chain(args)
+    report = run_stages(args, beam_args, stages[:1], command="run", total=len(stages))
+    sentences = count_sentences(ws)
+    encoder = chosen_encoder(args)
+    fixed = fixed_minutes(sentences, encoder)
+    encoder_minutes, finetune_minutes = budgets(args.minutes, fixed)
+    log.info("run: budget %.0f min for %d sentences: %s %.1f min, finetune %.1f min, about "
+             "%.0f min for the other stages", args.minutes, sentences,
+             "distill" if encoder == "student" else "pretrain", encoder_minutes,
+             finetune_minutes, fixed)
+    warning = budget_warning(args.minutes, fixed)
+    if warning:
+        log.warning("run: %s", warning)
+    report += run_stages(args, beam_args, chain(args, fixed)[1:], command="run", first=2,
+                         total=len(stages))
     total = time.perf_counter() - started
     (ws.root / "run_timings.json").write_text(json.dumps(
         {"minutes": args.minutes, "wall_s": round(total, 1), "stages": report}, indent=2) + "\n")
