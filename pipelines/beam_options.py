@@ -52,10 +52,10 @@ def pipeline_options(beam_args: Sequence[str] = ()) -> PipelineOptions:
     if (runner_name(options) in ("DirectRunner", "SwitchingDirectRunner")
             and options.view_as(DirectOptions).direct_running_mode == "multi_processing"):
         logging.getLogger("opinionrec").warning(
-            "Beam: the DirectRunner's multi_processing mode can drop whole input splits at a join "
-            "after a long-running stage (reproduced: 35,000 of 100,000 documents missing from a "
-            "CoGroupByKey after a 5-minute model stage); the jobs count what they wrote and fail "
-            "on a loss. The default in_memory mode kept every document of the same 10^5-review job.")
+            "Beam: the DirectRunner's multi_processing mode can drop elements before a join, "
+            "from run to run differently (benchmarks/beam_join_loss.py: 0 to 35,000 of 100,000 "
+            "documents missing from a CoGroupByKey); the jobs count what they wrote and fail on a "
+            "loss. The default in_memory mode lost none in any run.")
     return options
 
 

@@ -76,9 +76,9 @@ def fixed_minutes(sentences: int, encoder: str) -> float:
 
 
 def budget_warning(minutes: float, fixed: float) -> str | None:
-    """What to tell the user when `minutes` leaves training less than the default run does."""
+    """What to tell the user when the stages that do not train take over half of `minutes`."""
     training = minutes - fixed - 2 * TRAINING_OVERHEAD_MINUTES
-    if training >= USEFUL_TRAINING_MINUTES:
+    if fixed <= minutes / 2:
         return None
     needed = math.ceil(fixed + 2 * TRAINING_OVERHEAD_MINUTES + USEFUL_TRAINING_MINUTES)
     return (f"the stages that do not train need about {fixed:.0f} of the {minutes:.0f} minutes "

@@ -11,11 +11,11 @@ def test_defaults_name_the_direct_runner_in_memory():
     assert beam_options.is_single_process(options)
 
 
-def test_multi_processing_warns_that_it_can_drop_splits(caplog):
+def test_multi_processing_warns_that_it_can_drop_elements(caplog):
     with caplog.at_level(logging.WARNING, logger="opinionrec"):
         beam_options.pipeline_options(["--direct_num_workers", "2",
                                        "--direct_running_mode", "multi_processing"])
-    assert "drop whole input splits" in caplog.text
+    assert "can drop elements before a join" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="opinionrec"):
         beam_options.pipeline_options(["--direct_num_workers", "2"])

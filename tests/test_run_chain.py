@@ -86,6 +86,7 @@ def test_a_large_corpus_moves_the_budget_to_features_and_says_what_it_needs():
     small = run_chain.fixed_minutes(10_000, "student")
     assert small == pytest.approx(run_chain.FIXED_MINUTES, abs=0.2)  # what the constant assumed
     assert run_chain.budget_warning(20, small) is None
+    assert run_chain.budget_warning(20, 9.9) is None  # training keeps over half
     large = run_chain.fixed_minutes(129_554, "albert")
     assert 18 < large < 19
     assert run_chain.budgets(20, large) == (1.2, 0.8)  # the training stages' minimum
