@@ -65,3 +65,15 @@ def test_real_subjqa_rows_read_with_their_answers_inside_the_review():
     assert len(located) >= 330
     assert all(e.context[e.answer_start:e.answer_start + len(e.answer)] == e.answer
                for e in located)
+
+
+def test_the_models_no_answer_threshold_is_the_best_on_dev():
+    examples = [example("How is the bass?", "The bass is deep.", "deep"),
+                example("How is the screen?", "The bass is deep."),
+                example("How is the case?", "The case is thin.", "thin")]
+    texts, margins = ["deep", "deep", "thin"], [3.0, 1.0, 0.5]
+    threshold = qa.choose_no_answer_threshold(examples, texts, margins)
+    # Answering everything (below 0.5) keeps the wrong "deep", answering above 1.0 drops the
+    # right "thin": a tie at 2 of 3, broken towards the threshold nearest 0.
+    assert threshold == -0.5
+    assert qa.choose_no_answer_threshold(examples[:2], texts[:2], margins[:2]) == 1.0

@@ -190,3 +190,18 @@ class OverlapBaseline:
     def _answers(scored: Sequence[tuple[str, float]], threshold: float) -> list[str]:
         return [sentence if overlap >= threshold and overlap > 0 else ""
                 for sentence, overlap in scored]
+
+
+def choose_no_answer_threshold(examples: Sequence[QAExample], texts: Sequence[str],
+                               margins: Sequence[float]) -> float:
+    """The margin threshold (answer when margin > threshold) with the best F1 over all of
+    `examples` (dev), for a model's best span `texts` and their margins over "no answer"."""
+    candidates = sorted({float(m) for m in margins if m == m and abs(m) != float("inf")})
+    thresholds = [candidates[0] - 1.0] + candidates if candidates else [0.0]
+
+    def f1_at(threshold: float) -> float:
+        answers = [t if m > threshold else "" for t, m in zip(texts, margins)]
+        return score(examples, answers)["all"]["f1"]
+
+    return max(thresholds, key=lambda t: (f1_at(t), -abs(t)))
+
