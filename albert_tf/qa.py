@@ -238,3 +238,73 @@ def predict_answers(model: SpanQuestionAnswerer, aligner, questions: Sequence[st
 def apply_threshold(answers: Sequence[Answer], threshold: float) -> list[str]:
     """The answer texts, "" (no answer) where the margin is not above `threshold`."""
     return [a.text if a.margin > threshold else "" for a in answers]
+
+
+def fine_tune_qa(
+    model: SpanQuestionAnswerer,
+    encoded: dict,
+    work_dir,
+    batch_size: int = 16,
+    learning_rate: float = 5e-5,
+    epochs: float = 2.0,
+    max_minutes: float | None = None,
+    dev_score=None,
+    eval_every: int = 200,
+    patience: int = 3,
+    seed: int = 0,
+    jit_compile: bool = True,
+) -> dict:
+    """Fine-tune on `encode_for_qa` windows (AdamW, warm-up then linear decay, checkpoints in
+    `work_dir` so an interrupted run resumes), batches trimmed to their longest window.
+
+    `dev_score(model) -> float`, when given, is evaluated every `eval_every` steps; the best
+    weights are kept (`KeepBest`) and training stops after `patience` evaluations without gain.
+    Returns the steps run, the dev curve and the training seconds.
+    """
+    import time
+    from pathlib import Path
+
+    import tensorflow as tf
+
+    from albert_tf.pretraining import example_order
+    from albert_tf.text_tasks import KeepBest, batch_width, length_buckets
+    from albert_tf.training import fit_resumable, make_optimizer, warmup_steps_for
+
+    n = len(encoded["labels"])
+    sequence_length = encoded["token_ids"].shape[1]
+    widths = length_buckets(sequence_length)
+    total_steps = max(1, int(epochs * n / batch_size))
+    optimizer = make_optimizer("adamw", learning_rate,
+                               warmup_steps_for(max(1, total_steps // 10), max_minutes),
+                               total_steps)
+    compile_qa(model, optimizer, jit_compile=jit_compile)
+
+    def trim(x, y):
+        cut = batch_width(x["padding_mask"], widths)
+        return {k: v[:, :cut] for k, v in x.items()}, y
+
+    def train_dataset(start_step: int, num_steps: int):
+        order = example_order(n, seed, start_step * batch_size, num_steps * batch_size)
+        x = {k: np.asarray(encoded[k])[order] for k in INPUT_KEYS}
+        return (tf.data.Dataset.from_tensor_slices((x, np.asarray(encoded["labels"])[order]))
+                .batch(batch_size).map(trim))
+
+    callbacks = []
+    keep_best = None
+    if dev_score is not None:
+        keep_best = KeepBest(dev_score, patience=patience)
+        callbacks.append(keep_best)
+    work_dir = Path(work_dir)
+    started = time.perf_counter()
+    steps = fit_resumable(
+        model, train_dataset, total_steps=total_steps,
+        steps_per_checkpoint=max(1, min(eval_every, total_steps)),
+        checkpoint_dir=work_dir / "checkpoints", log_dir=work_dir / "logs", keep_checkpoints=1,
+        max_minutes=max_minutes, anneal_in_budget=True, extra_callbacks=callbacks,
+        tokens_per_step=batch_size * sequence_length,
+    )
+    return {"steps": steps, "planned_steps": total_steps, "windows": n,
+            "train_seconds": round(time.perf_counter() - started, 1),
+            "best_step": keep_best.best_step if keep_best else steps,
+            "best_dev": keep_best.best if keep_best else None,
+            "dev_curve": keep_best.history if keep_best else []}
