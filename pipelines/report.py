@@ -406,9 +406,10 @@ def summarise(report: dict) -> list[str]:
         shifts = [w for w in sentiment["windows"] if w["shift"]]
         by_product = [r for r in report.get("product_sentiment") or []
                       if r["reviews"] >= MIN_WINDOW_REVIEWS]  # a share of 3 reviews says little
-        if len(by_product) > 1:
-            worst = max(by_product, key=lambda r: (r["share_negative"], r["reviews"]))
-            best = max(by_product, key=lambda r: (r["share_positive"], r["reviews"]))
+        worst = max(by_product, key=lambda r: (r["share_negative"], r["reviews"]), default=None)
+        best = max(by_product, key=lambda r: (r["share_positive"], r["reviews"]), default=None)
+        # Products that all read alike (a model that calls everything positive) have no extremes.
+        if len(by_product) > 1 and worst is not best and worst["share_negative"] > 0:
             lines.append(f"Most negative: {worst['title'] or worst['item']} "
                          f"({pct(worst['share_negative'])} of {worst['reviews']:,} reviews); most "
                          f"positive: {best['title'] or best['item']} "

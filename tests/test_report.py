@@ -266,5 +266,10 @@ def test_sentiment_per_product_of_an_untimed_chinese_corpus(tmp_path):
     assert data["summary"][2].startswith("Most negative: 平板 (75% of 16 reviews); most "
                                          "positive: 书籍 (100% of 10)")
     assert not any("window" in line for line in data["summary"])
+    # A model that reads every review positive names no "most negative" product (seen on a
+    # collapsed Chinese encoder: "Most negative: 书籍 (0% of 1,000 reviews)").
+    alike = [{**r, "share_negative": 0.0, "share_positive": 1.0} for r in rows]
+    assert not any(line.startswith("Most negative")
+                   for line in report.summarise({**data, "product_sentiment": alike}))
     page = report.render_html(data, {"products": png})
     assert "Review sentiment per product" in page and "Review sentiment over time" not in page
