@@ -179,14 +179,18 @@ class Answer:
 
 
 def predict_logits(model: SpanQuestionAnswerer, encoded: dict, batch_size: int = 32) -> np.ndarray:
-    """`[windows, length, 2]` logits, shortest windows first, each batch trimmed to its width."""
+    """`[windows, length, 2]` logits, shortest windows first, each batch trimmed to the smallest
+    `length_buckets` width that holds it (few widths: few traces of the predict function)."""
+    from albert_tf.text_tasks import length_buckets, width_for
+
     mask = np.asarray(encoded["padding_mask"])
     lengths = mask.sum(axis=1)
+    widths = length_buckets(mask.shape[1])
     out = np.full(mask.shape + (2,), _MASKED, "float32")
     order = np.argsort(lengths, kind="stable")
     for first in range(0, len(order), batch_size):
         rows = order[first:first + batch_size]
-        width = int(lengths[rows].max())
+        width = int(width_for(lengths[rows].max(), widths))
         x = {key: np.asarray(encoded[key])[rows, :width] for key in INPUT_KEYS}
         out[rows, :width] = np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(x)))
     return out

@@ -78,7 +78,8 @@ def _run(args: argparse.Namespace) -> int:
         if ws.items.exists() and any(ws.items.glob("*.parquet")):
             titles = list(read_parquet_dir(ws.items, ["title"])["title"])
         review_texts = [t for t in source["text"] if isinstance(t, str)]
-        if aspect_mining_zh.is_chinese_corpus(review_sentences):
+        chinese = aspect_mining_zh.is_chinese_corpus(review_sentences)
+        if chinese:
             # The items' own names ("手机", "酒店" where the items are categories) are no aspects.
             words = {str(i) for i in source["item"].dropna().unique()} | set(titles)
             log.info("vocab: Chinese reviews; mining aspects by the noun-opinion pattern")
@@ -98,7 +99,8 @@ def _run(args: argparse.Namespace) -> int:
         import sentencepiece as spm
 
         pieces = spm.SentencePieceProcessor(model_file=str(ws.spm_model)).get_piece_size()
-        record["summary"] = {"pieces": pieces, "aspects": lexicon.names}
+        record["summary"] = {"pieces": pieces, "aspects": lexicon.names,
+                             "language": "zh" if chinese else "en"}
         log.info("vocab: %d pieces -> %s", pieces, ws.spm_model)
         log.info("vocab: %d aspects -> %s: %s", len(lexicon.names), ws.aspect_lexicon,
                  ", ".join(lexicon.names[:12]) + (" ..." if len(lexicon.names) > 12 else ""))

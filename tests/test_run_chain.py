@@ -109,3 +109,26 @@ def test_sentences_are_counted_from_the_ingested_documents(tmp_path):
                              "sentences": [["a.", "b."], ["c."], None, []]}),
                    ws.docs / "part-0.parquet")
     assert run_chain.count_sentences(ws) == 3
+
+
+@pytest.mark.parametrize("language, encoder, expected", [
+    ("zh", "albert", 1e-4),  # 1e-3 collapsed a tiny ALBERT on Chinese reviews
+    ("en", "albert", 1e-3), (None, "albert", 1e-3), ("zh", "student", 1e-4)])
+def test_finetune_learning_rate_follows_the_encoder_and_the_corpus_language(
+        tmp_path, language, encoder, expected):
+    import json
+
+    from pipelines import finetune
+    from pipelines import workspace as ws_lib
+
+    ws = ws_lib.Workspace(tmp_path)
+    if language:
+        ws.stage_dir("vocab").mkdir(parents=True)
+        (ws.stage_dir("vocab") / ws_lib.STAGE_RECORD).write_text(
+            json.dumps({"summary": {"language": language}}))
+    args = argparse.Namespace(encoder=encoder, learning_rate=None, preset=None)
+    finetune.resolve_encoder(args, ws)
+    assert args.learning_rate == expected
+    args = argparse.Namespace(encoder=encoder, learning_rate=None, preset=None)
+    finetune.resolve_encoder(args, ws, by_language=False)  # --task: the dataset's, not ours
+    assert args.learning_rate == (1e-4 if encoder == "student" else 1e-3)
