@@ -18,7 +18,10 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:  # imported lazily: aspect_mining imports this module
+    from pipelines.aspect_mining import AspectLexicon
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -175,7 +178,7 @@ def mine_aspects(
     min_opinion_ratio: float = 0.15,
     min_grow_share: float = 0.6,
     product_words: Iterable[str] = (),
-):
+) -> "AspectLexicon":
     """Mine up to `max_aspects` aspects from Chinese review `sentences` (see module doc).
 
     Kept: candidates before an opinion at least `min_count` times and in at least
