@@ -1,4 +1,4 @@
-"""Does a Beam join keep every document? The features job's shape without our model, per runner mode.
+"""Does a Beam join keep every document? The features job's shape, a stand-in model, per mode.
 
 `features` reads documents, explodes them into sentences, runs a model over the sentences
 (RunInference) and joins the sentences back to their documents (CoGroupByKey). At 10^5 reviews
@@ -114,7 +114,8 @@ def run_variant(source: Path, flags: list[str], sleep: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--docs", type=int, default=100_000, help="documents (default: %(default)s)")
+    parser.add_argument("--docs", type=int, default=100_000,
+                        help="documents (default: %(default)s)")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs of each variant: the loss differs from run to run")

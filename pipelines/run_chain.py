@@ -4,10 +4,10 @@ ingest -> vocab -> distill (or pretraining-data -> pretrain) -> finetune -> feat
 -> trends (when there are news impressions) -> track -> train-recommender -> export -> report,
 with the training stages' `--max-minutes` cut from one `--minutes` budget: the stages that do not
 train take a few minutes on a corpus of a few thousand reviews, plus `features`' time for each
-sentence counted after ingest (measured on 2 cores; a corpus whose features leave training less
-than the default run does gets a warning with the budget it needs), each training stage spends most of a minute beyond its own budget on
-start-up, evaluation and export, and what is left goes 60/40 to the encoder (distillation of the packaged
-teacher, or pretraining from scratch) and fine-tuning. Up-to-date stages are skipped, so a second
+sentence counted after ingest (measured on 2 cores; when they would take over half the budget,
+the log warns and names the budget the corpus needs), each training stage spends most of a
+minute beyond its own budget on start-up, evaluation and export, and what is left goes 60/40 to
+the encoder (distillation of the packaged teacher, or pretraining from scratch) and fine-tuning. Up-to-date stages are skipped, so a second
 run with new options redoes only what changed. Ends with the recommender's test table and how to
 serve the result.
 """

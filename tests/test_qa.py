@@ -73,7 +73,8 @@ def test_windows_hold_the_answer_exactly_or_say_no_answer(aligner):
         ids = encoded["token_ids"][row]
         assert ids[0] == aligner.cls_id
         assert ids[window.offset - 1] == aligner.sep_id  # after the question
-        assert (encoded["segment_ids"][row, window.offset:window.offset + len(window.pieces)] == 1).all()
+        context_part = slice(window.offset, window.offset + len(window.pieces))
+        assert (encoded["segment_ids"][row, context_part] == 1).all()
         start, end = encoded["labels"][row]
         span = spans[window.example]
         if span is None:

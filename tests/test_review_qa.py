@@ -46,7 +46,8 @@ def test_overlap_baseline_answers_with_the_sentence_that_shares_the_question_wor
 
 
 def test_the_no_answer_threshold_is_chosen_on_dev():
-    answered = [example(f"How is the {w}?", f"The {w} is great. Nothing else.", f"The {w} is great.")
+    answered = [example(f"How is the {w}?", f"The {w} is great. Nothing else.",
+                        f"The {w} is great.")
                 for w in ("bass", "screen", "case")]
     unanswered = [example("How is the price of shipping?", "The price was a shock. It broke.")]
     baseline = qa.OverlapBaseline().fit(answered + unanswered)
