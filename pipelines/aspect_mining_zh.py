@@ -27,9 +27,9 @@ _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 POSITIVE = frozenset("""
 好 不错 满意 喜欢 漂亮 清晰 流畅 快 便宜 实惠 划算 值 值得 舒服 舒适 干净 热情 周到 方便 好用 好看
-好吃 好喝 精美 结实 耐用 稳定 给力 赞 棒 完美 合适 新鲜 专业 细致 耐心 及时 安静 大气 精致 香 甜
+好吃 好喝 精美 结实 耐用 稳定 给力 赞 棒 完美 合适 新鲜 专业 细致 耐心 及时 安静 大气 精致 香 甜 高
 柔顺 顺滑 清爽 齐全 宽敞 到位 友好 准时 迅速 靠谱 负责 优惠 精彩 实用 一流 满分 可以 还行 不贵 不差
-高兴 快乐 惊喜 推荐 信赖 放心 完好 正品 卫生 整洁 优秀 强大 舒心 贴心 温馨 新 高档 豪华 喜爱 爱 超值
+高兴 快乐 惊喜 推荐 信赖 放心 完好 正品 卫生 整洁 优秀 强大 舒心 贴心 温馨 高档 豪华 喜爱 爱 超值
 物美价廉 物超所值 清楚 灵敏 细腻 光滑 充足 丰富 挺好 很好 还好 正宗 水灵 饱满 好评 顺利 省心 平整
 """.split())
 
@@ -45,6 +45,7 @@ NEGATIVE = frozenset("""
 NEUTRAL = frozenset("""
 快递 好像 好多 只好 正好 刚好 好几 好久 恰好 好在 好些 小时 小心 小孩 小朋友 多少 不少 热水 热水器
 出差 差不多 差点 黑色 卡片 信用卡 假期 放假 破解 干燥 高度 低调 新闻 一般来说 大小 好友 新手 最新
+提高 高铁 高速公路 高中 高峰
 还是 更新 重新 新的 好评如潮 好不好 好不容易 少量 至少 减少 坏处 爱好
 """.split())
 
@@ -107,10 +108,16 @@ def tokens(clause: str) -> list[str]:
     return out
 
 
-def opinions(clause: str) -> tuple[int, int]:
+# Price words, for which "高" (high) is criticism and "低" (low) praise: "价格高" vs "性价比高".
+PRICE_WORDS = frozenset("价格 价钱 价位 费用 房价 售价 定价 运费 邮费".split())
+_PRICE_FLIPS = frozenset({"高", "低"})
+
+
+def opinions(clause: str, price: bool = False) -> tuple[int, int]:
     """(positive, negative) opinions in a clause; a negation followed only by degree adverbs
     turns the next opinion ("不太满意" negative), "没有"/"不如" the next one in the clause
-    ("没有想象中好" negative, "没有异味" positive)."""
+    ("没有想象中好" negative, "没有异味" positive). With `price` (the clause names a price),
+    "高" criticises and "低" praises."""
     positive = negative = 0
     negated = sticky = False
     for token in tokens(clause):
@@ -119,7 +126,8 @@ def opinions(clause: str) -> tuple[int, int]:
             sticky = token in _LONG_NEGATIONS
             continue
         if token in POSITIVE or token in NEGATIVE:
-            is_positive = (token in POSITIVE) != negated
+            flipped = negated ^ (price and token in _PRICE_FLIPS)
+            is_positive = (token in POSITIVE) ^ flipped
             positive += is_positive
             negative += not is_positive
             negated = sticky = False
@@ -139,18 +147,25 @@ def clause_praises(sentence: str, terms: Iterable[str]) -> bool:
     """Whether a reader takes `sentence` as praise of the aspect named by `terms`: each clause that
     names it holds more positive than negative opinions (a negated one counting as its opposite)
     and is a statement, not a wish or a condition."""
+    terms = tuple(terms)
     for clause in _naming_clauses(sentence, terms):
-        positive, negative = opinions(clause)
+        positive, negative = opinions(clause, _names_price(clause, terms))
         if negative or not positive or _COUNTERFACTUAL.search(clause):
             return False
     return True
 
 
+def _names_price(clause: str, terms: tuple[str, ...]) -> bool:
+    """Whether the aspect is a price and the clause names it ("价格很高": high is bad)."""
+    return any(t in PRICE_WORDS and t in clause for t in terms)
+
+
 def clause_criticises(sentence: str, terms: Iterable[str]) -> bool:
     """Whether a reader takes `sentence` as criticism of the aspect named by `terms`: a clause that
     names it holds at least as many negative opinions as positive ones, and some."""
+    terms = tuple(terms)
     for clause in _naming_clauses(sentence, terms):
-        positive, negative = opinions(clause)
+        positive, negative = opinions(clause, _names_price(clause, terms))
         if negative and negative >= positive:
             return True
     return False

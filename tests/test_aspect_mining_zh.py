@@ -41,6 +41,11 @@ def test_opinions_read_by_longest_match_with_negation(sentence, opinions):
     ("希望质量再好一点", ["质量"], False, False),  # a wish is neither
     ("屏幕不是很清晰", ["屏幕"], False, True),
     ("性价比不错", ["性价比"], True, False),
+    ("性价比很高", ["性价比"], True, False),
+    ("价格有点高", ["价格"], False, True),  # high is bad for a price
+    ("价格低，质量好", ["价格"], True, False),
+    ("喜欢蒙牛纯奶的新包装", ["包装"], True, False),  # liked; "new" alone is no praise
+    ("首批更换新包装的产品包括纯牛奶", ["包装"], False, False),
 ])
 def test_praise_and_criticism_read_the_clause_that_names_the_aspect(sentence, terms, praises,
                                                                     criticises):
