@@ -13,7 +13,8 @@ train fits, dev keeps the best checkpoint and chooses the no-answer threshold, t
     python benchmarks/review_qa.py                       # the baselines, both domains
     python benchmarks/review_qa.py --models teacher student=WS/distill/preset --minutes 10
 
-Writes benchmarks/results/review_qa.json and review_qa.md.
+Writes benchmarks/results/review_qa.json and review_qa.md, keeping the systems of earlier runs
+that this run did not measure (each with its date and commit).
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import REPO, markdown_table, write_results  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    REPO,
+    RESULTS,
+    machine,
+    markdown_table,
+    write_results,
+)
 from pipelines.quality import review_qa  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
@@ -135,20 +142,42 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             scores = review_qa.score(test, predict(test))
             seconds = time.perf_counter() - started
-            results[domain]["systems"][name] = {**scores, "threshold": threshold,
-                                                "test_seconds": round(seconds, 2), **facts}
+            results[domain]["systems"][name] = {
+                **scores, "threshold": threshold, "test_seconds": round(seconds, 2), **facts,
+                "measured": machine()["date"], "commit": machine()["commit"],
+                "options": {k: getattr(args, k) for k in ("minutes", "epochs", "learning_rate",
+                                                          "batch_size", "sequence_length")}
+                if facts else {}}
             print(f"{domain} {name}: F1 {scores['all']['f1']:.3f} (answerable "
                   f"{scores['answerable']['f1']:.3f}, unanswerable "
                   f"{scores['unanswerable']['f1']:.3f}) {facts}", flush=True)
+    results = merged(RESULTS / "review_qa.json", results)
+    for domain, entry in results.items():
+        for name, system in entry["systems"].items():
+            threshold = system["threshold"]
             rows.append([domain, name, "-" if threshold is None else f"{threshold:.2f}",
-                         100 * scores["all"]["exact_match"], 100 * scores["all"]["f1"],
-                         100 * scores["answerable"]["f1"], 100 * scores["unanswerable"]["f1"],
-                         f"{facts['train_seconds'] / 60:.1f}" if facts else "-"])
+                         100 * system["all"]["exact_match"], 100 * system["all"]["f1"],
+                         100 * system["answerable"]["f1"], 100 * system["unanswerable"]["f1"],
+                         f"{system['train_seconds'] / 60:.1f}" if "train_seconds" in system
+                         else "-"])
     table = markdown_table(["domain", "system", "no-answer threshold", "EM", "F1",
                             "F1 answerable", "F1 unanswerable", "training min"], rows)
     print(table)
     write_results("review_qa", {"results": results}, table)
     return 0
+
+
+def merged(path: Path, new: dict) -> dict:
+    """The results in `path` with `new`'s systems added or replaced, per domain: a fine-tune of
+    one model on one domain takes half an hour here, and a later run of the baselines (or of
+    another model) must not drop it. Each system records when and at which commit it ran."""
+    import json
+
+    previous = json.loads(path.read_text()).get("results", {}) if path.exists() else {}
+    for domain, entry in new.items():
+        kept = previous.get(domain, {}).get("systems", {})
+        previous[domain] = {**entry, "systems": {**kept, **entry["systems"]}}
+    return previous
 
 
 if __name__ == "__main__":
