@@ -21,8 +21,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from pipelines import aspect_mining_zh
-
 POSITIVE_WORDS = frozenset("""
 good great excellent amazing awesome love loved loves lovely perfect perfectly fantastic wonderful
 nice best better superb outstanding impressive comfortable comfy solid sturdy reliable crisp clear
@@ -194,6 +192,8 @@ def clause_praises(sentence: str, terms: Iterable[str]) -> bool:
     statement, not a condition, with a positive word that praises this aspect
     (`_praising_words`)."""
     terms = tuple(terms)
+    from pipelines import aspect_mining_zh  # here: it builds on this module
+
     if aspect_mining_zh.has_chinese(sentence):
         return aspect_mining_zh.clause_praises(sentence, terms)
     if COMPLAINT_FRAMES & set(_TOKEN.findall(sentence.lower())):
@@ -233,6 +233,8 @@ def clause_criticises(sentence: str, terms: Iterable[str]) -> bool:
     negated positive ones) at least as many as positive ones ("The content is a little weak",
     "the fit is not good" and "the battery dies fast" criticise; "Like the short articles, the
     information is helpful" and "Don't get me wrong" do not)."""
+    from pipelines import aspect_mining_zh
+
     if aspect_mining_zh.has_chinese(sentence):
         return aspect_mining_zh.clause_criticises(sentence, terms)
     naming = _naming_clauses(sentence, terms)

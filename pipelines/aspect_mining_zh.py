@@ -18,10 +18,10 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
-if TYPE_CHECKING:  # imported lazily: aspect_mining imports this module
-    from pipelines.aspect_mining import AspectLexicon
+from pipelines import aspect_mining
+from pipelines.aspect_mining import AspectLexicon
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -62,8 +62,11 @@ _LEXICON = sorted(POSITIVE | NEGATIVE | NEUTRAL | set(NEGATIONS) | DEGREE,
 _LONGEST = max(len(w) for w in _LEXICON)
 _LOOKUP = frozenset(_LEXICON)
 
-# What splits a review into clauses: punctuation and the contrastive conjunctions.
-CLAUSE = re.compile(r"[，,。.！!？?；;：:、\s~～…]+|但是|不过|可是|然而|只是|就是")
+# What splits a Chinese review into clauses: the boundaries every language shares (punctuation,
+# 但是/不过/可是; `aspect_mining._CLAUSE`, also inside the text_features graph) and, for the
+# miner and the praise rules only, spaces, tildes, ellipses and 然而/只是/就是, which Chinese
+# reviews use between clauses ("裤子挺不错的 质量很好 大小合适").
+CLAUSE = re.compile(aspect_mining._CLAUSE.pattern + r"|[\s~～…]+|然而|只是|就是")
 # A wish or a condition is no statement about the item: "希望质量再好一点", "如果便宜点就好了".
 _COUNTERFACTUAL = re.compile(r"希望|如果|要是|假如|但愿|建议|要不是|本以为|以为|还以为|要求")
 
@@ -74,9 +77,9 @@ _NOT_IN_NOUN = frozenset("的了是很也都不在有和我你他她它这那就
                          "二三四五六七八九十几")
 NON_ASPECTS = frozenset("""
 感觉 觉得 东西 总体 整体 总之 其他 一般 我们 他们 自己 个人 总的 来说 感到 显得 目前 现在 以前 之前
-开始 时候 时间 一直 已经 确实 应该 可能 本来 原来 简直 实在 果然 依然 仍然 居然 竟然 虽然 并且 只有
+开始 时候 时间 一直 已经 确实 应该 可能 本来 原来 简直 果然 依然 仍然 居然 竟然 虽然 并且 只有
 老公 老婆 孩子 宝宝 朋友 同事 家人 妈妈 爸爸 女儿 儿子 小孩 老人 客人 大家 别人 同学 老师 父母 家里
-东东 商品 产品 宝贝 方面 稍微 五星 四星 三星 总之 评价 买家 卖家 京东 当当 亚马逊 淘宝 网上 东西 价位
+东东 商品 产品 宝贝 方面 稍微 五星 四星 三星 评价 买家 卖家 京东 当当 亚马逊 淘宝 网上 价位
 """.split())
 
 
@@ -193,7 +196,7 @@ def mine_aspects(
     min_opinion_ratio: float = 0.15,
     min_grow_share: float = 0.6,
     product_words: Iterable[str] = (),
-) -> "AspectLexicon":
+) -> AspectLexicon:
     """Mine up to `max_aspects` aspects from Chinese review `sentences` (see module doc).
 
     Kept: candidates before an opinion at least `min_count` times and in at least
@@ -201,8 +204,6 @@ def mine_aspects(
     characters) while one neighbour makes up `min_grow_share` of its occurrences. `product_words`
     (the items' names) are no aspects, nor is anything inside or around one.
     """
-    from pipelines.aspect_mining import AspectLexicon
-
     excluded = frozenset(w.strip() for w in product_words if w and len(w.strip()) >= 2)
     clauses = [c for s in sentences if s for c in CLAUSE.split(s.lower()) if has_chinese(c)]
     pattern = _opinion_pattern()
