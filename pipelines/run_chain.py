@@ -77,14 +77,14 @@ def fixed_minutes(sentences: int, encoder: str) -> float:
 
 def budget_warning(minutes: float, fixed: float) -> str | None:
     """What to tell the user when the stages that do not train take over half of `minutes`."""
-    training = minutes - fixed - 2 * TRAINING_OVERHEAD_MINUTES
     if fixed <= minutes / 2:
         return None
-    needed = math.ceil(fixed + 2 * TRAINING_OVERHEAD_MINUTES + USEFUL_TRAINING_MINUTES)
+    training = sum(budgets(minutes, fixed))  # what `chain` will give the training stages
+    overhead = 2 * TRAINING_OVERHEAD_MINUTES
+    needed = math.ceil(fixed + overhead + USEFUL_TRAINING_MINUTES)
     return (f"the stages that do not train need about {fixed:.0f} of the {minutes:.0f} minutes "
             f"on this corpus (features alone encodes every sentence), which leaves training "
-            f"{max(training, 2 * MIN_TRAINING_MINUTES):.1f} min: the whole run will take about "
-            f"{fixed + 2 * TRAINING_OVERHEAD_MINUTES + max(training, 2 * MIN_TRAINING_MINUTES):.0f}"
+            f"{training:.1f} min: the whole run will take about {fixed + overhead + training:.0f}"
             f" min and its encoder will be weak. Give --minutes {needed} or more for a model "
             f"worth its features")
 

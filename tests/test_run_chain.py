@@ -91,7 +91,9 @@ def test_a_large_corpus_moves_the_budget_to_features_and_says_what_it_needs():
     assert 18 < large < 19
     assert run_chain.budgets(20, large) == (1.2, 0.8)  # the training stages' minimum
     warning = run_chain.budget_warning(20, large)
-    assert "--minutes 33 or more" in warning and "about 24 min" in warning
+    # The run's length counts the training stages' real floor (2 min in all, `budgets`).
+    assert "--minutes 33 or more" in warning and "leaves training 2.0 min" in warning
+    assert "about 22 min" in warning
     stages = dict(run_chain.chain(argparse.Namespace(
         input=["a.zip"], minutes=40.0, config="tiny", encoder="albert"), large))
     assert stages["pretrain"][-1] == str(run_chain.budgets(40, large)[0])
