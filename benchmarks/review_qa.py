@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         presets[name] = Path(preset)
 
     results, rows = {}, []
+    run = machine()  # when and at which commit each system below was measured
     for domain in args.domains:
         dev = review_qa.load_split(args.data, domain, "dev")
         test = review_qa.load_split(args.data, domain, "test")
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds = time.perf_counter() - started
             results[domain]["systems"][name] = {
                 **scores, "threshold": threshold, "test_seconds": round(seconds, 2), **facts,
-                "measured": machine()["date"], "commit": machine()["commit"],
+                "measured": run["date"], "commit": run["commit"],
                 "options": {k: getattr(args, k) for k in ("minutes", "epochs", "learning_rate",
                                                           "batch_size", "sequence_length")}
                 if facts else {}}
