@@ -77,16 +77,17 @@ def _run(args: argparse.Namespace) -> int:
         titles = []
         if ws.items.exists() and any(ws.items.glob("*.parquet")):
             titles = list(read_parquet_dir(ws.items, ["title"])["title"])
-        review_texts = [t for t in source["text"] if isinstance(t, str)]
         chinese = aspect_mining_zh.is_chinese_corpus(review_sentences)
         if chinese:
             # The items' own names ("手机", "酒店" where the items are categories) are no aspects.
-            words = {str(i) for i in source["item"].dropna().unique()} | set(titles)
+            words = ({str(i) for i in source["item"].dropna().unique()}
+                     | {t for t in titles if isinstance(t, str)})  # a missing title is NaN
             log.info("vocab: Chinese reviews; mining aspects by the noun-opinion pattern")
             lexicon = aspect_mining_zh.mine_aspects(
                 review_sentences, max_aspects=args.max_aspects,
                 min_count=args.min_aspect_count, product_words=words)
         else:
+            review_texts = [t for t in source["text"] if isinstance(t, str)]
             words, origin = product_words(titles, review_texts)
             log.info("vocab: product type words (not aspects), from %s: %s", origin,
                      ", ".join(sorted(words)) or "none")
