@@ -259,7 +259,8 @@ def fine_tune_qa(
     jit_compile: bool = True,
 ) -> dict:
     """Fine-tune on `encode_for_qa` windows (AdamW, warm-up then linear decay, checkpoints in
-    `work_dir` so an interrupted run resumes), batches trimmed to their longest window.
+    `work_dir` so an interrupted run resumes), windows of like length batched together
+    (`length_grouped_order`) and each batch trimmed to its longest.
 
     `dev_score(model) -> float`, when given, is evaluated every `eval_every` steps; the best
     weights are kept (`KeepBest`) and training stops after `patience` evaluations without gain.
@@ -270,8 +271,7 @@ def fine_tune_qa(
 
     import tensorflow as tf
 
-    from albert_tf.pretraining import example_order
-    from albert_tf.text_tasks import KeepBest, batch_width, length_buckets
+    from albert_tf.text_tasks import KeepBest, batch_width, length_buckets, length_grouped_order
     from albert_tf.training import fit_resumable, make_optimizer, warmup_steps_for
 
     n = len(encoded["labels"])
@@ -287,8 +287,11 @@ def fine_tune_qa(
         cut = batch_width(x["padding_mask"], widths)
         return {k: v[:, :cut] for k, v in x.items()}, y
 
+    lengths = np.asarray(encoded["padding_mask"]).sum(axis=1)
+
     def train_dataset(start_step: int, num_steps: int):
-        order = example_order(n, seed, start_step * batch_size, num_steps * batch_size)
+        # Windows of like width batched together: a batch of short reviews costs little.
+        order = length_grouped_order(lengths, seed, start_step, num_steps, batch_size, widths)
         x = {k: np.asarray(encoded[k])[order] for k in INPUT_KEYS}
         return (tf.data.Dataset.from_tensor_slices((x, np.asarray(encoded["labels"])[order]))
                 .batch(batch_size).map(trim))

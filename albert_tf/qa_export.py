@@ -85,7 +85,8 @@ class _WordPieceOffsets(tf.Module):
 
 class ReviewQA(tf.Module):
     """`question`, `context` -> `answer`, `answer_start`, `answer_end` (characters, -1 when not
-    answered), `score` (best span minus "no answer"), `answered` (score above the threshold).
+    answered), `score` (best span minus "no answer"), `confidence` (sigmoid of the score minus
+    the threshold: 0.5 at the threshold) and `answered` (score above the threshold).
 
     Args:
         model: a trained `SpanQuestionAnswerer` (Keras 3).
@@ -205,6 +206,7 @@ class ReviewQA(tf.Module):
             "answer_end": tf.where(
                 answered, start_char + tf.strings.length(text, "UTF8_CHAR"), -1),
             "score": margin,
+            "confidence": tf.sigmoid(margin - self.threshold),
             "answered": answered,
         }
 

@@ -49,52 +49,17 @@ def systems(dev: list[review_qa.QAExample]) -> dict:
     }
 
 
-def answer_span(example: review_qa.QAExample) -> tuple[int, int] | None:
-    return ((example.answer_start, example.answer_start + len(example.answer))
-            if example.answer_start >= 0 else None)
-
-
 def fine_tuned_system(preset: Path, train, dev, args, work: Path) -> tuple:
-    """Fine-tune extractive QA from `preset` on `train` (best dev F1 kept), the no-answer
-    threshold chosen on dev; returns (predict, threshold, training facts)."""
-    import keras
+    """Fine-tune extractive QA from `preset` (`opinionrec train-qa`'s training): returns
+    (predict, threshold, training facts)."""
+    from pipelines.train_qa import QAOptions, fine_tune_review_qa
 
-    from albert_tf.bert import matching_class
-    from albert_tf.classifier import load_encoder
-    from albert_tf.qa import SpanQuestionAnswerer, encode_for_qa, fine_tune_qa, predict_answers
-    from albert_tf.spans import aligner_for
-
-    keras.utils.set_random_seed(args.seed)
-    tokenizer, backbone = load_encoder(str(preset))
-    aligner = aligner_for(tokenizer)
-    model = matching_class(SpanQuestionAnswerer, type(backbone))(backbone)
-    # Answers whose offsets do not fit their review (a few rows) cannot be located: left out.
-    usable = [e for e in train if e.answer_start >= 0 or not e.answerable]
-    encoded = encode_for_qa(aligner, [e.question for e in usable], [e.context for e in usable],
-                            [answer_span(e) for e in usable], args.sequence_length, args.stride)
-
-    def answers(examples):
-        return predict_answers(model, aligner, [e.question for e in examples],
-                               [e.context for e in examples], args.sequence_length, args.stride)
-
-    def threshold_on_dev() -> tuple[float, float]:
-        found = answers(dev)
-        texts, margins = [a.text for a in found], [a.margin for a in found]
-        threshold = review_qa.choose_no_answer_threshold(dev, texts, margins)
-        chosen = [t if m > threshold else "" for t, m in zip(texts, margins)]
-        return threshold, review_qa.score(dev, chosen)["all"]["f1"]
-
-    facts = fine_tune_qa(model, encoded, work, batch_size=args.batch_size,
-                         learning_rate=args.learning_rate, epochs=args.epochs,
-                         max_minutes=args.minutes, dev_score=lambda m: threshold_on_dev()[1],
-                         eval_every=args.eval_every, seed=args.seed)
-    threshold, dev_f1 = threshold_on_dev()
-    facts = {**facts, "dev_f1": dev_f1, "parameters": backbone.count_params()}
-
-    def predict(examples):
-        return [a.text if a.margin > threshold else "" for a in answers(examples)]
-
-    return predict, threshold, facts
+    options = QAOptions(sequence_length=args.sequence_length, stride=args.stride,
+                        batch_size=args.batch_size, learning_rate=args.learning_rate,
+                        epochs=args.epochs, minutes=args.minutes, eval_every=args.eval_every,
+                        seed=args.seed)
+    trained = fine_tune_review_qa(preset, train, dev, options, work)
+    return trained.predict, trained.threshold, trained.facts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
                         "student=WS/distill/preset)")
     parser.add_argument("--minutes", type=float, default=10.0,
                         help="training budget per model and domain (default: %(default)s)")
-    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--sequence-length", type=int, default=256)
     parser.add_argument("--stride", type=int, default=64,
                         help="pieces shared by consecutive windows of a long review")

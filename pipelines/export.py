@@ -1,7 +1,7 @@
 """`opinionrec export`: assemble the TF Serving model folder from the stages' SavedModels.
 
-Takes `finetune/text_features` (served as `text_features`) and `train_recommender/recommender`
-(`recommender`), whichever exist, plus any `--model NAME=PATH`; checks each in a fresh
+Takes `finetune/text_features` (served as `text_features`), `train_recommender/recommender`
+(`recommender`) and `train-qa/review_qa` (`review_qa`), whichever exist, plus any `--model NAME=PATH`; checks each in a fresh
 TensorFlow-only process (loads, answers, no XLA) before it may appear in the served folder;
 versions each under `export/models/<name>/<version>/` (a new version only when its content
 changed) with warm-up requests built from each signature's inputs; writes `models.config` and
@@ -26,6 +26,8 @@ WARMUP_SAMPLES: dict[str, list[Any]] = {
     "text": ["The battery life is great, but the sound is muffled.",
              "Fast delivery and a fair price."],
     "user_id": ["warmup-user"],
+    "question": ["How is the battery life?", "Is it loud?"],
+    "context": ["The battery lasts two days. The screen is sharp.", "Quiet even at full speed."],
 }
 
 
@@ -51,7 +53,8 @@ def models_to_export(workspace: ws_lib.Workspace, overrides: list[str]) -> dict[
     models = {
         name: path
         for name, path in (("text_features", workspace.text_features_model),
-                           ("recommender", workspace.recommender_model))
+                           ("recommender", workspace.recommender_model),
+                           ("review_qa", workspace.review_qa_model))
         if (path / "saved_model.pb").exists()
     }
     for item in overrides:
@@ -96,8 +99,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     models = models_to_export(workspace, args.model)
     if not models:
         raise SystemExit(
-            "export: nothing to export: run `opinionrec finetune` and/or "
-            "`opinionrec train-recommender` first, or pass --model NAME=PATH"
+            "export: nothing to export: run `opinionrec finetune`, `opinionrec "
+            "train-recommender` or `opinionrec train-qa` first, or pass --model NAME=PATH"
         )
     params = {"models": sorted(models), "keep": args.keep, "absolute_paths": args.absolute_paths,
               "check": not args.no_check}

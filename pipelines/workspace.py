@@ -106,6 +106,13 @@ class Workspace:
         """The raw-text SavedModel that `features` runs and `export` versions."""
         return self.stage_dir("finetune") / "text_features"
 
+    # train-qa
+    @property
+    def review_qa_model(self) -> Path:
+        """The `review_qa` SavedModel (question + review -> answer span) that `ask` runs and
+        `export` versions."""
+        return self.stage_dir("train-qa") / "review_qa"
+
     # features
     @property
     def features(self) -> Path:
