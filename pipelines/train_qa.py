@@ -5,7 +5,7 @@ answered" (`albert_tf.qa`). The encoder (the packaged MiniLM teacher by default,
 workspace's distilled student or ALBERT) is fine-tuned on the SubjQA train split of the chosen
 domains (EVAL.md "Review QA"), the best checkpoint and the no-answer threshold are chosen on
 dev, and test is reported per domain beside the word-overlap baseline in the same harness; a
-model below that baseline is exported with a loud warning. Writes under
+model whose F1 is not above that baseline's is exported with a loud warning. Writes under
 `<workspace>/train-qa/`:
 
   metrics.json   dev and test EM / F1 (all, answerable, unanswerable) of the model and the
@@ -222,7 +222,9 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                  trained.facts["dev_f1"], trained.threshold)
         test = {domain: measure(trained, splits["dev"][domain], splits["test"][domain])
                 for domain in args.domains}
-        below = [d for d, s in test.items() if s["model"]["all"]["f1"] < s["overlap"]["all"]["f1"]]
+        # Not above counts: the baseline's dev threshold often says "not answered" to all.
+        below = [d for d, s in test.items()
+                 if s["model"]["all"]["f1"] <= s["overlap"]["all"]["f1"]]
         for domain, systems in test.items():
             print(f"{domain} test F1: model {100 * systems['model']['all']['f1']:.1f} "
                   f"(answerable {100 * systems['model']['answerable']['f1']:.1f}, unanswerable "
@@ -231,7 +233,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                   f"{100 * systems['no answer']['all']['f1']:.1f}")
         if below:
             log.warning("%s: the QA model is BELOW the word-overlap baseline on SubjQA %s test "
-                        "(F1); train longer (--minutes) or start from a better encoder before "
+                        "(F1 not above it); train longer (--minutes) or start from a better encoder before "
                         "trusting its answers", STAGE, ", ".join(below))
         metrics = {
             "protocol": "EVAL.md Review QA: SubjQA train fits, dev keeps the best checkpoint and "

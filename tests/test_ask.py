@@ -197,3 +197,36 @@ def test_review_qa_served_over_rest_and_grpc_answers_as_in_process(workspace, qa
     assert answers == expected["answer"]
     np.testing.assert_allclose(tf.make_ndarray(response.outputs["score"]), expected["score"],
                                rtol=1e-5)
+
+
+# === train-qa, the stage ===
+
+
+@pytest.mark.slow
+def test_train_qa_measures_beside_the_baseline_warns_and_exports(spm_model, shared_data,
+                                                                 tmp_path, caplog):
+    """A nano ALBERT preset, 64 SubjQA questions, a few steps: the stage still measures test
+    beside the overlap baseline, says loudly that it is below it, and exports a `review_qa`
+    that `export` versions and serves."""
+    from albert_tf.tokenizer import load_tokenizer
+    from tests.test_tagger import nano_backbone
+
+    tokenizer = load_tokenizer(spm_model)
+    preset = tmp_path / "preset"
+    nano_backbone(tokenizer.vocabulary_size()).save_to_preset(str(preset))
+    tokenizer.save_to_preset(str(preset))
+    ws = tmp_path / "ws"
+    assert cli.main(["train-qa", "--workspace", str(ws), "--preset", str(preset),
+                     "--data", str(shared_data), "--max-train", "64", "--epochs", "1",
+                     "--sequence-length", "128", "--eval-every", "2", "--minutes", "0"]) == 0
+    metrics = json.loads((ws / "train_qa" / "metrics.json").read_text())
+    test = metrics["test"]["electronics"]
+    assert set(test) == {"model", "overlap", "overlap, threshold 0", "no answer"}
+    assert test["no answer"]["unanswerable"]["f1"] == 1.0
+    assert 0.0 <= test["model"]["all"]["f1"] <= 1.0 and metrics["training"]["steps"] >= 2
+    assert metrics["below_baseline"] == ["electronics"]
+    assert any("BELOW the word-overlap baseline" in r.getMessage() for r in caplog.records)
+    assert (ws / "train_qa" / "qa.weights.h5").exists()
+    assert cli.main(["export", "--workspace", str(ws)]) == 0
+    config = (ws / "export" / "models" / "models.config").read_text()
+    assert 'name: "review_qa"' in config
