@@ -165,6 +165,17 @@ def holding_sentence(context: str, sentences: Sequence[str], start: int, end: in
     return context[first:last] if first is not None else context
 
 
+def warn_if_below_baseline(ws: ws_lib.Workspace, model: Path) -> None:
+    """Repeat `train-qa`'s warning when the workspace's model did not beat its baseline."""
+    metrics = ws.stage_dir("train-qa") / "metrics.json"
+    if model.resolve() != ws.review_qa_model.resolve() or not metrics.exists():
+        return
+    below = json.loads(metrics.read_text()).get("below_baseline")
+    if below:
+        log.warning("ask: this review_qa model was BELOW the word-overlap baseline on SubjQA %s "
+                    "test (see %s); read its answers with care", ", ".join(below), metrics)
+
+
 def choose_method(method: str) -> str:
     if method != "auto":
         return method
@@ -194,6 +205,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         qa = RemoteQA(args.server, args.served_name)
     elif (Path(model) / "saved_model.pb").exists():
         qa = LocalQA(Path(model))
+        warn_if_below_baseline(ws, Path(model))
     else:
         raise SystemExit(f"ask: no review_qa model in {model}; run `opinionrec train-qa` first "
                          "(or give --model or --server)")
