@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=None,
                         help="a review_qa SavedModel: also score `ask`'s answers")
     parser.add_argument("--passages", type=int, default=5)
+    parser.add_argument("--radii", nargs="*", default=["review"],
+                        help="what `ask` reads of each retrieved review: `review` (whole) or "
+                        "N (its best sentence and N each side); several are compared")
     args = parser.parse_args(argv)
     import pandas as pd
 
@@ -112,16 +115,19 @@ def main(argv: list[str] | None = None) -> int:
                                                    zip(oracle["answer"], oracle["answered"])])
             entry["ask"]["oracle passage"] = oracle_scores["all"]
             for method in args.methods:
-                predictions = []
-                for e in test:
-                    ids = list(pools[e.item])
-                    frame = pd.DataFrame({"id": ids, "rating": [None] * len(ids),
-                                          "text": [pools[e.item][i] for i in ids],
-                                          "sentences": [None] * len(ids)})
-                    reply = answer_question(e.question, e.item, frame, qa, method,
-                                            args.passages, embed)
-                    predictions.append(reply.answer)
-                entry["ask"][method] = review_qa.score(test, predictions)["all"]
+                for radius in args.radii:
+                    predictions = []
+                    for e in test:
+                        ids = list(pools[e.item])
+                        frame = pd.DataFrame({"id": ids, "rating": [None] * len(ids),
+                                              "text": [pools[e.item][i] for i in ids],
+                                              "sentences": [None] * len(ids)})
+                        reply = answer_question(e.question, e.item, frame, qa, method,
+                                                args.passages, embed,
+                                                None if radius == "review" else int(radius))
+                        predictions.append(reply.answer)
+                    name = method if radius == "review" else f"{method}, sentence +-{radius}"
+                    entry["ask"][name] = review_qa.score(test, predictions)["all"]
             for name, s in entry["ask"].items():
                 rows.append([domain, f"ask: {name}", "-", "-", "-",
                              f"{100 * s['exact_match']:.1f}", f"{100 * s['f1']:.1f}"])

@@ -3,8 +3,9 @@
 The item's reviews come from the workspace's ingested documents (copies of one text, Amazon's
 variant listings, count once). Their sentences are ranked against the question
 (`review_retrieval`: BM25, the teacher's sentence embeddings, or both fused), and the
-`review_qa` model (`opinionrec train-qa`) reads the `--passages` best reviews whole, in-process
-or through a server (`--server`, TF Serving's REST API). The answer is the span with the
+`review_qa` model (`opinionrec train-qa`) reads the best sentence of each of the `--passages`
+best reviews (`--radius` sentences each side; -1 for the whole review), in-process or through a
+server (`--server`, TF Serving's REST API). The answer is the span with the
 highest score among those that clear the model's no-answer threshold, quoted with its review
 id, stars and sentence; when none does, the reply is "not answered in the reviews" with the
 closest sentence for the reader to judge.
@@ -37,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--passages", type=int, default=5,
                         help="reviews (best-ranked first) the QA model reads (default: "
                         "%(default)s)")
+    parser.add_argument("--radius", type=int, default=0,
+                        help="what the QA model reads of each of those reviews: its best "
+                        "sentence and this many sentences each side; -1: the whole review "
+                        "(default: %(default)s, the best on SubjQA: answerable F1 28.6 against "
+                        "24.2 for whole reviews)")
     parser.add_argument("--model", type=Path, default=None,
                         help="the review_qa SavedModel (default: the workspace's train-qa output)")
     parser.add_argument("--server", default=None,
@@ -121,10 +127,11 @@ def item_reviews(docs_dir: Path, item: str):
 
 
 def answer_question(question: str, item: str, reviews, qa, method: str, passages: int,
-                    embed=None) -> Reply:
-    """Rank the reviews' sentences, read the best `passages` reviews, keep the best answer."""
+                    embed=None, radius: int | None = None) -> Reply:
+    """Rank the reviews' sentences, read the best `passages` reviews (whole, or with `radius`
+    only their best sentence and `radius` sentences each side), keep the best answer."""
     from pipelines.records import split_sentences
-    from pipelines.review_retrieval import rank_reviews
+    from pipelines.review_retrieval import passage_around, rank_reviews
 
     sentences = [list(s) if s is not None and len(s) else split_sentences(t)
                  for s, t in zip(reviews["sentences"], reviews["text"])]
@@ -133,13 +140,16 @@ def answer_question(question: str, item: str, reviews, qa, method: str, passages
                   method)
     if not ranked:
         return reply
-    contexts = [reviews["text"][r.index] for r in ranked]
+    contexts = [reviews["text"][r.index] if radius is None else
+                passage_around(reviews["text"][r.index], sentences[r.index], r.sentence_index,
+                               radius) for r in ranked]
     out = qa([question] * len(ranked), contexts)
     best = max(range(len(ranked)), key=lambda i: (out["answered"][i], out["score"][i]))
     chosen = ranked[best] if out["answered"][best] else ranked[0]
     row = reviews.iloc[chosen.index]
     reply.review_id = str(row["id"])
-    reply.rating = None if row["rating"] != row["rating"] else float(row["rating"])
+    rating = row["rating"]
+    reply.rating = None if rating is None or rating != rating else float(rating)
     reply.sentence = chosen.sentence
     if out["answered"][best]:
         reply.answered, reply.answer = True, out["answer"][best]
@@ -216,7 +226,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
         embed = TeacherEncoder().embed
     try:
-        reply = answer_question(question, args.item, reviews, qa, method, args.passages, embed)
+        reply = answer_question(question, args.item, reviews, qa, method, args.passages, embed,
+                                None if args.radius < 0 else args.radius)
     except OSError as error:
         raise SystemExit(f"ask: cannot reach {args.server} ({error}); is `opinionrec serve` "
                          "running?") from None

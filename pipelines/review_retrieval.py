@@ -102,18 +102,19 @@ class RankedReview:
     index: int
     sentence: str
     score: float
+    sentence_index: int = 0  # the best sentence's position in its review
 
 
 def rank_reviews(question: str, reviews: Sequence[Sequence[str]], method: str,
                  embed: Embed | None = None) -> list[RankedReview]:
     """Reviews (each a list of sentences) ranked by their best sentence, best first."""
-    owner = [i for i, review in enumerate(reviews) for _ in review]
+    owner = [(i, j) for i, review in enumerate(reviews) for j in range(len(review))]
     sentences = [s for review in reviews for s in review]
     scores = sentence_scores(question, sentences, method, embed)
     best: dict[int, RankedReview] = {}
-    for i, (sentence, score) in enumerate(zip(sentences, scores)):
-        if owner[i] not in best or score > best[owner[i]].score:
-            best[owner[i]] = RankedReview(owner[i], sentence, float(score))
+    for (review, position), sentence, score in zip(owner, sentences, scores):
+        if review not in best or score > best[review].score:
+            best[review] = RankedReview(review, sentence, float(score), position)
     return sorted(best.values(), key=lambda r: (-r.score, r.index))
 
 
@@ -121,3 +122,19 @@ def recall_at(ranked: Sequence[Sequence[int]], gold: Sequence[int], ks=(1, 3, 5)
     """Share of questions whose gold review is among the first k retrieved, for each k."""
     return {f"recall@{k}": float(np.mean([g in r[:k] for r, g in zip(ranked, gold)]))
             for k in ks}
+
+
+def passage_around(text: str, sentences: Sequence[str], index: int, radius: int = 1) -> str:
+    """The stretch of `text` from sentence `index - radius` to `index + radius` (as written,
+    spacing kept); the whole text when the sentences cannot be found in it."""
+    spans, position = [], 0
+    for sentence in sentences:
+        found = text.find(sentence, position)
+        if found < 0:
+            return text
+        spans.append((found, found + len(sentence)))
+        position = found + len(sentence)
+    if not spans:
+        return text
+    first, last = max(0, index - radius), min(len(spans) - 1, index + radius)
+    return text[spans[first][0]:spans[last][1]]

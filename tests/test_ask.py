@@ -13,6 +13,7 @@ import pytest
 from pipelines import cli
 from pipelines.review_retrieval import (
     BM25,
+    passage_around,
     rank_reviews,
     recall_at,
     reciprocal_rank_fusion,
@@ -52,6 +53,18 @@ def test_reviews_rank_by_their_best_sentence():
     assert sorted(r.index for r in ranked) == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="needs an embedding"):
         sentence_scores("q", ["a"], "hybrid")
+
+
+def test_passage_around_keeps_the_text_between_sentences():
+    text = "One.  Two is here!\nThree? Four."
+    sentences = ["One.", "Two is here!", "Three?", "Four."]
+    assert passage_around(text, sentences, 1, 0) == "Two is here!"
+    assert passage_around(text, sentences, 1, 1) == "One.  Two is here!\nThree?"
+    assert passage_around(text, sentences, 0, 5) == text
+    assert passage_around(text, ["missing"], 0, 0) == text
+    ranked = rank_reviews("Does the app crash?", [sentences, ["The app crashes a lot.", "Ok."]],
+                          "bm25")
+    assert (ranked[0].index, ranked[0].sentence_index) == (1, 0)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +140,8 @@ def test_ask_quotes_a_span_of_a_retrieved_review(workspace, qa_model, capsys):
     from pipelines.corpus import read_docs
 
     export_qa(qa_model, workspace / "train_qa" / "review_qa", threshold=-1e6)  # always answers
-    reply = ask(workspace, "Does the app crash?", "--passages", "2", capsys=capsys)
+    reply = ask(workspace, "Does the app crash?", "--passages", "2", "--radius", "-1",
+                capsys=capsys)
     assert reply["answered"] and reply["answer"]
     assert reply["reviews_of_item"] == 4 and reply["reviews_read"] == 2  # the copy counts once
     docs = read_docs(workspace / "ingest" / "docs", kinds=["review"])
@@ -138,6 +152,9 @@ def test_ask_quotes_a_span_of_a_retrieved_review(workspace, qa_model, capsys):
     # Two passages: the BM25 best review (the app one) and the next; the answer is from one.
     assert review["text"] in {REVIEWS[3][2], *[t for _, _, t in REVIEWS]}
     assert 0.5 < reply["confidence"] <= 1.0
+    # By default the model reads only each retrieved review's best sentence.
+    reply = ask(workspace, "Does the app crash?", "--passages", "1", capsys=capsys)
+    assert reply["answer"] in "The app crashes constantly." and reply["answer"]
 
 
 def test_ask_says_not_answered_and_shows_the_closest_sentence(workspace, qa_model, capsys):
