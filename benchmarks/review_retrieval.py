@@ -10,7 +10,7 @@ dev and test splits together: 9 per electronics question on average, 28 per rest
     same model reading only the annotated review (the oracle passage).
 
     python benchmarks/review_retrieval.py
-    python benchmarks/review_retrieval.py --model WS/train_qa/review_qa --domains electronics
+    python benchmarks/review_retrieval.py --model WS/train_qa/review_qa --radii review 0 1
 
 Writes benchmarks/results/review_retrieval.json and .md.
 """
@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
                         choices=list(review_retrieval.METHODS))
     parser.add_argument("--model", type=Path, default=None,
                         help="a review_qa SavedModel: also score `ask`'s answers")
+    parser.add_argument("--ask-methods", nargs="*", default=["hybrid"],
+                        choices=list(review_retrieval.METHODS),
+                        help="retrieval methods `ask` is scored with (default: %(default)s)")
     parser.add_argument("--passages", type=int, default=5)
     parser.add_argument("--radii", nargs="*", default=["review"],
                         help="what `ask` reads of each retrieved review: `review` (whole) or "
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import pandas as pd
 
-    embed = CachedEmbed() if set(args.methods) - {"bm25"} else None
+    embed = CachedEmbed() if (set(args.methods) | set(args.ask_methods)) - {"bm25"} else None
     qa = None
     if args.model:
         from pipelines.ask import LocalQA
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             oracle_scores = review_qa.score(test, [a if ok else "" for a, ok in
                                                    zip(oracle["answer"], oracle["answered"])])
             entry["ask"]["oracle passage"] = oracle_scores["all"]
-            for method in args.methods:
+            for method in args.ask_methods:
                 for radius in args.radii:
                     predictions = []
                     for e in test:
