@@ -39,16 +39,6 @@ from pipelines.quality import review_qa  # noqa: E402
 SHARED = REPO.parent / "shared" / "data"
 
 
-def systems(dev: list[review_qa.QAExample]) -> dict:
-    """Each system: (fitted predictor, the no-answer threshold or None)."""
-    chosen = review_qa.OverlapBaseline().fit(dev)
-    return {
-        "no answer": (lambda examples: [""] * len(examples), None),
-        "overlap, threshold 0": (review_qa.OverlapBaseline(threshold=0.0).predict, 0.0),
-        "overlap": (chosen.predict, chosen.threshold),
-    }
-
-
 def fine_tuned_system(preset: Path, train, dev, args, work: Path) -> tuple:
     """Fine-tune extractive QA from `preset` (`opinionrec train-qa`'s training): returns
     (predict, threshold, training facts)."""
@@ -99,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         results[domain] = {"dev": len(dev), "test": len(test),
                            "test_answerable": sum(e.answerable for e in test), "systems": {}}
         candidates = {name: (predict, threshold, {})
-                      for name, (predict, threshold) in systems(dev).items()}
+                      for name, (predict, threshold) in review_qa.baseline_systems(dev).items()}
         train = review_qa.load_split(args.data, domain, "train") if presets else []
         for name, preset in presets.items():
             with tempfile.TemporaryDirectory() as work:

@@ -163,16 +163,11 @@ def answer_question(question: str, item: str, reviews, qa, method: str, passages
 def holding_sentence(context: str, sentences: Sequence[str], start: int, end: int) -> str:
     """The sentence (or run of sentences) of `context` that the answer `[start, end)` touches;
     the whole context when the sentences cannot be found in it."""
-    position, first, last = 0, None, None
-    for sentence in sentences:
-        found = context.find(sentence, position)
-        if found < 0:
-            continue
-        if found < end and start < found + len(sentence):
-            first = found if first is None else first
-            last = found + len(sentence)
-        position = found + len(sentence)
-    return context[first:last] if first is not None else context
+    from pipelines.review_retrieval import sentence_offsets
+
+    touched = [span for span in sentence_offsets(context, sentences)
+               if span is not None and span[0] < end and start < span[1]]
+    return context[touched[0][0]:touched[-1][1]] if touched else context
 
 
 def warn_if_below_baseline(ws: ws_lib.Workspace, model: Path) -> None:

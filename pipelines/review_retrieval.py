@@ -124,17 +124,23 @@ def recall_at(ranked: Sequence[Sequence[int]], gold: Sequence[int], ks=(1, 3, 5)
             for k in ks}
 
 
+def sentence_offsets(text: str, sentences: Sequence[str]) -> list[tuple[int, int] | None]:
+    """Where each of `text`'s sentences (in order) lies in it; None for one not found."""
+    spans: list[tuple[int, int] | None] = []
+    position = 0
+    for sentence in sentences:
+        found = text.find(sentence, position)
+        spans.append(None if found < 0 else (found, found + len(sentence)))
+        if found >= 0:
+            position = found + len(sentence)
+    return spans
+
+
 def passage_around(text: str, sentences: Sequence[str], index: int, radius: int = 1) -> str:
     """The stretch of `text` from sentence `index - radius` to `index + radius` (as written,
     spacing kept); the whole text when the sentences cannot be found in it."""
-    spans, position = [], 0
-    for sentence in sentences:
-        found = text.find(sentence, position)
-        if found < 0:
-            return text
-        spans.append((found, found + len(sentence)))
-        position = found + len(sentence)
-    if not spans:
+    spans = sentence_offsets(text, sentences)
+    if not spans or None in spans:
         return text
     first, last = max(0, index - radius), min(len(spans) - 1, index + radius)
     return text[spans[first][0]:spans[last][1]]

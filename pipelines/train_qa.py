@@ -171,13 +171,8 @@ def measure(trained: TrainedQA, dev: Sequence, test: Sequence) -> dict:
     """Test EM/F1 of the model and the baselines (overlap threshold chosen on the same dev)."""
     from pipelines.quality import review_qa
 
-    overlap = review_qa.OverlapBaseline().fit(dev)
-    systems = {
-        "model": trained.predict,
-        "overlap": overlap.predict,
-        "overlap, threshold 0": review_qa.OverlapBaseline(threshold=0.0).predict,
-        "no answer": lambda examples: [""] * len(examples),
-    }
+    systems = {"model": trained.predict, **{name: predict for name, (predict, _) in
+                                            review_qa.baseline_systems(dev).items()}}
     return {name: review_qa.score(test, predict(test)) for name, predict in systems.items()}
 
 

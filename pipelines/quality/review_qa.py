@@ -205,3 +205,14 @@ def choose_no_answer_threshold(examples: Sequence[QAExample], texts: Sequence[st
 
     return max(thresholds, key=lambda t: (f1_at(t), -abs(t)))
 
+
+
+def baseline_systems(dev: Sequence[QAExample]) -> dict:
+    """The baselines every QA figure stands beside, name -> (predict, threshold): never
+    answering, the overlap sentence at threshold 0, and at the threshold chosen on `dev`."""
+    chosen = OverlapBaseline().fit(dev)
+    return {
+        "no answer": (lambda examples: [""] * len(examples), None),
+        "overlap, threshold 0": (OverlapBaseline(threshold=0.0).predict, 0.0),
+        "overlap": (chosen.predict, chosen.threshold),
+    }
