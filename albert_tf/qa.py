@@ -89,8 +89,33 @@ def span_loss(y_true, y_pred):
     return (start + end) / 2.0
 
 
-def compile_qa(model: SpanQuestionAnswerer, optimizer, jit_compile: bool = True) -> None:
-    model.compile(optimizer=optimizer, loss=span_loss, jit_compile=jit_compile)
+@keras.saving.register_keras_serializable(package="albert_tf")
+def soft_span_loss(y_true, y_pred):
+    """`span_loss` against target distributions: `y_true` is `[batch, tokens, 2]`, a distribution
+    over the tokens for the start and one for the end (task distillation, `span_targets`)."""
+    start = keras.losses.categorical_crossentropy(y_true[..., 0], y_pred[..., 0], from_logits=True)
+    end = keras.losses.categorical_crossentropy(y_true[..., 1], y_pred[..., 1], from_logits=True)
+    return (start + end) / 2.0
+
+
+def compile_qa(model: SpanQuestionAnswerer, optimizer, jit_compile: bool = True,
+               soft_targets: bool = False) -> None:
+    """Span cross-entropy against gold positions, or with `soft_targets` against distributions."""
+    model.compile(optimizer=optimizer, loss=soft_span_loss if soft_targets else span_loss,
+                  jit_compile=jit_compile)
+
+
+def span_targets(labels: np.ndarray, teacher_logits: np.ndarray,
+                 hard_weight: float = 0.5) -> np.ndarray:
+    """Task distillation for QA: per window, `hard_weight` x one-hot(gold start / end, `[CLS]` for
+    "no answer here") + the rest x the teacher's start / end distributions over the tokens
+    (`text_tasks.distillation_targets` on each axis). `[windows, tokens, 2]` float32."""
+    from albert_tf.text_tasks import distillation_targets, softmax
+
+    logits = np.asarray(teacher_logits, "float32")
+    return np.stack([distillation_targets(np.asarray(labels)[:, axis],
+                                          softmax(logits[..., axis]), hard_weight)
+                     for axis in (0, 1)], axis=-1)
 
 
 def model_inputs(encoded: dict) -> dict[str, np.ndarray]:
@@ -257,10 +282,12 @@ def fine_tune_qa(
     patience: int = 3,
     seed: int = 0,
     jit_compile: bool = True,
+    targets: np.ndarray | None = None,
 ) -> dict:
     """Fine-tune on `encode_for_qa` windows (AdamW, warm-up then linear decay, checkpoints in
     `work_dir` so an interrupted run resumes), windows of like length batched together
-    (`length_grouped_order`) and each batch trimmed to its longest.
+    (`length_grouped_order`) and each batch trimmed to its longest. `targets` (`span_targets`),
+    when given, replace the gold labels: task distillation from a fine-tuned teacher.
 
     `dev_score(model) -> float`, when given, is evaluated every `eval_every` steps; the best
     weights are kept (`KeepBest`) and training stops after `patience` evaluations without gain.
@@ -281,11 +308,13 @@ def fine_tune_qa(
     optimizer = make_optimizer("adamw", learning_rate,
                                warmup_steps_for(max(1, total_steps // 10), max_minutes),
                                total_steps)
-    compile_qa(model, optimizer, jit_compile=jit_compile)
+    compile_qa(model, optimizer, jit_compile=jit_compile, soft_targets=targets is not None)
+    y_all = np.asarray(encoded["labels"] if targets is None else targets)
 
     def trim(x, y):
         cut = batch_width(x["padding_mask"], widths)
-        return {k: v[:, :cut] for k, v in x.items()}, y
+        # Soft targets are per token: cut with the inputs (padding holds no probability).
+        return {k: v[:, :cut] for k, v in x.items()}, (y if targets is None else y[:, :cut])
 
     lengths = np.asarray(encoded["padding_mask"]).sum(axis=1)
 
@@ -293,7 +322,7 @@ def fine_tune_qa(
         # Windows of like width batched together: a batch of short reviews costs little.
         order = length_grouped_order(lengths, seed, start_step, num_steps, batch_size, widths)
         x = {k: np.asarray(encoded[k])[order] for k in INPUT_KEYS}
-        return (tf.data.Dataset.from_tensor_slices((x, np.asarray(encoded["labels"])[order]))
+        return (tf.data.Dataset.from_tensor_slices((x, y_all[order]))
                 .batch(batch_size).map(trim))
 
     callbacks = []

@@ -175,10 +175,15 @@ def warn_if_below_baseline(ws: ws_lib.Workspace, model: Path) -> None:
     metrics = ws.stage_dir("train-qa") / "metrics.json"
     if model.resolve() != ws.review_qa_model.resolve() or not metrics.exists():
         return
-    below = json.loads(metrics.read_text()).get("below_baseline")
-    if below:
+    recorded = json.loads(metrics.read_text())
+    if recorded.get("below_baseline"):
         log.warning("ask: this review_qa model was BELOW the word-overlap baseline on SubjQA %s "
-                    "test (see %s); read its answers with care", ", ".join(below), metrics)
+                    "test (see %s); read its answers with care",
+                    ", ".join(recorded["below_baseline"]), metrics)
+    if recorded.get("answers_almost_nothing"):
+        log.warning("ask: this review_qa model ANSWERS ALMOST NOTHING on SubjQA %s test (see %s); "
+                    "expect 'not answered in the reviews' to most questions",
+                    ", ".join(recorded["answers_almost_nothing"]), metrics)
 
 
 def choose_method(method: str) -> str:

@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -45,6 +46,10 @@ class QAOptions:
     minutes: float | None = 20.0
     eval_every: int = 150
     seed: int = 0
+    # Task distillation: a fine-tuned QA folder (`train_qa/` of a teacher's run) whose start/end
+    # distributions the model learns beside the gold spans, weighted 1 - `hard_label_weight`.
+    teacher_model: str | None = None
+    hard_label_weight: float = 0.5
 
 
 @dataclass
@@ -73,10 +78,63 @@ def answer_span(example) -> tuple[int, int] | None:
             if example.answer_start >= 0 else None)
 
 
+def load_trained_qa(stage_dir: str | Path) -> TrainedQA:
+    """A `train-qa` output folder (`qa.weights.h5` + `metrics.json`) as a `TrainedQA` again."""
+    from albert_tf.bert import matching_class
+    from albert_tf.classifier import load_encoder
+    from albert_tf.qa import SpanQuestionAnswerer
+    from albert_tf.spans import aligner_for
+
+    stage_dir = Path(stage_dir)
+    weights, metrics_path = stage_dir / "qa.weights.h5", stage_dir / "metrics.json"
+    if not weights.exists() or not metrics_path.exists():
+        raise FileNotFoundError(f"{stage_dir} is not a `train-qa` output folder (it needs "
+                                "qa.weights.h5 and metrics.json)")
+    metrics = json.loads(metrics_path.read_text())
+    tokenizer, backbone = load_encoder(str(_encoder_folder(metrics)))
+    model = matching_class(SpanQuestionAnswerer, type(backbone))(backbone)
+    with warnings.catch_warnings():  # the saved optimizer state is not needed to answer
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(weights)
+    options = QAOptions(**{k: v for k, v in metrics["options"].items()
+                           if k in QAOptions.__dataclass_fields__})
+    return TrainedQA(model, aligner_for(tokenizer), metrics["threshold"], options)
+
+
+def _encoder_folder(metrics: dict) -> Path:
+    """The encoder a `train-qa` run started from; the packaged teacher is found again wherever
+    this installation keeps it (metrics record the path of the run's machine)."""
+    if metrics.get("encoder") == "minilm":
+        from albert_tf.distillation import minilm_folder
+
+        return minilm_folder()
+    return Path(metrics["preset"])
+
+
+def teacher_targets(teacher_dir: str | Path, aligner, encoded: dict,
+                    hard_weight: float):
+    """Task distillation targets (`albert_tf.qa.span_targets`) from a fine-tuned QA folder over
+    the training windows; the teacher must tokenize as the student does, so positions line up."""
+    from albert_tf.qa import predict_logits, span_targets
+
+    teacher = load_trained_qa(teacher_dir)
+    probe = "How long does the battery last? It lasts two days, but the keyboard isn't great."
+    if ([p.id for p in teacher.aligner.pieces(probe)] != [p.id for p in aligner.pieces(probe)]
+            or teacher.aligner.vocabulary_size != aligner.vocabulary_size):
+        raise ValueError(f"the teacher {teacher_dir} tokenizes differently from the student; QA "
+                         "distillation needs the same vocabulary (distil the student from it)")
+    started = time.perf_counter()
+    logits = predict_logits(teacher.model, encoded)
+    log.info("%s: the teacher %s scored %d training windows in %.1f min", STAGE, teacher_dir,
+             len(logits), (time.perf_counter() - started) / 60)
+    return span_targets(encoded["labels"], logits, hard_weight)
+
+
 def fine_tune_review_qa(preset: str | Path, train: Sequence, dev: Sequence, options: QAOptions,
                         work_dir: Path) -> TrainedQA:
     """Fine-tune extractive QA from `preset` on `train` (`review_qa.QAExample`s); dev F1 at its
-    best threshold keeps the best checkpoint, then chooses the final no-answer threshold."""
+    best threshold keeps the best checkpoint, then chooses the final no-answer threshold. With
+    `options.teacher_model`, the model also learns that fine-tuned teacher's span distributions."""
     import keras
 
     from albert_tf.bert import matching_class
@@ -95,6 +153,10 @@ def fine_tune_review_qa(preset: str | Path, train: Sequence, dev: Sequence, opti
     encoded = encode_for_qa(aligner, [e.question for e in usable], [e.context for e in usable],
                             [answer_span(e) for e in usable], options.sequence_length,
                             options.stride)
+    targets = None
+    if options.teacher_model:
+        targets = teacher_targets(options.teacher_model, aligner, encoded,
+                                  options.hard_label_weight)
 
     def threshold_on_dev() -> tuple[float, float]:
         found = trained.answers(dev)
@@ -106,7 +168,7 @@ def fine_tune_review_qa(preset: str | Path, train: Sequence, dev: Sequence, opti
     facts = fine_tune_qa(model, encoded, work_dir, batch_size=options.batch_size,
                          learning_rate=options.learning_rate, epochs=options.epochs,
                          max_minutes=options.minutes, dev_score=lambda m: threshold_on_dev()[1],
-                         eval_every=options.eval_every, seed=options.seed)
+                         eval_every=options.eval_every, seed=options.seed, targets=targets)
     trained.threshold, dev_f1 = threshold_on_dev()
     trained.facts = {**facts, "dev_f1": dev_f1, "parameters": backbone.count_params(),
                      "train_examples": len(usable)}
@@ -141,6 +203,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pieces shared by consecutive windows of a long review")
     parser.add_argument("--eval-every", type=int, default=QAOptions.eval_every,
                         help="steps between dev checks (default: %(default)s)")
+    parser.add_argument("--teacher-model", default=None, metavar="DIR",
+                        help="task distillation: the train_qa/ folder of a fine-tuned teacher "
+                        "(e.g. a run with --encoder minilm, copied aside) whose start/end "
+                        "distributions the model learns beside the gold spans; it must share "
+                        "the model's vocabulary, as the distilled student does")
+    parser.add_argument("--hard-label-weight", type=float, default=QAOptions.hard_label_weight,
+                        help="with --teacher-model: weight of the gold spans against the "
+                        "teacher's distributions (default: %(default)s)")
     parser.add_argument("--max-train", type=int, default=None,
                         help="use at most this many training questions (a seeded sample)")
     parser.add_argument("--seed", type=int, default=QAOptions.seed)
@@ -173,7 +243,20 @@ def measure(trained: TrainedQA, dev: Sequence, test: Sequence) -> dict:
 
     systems = {"model": trained.predict, **{name: predict for name, (predict, _) in
                                             review_qa.baseline_systems(dev).items()}}
-    return {name: review_qa.score(test, predict(test)) for name, predict in systems.items()}
+    scores = {}
+    for name, predict in systems.items():
+        predictions = predict(test)
+        answered = [bool(p) for p, e in zip(predictions, test) if e.answerable]
+        scores[name] = {**review_qa.score(test, predictions),
+                        # The share of answerable questions it answers at all: a model that says
+                        # "not answered" to nearly all can still edge past the baseline's F1.
+                        "answers_answerable": sum(answered) / max(1, len(answered))}
+    return scores
+
+
+# A model answering fewer than this share of the answerable test questions is flagged: it is
+# the "not answered" baseline in disguise, whatever its F1.
+MIN_ANSWERED_SHARE = 0.05
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -182,10 +265,17 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     options = QAOptions(sequence_length=args.sequence_length, stride=args.stride,
                         batch_size=args.batch_size, learning_rate=args.learning_rate,
                         epochs=args.epochs, minutes=args.minutes or None,
-                        eval_every=args.eval_every, seed=args.seed)
+                        eval_every=args.eval_every, seed=args.seed,
+                        teacher_model=args.teacher_model,
+                        hard_label_weight=args.hard_label_weight)
     params = {**asdict(options), "encoder": args.encoder, "domains": sorted(args.domains),
               "max_train": args.max_train}
     inputs = {"preset": preset}
+    if args.teacher_model:
+        if Path(args.teacher_model).resolve() == ws.stage_dir(STAGE).resolve():
+            raise SystemExit(f"{STAGE} --teacher-model: {args.teacher_model} is this run's own "
+                             "output folder; copy the teacher's train_qa/ aside first")
+        inputs["teacher"] = str(Path(args.teacher_model) / "qa.weights.h5")
     if ws_lib.skip_if_fresh(args, ws, STAGE, params, inputs):
         return 0
 
@@ -228,14 +318,22 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                   f"{100 * systems['no answer']['all']['f1']:.1f}")
         if below:
             log.warning("%s: the QA model is BELOW the word-overlap baseline on SubjQA %s test "
-                        "(F1 not above it); train longer (--minutes) or start from a better encoder before "
-                        "trusting its answers", STAGE, ", ".join(below))
+                        "(F1 not above it); train longer (--minutes) or start from a better "
+                        "encoder before trusting its answers", STAGE, ", ".join(below))
+        silent = [d for d, s in test.items()
+                  if s["model"]["answers_answerable"] < MIN_ANSWERED_SHARE]
+        for domain in silent:
+            log.warning("%s: the QA model ANSWERS ALMOST NOTHING on SubjQA %s test (%.1f%% of the "
+                        "answerable questions): it is no better than always saying 'not "
+                        "answered'; distil from a fine-tuned teacher (--teacher-model) or use "
+                        "--encoder minilm", STAGE, domain,
+                        100 * test[domain]["model"]["answers_answerable"])
         metrics = {
             "protocol": "EVAL.md Review QA: SubjQA train fits, dev keeps the best checkpoint and "
                         "chooses the no-answer threshold, test reports (SQuAD 2.0 EM / F1)",
             "encoder": args.encoder, "preset": preset, "threshold": trained.threshold,
             "options": asdict(options), "training": trained.facts, "test": test,
-            "below_baseline": below, "seconds": round(time.perf_counter() - started, 1),
+            "below_baseline": below, "answers_almost_nothing": silent, "seconds": round(time.perf_counter() - started, 1),
         }
         (stage_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         trained.model.save_weights(stage_dir / "qa.weights.h5")  # re-export without training
@@ -244,5 +342,5 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         export_review_qa(module, ws.review_qa_model)
         log.info("%s: review_qa SavedModel written to %s", STAGE, ws.review_qa_model)
         record["summary"] = {"test_f1": {d: s["model"]["all"]["f1"] for d, s in test.items()},
-                             "below_baseline": below, "model": str(ws.review_qa_model)}
+                             "below_baseline": below, "answers_almost_nothing": silent, "model": str(ws.review_qa_model)}
     return 0

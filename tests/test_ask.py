@@ -244,6 +244,25 @@ def test_train_qa_measures_beside_the_baseline_warns_and_exports(spm_model, shar
     assert metrics["below_baseline"] == ["electronics"]
     assert any("BELOW the word-overlap baseline" in r.getMessage() for r in caplog.records)
     assert (ws / "train_qa" / "qa.weights.h5").exists()
+    # Answering almost nothing is flagged whatever the F1 (a student once slipped past).
+    silent = test["model"]["answers_answerable"] < 0.05
+    assert metrics["answers_almost_nothing"] == (["electronics"] if silent else [])
+    assert silent == any("ANSWERS ALMOST NOTHING" in r.getMessage() for r in caplog.records)
     assert cli.main(["export", "--workspace", str(ws)]) == 0
     config = (ws / "export" / "models" / "models.config").read_text()
     assert 'name: "review_qa"' in config
+
+    # Task distillation from that run as the teacher (same vocabulary), into another workspace.
+    common = ["--preset", str(preset), "--data", str(shared_data), "--max-train", "32",
+              "--epochs", "1", "--sequence-length", "128", "--minutes", "0"]
+    with pytest.raises(SystemExit, match="own output folder"):
+        cli.main(["train-qa", "--workspace", str(ws), "--teacher-model",
+                  str(ws / "train_qa"), *common])
+    student = tmp_path / "student"
+    assert cli.main(["train-qa", "--workspace", str(student), "--teacher-model",
+                     str(ws / "train_qa"), "--hard-label-weight", "0.3", *common]) == 0
+    distilled = json.loads((student / "train_qa" / "metrics.json").read_text())
+    assert distilled["options"]["teacher_model"] == str(ws / "train_qa")
+    assert distilled["options"]["hard_label_weight"] == 0.3
+    assert any("the teacher" in r.getMessage() and "training windows" in r.getMessage()
+               for r in caplog.records)

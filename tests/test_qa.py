@@ -16,8 +16,11 @@ from albert_tf.qa import (
     best_answers,
     compile_qa,
     encode_for_qa,
+    fine_tune_qa,
     model_inputs,
     predict_answers,
+    predict_logits,
+    span_targets,
 )
 from albert_tf.spans import PieceAligner, WordPieceAligner
 from albert_tf.tokenizer import train_sentencepiece
@@ -181,3 +184,43 @@ def test_a_nano_albert_learns_to_answer_and_to_abstain(aligner):
     print(f"threshold {threshold:.2f}", scores, "untrained", untrained)
     assert scores["answerable"]["f1"] > 0.75 and scores["unanswerable"]["f1"] > 0.5, scores
     assert scores["all"]["f1"] > untrained["all"]["f1"] + 0.3
+
+
+def test_span_targets_mix_gold_positions_with_the_teachers_distributions():
+    labels = np.array([[3, 5], [0, 0]], "int32")
+    logits = np.full((2, 8, 2), -1e4, "float32")
+    logits[:, :6] = np.random.default_rng(0).normal(size=(2, 6, 2))  # positions 6, 7: padding
+    mixed = span_targets(labels, logits, hard_weight=0.5)
+    assert mixed.shape == (2, 8, 2) and mixed.dtype == np.float32
+    np.testing.assert_allclose(mixed.sum(axis=1), 1.0, rtol=1e-6)
+    assert (mixed[:, 6:] < 1e-6).all()  # padding takes no probability
+    gold = span_targets(labels, logits, hard_weight=1.0)
+    assert gold[0, 3, 0] == 1.0 and gold[0, 5, 1] == 1.0 and gold[1, 0].tolist() == [1.0, 1.0]
+    teacher = span_targets(labels, logits, hard_weight=0.0)
+    exp = np.exp(logits[0, :6, 0] - logits[0, :6, 0].max())
+    np.testing.assert_allclose(teacher[0, :6, 0], exp / exp.sum(), rtol=1e-5)
+    np.testing.assert_allclose(mixed, (gold + teacher) / 2, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_task_distillation_learns_the_teachers_spans_not_the_gold(aligner, tmp_path):
+    """A "teacher" that always points at the context's first piece, gold weight 0: the nano
+    student trained by `fine_tune_qa` on those targets learns the teacher's habit (the gold
+    labels alone would teach the verdict spans), so the soft targets are what it learns from."""
+    keras.utils.set_random_seed(0)
+    rows = [r for r in dataset(240, seed=7) if r[2] is not None]
+    encoded = encode_for_qa(aligner, *zip(*rows), sequence_length=64)
+    first = np.array([w.offset for w in encoded["windows"]])
+    teacher = np.full(encoded["token_ids"].shape + (2,), -1e4, "float32")
+    teacher[encoded["padding_mask"] == 1] = 0.0
+    teacher[np.arange(len(first)), first] = 8.0  # start and end at the first context piece
+    targets = span_targets(encoded["labels"], teacher, hard_weight=0.0)
+    model = SpanQuestionAnswerer(nano_backbone(aligner.vocabulary_size, num_layers=2),
+                                 dropout=0.0)
+    facts = fine_tune_qa(model, encoded, tmp_path, batch_size=32, learning_rate=3e-3,
+                         epochs=6, jit_compile=False, targets=targets)
+    assert facts["steps"] == int(6 * len(rows) / 32)
+    logits = predict_logits(model, encoded)
+    starts, ends = logits[..., 0].argmax(axis=1), logits[..., 1].argmax(axis=1)
+    assert (starts == first).mean() > 0.9 and (ends == first).mean() > 0.9
+    assert (starts == encoded["labels"][:, 0]).mean() < 0.2  # not the gold spans
