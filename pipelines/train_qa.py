@@ -241,8 +241,10 @@ def measure(trained: TrainedQA, dev: Sequence, test: Sequence) -> dict:
     """Test EM/F1 of the model and the baselines (overlap threshold chosen on the same dev)."""
     from pipelines.quality import review_qa
 
-    systems = {"model": trained.predict, **{name: predict for name, (predict, _) in
-                                            review_qa.baseline_systems(dev).items()}}
+    found = trained.answers(test)
+    systems = {"model": lambda _: [a.text if a.margin > trained.threshold else "" for a in found],
+               **{name: predict for name, (predict, _) in
+                  review_qa.baseline_systems(dev).items()}}
     scores = {}
     for name, predict in systems.items():
         predictions = predict(test)
@@ -251,7 +253,24 @@ def measure(trained: TrainedQA, dev: Sequence, test: Sequence) -> dict:
                         # The share of answerable questions it answers at all: a model that says
                         # "not answered" to nearly all can still edge past the baseline's F1.
                         "answers_answerable": sum(answered) / max(1, len(answered))}
+    scores["model"]["diagnosis"] = diagnosis(test, found)
     return scores
+
+
+def diagnosis(test: Sequence, found: Sequence) -> dict:
+    """Where a QA model falls short, in two numbers: how well it reads spans (answerable F1 were
+    it to answer every question) and how well its margin tells answerable questions from the
+    rest (ROC AUC; 0.5 is chance)."""
+    from sklearn.metrics import roc_auc_score
+
+    from pipelines.quality import review_qa
+
+    labels = [e.answerable for e in test]
+    auc = (roc_auc_score(labels, [a.margin for a in found]) if 0 < sum(labels) < len(labels)
+           else None)
+    return {"answerable_f1_always_answering":
+            review_qa.score(test, [a.text for a in found])["answerable"]["f1"],
+            "answerability_auc": auc}
 
 
 # A model answering fewer than this share of the answerable test questions is flagged: it is
@@ -313,7 +332,11 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         for domain, systems in test.items():
             print(f"{domain} test F1: model {100 * systems['model']['all']['f1']:.1f} "
                   f"(answerable {100 * systems['model']['answerable']['f1']:.1f}, unanswerable "
-                  f"{100 * systems['model']['unanswerable']['f1']:.1f}); overlap baseline "
+                  f"{100 * systems['model']['unanswerable']['f1']:.1f}; answerable F1 "
+                  f"{100 * systems['model']['diagnosis']['answerable_f1_always_answering']:.1f}"
+                  f" if it always answered, answerability AUC "
+                  f"{systems['model']['diagnosis']['answerability_auc'] or float('nan'):.2f}); "
+                  f"overlap baseline "
                   f"{100 * systems['overlap']['all']['f1']:.1f}; always 'not answered' "
                   f"{100 * systems['no answer']['all']['f1']:.1f}")
         if below:
@@ -322,12 +345,14 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                         "encoder before trusting its answers", STAGE, ", ".join(below))
         silent = [d for d, s in test.items()
                   if s["model"]["answers_answerable"] < MIN_ANSWERED_SHARE]
+        advice = ("a longer general distillation of the student (`opinionrec distill`), or "
+                  "--encoder minilm" if args.teacher_model else
+                  "distil from a fine-tuned teacher (--teacher-model) or use --encoder minilm")
         for domain in silent:
             log.warning("%s: the QA model ANSWERS ALMOST NOTHING on SubjQA %s test (%.1f%% of the "
                         "answerable questions): it is no better than always saying 'not "
-                        "answered'; distil from a fine-tuned teacher (--teacher-model) or use "
-                        "--encoder minilm", STAGE, domain,
-                        100 * test[domain]["model"]["answers_answerable"])
+                        "answered'; try %s", STAGE, domain,
+                        100 * test[domain]["model"]["answers_answerable"], advice)
         metrics = {
             "protocol": "EVAL.md Review QA: SubjQA train fits, dev keeps the best checkpoint and "
                         "chooses the no-answer threshold, test reports (SQuAD 2.0 EM / F1)",

@@ -241,6 +241,9 @@ def test_train_qa_measures_beside_the_baseline_warns_and_exports(spm_model, shar
     assert set(test) == {"model", "overlap", "overlap, threshold 0", "no answer"}
     assert test["no answer"]["unanswerable"]["f1"] == 1.0
     assert 0.0 <= test["model"]["all"]["f1"] <= 1.0 and metrics["training"]["steps"] >= 2
+    diagnosis = test["model"]["diagnosis"]  # span reading and answerability, apart
+    assert test["model"]["answerable"]["f1"] <= diagnosis["answerable_f1_always_answering"] <= 1
+    assert 0.0 <= diagnosis["answerability_auc"] <= 1.0
     assert metrics["below_baseline"] == ["electronics"]
     assert any("BELOW the word-overlap baseline" in r.getMessage() for r in caplog.records)
     assert (ws / "train_qa" / "qa.weights.h5").exists()
