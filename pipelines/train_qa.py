@@ -1,8 +1,8 @@
 """`opinionrec train-qa`: fine-tune extractive review QA on SubjQA and export `review_qa`.
 
 A shopper's question and a review in, the span of the review that answers it out, or "not
-answered" (`albert_tf.qa`). The encoder (the packaged MiniLM teacher by default, or the
-workspace's distilled student or ALBERT) is fine-tuned on the SubjQA train split of the chosen
+answered" (`albert_tf.qa`). The encoder (the packaged MiniLM teacher by default: the
+distilled students measured so far answer almost nothing; or the workspace's student or ALBERT) is fine-tuned on the SubjQA train split of the chosen
 domains (EVAL.md "Review QA"), the best checkpoint and the no-answer threshold are chosen on
 dev, and test is reported per domain beside the word-overlap baseline in the same harness; a
 model whose F1 is not above that baseline's is exported with a loud warning. Writes under
@@ -177,11 +177,12 @@ def fine_tune_review_qa(preset: str | Path, train: Sequence, dev: Sequence, opti
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     ws_lib.add_workspace_argument(parser)
-    parser.add_argument("--encoder", choices=["auto", "minilm", "student", "albert"],
-                        default="auto",
-                        help="auto: the workspace's distilled student if there is one, else "
-                        "minilm, the packaged teacher all-MiniLM-L6-v2; albert: the pretrain "
-                        "stage's ALBERT (default: %(default)s)")
+    parser.add_argument("--encoder", choices=["minilm", "student", "albert"],
+                        default="minilm",
+                        help="minilm: the packaged teacher all-MiniLM-L6-v2, the one measured to "
+                        "answer (README); student: the workspace's distilled ALBERT student "
+                        "(`opinionrec distill`; with --teacher-model to learn from a fine-tuned "
+                        "teacher); albert: the pretrain stage's ALBERT (default: %(default)s)")
     parser.add_argument("--preset", default=None,
                         help="pretrained weights to start from instead (a keras-hub preset or a "
                         "Hugging Face ALBERT/BERT checkpoint folder)")
@@ -219,9 +220,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def encoder_preset(args: argparse.Namespace, ws: ws_lib.Workspace) -> str:
     """The folder the chosen encoder loads from."""
     if args.preset:
+        args.encoder = "preset"  # recorded: the weights came from --preset, not --encoder
         return args.preset
-    if args.encoder == "auto":
-        args.encoder = "student" if ws.student_preset.exists() else "minilm"
     if args.encoder == "minilm":
         from albert_tf.distillation import minilm_folder
 
