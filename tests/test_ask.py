@@ -4,6 +4,7 @@ real `review_qa` SavedModel, in-process and through the server over REST and gRP
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import keras
@@ -262,8 +263,9 @@ def test_train_qa_measures_beside_the_baseline_warns_and_exports(spm_model, shar
         cli.main(["train-qa", "--workspace", str(ws), "--teacher-model",
                   str(ws / "train_qa"), *common])
     student = tmp_path / "student"
-    assert cli.main(["train-qa", "--workspace", str(student), "--teacher-model",
-                     str(ws / "train_qa"), "--hard-label-weight", "0.3", *common]) == 0
+    with caplog.at_level(logging.INFO, logger="opinionrec"):
+        assert cli.main(["train-qa", "--workspace", str(student), "--teacher-model",
+                         str(ws / "train_qa"), "--hard-label-weight", "0.3", *common]) == 0
     distilled = json.loads((student / "train_qa" / "metrics.json").read_text())
     assert distilled["options"]["teacher_model"] == str(ws / "train_qa")
     assert distilled["options"]["hard_label_weight"] == 0.3
