@@ -253,6 +253,16 @@ class WordPieceAligner:
         return out
 
 
+_PROBE = "How long does the battery last? It lasts two days, but the keyboard isn't great."
+
+
+def tokenizes_alike(a, b) -> bool:
+    """Whether two aligners give the same pieces (same vocabulary and splitting), so a teacher's
+    per-token outputs line up with a student's positions (tag and span distillation)."""
+    return (a.vocabulary_size == b.vocabulary_size
+            and [p.id for p in a.pieces(_PROBE)] == [p.id for p in b.pieces(_PROBE)])
+
+
 def aligner_for(tokenizer):
     """The aligner of a keras-hub tokenizer: `PieceAligner` for SentencePiece (ALBERT),
     `WordPieceAligner` for WordPiece (BERT, and the ALBERT student of a BERT teacher)."""

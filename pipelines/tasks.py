@@ -456,17 +456,14 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options,
 def _tagging_teacher(model_dir: str, aligner):
     """A fine-tuned aspect-term tagger folder to learn from; it must tokenize as the student does
     (the ALBERT student keeps its teacher's WordPiece vocabulary), so its tags line up."""
-    from albert_tf.spans import aligner_for
+    from albert_tf.spans import aligner_for, tokenizes_alike
     from albert_tf.tagger import TokenTagger
     from albert_tf.tokenizer import load_preset_tokenizer
 
     info = read_info(model_dir)
     if info["kind"] != "aspect_terms":
         raise ValueError(f"the teacher {model_dir} is a {info['kind']} model, not a tagger")
-    teacher_aligner = aligner_for(load_preset_tokenizer(model_dir))
-    probe = "The battery life of this laptop isn't great, but the keyboard's fine."
-    if ([p.id for p in teacher_aligner.pieces(probe)] != [p.id for p in aligner.pieces(probe)]
-            or teacher_aligner.vocabulary_size != aligner.vocabulary_size):
+    if not tokenizes_alike(aligner_for(load_preset_tokenizer(model_dir)), aligner):
         raise ValueError(f"the teacher {model_dir} tokenizes differently from the student; tag "
                          "distillation needs the same vocabulary (distil the student from it)")
     return TokenTagger.from_preset(model_dir, preprocessor=None)

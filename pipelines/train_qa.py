@@ -1,15 +1,16 @@
 """`opinionrec train-qa`: fine-tune extractive review QA on SubjQA and export `review_qa`.
 
 A shopper's question and a review in, the span of the review that answers it out, or "not
-answered" (`albert_tf.qa`). The encoder (the packaged MiniLM teacher by default: the
-distilled students measured so far answer almost nothing; or the workspace's student or ALBERT) is fine-tuned on the SubjQA train split of the chosen
-domains (EVAL.md "Review QA"), the best checkpoint and the no-answer threshold are chosen on
-dev, and test is reported per domain beside the word-overlap baseline in the same harness; a
-model whose F1 is not above that baseline's is exported with a loud warning. Writes under
-`<workspace>/train-qa/`:
+answered" (`albert_tf.qa`). The encoder (the packaged MiniLM teacher by default, as the
+distilled students measured so far answer almost nothing; or the workspace's student or ALBERT)
+is fine-tuned on the SubjQA train split of the chosen domains (EVAL.md "Review QA"), the best
+checkpoint and the no-answer threshold are chosen on dev, and test is reported per domain beside
+the word-overlap baseline in the same harness; a model whose F1 is not above that baseline's, or
+that answers almost nothing, is exported with a loud warning. Writes under `<workspace>/train_qa/`:
 
   metrics.json   dev and test EM / F1 (all, answerable, unanswerable) of the model and the
-                 baselines per domain, the threshold, the training facts, `below_baseline`
+                 baselines per domain, the threshold, the training facts, `below_baseline`,
+                 `answers_almost_nothing`, each model's `diagnosis`
   checkpoints/   resumable training state; logs/ TensorBoard; qa.weights.h5 the kept weights
   review_qa/     the SavedModel that `export` versions and TF Serving runs (`question`,
                  `context` -> `answer`, `answer_start`, `answer_end`, `score`, `answered`)
@@ -70,7 +71,9 @@ class TrainedQA:
                                self.options.stride)
 
     def predict(self, examples) -> list[str]:
-        return [a.text if a.margin > self.threshold else "" for a in self.answers(examples)]
+        from albert_tf.qa import apply_threshold
+
+        return apply_threshold(self.answers(examples), self.threshold)
 
 
 def answer_span(example) -> tuple[int, int] | None:
@@ -116,11 +119,10 @@ def teacher_targets(teacher_dir: str | Path, aligner, encoded: dict,
     """Task distillation targets (`albert_tf.qa.span_targets`) from a fine-tuned QA folder over
     the training windows; the teacher must tokenize as the student does, so positions line up."""
     from albert_tf.qa import predict_logits, span_targets
+    from albert_tf.spans import tokenizes_alike
 
     teacher = load_trained_qa(teacher_dir)
-    probe = "How long does the battery last? It lasts two days, but the keyboard isn't great."
-    if ([p.id for p in teacher.aligner.pieces(probe)] != [p.id for p in aligner.pieces(probe)]
-            or teacher.aligner.vocabulary_size != aligner.vocabulary_size):
+    if not tokenizes_alike(teacher.aligner, aligner):
         raise ValueError(f"the teacher {teacher_dir} tokenizes differently from the student; QA "
                          "distillation needs the same vocabulary (distil the student from it)")
     started = time.perf_counter()
@@ -139,7 +141,7 @@ def fine_tune_review_qa(preset: str | Path, train: Sequence, dev: Sequence, opti
 
     from albert_tf.bert import matching_class
     from albert_tf.classifier import load_encoder
-    from albert_tf.qa import SpanQuestionAnswerer, encode_for_qa, fine_tune_qa
+    from albert_tf.qa import SpanQuestionAnswerer, apply_threshold, encode_for_qa, fine_tune_qa
     from albert_tf.spans import aligner_for
     from pipelines.quality import review_qa
 
@@ -160,10 +162,9 @@ def fine_tune_review_qa(preset: str | Path, train: Sequence, dev: Sequence, opti
 
     def threshold_on_dev() -> tuple[float, float]:
         found = trained.answers(dev)
-        texts, margins = [a.text for a in found], [a.margin for a in found]
-        threshold = review_qa.choose_no_answer_threshold(dev, texts, margins)
-        chosen = [t if m > threshold else "" for t, m in zip(texts, margins)]
-        return threshold, review_qa.score(dev, chosen)["all"]["f1"]
+        threshold = review_qa.choose_no_answer_threshold(dev, [a.text for a in found],
+                                                         [a.margin for a in found])
+        return threshold, review_qa.score(dev, apply_threshold(found, threshold))["all"]["f1"]
 
     facts = fine_tune_qa(model, encoded, work_dir, batch_size=options.batch_size,
                          learning_rate=options.learning_rate, epochs=options.epochs,
@@ -239,10 +240,11 @@ def encoder_preset(args: argparse.Namespace, ws: ws_lib.Workspace) -> str:
 
 def measure(trained: TrainedQA, dev: Sequence, test: Sequence) -> dict:
     """Test EM/F1 of the model and the baselines (overlap threshold chosen on the same dev)."""
+    from albert_tf.qa import apply_threshold
     from pipelines.quality import review_qa
 
-    found = trained.answers(test)
-    systems = {"model": lambda _: [a.text if a.margin > trained.threshold else "" for a in found],
+    found = trained.answers(test)  # read once: the thresholded answers and the diagnosis
+    systems = {"model": lambda _: apply_threshold(found, trained.threshold),
                **{name: predict for name, (predict, _) in
                   review_qa.baseline_systems(dev).items()}}
     scores = {}
@@ -358,7 +360,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                         "chooses the no-answer threshold, test reports (SQuAD 2.0 EM / F1)",
             "encoder": args.encoder, "preset": preset, "threshold": trained.threshold,
             "options": asdict(options), "training": trained.facts, "test": test,
-            "below_baseline": below, "answers_almost_nothing": silent, "seconds": round(time.perf_counter() - started, 1),
+            "below_baseline": below, "answers_almost_nothing": silent,
+            "seconds": round(time.perf_counter() - started, 1),
         }
         (stage_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         trained.model.save_weights(stage_dir / "qa.weights.h5")  # re-export without training
@@ -367,5 +370,6 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         export_review_qa(module, ws.review_qa_model)
         log.info("%s: review_qa SavedModel written to %s", STAGE, ws.review_qa_model)
         record["summary"] = {"test_f1": {d: s["model"]["all"]["f1"] for d, s in test.items()},
-                             "below_baseline": below, "answers_almost_nothing": silent, "model": str(ws.review_qa_model)}
+                             "below_baseline": below, "answers_almost_nothing": silent,
+                             "model": str(ws.review_qa_model)}
     return 0

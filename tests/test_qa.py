@@ -134,6 +134,16 @@ def test_wordpiece_aligner_packs_the_same_way():
         == "deep and warm"
 
 
+def test_a_teacher_must_tokenize_as_the_student_does(aligner):
+    """Span and tag distillation line up teacher and student positions: only alike aligners."""
+    from albert_tf.spans import tokenizes_alike
+
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "how", "long", "does", "the", "battery"]
+    assert tokenizes_alike(WordPieceAligner(vocabulary), WordPieceAligner(list(vocabulary)))
+    assert not tokenizes_alike(WordPieceAligner(vocabulary), aligner)  # WordPiece vs SentencePiece
+    assert not tokenizes_alike(WordPieceAligner(vocabulary), WordPieceAligner(vocabulary + ["##s"]))
+
+
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 def test_config_round_trip(tmp_path):
     model = SpanQuestionAnswerer(nano_backbone(50), dropout=0.2)

@@ -206,7 +206,6 @@ def choose_no_answer_threshold(examples: Sequence[QAExample], texts: Sequence[st
     return max(thresholds, key=lambda t: (f1_at(t), -abs(t)))
 
 
-
 def baseline_systems(dev: Sequence[QAExample]) -> dict:
     """The baselines every QA figure stands beside, name -> (predict, threshold): never
     answering, the overlap sentence at threshold 0, and at the threshold chosen on `dev`."""
