@@ -62,14 +62,14 @@ def keep_every_chunk_sent_to_workers() -> None:
     writes a stage's input to a worker through an output stream that a background thread also
     flushes every `worker_handlers.DATA_BUFFER_TIME_LIMIT_MS` (1 s). The writes take no lock:
     chunks written between the flusher's read of the buffer and its clearing of it (it can wait
-    there for room in the 100 MB send queue) are cleared unsent. The first flush comes 1 s after the stream
-    opens, so only a write that takes longer loses data: a large input on a busy machine (10^5
-    reviews: 285 MB per worker). Such runs silently lost 256 to 65,000 of 100,000 documents, in
-    7 of 83 runs while this was found (benchmarks/beam_join_loss.py). Without the timer the
-    stream is flushed only by its writer, so nothing can be cleared unsent; the runner closes
-    each stream after writing it whole, so no data waits on a timer. The module constant is read
-    when a job's gRPC servers start, so setting it here covers every job built through
-    `pipeline_options`.
+    there for room in the 100 MB send queue) are cleared unsent. The first flush comes 1 s
+    after the stream opens, so only a write that takes longer loses data: a large input on a
+    busy machine (10^5 reviews: 285 MB per worker). Such runs silently lost 256 to 65,000 of
+    100,000 documents, in 7 of 83 runs while this was found (benchmarks/beam_join_loss.py).
+    Without the timer the stream is flushed only by its writer, so nothing can be cleared
+    unsent; the runner closes each stream after writing it whole, so no data waits on a timer.
+    The module constant is read when a job's gRPC servers start, so setting it here covers
+    every job built through `pipeline_options`.
     """
     worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0
 

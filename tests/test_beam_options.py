@@ -38,9 +38,10 @@ def _bytes_through(time_limit_ms: int, seconds: float = 0.6) -> tuple[int, int]:
 
 def test_a_timed_flush_loses_what_is_written_while_it_waits():
     """Beam's own stream with a flush timer (the runner's 1 s, here 100 ms): the chunks written
-    while a flush waits are cleared with it. If Beam mends this, the fix below can go."""
-    written, delivered = _bytes_through(100)
-    assert delivered < written
+    while a flush waits are cleared with it. If Beam mends this, the fix below can go. (Up to
+    3 tries, in case a loaded machine does not run the flusher within one.)"""
+    tries = (_bytes_through(100) for _ in range(3))
+    assert any(delivered < written for written, delivered in tries)
 
 
 def test_pipeline_options_give_the_runner_a_data_channel_that_loses_nothing():
