@@ -43,7 +43,10 @@ from apache_beam.runners.portability.fn_api_runner import worker_handlers
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import markdown_table, write_results  # noqa: E402
-from pipelines.beam_options import pipeline_options  # noqa: E402
+from pipelines.beam_options import (  # noqa: E402
+    keep_every_chunk_sent_to_workers,
+    pipeline_options,
+)
 
 TWO_PROCESSES = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 BEAM_FLUSH_TIMER_MS = 1000  # worker_handlers.DATA_BUFFER_TIME_LIMIT_MS as Beam 2.77 ships it
@@ -108,8 +111,11 @@ def run_variant(source: Path, flags: list[str], sleep: float, flush_timer_ms: in
           "sentences": sentences}
          | "Join" >> beam.CoGroupByKey() | "Count" >> beam.Map(join_counts))
     started = time.perf_counter()
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    finally:
+        keep_every_chunk_sent_to_workers()  # our setting again for whatever runs next
     seconds = time.perf_counter() - started
     counts = {c.key.metric.name: c.committed
               for c in result.metrics().query(beam.metrics.MetricsFilter().with_namespace(
@@ -144,7 +150,6 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"variant": name, "run": repeat, "documents": args.docs, **counts,
                              "lost": args.docs - counts["joined"]})
                 print(f"{name}, run {repeat}: {counts}", flush=True)
-        worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0
     summary = []
     for name in args.variants:
         runs = [row for row in rows if row["variant"] == name]
