@@ -1,16 +1,20 @@
 """Serving latency and throughput: in-process calls, REST and gRPC, batching off and on.
 
 Side by side in one run, on an exported workspace (`WS/export/models`): the model's signature
-called in this process from N threads, then the same requests through `opinionrec serve` (a
-separate process, as deployed) over REST (keep-alive) and gRPC, with server-side batching off and
-on (`--enable-batching`), at 1, 8 and 32 concurrent clients, for the recommender (one user per
-request) and text_features (one text per request, and 32 texts per request). Each cell runs
-`--seconds` after a warm-up; the table gives p50/p95/p99 latency, requests/s and texts/s.
+called in this process from N threads ("in-process"), the server's own model call without HTTP
+("in-process, server's call": request checks, its call path, numpy out), then the same requests
+through `opinionrec serve` (a separate process, as deployed) over REST (keep-alive; the stdlib
+`http.client`, and a raw-socket client that spends far less of the shared CPU) and gRPC, with
+server-side batching off and on (`--enable-batching`), at 1, 8 and 32 concurrent clients, for
+the recommender (one user per request) and text_features (one text per request, and 32 texts
+per request). Each cell runs `--seconds` after a warm-up; the table gives p50/p95/p99 latency,
+requests/s and texts/s.
 
-    python benchmarks/serving.py --workspace WS                 # ~4 minutes on 2 cores
-    python benchmarks/serving.py --workspace WS --clients 1 8 --seconds 3
+    python benchmarks/serving.py --workspace WS                 # ~15 minutes on 2 cores
+    python benchmarks/serving.py --workspace WS --clients 1 8 --seconds 3 \
+        --workloads "recommender, 1 user" --variants in-process REST --output serving_quick
 
-Writes benchmarks/results/serving.{json,md,png}.
+Writes benchmarks/results/serving.{json,md,png} (or `--output`'s name).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import argparse
 import http.client
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -31,6 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import RESULTS, markdown_table, write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+VARIANTS = ["in-process", "in-process, server's call", "REST", "REST, raw client", "gRPC", "REST, batching",
+            "REST, raw client, batching", "gRPC, batching"]
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
 
 
 def _requests(docs_texts: list[str], users: list[str]) -> dict[str, dict]:
@@ -58,14 +67,25 @@ def _percentiles(latencies: list[float]) -> dict[str, float]:
             "p99_ms": float(np.percentile(ms, 99))}
 
 
-def run_clients(call, workload: dict, clients: int, seconds: float) -> dict:
+def cpu_seconds(pid: int | str = "self") -> float:
+    """CPU time (user + system) a process has used so far, from /proc (10 ms ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_clients(call, workload: dict, clients: int, seconds: float,
+                server_pid: int | None = None) -> dict:
     """`clients` threads calling `call(k, texts)` back to back for `seconds` (then waiting for
-    the calls in flight), after each client made one untimed call (tracing, connections)."""
+    the calls in flight), after each client made one untimed call (tracing, connections).
+
+    Besides latency and throughput, the CPU time per request of this process (the clients, and
+    the model itself when it runs in process) and of the server's: where the shared cores go."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     failures = [0] * clients
     errors: list[str] = []
     for k in range(clients):
         call(k, _batch(workload, k))  # warm-up; a failure here is the benchmark's to report
+    cpu_at = (cpu_seconds(), cpu_seconds(server_pid) if server_pid else 0.0)
     start_at = time.perf_counter()
     stop_at = start_at + seconds
 
@@ -91,13 +111,19 @@ def run_clients(call, workload: dict, clients: int, seconds: float) -> dict:
     # `stop_at` may take far longer than it (32 texts x 32 clients: ~30 s), and dividing by
     # `seconds` counted them as if answered within it.
     elapsed = time.perf_counter() - start_at
+    client_cpu = cpu_seconds() - cpu_at[0]
+    server_cpu = cpu_seconds(server_pid) - cpu_at[1] if server_pid else None
     flat = [x for per_client in latencies for x in per_client]
     requests_per_second = len(flat) / elapsed
+    per_request = 1000 / max(len(flat), 1)
     if errors:
         print(f"  {len(errors)} failed requests, e.g. {errors[0]}", flush=True)
     return {"requests": len(flat), "failed": sum(failures), "elapsed_s": elapsed,
             "requests_per_second": requests_per_second,
-            "texts_per_second": requests_per_second * workload["rows"], **_percentiles(flat)}
+            "texts_per_second": requests_per_second * workload["rows"],
+            "client_cpu_ms_per_request": client_cpu * per_request,
+            "server_cpu_ms_per_request": None if server_cpu is None else server_cpu * per_request,
+            **_percentiles(flat)}
 
 
 def in_process_caller(models_root: Path, model: str, input_name: str):
@@ -115,6 +141,23 @@ def in_process_caller(models_root: Path, model: str, input_name: str):
     return call
 
 
+def servable_caller(models_root: Path, model: str, input_name: str):
+    """The server's own model call (`serving.models.Servable.predict`: request checks, the
+    signature through the server's call path, numpy out), in this process: REST minus HTTP."""
+    import numpy as np
+
+    from serving.layout import version_dirs
+    from serving.models import Servable
+
+    folder = version_dirs(models_root / model)
+    servable = Servable(model, max(folder), folder[max(folder)])
+
+    def call(_: int, texts: list[str]):
+        return servable.predict("", {input_name: np.array(texts, dtype=object)})
+
+    return call
+
+
 def rest_caller(url: str, model: str, input_name: str, clients: int):
     host, port = url.removeprefix("http://").rsplit(":", 1)
     connections = [http.client.HTTPConnection(host, int(port), timeout=60) for _ in range(clients)]
@@ -127,6 +170,48 @@ def rest_caller(url: str, model: str, input_name: str, clients: int):
         data = response.read()
         if response.status != 200:
             raise RuntimeError(f"{response.status}: {data[:200]!r}")
+        return data
+
+    return call
+
+
+def raw_rest_caller(url: str, model: str, input_name: str, clients: int):
+    """The same keep-alive REST requests over plain sockets: the request written by hand in one
+    send, the reply read by its Content-Length. It costs the client a fraction of `http.client`'s
+    CPU, which on a 2-core machine shared with the server is CPU taken from the server: closer
+    to a load generator on another machine, as serving benchmarks use."""
+    import socket
+
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    sockets = []
+    for _ in range(clients):
+        connection = socket.create_connection((host, int(port)), timeout=60)
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sockets.append(connection)
+    buffers = [bytearray() for _ in range(clients)]
+    head = (f"POST /v1/models/{model}:predict HTTP/1.1\r\nHost: {host}\r\n"
+            "Content-Type: application/json\r\nContent-Length: ").encode()
+
+    def receive(k: int) -> None:
+        chunk = sockets[k].recv(1 << 16)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        buffers[k] += chunk
+
+    def call(k: int, texts: list[str]):
+        body = json.dumps({"inputs": {input_name: texts}}).encode()
+        sockets[k].sendall(head + str(len(body)).encode() + b"\r\n\r\n" + body)
+        buffer = buffers[k]
+        while (end := buffer.find(b"\r\n\r\n")) < 0:
+            receive(k)
+        header = bytes(buffer[:end])
+        total = end + 4 + int(_CONTENT_LENGTH.search(header).group(1))
+        while len(buffer) < total:
+            receive(k)
+        data = bytes(buffer[end + 4:total])
+        del buffer[:total]
+        if not header.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"{header[9:12].decode()}: {data[:200]!r}")
         return data
 
     return call
@@ -181,7 +266,8 @@ def connect_burst(url: str, clients: int = 200) -> dict:
             "slowest_connect_s": max(connect_seconds, default=float("nan"))}
 
 
-def start_server(models_root: Path, batching: bool, work: Path) -> tuple[subprocess.Popen, dict]:
+def start_server(models_root: Path, batching: bool, work: Path, extra: list[str] = ()
+                 ) -> tuple[subprocess.Popen, dict]:
     port_file = work / f"ports-{int(batching)}.json"
     port_file.unlink(missing_ok=True)
     command = [sys.executable, "-m", "pipelines.cli", "serve",
@@ -190,6 +276,7 @@ def start_server(models_root: Path, batching: bool, work: Path) -> tuple[subproc
                "--port-file", str(port_file)]
     if batching:
         command.append("--enable-batching")
+    command += extra
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=open(work / f"server-{int(batching)}.log", "w"),
                                env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -230,6 +317,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="a workspace after `export` (WS/export/models)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--seconds", type=float, default=4.0, help="measured time per cell")
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS,
+                        metavar="VARIANT", help=f"which to run (default: all of {VARIANTS})")
+    parser.add_argument("--server-args", default="",
+                        help="more `opinionrec serve` arguments, e.g. "
+                        "'--batching-parameters-file other.config'")
+    parser.add_argument("--output", default="serving",
+                        help="results name under benchmarks/results (default: serving; give "
+                        "another for a partial run, so the full table stays)")
+    parser.add_argument("--workloads", nargs="+", default=None, metavar="WORKLOAD",
+                        help="which workloads to run (default: all)")
     args = parser.parse_args(argv)
 
     from pipelines.corpus import read_docs
@@ -240,26 +337,45 @@ def main(argv: list[str] | None = None) -> int:
     docs = read_docs(workspace.docs, kinds=["review", "news"], columns=["text", "user"])
     texts = [t for t in docs["text"].tolist() if isinstance(t, str) and t.strip()][:2000]
     users = sorted({u for u in docs["user"].dropna().tolist() if u})[:500]
-    workloads = _requests(texts, users)
+    workloads = {name: workload for name, workload in _requests(texts, users).items()
+                 if args.workloads is None or name in args.workloads}
     results: list[dict] = []
     burst: dict = {}
 
-    def measure(variant: str, make_call, clients: int, name: str, workload: dict) -> None:
-        row = run_clients(make_call(clients), workload, clients, args.seconds)
+    def measure(variant: str, make_call, clients: int, name: str, workload: dict,
+                server_pid: int | None = None) -> None:
+        row = run_clients(make_call(clients), workload, clients, args.seconds, server_pid)
         row.update(variant=variant, workload=name, clients=clients)
         results.append(row)
         print(f"{name:26s} {variant:22s} {clients:3d} clients: p50 {row['p50_ms']:7.2f} ms, "
               f"{row['requests_per_second']:7.1f} req/s, {row['texts_per_second']:7.1f} texts/s"
-              f"{', %d failed' % row['failed'] if row['failed'] else ''}", flush=True)
+              f", CPU ms/request client {row['client_cpu_ms_per_request']:.2f}"
+              + ("" if row['server_cpu_ms_per_request'] is None
+                 else f" server {row['server_cpu_ms_per_request']:.2f}")
+              + (f", {row['failed']} failed" if row['failed'] else ""), flush=True)
 
+    callers = {"REST": (rest_caller, "rest_url"), "REST, raw client": (raw_rest_caller, "rest_url"),
+               "gRPC": (grpc_caller, "grpc_target")}
+    variants = set(args.variants)
     for name, workload in workloads.items():
+        if "in-process" not in variants:
+            break
         call = in_process_caller(models_root, workload["model"], workload["input"])
         for clients in args.clients:
             measure("in-process", lambda n, c=call: c, clients, name, workload)
+    for name, workload in workloads.items():
+        if "in-process, server's call" not in variants:
+            break
+        call = servable_caller(models_root, workload["model"], workload["input"])
+        for clients in args.clients:
+            measure("in-process, server's call", lambda n, c=call: c, clients, name, workload)
     with tempfile.TemporaryDirectory() as tmp:
         for batching in (False, True):
-            process, ports = start_server(models_root, batching, Path(tmp))
             suffix = ", batching" if batching else ""
+            if not any(protocol + suffix in variants for protocol in callers):
+                continue
+            process, ports = start_server(models_root, batching, Path(tmp),
+                                          shlex.split(args.server_args))
             try:
                 if not batching:
                     burst = connect_burst(ports["rest_url"])
@@ -267,28 +383,36 @@ def main(argv: list[str] | None = None) -> int:
                 for name, workload in workloads.items():
                     model, input_name = workload["model"], workload["input"]
                     for clients in args.clients:
-                        measure("REST" + suffix, lambda n: rest_caller(
-                            ports["rest_url"], model, input_name, n), clients, name, workload)
-                        measure("gRPC" + suffix, lambda n: grpc_caller(
-                            ports["grpc_target"], model, input_name, n), clients, name, workload)
+                        for protocol, (caller, address) in callers.items():
+                            if protocol + suffix not in variants:
+                                continue
+                            measure(protocol + suffix, lambda n, c=caller, a=address: c(
+                                ports[a], model, input_name, n), clients, name, workload,
+                                process.pid)
             finally:
                 process.terminate()
                 process.wait(30)
 
     rows = [[r["workload"], r["variant"], r["clients"], f"{r['p50_ms']:.2f}",
              f"{r['p95_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['requests_per_second']:.1f}",
-             f"{r['texts_per_second']:.1f}", r["failed"]] for r in results]
+             f"{r['texts_per_second']:.1f}", f"{r['client_cpu_ms_per_request']:.2f}",
+             "" if r["server_cpu_ms_per_request"] is None
+             else f"{r['server_cpu_ms_per_request']:.2f}", r["failed"]] for r in results]
     table = markdown_table(["workload", "variant", "clients", "p50 ms", "p95 ms", "p99 ms",
-                            "requests/s", "texts/s", "failed"], rows)
-    table += (f"\n\n{burst['clients']} clients connecting to the REST port at once: "
-              f"{burst['connected']} connected (slowest {burst['slowest_connect_s'] * 1000:.0f} "
-              f"ms), {burst['failed']} failed.")
+                            "requests/s", "texts/s", "client CPU ms/request",
+                            "server CPU ms/request", "failed"], rows)
+    table += ("\n\nCPU ms/request: CPU time of the benchmark's process (its clients; the model "
+              "too, in process) and of the server's, per request answered, on the 2 shared cores.")
+    if burst:
+        table += (f"\n\n{burst['clients']} clients connecting to the REST port at once: "
+                  f"{burst['connected']} connected (slowest "
+                  f"{burst['slowest_connect_s'] * 1000:.0f} ms), {burst['failed']} failed.")
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(results, RESULTS / "serving.png")
-    write_results("serving", {"workspace": str(args.workspace), "seconds": args.seconds,
+    plot(results, RESULTS / f"{args.output}.png")
+    write_results(args.output, {"workspace": str(args.workspace), "seconds": args.seconds,
                               "connect_burst": burst, "results": results},
-                  table + "\n\n![latency](serving.png)")
+                  table + f"\n\n![latency]({args.output}.png)")
     return 0
 
 

@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from google.protobuf import text_format
@@ -167,9 +167,16 @@ class Servable:
         self.name, self.version, self.path = name, version, Path(path)
         self.signature_defs = dict(read_meta_graph(self.path).signature_def)
         self._model = tf.saved_model.load(str(self.path), tags=[SERVE_TAG])
-        self._functions = dict(self._model.signatures)
+        signatures = dict(self._model.signatures)
         self._input_specs = {sig: dict(fn.structured_input_signature[1])
-                             for sig, fn in self._functions.items()}
+                             for sig, fn in signatures.items()}
+        self._functions = {sig: _direct_call(fn, self._input_specs[sig])
+                           for sig, fn in signatures.items()}
+        # Each input's dims (None where any size fits) and dtype, for checks in plain Python.
+        self._input_checks = {
+            sig: {name: (spec.shape.as_list() if spec.shape.rank is not None else None,
+                         spec.dtype) for name, spec in specs.items()}
+            for sig, specs in self._input_specs.items()}
         # What every request checks against, read from the protos once (walking a protobuf map
         # and naming its dtypes costs more than the checks themselves).
         self._input_dtypes = {sig: input_dtypes(signature_def)
@@ -224,20 +231,22 @@ class Servable:
         outputs_wanted = _verify_output_filter(output_filter, self._output_names[name])
 
         tensors = {}
-        for input_name, spec in self._input_specs[name].items():
+        for input_name, (dims, dtype) in self._input_checks[name].items():
             # The shape is checked on the array, before TensorFlow converts it: a deep enough
             # string array crashes its converter.
-            shape = np.shape(inputs[input_name])
-            check_input_shape(input_name, list(shape))
-            if not spec.shape.is_compatible_with(shape):
+            shape = list(np.shape(inputs[input_name]))
+            check_input_shape(input_name, shape)
+            if dims is not None and (len(dims) != len(shape) or any(
+                    d is not None and d != n for d, n in zip(dims, shape))):
+                spec = self._input_specs[name][input_name]
                 raise invalid_argument(
                     f"Input {input_name} has shape {_shape_text(tf.TensorShape(shape))}, but "
                     f"signature {name} expects {_shape_text(spec.shape)}"
                 )
             tensor = tf.convert_to_tensor(inputs[input_name])
-            if tensor.dtype != spec.dtype:
+            if tensor.dtype != dtype:
                 raise invalid_argument(f"Input {input_name} has dtype {tensor.dtype.name}, but "
-                                       f"signature {name} expects {spec.dtype.name}")
+                                       f"signature {name} expects {dtype.name}")
             tensors[input_name] = tensor
         try:
             scheduler = self.schedulers.get(name)
@@ -264,6 +273,19 @@ class Servable:
             self.predict(request.model_spec.signature_name, inputs, request.output_filter)
             count += 1
         return count
+
+
+def _direct_call(signature: Any, input_specs: Mapping[str, Any]) -> Callable[..., Any]:
+    """A loaded signature, called through a function traced over it once.
+
+    Same graph, same outputs. A loaded signature re-resolves each of its captured variables
+    and tables on every call (in case it runs under a distribution strategy, which a server
+    never does): ~60 us a call for the recommender's 37, a tenth of the whole call.
+    """
+    import tensorflow as tf
+
+    return tf.function(lambda **inputs: signature(**inputs)).get_concrete_function(
+        **input_specs)
 
 
 def verify_input_names(sent: set[str], expected: set[str] | frozenset[str]) -> None:
