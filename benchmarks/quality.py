@@ -355,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         header = (f"# quality\n\nLast updated {meta['date']} (commit {meta['commit']}, "
                   f"{meta['cores']} cores); each entry of quality.json has its own commit, date "
                   "and wall time.\n\n")
-        (args.results / "quality.md").write_text(header + markdown(results, skipped) + "\n")
+        (args.results / "quality.md").write_text(header + markdown(portable(results), skipped)
+                                                 + "\n")
 
     if args.task_distill and "teacher" in args.models:
         # The student learns from the teacher fine-tuned on the same data: the teacher first.
