@@ -357,18 +357,14 @@ def main(argv: list[str] | None = None) -> int:
     callers = {"REST": (rest_caller, "rest_url"), "REST, raw client": (raw_rest_caller, "rest_url"),
                "gRPC": (grpc_caller, "grpc_target")}
     variants = set(args.variants)
-    for name, workload in workloads.items():
-        if "in-process" not in variants:
-            break
-        call = in_process_caller(models_root, workload["model"], workload["input"])
-        for clients in args.clients:
-            measure("in-process", lambda n, c=call: c, clients, name, workload)
-    for name, workload in workloads.items():
-        if "in-process, server's call" not in variants:
-            break
-        call = servable_caller(models_root, workload["model"], workload["input"])
-        for clients in args.clients:
-            measure("in-process, server's call", lambda n, c=call: c, clients, name, workload)
+    in_process = {"in-process": in_process_caller, "in-process, server's call": servable_caller}
+    for variant, make_caller in in_process.items():
+        if variant not in variants:
+            continue
+        for name, workload in workloads.items():
+            call = make_caller(models_root, workload["model"], workload["input"])
+            for clients in args.clients:
+                measure(variant, lambda n, c=call: c, clients, name, workload)
     with tempfile.TemporaryDirectory() as tmp:
         for batching in (False, True):
             suffix = ", batching" if batching else ""
