@@ -11,7 +11,7 @@ per request). Each cell runs `--seconds` after a warm-up; the table gives p50/p9
 requests/s and texts/s.
 
     python benchmarks/serving.py --workspace WS                 # ~15 minutes on 2 cores
-    python benchmarks/serving.py --workspace WS --clients 1 8 --seconds 3 \
+    python benchmarks/serving.py --workspace WS --clients 1 8 --seconds 3 \\
         --workloads "recommender, 1 user" --variants in-process REST --output serving_quick
 
 Writes benchmarks/results/serving.{json,md,png} (or `--output`'s name).
@@ -37,8 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import RESULTS, markdown_table, write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = ["in-process", "in-process, server's call", "REST", "REST, raw client", "gRPC", "REST, batching",
-            "REST, raw client, batching", "gRPC, batching"]
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
 
 
@@ -130,10 +128,8 @@ def in_process_caller(models_root: Path, model: str, input_name: str):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    from serving.layout import version_dirs
-
-    folder = version_dirs(models_root / model)
-    signature = tf.saved_model.load(str(folder[max(folder)])).signatures["serving_default"]
+    signature = tf.saved_model.load(str(_newest_version(models_root, model)[1])).signatures[
+        "serving_default"]
 
     def call(_: int, texts: list[str]):
         return {k: v.numpy() for k, v in signature(**{input_name: tf.constant(texts)}).items()}
@@ -141,16 +137,22 @@ def in_process_caller(models_root: Path, model: str, input_name: str):
     return call
 
 
+def _newest_version(models_root: Path, model: str) -> tuple[int, Path]:
+    """The newest version of an exported model: its number and folder."""
+    from serving.layout import version_dirs
+
+    folders = version_dirs(models_root / model)
+    return max(folders), folders[max(folders)]
+
+
 def servable_caller(models_root: Path, model: str, input_name: str):
     """The server's own model call (`serving.models.Servable.predict`: request checks, the
     signature through the server's call path, numpy out), in this process: REST minus HTTP."""
     import numpy as np
 
-    from serving.layout import version_dirs
     from serving.models import Servable
 
-    folder = version_dirs(models_root / model)
-    servable = Servable(model, max(folder), folder[max(folder)])
+    servable = Servable(model, *_newest_version(models_root, model))
 
     def call(_: int, texts: list[str]):
         return servable.predict("", {input_name: np.array(texts, dtype=object)})
@@ -232,6 +234,16 @@ def grpc_caller(target: str, model: str, input_name: str, clients: int):
         return stubs[k].Predict(request, timeout=60)
 
     return call
+
+
+# Variant name -> how its clients call: in this process, or the server over a protocol.
+IN_PROCESS_CALLERS = {"in-process": in_process_caller, "in-process, server's call": servable_caller}
+SERVER_CALLERS = {"REST": (rest_caller, "rest_url"),
+                  "REST, raw client": (raw_rest_caller, "rest_url"),
+                  "gRPC": (grpc_caller, "grpc_target")}
+VARIANTS = [*IN_PROCESS_CALLERS, *(protocol + suffix for suffix in ("", ", batching")
+                                   for protocol in SERVER_CALLERS)]
+WORKLOADS = list(_requests([], []))
 
 
 def connect_burst(url: str, clients: int = 200) -> dict:
@@ -325,8 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="serving",
                         help="results name under benchmarks/results (default: serving; give "
                         "another for a partial run, so the full table stays)")
-    parser.add_argument("--workloads", nargs="+", default=None, metavar="WORKLOAD",
-                        help="which workloads to run (default: all)")
+    parser.add_argument("--workloads", nargs="+", default=WORKLOADS, choices=WORKLOADS,
+                        metavar="WORKLOAD", help=f"which to run (default: all of {WORKLOADS})")
     args = parser.parse_args(argv)
 
     from pipelines.corpus import read_docs
@@ -338,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = [t for t in docs["text"].tolist() if isinstance(t, str) and t.strip()][:2000]
     users = sorted({u for u in docs["user"].dropna().tolist() if u})[:500]
     workloads = {name: workload for name, workload in _requests(texts, users).items()
-                 if args.workloads is None or name in args.workloads}
+                 if name in args.workloads}
     results: list[dict] = []
     burst: dict = {}
 
@@ -354,11 +366,8 @@ def main(argv: list[str] | None = None) -> int:
                  else f" server {row['server_cpu_ms_per_request']:.2f}")
               + (f", {row['failed']} failed" if row['failed'] else ""), flush=True)
 
-    callers = {"REST": (rest_caller, "rest_url"), "REST, raw client": (raw_rest_caller, "rest_url"),
-               "gRPC": (grpc_caller, "grpc_target")}
     variants = set(args.variants)
-    in_process = {"in-process": in_process_caller, "in-process, server's call": servable_caller}
-    for variant, make_caller in in_process.items():
+    for variant, make_caller in IN_PROCESS_CALLERS.items():
         if variant not in variants:
             continue
         for name, workload in workloads.items():
@@ -368,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for batching in (False, True):
             suffix = ", batching" if batching else ""
-            if not any(protocol + suffix in variants for protocol in callers):
+            if not any(protocol + suffix in variants for protocol in SERVER_CALLERS):
                 continue
             process, ports = start_server(models_root, batching, Path(tmp),
                                           shlex.split(args.server_args))
@@ -379,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, workload in workloads.items():
                     model, input_name = workload["model"], workload["input"]
                     for clients in args.clients:
-                        for protocol, (caller, address) in callers.items():
+                        for protocol, (caller, address) in SERVER_CALLERS.items():
                             if protocol + suffix not in variants:
                                 continue
                             measure(protocol + suffix, lambda n, c=caller, a=address: c(
