@@ -74,7 +74,7 @@ class Description:
         if self.cons:
             parts.append("criticised for " + _join([c.aspect for c in self.cons]))
         if not parts:
-            return f"{self.reviews} reviews; no aspect stands out."
+            return "No aspect stands out."
         text = "; ".join(parts)
         return text[0].upper() + text[1:] + "."
 

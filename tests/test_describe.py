@@ -86,7 +86,9 @@ def test_summary_and_markdown_read_as_sentences():
     text = d.markdown()
     assert '- Pro: fit (praised in 4 of 5 mentions): "Perfect fit."' in text
     assert '- Con: price (criticised in 3 of 4 mentions): "Too expensive."' in text
-    assert Description("X2", "", 2).summary == "2 reviews; no aspect stands out."
+    plain = Description("X2", "", 2)
+    assert plain.summary == "No aspect stands out."
+    assert "`X2`, 2 reviews. No aspect stands out." in plain.markdown()  # the count said once
 
 
 def test_reviews_without_a_user_each_count_as_one_review():
