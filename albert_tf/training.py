@@ -8,6 +8,7 @@ function of (seed, step), continues from that step.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -15,7 +16,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Sequence
 
 import keras
 import tensorflow as tf
@@ -93,6 +94,34 @@ def make_optimizer(
         raise ValueError(f"`optimizer` must be 'adamw' or 'lamb'. Received: {name!r}")
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return optimizer
+
+
+def save_inference_weights(model: keras.Model, path: str | Path,
+                           skip: Sequence[object] = ()) -> None:
+    """`model`'s weights without its optimizer's state (and without `skip`).
+
+    `model.save_weights` keeps the optimizer's moments too: a file three times the weights. A
+    kept or exported model needs only the weights; resuming reads `StepCheckpoint`'s files.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    keras.saving.save_weights(model, path, objects_to_skip=[
+        *skip, *([optimizer] if optimizer is not None else [])])
+
+
+def save_task_preset(task: keras.Model, folder: str | Path) -> None:
+    """A keras-hub task as a preset folder (`task.save_to_preset`), its `task.weights.h5` holding
+    the head's weights alone: keras-hub's keeps the optimizer's moments of the whole model."""
+    task.save_to_preset(str(folder))
+    save_inference_weights(task, Path(folder) / "task.weights.h5", skip=[task.backbone])
+
+
+@contextlib.contextmanager
+def no_optimizer_state_warning() -> Iterator[None]:
+    """Load weights saved without optimizer state into a compiled model quietly: Keras warns
+    that it skips the optimizer, which is the point."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        yield
 
 
 class StepCheckpoint(keras.callbacks.Callback):

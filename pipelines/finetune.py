@@ -347,7 +347,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     )
     from albert_tf.export import TextFeatures, export_text_features
     from albert_tf.text_tasks import length_buckets, mean_batch_width, token_lengths
-    from albert_tf.training import fit_resumable, make_optimizer, warmup_steps_for
+    from albert_tf.training import (fit_resumable, make_optimizer, save_inference_weights,
+                                    warmup_steps_for)
     from pipelines.aspect_mining import AspectLexicon
     from pipelines.corpus import read_docs
 
@@ -417,7 +418,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
                 log.warning("finetune: the %s head is BELOW its TF-IDF + LR baseline on held-out "
                             "documents (accuracy or macro-F1); pretrain longer or start from a "
                             "better preset before trusting its features", task)
-        model.save_weights(stage_dir / "classifier.weights.h5")
+        save_inference_weights(model, stage_dir / "classifier.weights.h5")
         lexicon = AspectLexicon.from_json(json.loads(ws.aspect_lexicon.read_text()))
         heads = {"sentiment_labels": list(SENTIMENT_LABELS), "topic_labels": topic_labels,
                  "aspects": lexicon.names, "sequence_length": args.sequence_length}

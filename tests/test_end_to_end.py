@@ -7,6 +7,7 @@ import json
 import re
 import signal
 
+import h5py
 import pytest
 
 from pipelines import cli
@@ -197,6 +198,12 @@ def test_stages_reconcile_and_skip_when_up_to_date(workspace):
     assert cli.main(["features", "--workspace", str(workspace), "--if-stale"]) == 0
     assert json.loads((workspace / "features" / "_stage.json").read_text())["run_id"] == \
         record["run_id"]
+
+
+def test_finetune_keeps_its_weights_without_the_optimizers_moments(workspace):
+    """`classifier.weights.h5` is what re-export needs; Adam's moments would triple it."""
+    with h5py.File(workspace / "finetune" / "classifier.weights.h5") as kept:
+        assert "layers" in kept and "optimizer" not in kept
 
 
 @pytest.mark.slow

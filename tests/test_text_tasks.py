@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import random
 import re
+import warnings
 
+import h5py
 import numpy as np
 import pytest
 
@@ -169,8 +171,17 @@ def test_sentiment_classifier_beats_chance_and_reloads_identically(nano_preset, 
     info = json.loads((tmp_path / "model" / tasks.MODEL_INFO).read_text())
     assert info["labels"] == ["negative", "positive"] and info["task"] == "sentiment"
     # The saved folder is a keras-hub preset: TextClassifier.from_preset gives the same logits.
-    again = tasks.evaluate_task(tmp_path / "model", data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = tasks.evaluate_task(tmp_path / "model", data)
     assert again["accuracy"] == result["accuracy"]
+    # Its task weights are the head's alone: keras-hub's own also keep the optimizer's moments of
+    # the whole model (twice the backbone), and loading them warned that they were skipped.
+    with h5py.File(tmp_path / "model" / "task.weights.h5") as saved:
+        assert "optimizer" not in saved
+    assert (tmp_path / "model" / "task.weights.h5").stat().st_size < (
+        tmp_path / "model" / "model.weights.h5").stat().st_size / 4
+    assert not [w for w in caught if "optimizer" in str(w.message)]
     assert (tmp_path / "model" / "training" / "logs").is_dir()  # TensorBoard + history.jsonl
 
 
