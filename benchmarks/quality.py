@@ -268,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-train", type=int, default=None,
                         help="train on at most this many examples per dataset")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-sequence-length", type=int, default=128,
+                        help="cap of each fine-tune's sequence length, chosen from its training "
+                        "texts (long articles such as BBC's are cut there; default: "
+                        "%(default)s)")
     parser.add_argument("--learning-rate", type=float, default=1e-3,
                         help="peak learning rate of the from-scratch encoders (default: "
                         "%(default)s)")
@@ -333,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.learning_rate,
         max_minutes=args.minutes, eval_every=args.eval_every, max_train=args.max_train,
         tokens_per_second=args.tokens_per_second, linear_probe=args.linear_probe,
+        max_sequence_length=args.max_sequence_length,
     )
     speeds: dict[str, float] = {}
     out_json = args.results / "quality.json"
@@ -347,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         meta = {"benchmark": "quality", **machine(), "options": {
             "minutes": args.minutes, "distill_minutes": args.distill_minutes,
             "epochs": args.epochs, "max_train": args.max_train, "unlabelled": args.unlabelled,
-            "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+            "batch_size": args.batch_size, "max_sequence_length": args.max_sequence_length,
+            "learning_rate": args.learning_rate,
             "pretrained_learning_rate": args.pretrained_learning_rate,
             "presets": {k: str(v) if v else None for k, v in presets.items()}}}
         out_json.write_text(json.dumps(portable({**meta, **results}), indent=2,
