@@ -28,12 +28,13 @@ from albert_tf.spans import (
     strip_span,
     tags_to_spans,
 )
+from albert_tf.training import WeightsOnlyTask
 
 INPUT_KEYS = ("token_ids", "segment_ids", "padding_mask")
 
 
 @keras.saving.register_keras_serializable(package="albert_tf")
-class TokenTagger(keras_hub.models.Task):
+class TokenTagger(WeightsOnlyTask, keras_hub.models.Task):
     """ALBERT backbone -> `sequence_output` -> dropout -> a logit per tag for every token.
 
     Args:

@@ -23,12 +23,13 @@ import tensorflow as tf
 
 from albert_tf.bert import SentencePieceBertTextClassifierPreprocessor, matching_class
 from albert_tf.heads import ClassificationHead, MaskedMeanPooling
+from albert_tf.training import WeightsOnlyTask
 
 log = logging.getLogger("opinionrec")
 
 
 @keras.saving.register_keras_serializable(package="albert_tf")
-class TextClassifier(keras_hub.models.Task):
+class TextClassifier(WeightsOnlyTask, keras_hub.models.Task):
     """ALBERT backbone -> mean over real tokens -> dropout -> class logits.
 
     Args:

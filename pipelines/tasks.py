@@ -223,7 +223,6 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     from albert_tf.spans import aligner_for
     from albert_tf.text_tasks import make_pair_preprocessor
     from albert_tf.tokenizer import load_preset_tokenizer
-    from albert_tf.training import save_task_preset
     from pipelines.quality.datasets import stratified_subset
 
     output = Path(output)
@@ -264,7 +263,7 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
         summary, info = _train_classifier(backbone, preprocessing, dataset, train, dev, work,
                                           options, task, unlabelled)
     # The folder is a keras-hub preset: fine-tuned backbone + task weights + tokenizer.
-    save_task_preset(summary.pop("model"), output)
+    summary.pop("model").save_to_preset(str(output))
     preprocessing.save_to_preset(str(output))
     info.update(task=task, dataset=dataset.name, kind=dataset.task, language=dataset.language,
                 sequence_length=sequence_length, preset=str(preset),
@@ -467,16 +466,7 @@ def _tagging_teacher(model_dir: str, aligner):
     if not tokenizes_alike(aligner_for(load_preset_tokenizer(model_dir)), aligner):
         raise ValueError(f"the teacher {model_dir} tokenizes differently from the student; tag "
                          "distillation needs the same vocabulary (distil the student from it)")
-    return _load_task(TokenTagger, model_dir)
-
-
-def _load_task(cls, model_dir: str):
-    """A fine-tuned task folder as a `cls` model, without its preprocessor (its optimizer state
-    is not saved, and not needed)."""
-    from albert_tf.training import no_optimizer_state_warning
-
-    with no_optimizer_state_warning():
-        return cls.from_preset(model_dir, preprocessor=None)
+    return TokenTagger.from_preset(model_dir, preprocessor=None)
 
 
 def _classifier_probabilities(model_dir: str, examples):
@@ -495,7 +485,7 @@ def _teacher_probabilities(model_dir: str, texts: Sequence[str],
     from albert_tf.text_tasks import TextClassifier, predict_text_logits, softmax
     from albert_tf.tokenizer import is_wordpiece_preset
 
-    model = _load_task(TextClassifier, model_dir)
+    model = TextClassifier.from_preset(model_dir, preprocessor=None)
     cls = (keras_hub.models.BertTextClassifierPreprocessor if is_wordpiece_preset(model_dir)
            else keras_hub.models.AlbertTextClassifierPreprocessor)
     preprocessor = cls.from_preset(model_dir)
@@ -521,7 +511,7 @@ def predict_task(model_dir: str | Path, examples, open_set: bool = True) -> list
         from albert_tf.tagger import TokenTagger, predict_spans
         from albert_tf.tokenizer import load_preset_tokenizer
 
-        model = _load_task(TokenTagger, model_dir)
+        model = TokenTagger.from_preset(model_dir, preprocessor=None)
         aligner = aligner_for(load_preset_tokenizer(model_dir))
         return predict_spans(model, aligner, [e.text for e in examples], info["sequence_length"])
     return _labels(_classifier_probabilities(model_dir, examples), info, open_set)

@@ -86,7 +86,7 @@ def load_trained_qa(stage_dir: str | Path) -> TrainedQA:
     from albert_tf.classifier import load_encoder
     from albert_tf.qa import SpanQuestionAnswerer
     from albert_tf.spans import aligner_for
-    from albert_tf.training import no_optimizer_state_warning
+    from albert_tf.training import load_inference_weights
 
     stage_dir = Path(stage_dir)
     weights, metrics_path = stage_dir / "qa.weights.h5", stage_dir / "metrics.json"
@@ -96,8 +96,7 @@ def load_trained_qa(stage_dir: str | Path) -> TrainedQA:
     metrics = json.loads(metrics_path.read_text())
     tokenizer, backbone = load_encoder(str(_encoder_folder(metrics)))
     model = matching_class(SpanQuestionAnswerer, type(backbone))(backbone)
-    with no_optimizer_state_warning():  # older folders keep it; answering needs none
-        model.load_weights(weights)
+    load_inference_weights(model, weights)  # older folders' optimizer state is ignored
     options = QAOptions(**{k: v for k, v in metrics["options"].items()
                            if k in QAOptions.__dataclass_fields__})
     return TrainedQA(model, aligner_for(tokenizer), metrics["threshold"], options)
