@@ -159,3 +159,59 @@ class LayerDistiller(keras.Model):
 
     def get_config(self):
         return {"weights": asdict(self.loss_weights_)}
+
+
+def distill_layers_on_texts(student, teacher, preprocessor, texts, work_dir, *,
+                            pairs=None, lengths=None, dev_texts=(), dev_pairs=None,
+                            batch_size: int = 32, max_minutes: float = 2.0,
+                            learning_rate: float = 2e-4, seed: int = 0,
+                            jit_compile: bool = True,
+                            weights: DistillationWeights = DistillationWeights()) -> dict:
+    """Task-specific intermediate-layer distillation (TinyBERT's first task stage): the student
+    backbone learns a *fine-tuned* teacher's layers on the task's own texts for `max_minutes`,
+    before its head learns the teacher's predictions. Resumable from `work_dir`.
+
+    `lengths` (tokens per text) groups batches by length and trims them, as fine-tuning does.
+    Returns the steps, the wall time and the held-out (dev) losses before and after.
+    """
+    import time
+    from pathlib import Path
+
+    import numpy as np
+
+    from albert_tf.pretraining import example_order
+    from albert_tf.text_tasks import length_buckets, length_grouped_order, text_dataset
+    from albert_tf.training import fit_resumable, make_optimizer, warmup_steps_for
+
+    start = time.perf_counter()
+    trim = lengths is not None
+    widths = length_buckets(int(preprocessor.sequence_length))
+    dev_ds = (text_dataset(list(dev_texts)[:256], preprocessor, batch_size,
+                           pairs=list(dev_pairs)[:256] if dev_pairs is not None else None,
+                           trim=trim).cache() if len(dev_texts) else None)
+    distiller = LayerDistiller(student, teacher, weights)
+    # An upper bound on the steps: the budget ends the run, and the decay ends with the budget.
+    total_steps = max(1, int(max_minutes * 60 * 4))
+    optimizer = make_optimizer("adamw", learning_rate,
+                               warmup_steps_for(total_steps // 10, max_minutes), total_steps)
+    distiller.compile(optimizer=optimizer, jit_compile=jit_compile)
+    before = distiller.evaluate(dev_ds, verbose=0, return_dict=True) if dev_ds else {}
+
+    def train_ds(start_step: int, num_steps: int):
+        order = (length_grouped_order(np.asarray(lengths), seed, start_step, num_steps,
+                                      batch_size, widths) if trim
+                 else example_order(len(texts), seed, start_step * batch_size,
+                                    num_steps * batch_size))
+        return text_dataset(list(texts), preprocessor, batch_size,
+                            pairs=list(pairs) if pairs is not None else None, order=order,
+                            trim=trim)
+
+    work_dir = Path(work_dir)
+    steps = fit_resumable(distiller, train_ds, total_steps=total_steps,
+                          steps_per_checkpoint=100, checkpoint_dir=work_dir / "checkpoints",
+                          log_dir=work_dir / "logs", keep_checkpoints=1,
+                          max_minutes=max_minutes, anneal_in_budget=True)
+    after = distiller.evaluate(dev_ds, verbose=0, return_dict=True) if dev_ds else {}
+    return {"steps": int(steps), "wall_s": round(time.perf_counter() - start, 1),
+            "dev_losses_before": {k: round(float(v), 4) for k, v in before.items()},
+            "dev_losses_after": {k: round(float(v), 4) for k, v in after.items()}}

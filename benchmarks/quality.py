@@ -19,7 +19,9 @@ Each fine-tune gets `--minutes` of training (early stopping on dev may end it so
 `--task-distill`, the student gets `--distill-minutes` (teacher + student = one task's budget),
 and `albert_in_domain` is the same student distilled on the labelled set plus `--unlabelled`
 in-domain texts the teacher labels (`pipelines.quality.in_domain`: the training texts a
-`--max-train` subset left out, and SubjQA review sentences of the domain for the SemEval sets).
+`--max-train` subset left out, and SubjQA review sentences of the domain for the SemEval sets);
+`albert_layers` first spends `--layer-minutes` of its budget on its layers learning the
+fine-tuned teacher's on the training texts (TinyBERT's intermediate task stage).
 Unsupervised topics (k-means over sentence embeddings, NMI / ARI against the labels) run on the
 news sets as `<dataset>_topics`, for the encoders, TF-IDF + SVD and `hybrid` (the teacher's
 sentence embedding beside TF-IDF + SVD, `opinionrec topics`' default; topics only).
@@ -46,9 +48,12 @@ from benchmarks._common import RESULTS, machine, markdown_table, portable  # noq
 
 log = logging.getLogger("opinionrec")
 
-ENCODERS = ("albert", "albert_in_domain", "teacher", "albert_scratch", "albert_distilled", "bert")
-PRETRAINED = ("albert", "albert_in_domain", "teacher")  # at --pretrained-learning-rate
-STUDENTS = ("albert", "albert_in_domain")  # task-distilled from `teacher` with --task-distill
+ENCODERS = ("albert", "albert_in_domain", "albert_layers", "teacher", "albert_scratch",
+            "albert_distilled", "bert")
+# Fine-tuned at --pretrained-learning-rate:
+PRETRAINED = ("albert", "albert_in_domain", "albert_layers", "teacher")
+# Task-distilled from `teacher` with --task-distill:
+STUDENTS = ("albert", "albert_in_domain", "albert_layers")
 TOPICS_ONLY = ("hybrid",)  # the teacher beside TF-IDF + SVD: an embedding, not a classifier
 MODELS = (*ENCODERS, *TOPICS_ONLY, "tfidf", "lexicon")
 TOPIC_DATASETS = ("ag_news", "bbc", "mind", "thucnews")
@@ -180,7 +185,7 @@ def build_plan(datasets, models, skipped, topics: bool = True,
     if topics or topics_only:
         plan += [(name, "topics", m) for name in datasets if name in TOPIC_DATASETS
                  for m in (*ENCODERS, *TOPICS_ONLY, "tfidf") if m in models and m not in skipped
-                 and m != "albert_in_domain"]  # the same encoder as `albert`
+                 and m not in ("albert_in_domain", "albert_layers")]  # `albert`'s encoder
     return plan
 
 
@@ -286,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hard-label-weight", type=float, default=0.5,
                         help="with --task-distill, the labels' share of the target "
                         "(default: %(default)s)")
+    parser.add_argument("--layer-minutes", type=float, default=3.0,
+                        help="with --task-distill, minutes of `albert_layers`' budget in which "
+                        "its layers first learn the fine-tuned teacher's on the training texts "
+                        "(default: %(default)s)")
     parser.add_argument("--unlabelled", type=int, default=8000, metavar="N",
                         help="with --task-distill, in-domain unlabelled texts the teacher labels "
                         "for `albert_in_domain` (default: %(default)s)")
@@ -319,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.quality.datasets import load_dataset
 
     configure_logging(False)
-    presets = {"albert": args.preset, "albert_in_domain": args.preset, "teacher": args.teacher_preset or packaged_teacher(),
+    presets = {"albert": args.preset, "albert_in_domain": args.preset,
+               "albert_layers": args.preset, "teacher": args.teacher_preset or packaged_teacher(),
                "hybrid": args.teacher_preset or packaged_teacher(),
                "albert_scratch": args.scratch_preset, "albert_distilled": args.distilled_preset,
                "bert": args.bert_preset}
@@ -331,8 +341,9 @@ def main(argv: list[str] | None = None) -> int:
             if model == "bert":
                 skipped[model] += (" (`opinionrec pretrain --architecture bert` makes one under "
                                    "the ALBERT run's budget)")
-    if "albert_in_domain" in args.models and not args.task_distill:
-        skipped["albert_in_domain"] = "it is task-distilled: add --task-distill and `teacher`"
+    for variant in ("albert_in_domain", "albert_layers"):
+        if variant in args.models and not args.task_distill:
+            skipped[variant] = "it is task-distilled: add --task-distill and `teacher`"
     options = tasks.TaskOptions(
         batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.learning_rate,
         max_minutes=args.minutes, eval_every=args.eval_every, max_train=args.max_train,
@@ -395,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
                         model_options, teacher_model=str(teacher_dir),
                         hard_label_weight=args.hard_label_weight,
                         max_minutes=args.distill_minutes or args.minutes)
+                if model == "albert_layers":
+                    model_options = dataclasses.replace(model_options,
+                                                        layer_minutes=args.layer_minutes)
                 if model == "albert_in_domain":
                     model_options = dataclasses.replace(
                         model_options, max_unlabelled=args.unlabelled,

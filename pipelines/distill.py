@@ -11,6 +11,7 @@ the teacher's WordPiece tokenizer) that `finetune --encoder student` and the qua
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import re
@@ -158,6 +159,14 @@ def file_texts(paths: Sequence[str], max_words: int) -> list[str]:
     return texts
 
 
+def texts_digest(texts: Sequence[str]) -> str:
+    """sha256 of the texts in order: what a run trained on, wherever the files were read from."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\n")
+    return digest.hexdigest()
+
+
 def split_texts(texts: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """Distinct texts, split by their case-folded text (no held-out text has a twin in training)."""
     from pipelines.corpus import held_out, split_key
@@ -249,10 +258,15 @@ def _distill(ws, options: DistillOptions, params: dict, inputs: dict,
         raise SystemExit(f"distill: {len(train)} distinct texts, fewer than one batch of "
                          f"{options.batch_size}; ingest more documents or pass --texts")
     # More --steps (or another checkpoint interval) continues the run; anything else restarts it.
+    # The texts count by content, not path, so a copied workspace or corpus still resumes.
     run_state = ws_lib.jsonable({**params, "steps": None, "checkpoint_every": None,
-                                 "texts": len(texts), "teacher": teacher_folder})
-    if run_file.exists() and json.loads(run_file.read_text()) != run_state:
-        log.info("distill: options or texts changed; discarding old checkpoints and logs")
+                                 "texts_files": None, "texts": len(texts),
+                                 "texts_sha256": texts_digest(texts), "teacher": teacher_folder})
+    saved = json.loads(run_file.read_text()) if run_file.exists() else run_state
+    if saved != run_state:
+        changed = sorted(k for k in {**saved, **run_state} if saved.get(k) != run_state.get(k))
+        log.info("distill: %s changed since the last run; discarding its checkpoints and logs",
+                 ", ".join(changed))
         shutil.rmtree(checkpoints, ignore_errors=True)
         shutil.rmtree(logs, ignore_errors=True)
 

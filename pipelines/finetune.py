@@ -125,6 +125,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="with --teacher-model: more in-domain texts, one per line, that the "
                        "teacher labels for the model (texts of the dataset's dev and test "
                        "splits are left out)")
+    group.add_argument("--layer-minutes", type=float, default=0.0,
+                       help="with --teacher-model: first this many minutes (of --max-minutes) "
+                       "of the student's layers learning the fine-tuned teacher's on the "
+                       "task's texts, TinyBERT's first task stage; the student must share the "
+                       "teacher's width and vocabulary, as `distill`'s does "
+                       "(default: %(default)s, off)")
     group.add_argument("--max-unlabelled", type=int, default=8000,
                        help="use at most this many --unlabelled texts, a seeded sample "
                        "(default: %(default)s)")
@@ -158,6 +164,7 @@ def run_task(args: argparse.Namespace) -> int:
         seed=args.seed, xla=not args.no_xla, linear_probe=args.linear_probe,
         teacher_model=args.teacher_model, hard_label_weight=args.hard_label_weight,
         unlabelled=args.unlabelled, max_unlabelled=args.max_unlabelled,
+        layer_minutes=args.layer_minutes,
     )
     output = args.output or str(ws.root / "tasks" / args.dataset)
     summary = tasks.train_task(dataset, preset, output, options, task=args.task)

@@ -72,6 +72,11 @@ class TaskOptions:
     # Needs `teacher_model`; at most `max_unlabelled` of them (a seeded sample).
     unlabelled: str | None = None
     max_unlabelled: int = 8000
+    # Before that, minutes of intermediate-layer distillation from the teacher's fine-tuned
+    # backbone on the task's texts (TinyBERT's first task stage), taken out of `max_minutes`;
+    # 0 = off. Needs a student that shares the teacher's width and vocabulary.
+    layer_minutes: float = 0.0
+    layer_learning_rate: float = 2e-4
 
 
 def task_of_dataset(kind: str) -> str:
@@ -329,6 +334,12 @@ def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options
         lengths = token_lengths(preprocessor, train_texts, train_pairs)
         width = mean_batch_width(lengths, options.batch_size, length_buckets(sequence_length),
                                  options.seed)
+    layer_stage: dict = {}
+    if options.teacher_model and options.layer_minutes > 0:
+        layer_stage, options = _distill_layers(
+            backbone, options, preprocessor, train_texts, train_pairs, lengths,
+            [e.text for e in in_scope_dev], [e.target for e in in_scope_dev] if pairs else None,
+            work)
     summary = fine_tune_classifier(
         model, preprocessor, train_texts, train_y,
         [e.text for e in in_scope_dev], dev_y, work,
@@ -352,7 +363,46 @@ def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options
         info["oos_threshold"] = float(metrics.choose_oos_threshold(probs.max(-1), is_oos,
                                                                      correct))
     summary.update(labelling, model=model)
+    if layer_stage:
+        summary["layer_distillation"] = layer_stage
     return summary, info
+
+
+def _distill_layers(backbone, options: TaskOptions, preprocessor, texts, pairs, lengths,
+                    dev_texts, dev_pairs, work: Path) -> tuple[dict, TaskOptions]:
+    """The student's layers learn the fine-tuned teacher's on the task's texts for
+    `options.layer_minutes`; returns what that did and the options with the budget left."""
+    from albert_tf.bert import load_backbone
+    from albert_tf.layer_distillation import distill_layers_on_texts
+
+    teacher = load_backbone(options.teacher_model)
+    if (backbone.hidden_dim, backbone.vocabulary_size) != (teacher.hidden_dim,
+                                                           teacher.vocabulary_size):
+        log.warning("layer distillation skipped: the student (width %d, %d tokens) does not "
+                    "share the teacher's width and vocabulary (%d, %d)", backbone.hidden_dim,
+                    backbone.vocabulary_size, teacher.hidden_dim, teacher.vocabulary_size)
+        return {}, options
+    minutes = options.layer_minutes
+    if options.max_minutes:
+        minutes = min(minutes, options.max_minutes / 2)  # the head keeps at least half
+    pooler = backbone.get_layer("pooled_dense")
+    pooler_trainable = pooler.trainable
+    stage = distill_layers_on_texts(
+        backbone, teacher, preprocessor, texts, Path(work) / "layers", pairs=pairs,
+        lengths=lengths, dev_texts=dev_texts, dev_pairs=dev_pairs,
+        batch_size=options.batch_size, max_minutes=minutes,
+        learning_rate=options.layer_learning_rate, seed=options.seed, jit_compile=options.xla)
+    pooler.trainable = pooler_trainable  # the distiller froze it; the head's fine-tune may train it
+    log.info("layer distillation from %s: %d steps in %.0f s; dev hidden MSE %.3f -> %.3f, "
+             "attention KL %.3f -> %.3f", options.teacher_model, stage["steps"], stage["wall_s"],
+             stage["dev_losses_before"].get("hidden", float("nan")),
+             stage["dev_losses_after"].get("hidden", float("nan")),
+             stage["dev_losses_before"].get("attention", float("nan")),
+             stage["dev_losses_after"].get("attention", float("nan")))
+    if options.max_minutes:
+        left = max(0.5, options.max_minutes - stage["wall_s"] / 60)
+        options = dataclasses.replace(options, max_minutes=left)
+    return stage, options
 
 
 def _labelling_summary(count: int, start: float) -> dict:

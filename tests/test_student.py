@@ -205,6 +205,13 @@ def test_distill_stage_resumes_and_saves_a_student_preset(nano_teacher_folder, t
     assert again["step"] == 12 and len(again["history"]) == len(metrics["history"])
     np.testing.assert_allclose(again["held_out_final"]["hidden_mse"],
                                metrics["held_out_final"]["hidden_mse"], rtol=1e-5)
+    # The same texts from another path (a copied corpus) still resume.
+    copy = tmp_path / "copy.txt"
+    copy.write_bytes(texts.read_bytes())
+    assert main([*args[:6], str(copy), *args[7:]]) == 0
+    assert json.loads((ws / "distill" / "checkpoints" / "checkpoint.json").read_text())["step"] == 12
+    assert len(json.loads((ws / "distill" / "metrics.json").read_text())["history"]) == \
+        len(metrics["history"])
     # `compare` on a workspace with a student and no pretraining data: the student beside its
     # teacher (each profiled in its own processes), the race left out.
     assert main(["compare", "--workspace", str(ws), "--batch-size", "2", "--sequence-length",
@@ -216,6 +223,40 @@ def test_distill_stage_resumes_and_saves_a_student_preset(nano_teacher_folder, t
     assert all(v > 0 for v in student["tokens_per_s"].values())
     assert "fewer than teacher" in (ws / "compare" / "encoders.md").read_text()
     assert not (ws / "compare" / "compare.json").exists()
+
+
+def test_the_layer_stage_of_task_distillation_moves_the_student_to_the_fine_tuned_teacher(
+        nano_teacher, nano_teacher_folder, tmp_path):
+    """`layer_minutes`: before the head learns the teacher's predictions, the student's layers
+    learn the fine-tuned teacher's on the task's texts (TinyBERT's first task stage): the dev
+    losses fall, and the head's stage still has budget left."""
+    from pipelines import tasks
+    from pipelines.quality.datasets import Dataset, Example
+
+    good = ("great", "good", "love it", "works well", "fast")
+    examples = [Example(s, "positive" if any(w in s for w in good) else "negative")
+                for s in SENTENCES for _ in range(3)]
+    examples = [Example(f"{e.text} {n}" if n else e.text, e.label)
+                for n, e in enumerate(examples)]  # distinct texts, as the splits need
+    data = Dataset(name="nano", task="classification", language="en",
+                   labels=["negative", "positive"], train=examples[:24], dev=examples[24:30],
+                   test=examples[30:], metrics=("accuracy",), description="test fixture")
+    options = dict(batch_size=8, learning_rate=3e-3, eval_every=5, xla=False,
+                   linear_probe="off", epochs=4)
+    tasks.train_task(data, nano_teacher_folder, tmp_path / "teacher", tasks.TaskOptions(**options))
+    teacher, tokenizer = nano_teacher
+    student, _ = build_student(teacher, StudentShape(4, None, "average"))
+    student.save_to_preset(str(tmp_path / "student"))
+    tokenizer.save_to_preset(str(tmp_path / "student"))
+    summary = tasks.train_task(data, tmp_path / "student", tmp_path / "distilled",
+                               tasks.TaskOptions(**options, teacher_model=str(tmp_path / "teacher"),
+                                                 max_minutes=1.0, layer_minutes=0.4,
+                                                 layer_learning_rate=5e-3))
+    stage = summary["layer_distillation"]
+    assert stage["steps"] > 0
+    assert stage["dev_losses_after"]["hidden"] < stage["dev_losses_before"]["hidden"]
+    assert stage["dev_losses_after"]["total"] < stage["dev_losses_before"]["total"]
+    assert summary["steps"] > 0  # the head's stage had budget left
 
 
 def test_the_student_exports_raw_text_features_in_a_fresh_process(nano_teacher, tmp_path):
