@@ -217,6 +217,18 @@ def test_floats_are_written_as_tf_serving_writes_them(server, direct):
         server, "POST", "/v1/models/toy:predict", {"inputs": ["ab"]})[2]
 
 
+def test_float_tokens_are_short_when_they_round_trip_and_exact_when_not():
+    from serving.json_tensor import _decimal_tokens
+
+    values = np.float32([0.1, 1 / 3, -np.inf, np.nan, 16777217.0, -0.0, 3.4028235e38])
+    tokens = _decimal_tokens(values.reshape(1, 7), "%.9g")
+    assert tokens.shape == (1, 7)
+    assert tokens.tolist() == [["0.1", "0.333333343", "-Infinity", "NaN", "16777216.0", "-0.0",
+                                "3.40282347e+38"]]
+    assert _decimal_tokens(np.float64([0.1, 1 / 3]), "%.17g").tolist() == [
+        "0.1", "0.33333333333333331"]
+
+
 def test_versions_are_selected_by_path(server, direct):
     for version in (1, 2):
         reply = predict(server, {"instances": ["ab"]}, f"/v1/models/toy/versions/{version}:predict")
