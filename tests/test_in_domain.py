@@ -8,8 +8,8 @@ import pytest
 
 from pipelines import tasks
 from pipelines.quality.datasets import SHARED_DATA, Dataset, Example, load_dataset
-from pipelines.quality.in_domain import (held_out_twins, in_domain_texts, review_sentences,
-                                         split_training_texts, text_key)
+from pipelines.quality.in_domain import (held_out_twins, in_domain_texts, news_texts,
+                                         review_sentences, split_training_texts, text_key)
 
 
 def _tiny() -> Dataset:
@@ -69,3 +69,14 @@ def test_unused_training_texts_of_a_subset_are_in_domain_texts():
     assert held_out_twins(texts, [*data.dev, *data.test]) == []
     # Unused training sentences are among them (those that are not also labelled elsewhere).
     assert len(keys & {text_key(t) for t in unused}) > 100
+
+
+def test_a_news_set_draws_on_the_other_news_sets_and_never_on_its_own_texts():
+    data = load_dataset("mind", SHARED_DATA)
+    texts = in_domain_texts(data, 5000)
+    assert len(texts) == 5000
+    own = {text_key(e.text) for e in (*data.train, *data.dev, *data.test)}
+    assert not own & {text_key(t) for t in texts}
+    others = {text_key(t) for t in news_texts("mind")}
+    assert all(text_key(t) in others for t in texts)
+    assert news_texts("sst2") == []  # not news

@@ -1,12 +1,15 @@
 """Unlabelled in-domain text for task distillation: texts the fine-tuned teacher labels for the
 student beside the labelled training set (TinyBERT's task distillation on more in-domain text).
 
-Two sources, both without their labels:
+Three sources, all without their labels:
 
 - the dataset's own training texts that a `--max-train` subset left out;
 - for the SemEval aspect sets, review sentences of the same domain from SubjQA's *training* split
   (Amazon electronics reviews for laptops, Yelp reviews for restaurants; `../shared/data/
-  subjqa-review-qa`), split into sentences as the ingest job splits them.
+  subjqa-review-qa`), split into sentences as the ingest job splits them;
+- for a news set (AG News, BBC, MIND), the texts of the *other* news sets, every split of
+  theirs: other news, never a text of this set (MIND's 1,600 training articles have no unused
+  rest to draw on).
 
 No text whose normalised form appears in the dataset's dev or test split is ever returned, so no
 held-out figure is measured on a text the student learnt from (`held_out_twins` checks it).
@@ -26,6 +29,8 @@ from pipelines.records import clean_text, split_sentences
 SUBJQA = "subjqa-review-qa"
 # Dataset name fragment -> SubjQA domain whose training reviews are in-domain for it.
 REVIEW_DOMAINS = {"laptops": "electronics", "restaurants": "restaurants"}
+# News sets: each one's in-domain text includes the others'.
+NEWS_SETS = ("ag_news", "bbc", "mind")
 NO_ANSWER = "ANSWERNOTFOUND"
 MIN_WORDS = 3  # "Great!" teaches a tagger nothing
 # SubjQA joins some sentences with no space: "...on your Nx7.)You can close the case".
@@ -53,6 +58,20 @@ def review_sentences(domain: str, data_dir: Path = SHARED_DATA) -> list[str]:
     return sentences
 
 
+def news_texts(dataset_name: str, data_dir: Path = SHARED_DATA) -> list[str]:
+    """Every text of the news sets other than `dataset_name` (none when it is no news set)."""
+    from pipelines.quality.datasets import load_dataset
+
+    if dataset_name not in NEWS_SETS:
+        return []
+    texts: list[str] = []
+    for other in NEWS_SETS:
+        if other != dataset_name:
+            data = load_dataset(other, data_dir)
+            texts += [e.text for e in (*data.train, *data.dev, *data.test)]
+    return texts
+
+
 def split_training_texts(dataset: Dataset, max_train: int | None,
                          seed: int) -> tuple[list[str], list[str]]:
     """(used, unused) training texts of a seeded `max_train` subset, as `tasks.train_task`
@@ -72,6 +91,7 @@ def in_domain_texts(dataset: Dataset, max_texts: int, max_train: int | None = No
     for fragment, domain in REVIEW_DOMAINS.items():
         if fragment in dataset.name:
             candidates += review_sentences(domain, data_dir)
+    candidates += news_texts(dataset.name, data_dir)
     taken = {text_key(t) for t in used}
     taken |= {text_key(e.text) for e in (*dataset.dev, *dataset.test)}
     texts: list[str] = []
