@@ -189,6 +189,19 @@ def build_plan(datasets, models, skipped, topics: bool = True,
     return plan
 
 
+def below_baseline(entry: dict, row: dict) -> dict[str, str]:
+    """Metrics on which a learned model's `entry` is below the dataset's simple baseline in
+    `row` (TF-IDF + LR, or the lexicon for aspect terms): metric -> that baseline's name."""
+    below = {}
+    for baseline in ("tfidf", "lexicon"):
+        reference = row.get(baseline, {})
+        for metric in entry.get("metrics", []):
+            ours, theirs = entry.get(metric), reference.get(metric)
+            if isinstance(ours, float) and isinstance(theirs, float) and ours < theirs:
+                below[metric] = baseline
+    return below
+
+
 def _pct(value) -> str:
     return f"{100 * value:.2f}" if isinstance(value, float) else "—"
 
@@ -323,11 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown datasets {unknown}; choose from {', '.join(DATASETS)}")
 
-    from pipelines import tasks
     from pipelines.cli import configure_logging
+
+    configure_logging(False)  # first: importing Beam below logs through the root logger
+    from pipelines import tasks
     from pipelines.quality.datasets import load_dataset
 
-    configure_logging(False)
     presets = {"albert": args.preset, "albert_in_domain": args.preset,
                "albert_layers": args.preset, "teacher": args.teacher_preset or packaged_teacher(),
                "hybrid": args.teacher_preset or packaged_teacher(),
@@ -379,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         # The student learns from the teacher fine-tuned on the same data: the teacher first.
         args.models = sorted(args.models, key=lambda m: m != "teacher")
     plan = build_plan(args.datasets, args.models, skipped, args.topics, args.topics_only)
+    measured: set[tuple[str, str]] = set()  # (result row, model) measured by this run
     loaded: dict[str, object] = {}
     for name, kind, model in plan:
         if name not in loaded:
@@ -440,6 +455,16 @@ def main(argv: list[str] | None = None) -> int:
         shown = ", ".join(f"{m} {_pct(entry.get(m))}" for m in entry.get("metrics", []))
         log.info("quality: %s / %s: %s (%.0f s)", key, model, shown or entry.get("error"),
                  entry["wall_s"])
+        measured.add((key, model))
+        # A learned model below its simple baseline says so, whichever of the two ran last.
+        for learned in (m for m in results[key] if m in ENCODERS and (key, m) in measured
+                        and (m == model or model not in ENCODERS)):
+            below = below_baseline(results[key][learned], results[key])
+            if below:
+                results[key][learned]["below_baseline"] = below
+                log.warning("quality: %s / %s is BELOW its baseline: %s", key, learned,
+                            ", ".join(f"{m} {_pct(results[key][learned][m])} vs {b} "
+                                      f"{_pct(results[key][b][m])}" for m, b in below.items()))
         save()
     save()
     print(markdown(results, skipped))

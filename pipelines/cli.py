@@ -107,11 +107,16 @@ def configure_logging(verbose: bool) -> None:
     root = logging.getLogger()
     if not any(isinstance(f, _KnownNoise) for f in root.filters):
         root.addFilter(_KnownNoise())
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname).1s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    level, line = logging.DEBUG if verbose else logging.INFO, logging.Formatter(
+        "%(asctime)s %(levelname).1s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(level=level)
+    # basicConfig does nothing when an import has configured logging first (Beam's "apitools
+    # not found" warning, logged through the root logger, installs a bare handler at WARNING,
+    # which hid every INFO line of the quality harness): take over the level and format.
+    root.setLevel(level)
+    for handler in root.handlers:
+        if type(handler) is logging.StreamHandler:  # not pytest's capture handlers
+            handler.setFormatter(line)
     # TensorFlow and Beam are chatty at INFO.
     for noisy in ("apache_beam", "absl", "tensorflow", "h5py", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -125,3 +125,13 @@ def test_results_record_paths_that_read_the_same_on_any_machine():
     assert portable(record) == {"preset": "<tmp>/dws/distill/preset",
                                 "data": ["../shared/data/sst2-glue"],
                                 "teacher": ".venv/model", "name": "sst2", "steps": 3}
+
+
+def test_a_learned_model_below_its_baseline_is_named_with_the_metrics():
+    rows = _results()
+    assert quality.below_baseline(rows["sst2"]["albert"], rows["sst2"]) == {
+        "accuracy": "tfidf", "macro_f1": "tfidf"}
+    aspects = rows["semeval14_laptops_aspects"]
+    ahead = {"precision": 0.6, "recall": 0.5, "f1": 0.56, "metrics": ["precision", "recall", "f1"]}
+    assert quality.below_baseline(ahead, aspects) == {"recall": "lexicon"}
+    assert quality.below_baseline(aspects["albert"], aspects) == {}  # a failed run has no figures
