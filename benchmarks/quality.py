@@ -140,7 +140,8 @@ def run_encoder(model: str, preset: Path, dataset, options, work: Path,
     result.update({k: summary[k] for k in ("steps", "planned_steps", "best_step", "best_dev",
                                             "sequence_length", "train_seconds",
                                             "train_examples", "unlabelled_examples",
-                                            "teacher_labelling_seconds") if k in summary})
+                                            "teacher_labelling_seconds",
+                                            "layer_distillation") if k in summary})
     result.update(tokens_per_second=speed, learning_rate=options.learning_rate,
                   minutes=options.max_minutes, epochs_cap=options.epochs,
                   parameters=summary.get("parameters"))
