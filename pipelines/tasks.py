@@ -385,14 +385,12 @@ def _distill_layers(backbone, options: TaskOptions, preprocessor, texts, pairs, 
     minutes = options.layer_minutes
     if options.max_minutes:
         minutes = min(minutes, options.max_minutes / 2)  # the head keeps at least half
-    pooler = backbone.get_layer("pooled_dense")
-    pooler_trainable = pooler.trainable
+    # (The distiller freezes the [CLS] pooler, as the classifier's mean pooling already has.)
     stage = distill_layers_on_texts(
         backbone, teacher, preprocessor, texts, Path(work) / "layers", pairs=pairs,
         lengths=lengths, dev_texts=dev_texts, dev_pairs=dev_pairs,
         batch_size=options.batch_size, max_minutes=minutes,
         learning_rate=options.layer_learning_rate, seed=options.seed, jit_compile=options.xla)
-    pooler.trainable = pooler_trainable  # the distiller froze it; the head's fine-tune may train it
     log.info("layer distillation from %s: %d steps in %.0f s; dev hidden MSE %.3f -> %.3f, "
              "attention KL %.3f -> %.3f", options.teacher_model, stage["steps"], stage["wall_s"],
              stage["dev_losses_before"].get("hidden", float("nan")),
