@@ -23,7 +23,6 @@ answered with `Connection: close`) and closes idle keep-alive connections.
 from __future__ import annotations
 
 import collections
-import email.utils
 import functools
 import io
 import json
@@ -422,39 +421,9 @@ class _RestHandler(BaseHTTPRequestHandler):
 
     def parse_request(self) -> bool:
         """Mark the connection busy as soon as a request line has arrived (a draining server
-        answers it), then parse it: an HTTP/1.0 or 1.1 request line and its headers here, in
-        a twentieth of the stdlib's time (its email-package header parser costs ~30 us, a
-        twentieth of a recommender call); anything else as the stdlib does."""
+        answers it), then parse as the stdlib does."""
         self.server.request_started(self.connection)
-        words = self.raw_requestline.split()
-        if len(words) != 3 or words[2] not in _KEEP_ALIVE_BY_VERSION:
-            return super().parse_request()
-        self.command, self.path, self.request_version = (w.decode("iso-8859-1") for w in words)
-        self.requestline = f"{self.command} {self.path} {self.request_version}"
-        if self.path.startswith("//"):
-            self.path = "/" + self.path.lstrip("/")  # as the stdlib: reduce to a single /
-        self.close_connection = not _KEEP_ALIVE_BY_VERSION[words[2]]
-        try:
-            self.headers = _read_headers(self.rfile)
-        except _BadHeaders as error:
-            self.send_error(error.status, str(error))
-            return False
-        connection = self.headers.get("Connection", "").lower()
-        if connection == "close":
-            self.close_connection = True
-        elif connection == "keep-alive":
-            self.close_connection = False
-        if (self.headers.get("Expect", "").lower() == "100-continue"
-                and self.request_version == "HTTP/1.1"):
-            return self.handle_expect_100()
-        return True
-
-    def send_response(self, code: int, message: str | None = None) -> None:
-        """The status line, Server and Date: as the stdlib, with the date formatted once a
-        second instead of on every response."""
-        self.send_response_only(code, message)
-        self.send_header("Server", self.server_version)
-        self.send_header("Date", _http_date())
+        return super().parse_request()
 
     def handle_one_request(self) -> None:
         try:
@@ -511,71 +480,6 @@ class _RestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Silence the stdlib's stderr access log: `_answer` logs each request once."""
-
-
-# Request-line versions read by the fast path, and whether each keeps the connection open.
-_KEEP_ALIVE_BY_VERSION = {b"HTTP/1.1": True, b"HTTP/1.0": False}
-# The stdlib's limits on a header line and on the number of headers (http.client).
-_MAX_HEADER_LINE = 65536
-_MAX_HEADERS = 100
-
-
-class _BadHeaders(ValueError):
-    """Headers the server will not read: too long (431, as the stdlib) or garbled (400)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class _Headers(dict):
-    """Request headers by lower-cased name; `get` takes any case, as `email.message` does, and
-    the first of repeated headers wins, as there."""
-
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
-        return super().get(name.lower(), default)
-
-    def __getitem__(self, name: str) -> str:
-        return super().__getitem__(name.lower())
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and super().__contains__(name.lower())
-
-
-def _read_headers(rfile: Any) -> _Headers:
-    """The header block up to its empty line, within the stdlib's limits; folded lines are
-    joined to the header they continue."""
-    headers, last = _Headers(), None
-    for _ in range(_MAX_HEADERS + 1):
-        line = rfile.readline(_MAX_HEADER_LINE + 1)
-        if len(line) > _MAX_HEADER_LINE:
-            raise _BadHeaders(431, "Line too long")
-        if line in (b"\r\n", b"\n", b""):
-            return headers
-        text = line.decode("iso-8859-1").rstrip("\r\n")
-        if text[:1] in (" ", "\t") and last is not None:  # obsolete line folding
-            headers[last] = f"{headers[last]} {text.strip()}"
-            continue
-        name, colon, value = text.partition(":")
-        name = name.strip().lower()
-        if not colon or not name:
-            raise _BadHeaders(400, f"Bad header line {text[:100]!r}")
-        last = None if name in headers else name  # the first of repeated headers wins
-        if last:
-            headers[name] = value.strip()
-    raise _BadHeaders(431, f"Too many headers (more than {_MAX_HEADERS})")
-
-
-_date_cache: tuple[int, str] = (0, "")
-
-
-def _http_date() -> str:
-    """The Date header's value for now, formatted at most once a second."""
-    global _date_cache
-    second = int(time.time())
-    if _date_cache[0] != second:
-        _date_cache = (second, email.utils.formatdate(second, usegmt=True))
-    return _date_cache[1]
 
 
 def _check_body_size(size: int) -> None:

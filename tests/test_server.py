@@ -372,29 +372,6 @@ def test_oversized_bodies_and_odd_methods_get_json_errors_without_being_read(ser
     assert http(server, "GET", "/v1/models/toy")[0] == 200  # still serving
 
 
-def test_headers_are_read_in_any_case_and_within_the_stdlib_limits(server):
-    body = b'{"instances": ["still here"]}'
-    # Names in any case, a folded line, a repeated header (the first wins), HTTP/1.0 (the
-    # connection closes after the answer).
-    status, headers, reply = _raw_http(server, (
-        b"POST /v1/models/toy:predict HTTP/1.0\r\nhOsT: x\r\ncontent-LENGTH: "
-        + str(len(body)).encode() + b"\r\nContent-Length: 3\r\nX-Note: one\r\n two\r\n\r\n"
-        + body))
-    assert status == 200 and json.loads(reply)["predictions"]
-    assert headers["Connection"] == "close" and headers["Date"].endswith(" GMT")
-    # Too many headers or a header line too long: 431, as the stdlib; a line that is no header
-    # at all: 400. Each as JSON, and the server goes on.
-    status, _, reply = _raw_http(server, b"GET /v1/models/toy HTTP/1.1\r\n"
-                                 + b"X: y\r\n" * 101 + b"\r\n")
-    assert status == 431 and "Too many headers" in json.loads(reply)["error"]
-    status, _, reply = _raw_http(server, b"GET /v1/models/toy HTTP/1.1\r\nX: "
-                                 + b"y" * 70000 + b"\r\n\r\n")
-    assert status == 431 and "Line too long" in json.loads(reply)["error"]
-    status, _, reply = _raw_http(server, b"GET /v1/models/toy HTTP/1.1\r\nno colon\r\n\r\n")
-    assert status == 400 and "Bad header line" in json.loads(reply)["error"]
-    assert http(server, "GET", "/v1/models/toy")[0] == 200
-
-
 def test_accepted_connections_send_small_replies_at_once(server):
     """TCP_NODELAY on every accepted connection (Nagle's algorithm would hold a reply back
     until the client's delayed ACK), and the "100 Continue" a client may wait for before
