@@ -177,15 +177,11 @@ def distill_layers_on_texts(student, teacher, preprocessor, texts, work_dir, *,
     import time
     from pathlib import Path
 
-    import numpy as np
-
-    from albert_tf.pretraining import example_order
-    from albert_tf.text_tasks import length_buckets, length_grouped_order, text_dataset
+    from albert_tf.text_tasks import text_dataset, unlabelled_batches
     from albert_tf.training import fit_resumable, make_optimizer, warmup_steps_for
 
     start = time.perf_counter()
     trim = lengths is not None
-    widths = length_buckets(int(preprocessor.sequence_length))
     dev_ds = (text_dataset(list(dev_texts)[:256], preprocessor, batch_size,
                            pairs=list(dev_pairs)[:256] if dev_pairs is not None else None,
                            trim=trim).cache() if len(dev_texts) else None)
@@ -197,14 +193,8 @@ def distill_layers_on_texts(student, teacher, preprocessor, texts, work_dir, *,
     distiller.compile(optimizer=optimizer, jit_compile=jit_compile)
     before = distiller.evaluate(dev_ds, verbose=0, return_dict=True) if dev_ds else {}
 
-    def train_ds(start_step: int, num_steps: int):
-        order = (length_grouped_order(np.asarray(lengths), seed, start_step, num_steps,
-                                      batch_size, widths) if trim
-                 else example_order(len(texts), seed, start_step * batch_size,
-                                    num_steps * batch_size))
-        return text_dataset(list(texts), preprocessor, batch_size,
-                            pairs=list(pairs) if pairs is not None else None, order=order,
-                            trim=trim)
+    train_ds = unlabelled_batches(list(texts), preprocessor, batch_size, seed, lengths,
+                                  list(pairs) if pairs is not None else None)
 
     work_dir = Path(work_dir)
     steps = fit_resumable(distiller, train_ds, total_steps=total_steps,

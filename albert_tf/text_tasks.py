@@ -200,6 +200,26 @@ def trim_padding(x: dict, widths: Sequence[int]) -> dict:
     return {key: value[:, :width] for key, value in x.items()}
 
 
+def unlabelled_batches(texts: Sequence[str], preprocessor, batch_size: int, seed: int,
+                       lengths: Sequence[int] | None = None,
+                       pairs: Sequence[str] | None = None) -> Callable[[int, int], tf.data.Dataset]:
+    """`make_train_dataset(start_step, num_steps)` for `training.fit_resumable` over unlabelled
+    texts: length-grouped, trimmed batches when `lengths` are given, else seeded shuffles."""
+    from albert_tf.pretraining import example_order
+
+    widths = length_buckets(int(preprocessor.sequence_length))
+
+    def make(start_step: int, num_steps: int) -> tf.data.Dataset:
+        order = (length_grouped_order(np.asarray(lengths), seed, start_step, num_steps,
+                                      batch_size, widths) if lengths is not None
+                 else example_order(len(texts), seed, start_step * batch_size,
+                                    num_steps * batch_size))
+        return text_dataset(texts, preprocessor, batch_size, pairs=pairs, order=order,
+                            trim=lengths is not None)
+
+    return make
+
+
 def text_dataset(
     texts: Sequence[str],
     preprocessor,

@@ -235,14 +235,12 @@ def _distill(ws, options: DistillOptions, params: dict, inputs: dict,
              max_minutes: float | None) -> int:
     import keras
     import keras_hub
-    import tensorflow as tf
 
     from albert_tf.bert import wordpiece_for
     from albert_tf.layer_distillation import DistillationWeights, LayerDistiller
     from albert_tf.student import (StudentShape, build_student, embedding_agreement,
                                    parameter_count)
-    from albert_tf.text_tasks import (length_buckets, length_grouped_order,
-                                      make_pair_preprocessor, text_dataset)
+    from albert_tf.text_tasks import make_pair_preprocessor, text_dataset, unlabelled_batches
     from albert_tf.training import fit_resumable, make_optimizer, read_history, warmup_steps_for
 
     teacher_folder = _teacher_folder(options)
@@ -305,15 +303,8 @@ def _distill(ws, options: DistillOptions, params: dict, inputs: dict,
         optimizer = make_optimizer("adamw", options.learning_rate, warmup, options.steps)
         distiller.compile(optimizer=optimizer, jit_compile=not options.no_xla)
 
-        def train_ds(start_step: int, num_steps: int) -> tf.data.Dataset:
-            from albert_tf.pretraining import example_order
-
-            order = (length_grouped_order(lengths, options.seed, start_step, num_steps,
-                                          options.batch_size,
-                                          length_buckets(options.sequence_length)) if trim
-                     else example_order(len(train), options.seed, start_step * options.batch_size,
-                                        num_steps * options.batch_size))
-            return text_dataset(train, preprocessor, options.batch_size, order=order, trim=trim)
+        train_ds = unlabelled_batches(train, preprocessor, options.batch_size, options.seed,
+                                      lengths)
 
         step = fit_resumable(distiller, train_ds, total_steps=options.steps,
                              steps_per_checkpoint=options.checkpoint_every,
