@@ -164,6 +164,11 @@ NOT_PRAISE_OF = {"strong": frozenset("smell smells scent scents fragrance odor o
                                      "taste flavor flavour chemical".split())}
 
 
+# Openers of a "for" phrase that names who or what an item suits, not what is praised.
+_AUDIENCE = ("people|person|anyone|anybody|everyone|everybody|someone|somebody|those|any|every|"
+             "all|last|kids|children|men|women|beginners")
+
+
 @functools.lru_cache(maxsize=4096)
 def _not_the_subject(terms: tuple[str, ...]) -> re.Pattern | None:
     """Uses of a term that do not name the thing praised: set aside ("many aspects besides just
@@ -180,7 +185,38 @@ def _not_the_subject(terms: tuple[str, ...]) -> re.Pattern | None:
         # the standard of a comparison: "better than using cash", "as good as cash"
         rf"|\b(?:than|as \w+ as)\b(?:\W+\w+){{0,1}}\W+(?:{names})\b"
         # an idiom, not the product: "you're all set"
-        rf"|\ball (?:{names})\b(?!\s+of)")
+        rf"|\ball (?:{names})\b(?!\s+of)"
+        # an audience or a purpose: "for people who enjoy their food", "for any cook", "useful
+        # for last minute meal", "a nice base for applying color" ("great for the price" stays)
+        rf"|\bfor (?:{_AUDIENCE}|\w+ing)\b(?:\W+[\w']+){{0,4}}?\W+(?:{names})\b"
+        rf"|\b(?:{names})\s+(?:lovers?|fans?|enthusiasts?|buffs?|goers?)\b"
+        # a setting: "the lingering scent after my shower"
+        rf"|\b(?:after|before|during)\s+(?:{determiners})\s+(?:\w+\s+)?(?:{names})\b")
+
+
+def _only_in_names(sentence: str, terms: tuple[str, ...]) -> bool:
+    """Whether every use of `terms` in `sentence` is part of a capitalised name mid-sentence
+    ("I love Entertainment Weekly": a title, not the aspect entertainment). Title-case text
+    ("Great Food And Service") shows no names this way."""
+    words = _CASED_WORD.findall(sentence)
+    if sum(w[0].isupper() for w in words) > 0.5 * len(words):
+        return False
+    found = False
+    for pattern in _term_patterns(terms):
+        for match in pattern.finditer(sentence.lower()):
+            found = True
+            start, end = match.span()
+            before = sentence[:start].rstrip()
+            previous = _CASED_WORD.findall(before)[-1:]
+            if not before or before[-1] in ".!?\"(" or not sentence[start].isupper():
+                return False  # sentence-initial or lower case: the common noun
+            if previous and not _CASED_WORD.findall(before[:before.rindex(previous[0])]):
+                previous = []  # the sentence's first word is capitalised anyway
+            neighbours = previous + _CASED_WORD.findall(sentence[end:])[:1]
+            if not any(w[0].isupper() and w.lower() not in STOP_WORDS | OPINION_WORDS
+                       for w in neighbours):
+                return False
+    return found
 
 
 def clause_praises(sentence: str, terms: Iterable[str]) -> bool:
@@ -196,7 +232,7 @@ def clause_praises(sentence: str, terms: Iterable[str]) -> bool:
 
     if aspect_mining_zh.has_chinese(sentence):
         return aspect_mining_zh.clause_praises(sentence, terms)
-    if COMPLAINT_FRAMES & set(_TOKEN.findall(sentence.lower())):
+    if COMPLAINT_FRAMES & set(_TOKEN.findall(sentence.lower())) or _only_in_names(sentence, terms):
         return False
     aside = _not_the_subject(terms)
     lowered = {t.lower() for t in terms}

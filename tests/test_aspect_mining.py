@@ -144,6 +144,19 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     ("Gift card is as good as cash!", ["cash"], False),
     ("A good moisturizer and you're all set.", ["set"], False),
     ("A great set of brushes.", ["set"], True),
+    # An audience, a purpose, a setting or a name is not the thing praised (real served quotes).
+    ("This was an excellent alternative for me to purchase a favorite place to eat for people "
+     "who enjoy their food.", ["food"], False),
+    ("Item as described and very useful for last minute meal", ["meal"], False),
+    ("A very nice base for applying color.", ["color"], False),
+    ("Perfect for the restaurant lover.", ["restaurant"], False),
+    ("Love the lingering scent after my shower.", ["shower"], False),
+    ("Love the lingering scent after my shower.", ["scent"], True),
+    ("I love Entertainment Weekly, great read.", ["entertainment"], False),
+    ("Great sound for the price.", ["price"], True),
+    ("Great for sensitive skin.", ["skin"], True),
+    ("Great Food And Service", ["food"], True),  # title case shows no names
+    ("Love the Food at Applebee's.", ["food"], True),
 ])
 def test_clause_praises_reads_the_clause_that_names_the_aspect(sentence, terms, praises):
     from pipelines.aspect_mining import clause_praises
