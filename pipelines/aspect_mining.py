@@ -151,12 +151,19 @@ _LIKE_SUBJECTS = frozenset("i we you they he she really also do does did definit
 _CONDITION = re.compile(r"^\s*(?:and\s+|so\s+)?(?:if|unless)\b")
 
 
+# "loves to treat his housemates to pizza", "loves having them to grab a quick meal", "love that
+# I was able to treat her to a meal": a liking of an activity, not of the aspect named after it.
+_LOVE = frozenset("love loves loved like likes liked enjoy enjoys enjoyed".split())
+_ACTIVITY = frozenset("to that being having getting going".split())
+
+
 def _praising_words(words: list[str], terms: set[str]) -> list[str]:
     """The positive words of a clause that praise the aspect named by `terms` (see
-    `NOT_PRAISE_OF` and `_LIKE_SUBJECTS`)."""
+    `NOT_PRAISE_OF`, `_LIKE_SUBJECTS` and `_ACTIVITY`)."""
     return [w for i, w in enumerate(words)
             if w in POSITIVE_WORDS and not (NOT_PRAISE_OF.get(w, frozenset()) & terms)
-            and (w != "like" or (i > 0 and words[i - 1] in _LIKE_SUBJECTS))]
+            and (w != "like" or (i > 0 and words[i - 1] in _LIKE_SUBJECTS))
+            and not (w in _LOVE and i + 1 < len(words) and words[i + 1] in _ACTIVITY)]
 
 
 # Positive words that are no praise of some aspects: "a strong smell" is not a compliment.
@@ -190,6 +197,8 @@ def _not_the_subject(terms: tuple[str, ...]) -> re.Pattern | None:
         # for last minute meal", "a nice base for applying color" ("great for the price" stays)
         rf"|\bfor (?:{_AUDIENCE}|\w+ing)\b(?:\W+[\w']+){{0,4}}?\W+(?:{names})\b"
         rf"|\b(?:{names})\s+(?:lovers?|fans?|enthusiasts?|buffs?|goers?)\b"
+        # a kind of card, not the aspect: "she loves food gift cards", "restaurant gift cards"
+        rf"|\b(?:{names})\s+(?:gift\s+)?(?:cards?|certificates?)\b"
         # a setting: "the lingering scent after my shower"
         rf"|\b(?:after|before|during)\s+(?:{determiners})\s+(?:\w+\s+)?(?:{names})\b")
 

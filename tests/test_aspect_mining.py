@@ -157,6 +157,11 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     ("Great for sensitive skin.", ["skin"], True),
     ("Great Food And Service", ["food"], True),  # title case shows no names
     ("Love the Food at Applebee's.", ["food"], True),
+    ("He loves to treat his housemates to pizza.", ["pizza"], False),  # an activity is liked
+    ("She loved that I was able to treat her to a meal!", ["meal"], False),
+    ("She loves the food at Subway.", ["food"], True),
+    ("Good selection of restaurant gift cards to choose from.", ["restaurant"], False),
+    ("Great sound card.", ["sound"], False),
 ])
 def test_clause_praises_reads_the_clause_that_names_the_aspect(sentence, terms, praises):
     from pipelines.aspect_mining import clause_praises
