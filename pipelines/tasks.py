@@ -84,16 +84,26 @@ def task_of_dataset(kind: str) -> str:
     return {v: k for k, v in TASKS.items() if k != "topic"}[kind]
 
 
+def default_task(dataset) -> str:
+    """The dataset's own `--task`: a classification set is sentiment when its classes are
+    polarities (SST-2, ChnSentiCorp), topic otherwise (AG News, MIND, Banking77's intents)."""
+    from pipelines.quality.datasets import POLARITY_LABELS
+
+    if dataset.task == "classification" and not set(dataset.labels) <= set(POLARITY_LABELS):
+        return "topic"
+    return task_of_dataset(dataset.task)
+
+
 def check_task(task: str | None, dataset) -> str:
     """`task` if it fits `dataset` (None: the dataset's own); a clear error otherwise."""
     if task is None:
-        return task_of_dataset(dataset.task)
+        return default_task(dataset)
     if task not in TASKS:
         raise SystemExit(f"unknown --task {task!r}; choose from {', '.join(TASKS)}")
     if TASKS[task] != dataset.task:
         raise SystemExit(f"--task {task} does not fit dataset {dataset.name} (a "
                          f"{dataset.task.replace('_', ' ')} dataset: use --task "
-                         f"{task_of_dataset(dataset.task)})")
+                         f"{default_task(dataset)})")
     return task
 
 

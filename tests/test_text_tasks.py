@@ -6,6 +6,7 @@ beat chance on held-out ones; the model folder must load back and score the same
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -158,6 +159,9 @@ def test_check_task_refuses_a_task_the_dataset_does_not_have():
     assert tasks.check_task("topic", data) == "topic"
     with pytest.raises(SystemExit, match="--task aspect-terms does not fit"):
         tasks.check_task("aspect-terms", data)
+    # Classes that are not polarities make a topic model (news categories, Banking77's intents).
+    news = dataclasses.replace(data, labels=["business", "sport"])
+    assert tasks.check_task(None, news) == "topic"
 
 
 def test_sentiment_classifier_beats_chance_and_reloads_identically(nano_preset, tmp_path):
