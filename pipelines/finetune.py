@@ -124,7 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--unlabelled", default=None, metavar="FILE",
                        help="with --teacher-model: more in-domain texts, one per line, that the "
                        "teacher labels for the model (texts of the dataset's dev and test "
-                       "splits are left out)")
+                       "splits are left out); for aspect-polarity 'sentence<TAB>aspect term' "
+                       "lines")
     group.add_argument("--layer-minutes", type=float, default=0.0,
                        help="with --teacher-model: first this many minutes (of --max-minutes) "
                        "of the student's layers learning the fine-tuned teacher's on the "

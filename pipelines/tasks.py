@@ -186,7 +186,8 @@ def read_unlabelled(path: str | Path, dataset, labelled: Sequence[str], limit: i
                     seed: int = 0) -> list[str]:
     """Distinct texts of `path` (one per line), at most `limit` (a seeded sample), leaving out any
     whose normalised form is a `labelled` training text or a text of `dataset`'s dev or test
-    split: nothing held out is learnt from, not even through the teacher."""
+    split: nothing held out is learnt from, not even through the teacher. For aspect polarity a
+    line is a pair, "sentence<TAB>aspect term" (`split_pair`); the sentence is what is checked."""
     import random
 
     from pipelines.quality.in_domain import text_key
@@ -194,17 +195,24 @@ def read_unlabelled(path: str | Path, dataset, labelled: Sequence[str], limit: i
     path = Path(path)
     if not path.is_file():
         raise SystemExit(f"--unlabelled {path}: no such file (one text per line)")
+    pairs = dataset.task == "aspect_polarity"
     taken = {text_key(t) for t in labelled}
     held_out = {text_key(e.text) for e in (*dataset.dev, *dataset.test)}
-    texts, dropped = [], 0
+    texts, dropped, seen = [], 0, set()
     for line in path.read_text(encoding="utf-8").splitlines():
-        key = text_key(line)
-        if not key or key in taken:
+        sentence, target = split_pair(line)
+        if pairs and not target:
+            raise SystemExit(f"--unlabelled {path}: aspect polarity needs 'sentence<TAB>aspect "
+                             f"term' lines, not {line[:60]!r}")
+        key = text_key(sentence)
+        if not key or key in taken or (key, target) in seen:
             continue
         if key in held_out:
             dropped += 1
             continue
-        taken.add(key)
+        if not pairs:
+            taken.add(key)
+        seen.add((key, target))
         texts.append(line.strip())
     if dropped:
         log.warning("--unlabelled: left out %d texts that are also dev or test texts of %s",
@@ -215,6 +223,12 @@ def read_unlabelled(path: str | Path, dataset, labelled: Sequence[str], limit: i
     if len(texts) > limit:
         texts = random.Random(seed).sample(texts, limit)
     return texts
+
+
+def split_pair(line: str) -> tuple[str, str | None]:
+    """An unlabelled line's (sentence, aspect term): "sentence<TAB>term", or a plain text."""
+    sentence, tab, target = line.strip().partition("\t")
+    return sentence.strip(), (target.strip() or None) if tab else None
 
 
 def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOptions,
@@ -229,9 +243,6 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     if options.unlabelled and not options.teacher_model:
         raise SystemExit("--unlabelled needs --teacher-model: the fine-tuned teacher labels "
                          "those texts for the model")
-    if options.unlabelled and TASKS[task] == "aspect_polarity":
-        raise SystemExit("--unlabelled: aspect-polarity examples are (sentence, aspect) pairs; "
-                         "plain texts cannot be labelled for it")
     import keras
 
     from albert_tf.bert import load_backbone
@@ -330,14 +341,18 @@ def _train_classifier(backbone, preprocessor, dataset, train, dev, work, options
                  "of the training labels)", dataset.name, options.teacher_model,
                  options.hard_label_weight,
                  100 * float(np.mean(probabilities.argmax(-1) == np.asarray(train_y))))
-        if unlabelled:  # the teacher's distributions are their only targets
-            start = time.perf_counter()
-            extra = _teacher_probabilities(options.teacher_model, unlabelled)
-            labelling = _labelling_summary(len(unlabelled), start)
-            train_texts += list(unlabelled)
-            train_y += [int(i) for i in extra.argmax(-1)]
-            targets = np.concatenate([targets, extra])
     train_pairs = [e.target for e in train] if pairs else None
+    if options.teacher_model and unlabelled:  # the teacher's distributions are their only targets
+        extra_texts, extra_pairs = zip(*map(split_pair, unlabelled))
+        start = time.perf_counter()
+        extra = _teacher_probabilities(options.teacher_model, extra_texts,
+                                       extra_pairs if pairs else None)
+        labelling = _labelling_summary(len(unlabelled), start)
+        train_texts += list(extra_texts)
+        if pairs:
+            train_pairs += list(extra_pairs)
+        train_y += [int(i) for i in extra.argmax(-1)]
+        targets = np.concatenate([targets, extra])
     # Batches of similar-length texts, trimmed: plan the steps with what a step really costs.
     lengths, width = None, float(sequence_length)
     if options.group_by_length:

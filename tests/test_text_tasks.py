@@ -241,6 +241,25 @@ def test_aspect_polarity_reads_the_target(nano_preset, tmp_path):
     # Every sentence holds one positive and one negative aspect: without reading the target
     # the best possible accuracy is 50%.
     assert result["accuracy"] >= 0.75, result
+    # A student learns it from unlabelled "sentence<TAB>term" lines the teacher labels
+    # (sentences worded unlike any of the fixture's).
+    templates = ["Nobody asked about the {} or the {}.", "Only the {} and the {} were discussed.",
+                 "She pointed at the {} and then the {}.", "The {} sits next to the {}.",
+                 "First the {}, then the {}.", "He wrote about the {} and the {}."]
+    lines = [f"{template.format(*order)}\t{target}" for template in templates
+             for a in ("battery", "screen") for b in ("keyboard", "speaker")
+             for order in ((a, b), (b, a)) for target in (a, b)]
+    (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
+    # Its four labelled pairs are wrong (hard weight 1), so all it knows comes through the teacher.
+    flip = {"positive": "negative", "negative": "positive"}
+    few = dataclasses.replace(data, train=[dataclasses.replace(e, label=flip[e.label])
+                                           for e in data.train[:4]])
+    options = tasks.TaskOptions(epochs=12, teacher_model=str(tmp_path / "model"),
+                                hard_label_weight=1.0, unlabelled=str(tmp_path / "pairs.txt"),
+                                **OPTIONS)
+    summary = tasks.train_task(few, nano_preset, tmp_path / "student", options)
+    assert summary["unlabelled_examples"] == len(lines)
+    assert tasks.evaluate_task(tmp_path / "student", data)["accuracy"] >= 0.75
 
 
 def test_intent_classifier_sets_an_out_of_scope_threshold_on_dev(nano_preset, tmp_path):

@@ -1,7 +1,8 @@
 """Unlabelled in-domain text for task distillation: texts the fine-tuned teacher labels for the
 student beside the labelled training set (TinyBERT's task distillation on more in-domain text).
 
-Three sources, all without their labels:
+Three sources, all without their labels (for aspect polarity, each sentence that names a
+training aspect term, paired with it: "sentence<TAB>term", `aspect_pairs`):
 
 - the dataset's own training texts that a `--max-train` subset left out;
 - for the SemEval aspect sets, review sentences of the same domain from SubjQA's *training* split
@@ -102,7 +103,26 @@ def in_domain_texts(dataset: Dataset, max_texts: int, max_train: int | None = No
         taken.add(key)
         texts.append(text)
     random.Random(seed).shuffle(texts)
+    if dataset.task == "aspect_polarity":
+        return aspect_pairs(texts, dataset.train, max_texts)
     return texts[:max_texts]
+
+
+def aspect_pairs(sentences: Sequence[str], train: Sequence, max_pairs: int) -> list[str]:
+    """"sentence<TAB>term" lines for aspect polarity: each sentence that names an aspect term of
+    the training examples, paired with the longest such term (as the sentence spells it)."""
+    terms = sorted({e.target.lower() for e in train if e.target}, key=len, reverse=True)
+    if not terms:
+        return []
+    pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, terms)) + r")\b", re.IGNORECASE)
+    pairs = []
+    for sentence in sentences:
+        found = pattern.findall(sentence)
+        if found:
+            pairs.append(f"{sentence}\t{max(found, key=len)}")
+            if len(pairs) == max_pairs:
+                break
+    return pairs
 
 
 def held_out_twins(texts: Iterable[str], held_out: Sequence) -> list[str]:
