@@ -281,7 +281,9 @@ def train_task(dataset, preset: str | Path, output: str | Path, options: TaskOpt
     start = time.perf_counter()
     if TASKS[task] == "aspect_terms":
         summary = _train_tagger(backbone, aligner_for(tokenizer), train, dev,
-                                sequence_length, work, options, unlabelled)
+                                sequence_length, work, options, unlabelled,
+                                layer_preprocessor=make_pair_preprocessor(tokenizer,
+                                                                          sequence_length))
         info: dict[str, Any] = {"labels": []}
         preprocessing = tokenizer
     else:
@@ -436,7 +438,7 @@ def _labelling_summary(count: int, start: float) -> dict:
 
 
 def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options,
-                  unlabelled: Sequence[str] = ()) -> dict:
+                  unlabelled: Sequence[str] = (), layer_preprocessor=None) -> dict:
     import numpy as np
     import tensorflow as tf
 
@@ -472,6 +474,15 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options,
                        for k in (*INPUT_KEYS, "sample_weight")}
             targets = np.concatenate([targets, extra_targets])
         del teacher
+    layer_stage: dict = {}
+    if options.teacher_model and options.layer_minutes > 0 and layer_preprocessor is not None:
+        # The stage reads whole texts ([CLS] text [SEP]), as the tagger does.
+        from albert_tf.text_tasks import token_lengths
+
+        texts = [e.text for e in train] + list(unlabelled)
+        layer_stage, options = _distill_layers(
+            backbone, options, layer_preprocessor, texts, None,
+            token_lengths(layer_preprocessor, texts), [e.text for e in dev], None, work)
     model = matching_class(TokenTagger, type(backbone))(backbone)
     widths = length_buckets(sequence_length)
     lengths = np.asarray(encoded["padding_mask"]).sum(axis=1)
@@ -523,7 +534,8 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options,
             "planned_steps": total_steps,
             "best_step": keep_best.best_step, "best_dev": keep_best.best,
             "dev_curve": keep_best.history, "train_seconds": round(time.perf_counter() - start, 1),
-            "train_examples": len(train), "truncated_spans": truncated_spans, **labelling}
+            "train_examples": len(train), "truncated_spans": truncated_spans, **labelling,
+            **({"layer_distillation": layer_stage} if layer_stage else {})}
 
 
 def _tagging_teacher(model_dir: str, aligner):

@@ -225,22 +225,38 @@ def test_distill_stage_resumes_and_saves_a_student_preset(nano_teacher_folder, t
     assert not (ws / "compare" / "compare.json").exists()
 
 
-def test_the_layer_stage_of_task_distillation_moves_the_student_to_the_fine_tuned_teacher(
-        nano_teacher, nano_teacher_folder, tmp_path):
-    """`layer_minutes`: before the head learns the teacher's predictions, the student's layers
-    learn the fine-tuned teacher's on the task's texts (TinyBERT's first task stage): the dev
-    losses fall, and the head's stage still has budget left."""
-    from pipelines import tasks
+def _layer_stage_fixture(kind: str):
+    """A nano sentiment set, or an aspect-term set over the same sentences ("battery" and
+    "screen" are the terms)."""
+    import re
+
     from pipelines.quality.datasets import Dataset, Example
 
     good = ("great", "good", "love it", "works well", "fast")
-    examples = [Example(s, "positive" if any(w in s for w in good) else "negative")
-                for s in SENTENCES for _ in range(3)]
-    examples = [Example(f"{e.text} {n}" if n else e.text, e.label)
-                for n, e in enumerate(examples)]  # distinct texts, as the splits need
-    data = Dataset(name="nano", task="classification", language="en",
-                   labels=["negative", "positive"], train=examples[:24], dev=examples[24:30],
-                   test=examples[30:], metrics=("accuracy",), description="test fixture")
+    texts = [f"{s} {n}" if n else s for n, s in enumerate(s for s in SENTENCES for _ in range(3))]
+    if kind == "aspect_terms":  # distinct texts, as the splits need
+        examples = [Example(t, None, spans=tuple(m.span() for m in re.finditer(
+            r"\b(?:battery|screen)\b", t))) for t in texts]
+        labels, metrics = [], ("precision", "recall", "f1")
+    else:
+        examples = [Example(t, "positive" if any(w in t for w in good) else "negative")
+                    for t in texts]
+        labels, metrics = ["negative", "positive"], ("accuracy",)
+    return Dataset(name="nano", task=kind, language="en", labels=labels, train=examples[:24],
+                   dev=examples[24:30], test=examples[30:], metrics=metrics,
+                   description="test fixture")
+
+
+@pytest.mark.parametrize("kind", ["classification", "aspect_terms"])
+def test_the_layer_stage_of_task_distillation_moves_the_student_to_the_fine_tuned_teacher(
+        nano_teacher, nano_teacher_folder, tmp_path, kind):
+    """`layer_minutes`: before the head learns the teacher's predictions (a class, or a tag on
+    every token), the student's layers learn the fine-tuned teacher's on the task's texts
+    (TinyBERT's first task stage): the dev losses fall, and the head's stage still has budget
+    left."""
+    from pipelines import tasks
+
+    data = _layer_stage_fixture(kind)
     options = dict(batch_size=8, learning_rate=3e-3, eval_every=5, xla=False,
                    linear_probe="off", epochs=4)
     tasks.train_task(data, nano_teacher_folder, tmp_path / "teacher", tasks.TaskOptions(**options))
