@@ -14,7 +14,8 @@ sentence-embedding loss), `bert` (`--bert-preset`, the BERT equivalent: `opinion
 --architecture bert`), `tfidf` (TF-IDF + logistic regression, EVAL.md's recipe) and `lexicon`
 (train aspect terms, longest match; aspect extraction only). An encoder without a preset is
 skipped and the table says so. Pretrained encoders (`albert`, `teacher`) fine-tune at
-`--pretrained-learning-rate`, the from-scratch ones at `--learning-rate`.
+`--pretrained-learning-rate`, the from-scratch ones at `--learning-rate`; `--student-learning-rate`
+sets the distilled students' own (`albert*`).
 Each fine-tune gets `--minutes` of training (early stopping on dev may end it sooner); with
 `--task-distill`, the student gets `--distill-minutes` (teacher + student = one task's budget),
 and `albert_in_domain` is the same student distilled on the labelled set plus `--unlabelled`
@@ -297,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrained-learning-rate", type=float, default=1e-4,
                         help="peak learning rate of the pretrained ones, `albert` and `teacher` "
                         "(default: %(default)s)")
+    parser.add_argument("--student-learning-rate", type=float, default=None,
+                        help="peak learning rate of the distilled students (`albert`, "
+                        "`albert_in_domain`, `albert_layers`; default: "
+                        "--pretrained-learning-rate)")
     parser.add_argument("--eval-every", type=int, default=100,
                         help="steps between dev evaluations (early stopping)")
     parser.add_argument("--task-distill", action="store_true",
@@ -381,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch_size, "max_sequence_length": args.max_sequence_length,
             "learning_rate": args.learning_rate,
             "pretrained_learning_rate": args.pretrained_learning_rate,
+            "student_learning_rate": args.student_learning_rate,
             "presets": {k: str(v) if v else None for k, v in presets.items()}}}
         out_json.write_text(json.dumps(portable({**meta, **results}), indent=2,
                                        ensure_ascii=False) + "\n")
@@ -412,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
             elif model in ENCODERS:
                 rate = (args.pretrained_learning_rate if model in PRETRAINED
                         else args.learning_rate)
+                if model in STUDENTS and args.student_learning_rate:
+                    rate = args.student_learning_rate
                 model_options = dataclasses.replace(options, learning_rate=rate)
                 teacher_dir = args.work_dir / name / "teacher"
                 if args.task_distill and model in STUDENTS:
