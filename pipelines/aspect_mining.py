@@ -195,7 +195,7 @@ def _not_the_subject(terms: tuple[str, ...]) -> re.Pattern | None:
         rf"|\ball (?:{names})\b(?!\s+of)"
         # an audience or a purpose: "for people who enjoy their food", "for any cook", "useful
         # for last minute meal", "a nice base for applying color" ("great for the price" stays)
-        rf"|\bfor (?:{_AUDIENCE}|\w+ing)\b(?:\W+[\w']+){{0,4}}?\W+(?:{names})\b"
+        rf"|\bfor (?:{_AUDIENCE}|(?!(?:any|every|some|no)thing\b)\w+ing)\b(?:\W+[\w']+){{0,4}}?\W+(?:{names})\b"
         rf"|\b(?:{names})\s+(?:lovers?|fans?|enthusiasts?|buffs?|goers?)\b"
         # a kind of card, not the aspect: "she loves food gift cards", "restaurant gift cards"
         rf"|\b(?:{names})\s+(?:gift\s+)?(?:cards?|certificates?)\b"

@@ -155,6 +155,7 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     ("I love Entertainment Weekly, great read.", ["entertainment"], False),
     ("Great sound for the price.", ["price"], True),
     ("Great for sensitive skin.", ["skin"], True),
+    ("Perfect for everything and the color is lovely.", ["color"], True),  # no gerund
     ("Great Food And Service", ["food"], True),  # title case shows no names
     ("Love the Food at Applebee's.", ["food"], True),
     ("He loves to treat his housemates to pizza.", ["pizza"], False),  # an activity is liked
