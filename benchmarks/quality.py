@@ -256,6 +256,9 @@ def markdown(results: dict, skipped_encoders: dict[str, str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipelines.cli import configure_logging
+
+    configure_logging(False)  # first: importing the datasets imports Beam, which logs at import
     from pipelines.quality.datasets import DATASETS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
@@ -342,9 +345,6 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown datasets {unknown}; choose from {', '.join(DATASETS)}")
 
-    from pipelines.cli import configure_logging
-
-    configure_logging(False)  # first: importing Beam below logs through the root logger
     from pipelines import tasks
     from pipelines.quality.datasets import load_dataset
 
