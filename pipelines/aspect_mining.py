@@ -121,7 +121,9 @@ _CLAUSE = re.compile(r"\b(?:but|however|although|though|whereas|while|yet|except
 
 NEGATIONS = frozenset("not no never nothing hardly barely neither nor without".split())
 # "I would have liked it in a tin", "I wish it were bigger": a wish is no praise.
-_COUNTERFACTUAL = re.compile(r"\b(?:would|could|should)(?: have|'ve)\b|\bwish(?:ed|es)?\b|\bhoped\b")
+# An inverted condition is one too: "were I picking the perfect bath mitt".
+_COUNTERFACTUAL = re.compile(r"\b(?:would|could|should)(?: have|'ve)\b|\bwish(?:ed|es)?\b|\bhoped\b"
+                             r"|\b(?:were|had) (?:i|we)\b")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -199,6 +201,8 @@ def _not_the_subject(terms: tuple[str, ...]) -> re.Pattern | None:
         rf"|\b(?:{names})\s+(?:lovers?|fans?|enthusiasts?|buffs?|goers?)\b"
         # a kind of card, not the aspect: "she loves food gift cards", "restaurant gift cards"
         rf"|\b(?:{names})\s+(?:gift\s+)?(?:cards?|certificates?)\b"
+        # a verb or part of a compound: "it seems to set-up the beard"
+        rf"|\bto (?:{names})\b|\b(?:{names})-\w"
         # a setting: "the lingering scent after my shower"
         rf"|\b(?:after|before|during)\s+(?:{determiners})\s+(?:\w+\s+)?(?:{names})\b")
 

@@ -156,6 +156,9 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     ("Great sound for the price.", ["price"], True),
     ("Great for sensitive skin.", ["skin"], True),
     ("Perfect for everything and the color is lovely.", ["color"], True),  # no gerund
+    ("I'd probably like it rougher, were I picking the perfect bath mitt.", ["bath"], False),
+    ("It seems to set-up the beard better than any other way.", ["set"], False),
+    ("Love the upgrade to the set.", ["set"], True),  # "to the set": a noun
     ("Great Food And Service", ["food"], True),  # title case shows no names
     ("Love the Food at Applebee's.", ["food"], True),
     ("He loves to treat his housemates to pizza.", ["pizza"], False),  # an activity is liked
