@@ -207,6 +207,9 @@ def _not_the_subject(terms: tuple[str, ...]) -> re.Pattern | None:
         rf"|\b(?:after|before|during)\s+(?:{determiners})\s+(?:\w+\s+)?(?:{names})\b")
 
 
+_NOT_NAME_WORDS = STOP_WORDS | OPINION_WORDS  # capitalised, they start a title-case phrase
+
+
 def _only_in_names(sentence: str, terms: tuple[str, ...]) -> bool:
     """Whether every use of `terms` in `sentence` is part of a capitalised name mid-sentence
     ("I love Entertainment Weekly": a title, not the aspect entertainment). Title-case text
@@ -214,20 +217,19 @@ def _only_in_names(sentence: str, terms: tuple[str, ...]) -> bool:
     words = _CASED_WORD.findall(sentence)
     if sum(w[0].isupper() for w in words) > 0.5 * len(words):
         return False
-    found = False
+    found, lowered = False, sentence.lower()
     for pattern in _term_patterns(terms):
-        for match in pattern.finditer(sentence.lower()):
+        for match in pattern.finditer(lowered):
             found = True
             start, end = match.span()
             before = sentence[:start].rstrip()
-            previous = _CASED_WORD.findall(before)[-1:]
             if not before or before[-1] in ".!?\"(" or not sentence[start].isupper():
                 return False  # sentence-initial or lower case: the common noun
-            if previous and not _CASED_WORD.findall(before[:before.rindex(previous[0])]):
-                previous = []  # the sentence's first word is capitalised anyway
-            neighbours = previous + _CASED_WORD.findall(sentence[end:])[:1]
-            if not any(w[0].isupper() and w.lower() not in STOP_WORDS | OPINION_WORDS
-                       for w in neighbours):
+            earlier = _CASED_WORD.findall(before)
+            # The sentence's first word is capitalised anyway, so it shows no name.
+            neighbours = earlier[-1:] if len(earlier) > 1 else []
+            neighbours += _CASED_WORD.findall(sentence[end:])[:1]
+            if not any(w[0].isupper() and w.lower() not in _NOT_NAME_WORDS for w in neighbours):
                 return False
     return found
 

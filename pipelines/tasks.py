@@ -201,17 +201,17 @@ def read_unlabelled(path: str | Path, dataset, labelled: Sequence[str], limit: i
     texts, dropped, seen = [], 0, set()
     for line in path.read_text(encoding="utf-8").splitlines():
         sentence, target = split_pair(line)
+        key = text_key(sentence)
+        if not key:
+            continue
         if pairs and not target:
             raise SystemExit(f"--unlabelled {path}: aspect polarity needs 'sentence<TAB>aspect "
                              f"term' lines, not {line[:60]!r}")
-        key = text_key(sentence)
-        if not key or key in taken or (key, target) in seen:
+        if key in taken or (key, target) in seen:  # a plain text repeats as (key, None)
             continue
         if key in held_out:
             dropped += 1
             continue
-        if not pairs:
-            taken.add(key)
         seen.add((key, target))
         texts.append(line.strip())
     if dropped:
@@ -474,18 +474,16 @@ def _train_tagger(backbone, aligner, train, dev, sequence_length, work, options,
                        for k in (*INPUT_KEYS, "sample_weight")}
             targets = np.concatenate([targets, extra_targets])
         del teacher
+    lengths = np.asarray(encoded["padding_mask"]).sum(axis=1)  # labelled, then unlabelled
     layer_stage: dict = {}
     if options.teacher_model and options.layer_minutes > 0 and layer_preprocessor is not None:
-        # The stage reads whole texts ([CLS] text [SEP]), as the tagger does.
-        from albert_tf.text_tasks import token_lengths
-
-        texts = [e.text for e in train] + list(unlabelled)
+        # The stage reads whole texts ([CLS] text [SEP]), as the tagger does; their encoded
+        # lengths group its batches.
         layer_stage, options = _distill_layers(
-            backbone, options, layer_preprocessor, texts, None,
-            token_lengths(layer_preprocessor, texts), [e.text for e in dev], None, work)
+            backbone, options, layer_preprocessor, [e.text for e in train] + list(unlabelled),
+            None, lengths, [e.text for e in dev], None, work)
     model = matching_class(TokenTagger, type(backbone))(backbone)
     widths = length_buckets(sequence_length)
-    lengths = np.asarray(encoded["padding_mask"]).sum(axis=1)
     width = float(sequence_length)
     if options.group_by_length:  # batches of similar length, trimmed (as for classifiers)
         width = mean_batch_width(lengths, options.batch_size, widths, options.seed)
