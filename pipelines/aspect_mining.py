@@ -151,6 +151,17 @@ _LIKE_SUBJECTS = frozenset("i we you they he she really also do does did definit
                            "still always both all i'd we'd".split())
 # A condition is no statement about this item: "If my dentist offered this at a good price ...".
 _CONDITION = re.compile(r"^\s*(?:and\s+|so\s+)?(?:if|unless)\b")
+# A question is none either: "Do you love collecting quality photos of nature?" (a sentence
+# part that ends in "?").
+_SENTENCE_PART = re.compile(r"[^.!?]*(?:[.!?]+|$)")
+
+
+def _asked(sentence: str, terms: tuple[str, ...]) -> bool:
+    """Whether every part of `sentence` that names `terms` is a question."""
+    patterns = _term_patterns(terms)
+    naming = [part for part in _SENTENCE_PART.findall(sentence.lower())
+              if any(p.search(part) for p in patterns)]
+    return bool(naming) and all(part.rstrip().endswith("?") for part in naming)
 
 
 # "loves to treat his housemates to pizza", "loves having them to grab a quick meal", "love that
@@ -240,14 +251,15 @@ def clause_praises(sentence: str, terms: Iterable[str]) -> bool:
     negative word or negation ("Runs small, I had to return them" and "Terrible quality, the sole
     fell apart" are no praise of size or sole), in a sentence not framed as a complaint
     (`COMPLAINT_FRAMES`), naming the aspect as the thing praised (`_not_the_subject`) in a
-    statement, not a condition, with a positive word that praises this aspect
+    statement, not a condition or a question, with a positive word that praises this aspect
     (`_praising_words`)."""
     terms = tuple(terms)
     from pipelines import aspect_mining_zh  # here: it builds on this module
 
     if aspect_mining_zh.has_chinese(sentence):
         return aspect_mining_zh.clause_praises(sentence, terms)
-    if COMPLAINT_FRAMES & set(_TOKEN.findall(sentence.lower())) or _only_in_names(sentence, terms):
+    if (COMPLAINT_FRAMES & set(_TOKEN.findall(sentence.lower())) or _asked(sentence, terms)
+            or _only_in_names(sentence, terms)):
         return False
     aside = _not_the_subject(terms)
     lowered = {t.lower() for t in terms}

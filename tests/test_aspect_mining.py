@@ -166,6 +166,10 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     ("She loves the food at Subway.", ["food"], True),
     ("Good selection of restaurant gift cards to choose from.", ["restaurant"], False),
     ("Great sound card.", ["sound"], False),
+    # A question states nothing (a real served quote).
+    ("Do you love collecting quality photos of nature and wildlife?", ["photos"], False),
+    ("Who needs a great sound?  The bass is great.", ["bass"], True),
+    ("Why buy it? Great sound, that's why.", ["sound"], True),
 ])
 def test_clause_praises_reads_the_clause_that_names_the_aspect(sentence, terms, praises):
     from pipelines.aspect_mining import clause_praises
