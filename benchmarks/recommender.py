@@ -20,7 +20,10 @@ test); the two-tower needs the features stage run on MIND and is not measured th
 Each category needs a workspace that went through the chain up to `features`; missing ones are
 made with `opinionrec run --minutes 20` (about 20 minutes each on 2 cores):
 
-    python benchmarks/recommender.py --root /tmp/bench      # ~2 min with the workspaces made
+    python benchmarks/recommender.py --root /tmp/bench      # ~8 min with the workspaces made
+
+The exported model is fitted from base seed 0 for every table, and refitted from base seeds 10 and
+20 for the seed-spread table (test NDCG@10 of one fit moves by ~0.01-0.02 with its seeds alone).
 
 Writes benchmarks/results/recommender.{json,md,png}.
 """
@@ -114,14 +117,17 @@ def diversity(top: np.ndarray, num_items: int, warm: np.ndarray | None = None) -
 
 
 def id_only_two_tower(features, split, config, temperatures):
-    """The same towers without profile features, temperature and epoch chosen on dev as for the
-    full model (`recommender.fit`)."""
+    """The same towers without profile features, temperature and epochs chosen on dev and as
+    many seeds averaged as for the full model (`recommender.fit`)."""
     from recommender.fit import _tune_towers
-    from recommender.train import model_scorer
+    from recommender.train import ensemble_vectors, train_towers
 
-    _, result, _ = _tune_towers(features, split, replace(config, use_features=False),
-                                temperatures, None)
-    return model_scorer(result.model, features)
+    id_only = replace(config, use_features=False)
+    tuned, first, _ = _tune_towers(features, split, id_only, temperatures, None)
+    towers = train_towers(features, split, replace(tuned, epochs=config.epochs,
+                                                   patience=config.patience), first=first)
+    users, items = ensemble_vectors(towers, features)
+    return lambda rows: users[rows] @ items.T
 
 
 QUOTE = re.compile(r'"(.*)"')
@@ -225,7 +231,22 @@ def description_metrics(ws: Path, features, sentences: pd.DataFrame) -> dict:
             "examples": [d.as_dict() for d in described[:3]]}
 
 
-def amazon_category(ws: Path, temperatures=(0.05, 0.2)) -> dict:
+def seed_spread(features, split, config, base_seeds, temperatures) -> dict:
+    """Dev and test NDCG@10 of the exported model, the ranker and the two-tower signal refitted
+    from other base seeds: how far one fit's figures move with its seeds alone."""
+    from recommender.fit import RANKER, fit_recommender
+
+    spread = {}
+    for seed in base_seeds:
+        fit = fit_recommender(features, split, replace(config, seed=seed),
+                              temperatures=temperatures)
+        spread[str(seed)] = {
+            part: {name: getattr(fit, part)[name]["all"][f"ndcg@{K}"]
+                   for name in ("exported", RANKER, "two-tower")} for part in ("dev", "test")}
+    return spread
+
+
+def amazon_category(ws: Path, temperatures=(0.05, 0.2), spread_seeds=(10, 20)) -> dict:
     from recommender import evaluate as evaluation
     from recommender.data import load_features
     from recommender.fit import SINGLE_SIGNALS, fit_recommender, signal_scorer
@@ -238,7 +259,8 @@ def amazon_category(ws: Path, temperatures=(0.05, 0.2)) -> dict:
     features = load_features(ws / "features", group_items=True)
     split = evaluation.split_interactions(features.interactions)
     num_items = len(features.items)
-    config = TrainConfig(epochs=15, patience=3, learning_rate=0.05)
+    # The `train-recommender` defaults.
+    config = TrainConfig(epochs=15, patience=3, learning_rate=0.05, seeds=3)
     start = time.perf_counter()
     fit = fit_recommender(features, split, config, temperatures=temperatures)
     fit_seconds = time.perf_counter() - start
@@ -277,7 +299,12 @@ def amazon_category(ws: Path, temperatures=(0.05, 0.2)) -> dict:
         ("ease", "item-knn", "most-popular")}
     versus["two-tower (ID only)"] = evaluation.ndcg_difference(
         exported_ranks, test_ranks(scorers["two-tower (ID only)"]))
+    spread = {"0": {part: {name: getattr(fit, part)[name]["all"][f"ndcg@{K}"]
+                           for name in ("exported", "two-tower + ranker", "two-tower")}
+                    for part in ("dev", "test")}}
+    spread.update(seed_spread(features, split, config, spread_seeds, temperatures))
     return {
+        "seed_spread": spread,
         "merged_listings": features.groups or {},
         "counts": {"users": len(features.users), "items": num_items, "train": len(split.train),
                    "dev": len(split.dev), "test": len(split.test),
@@ -480,6 +507,19 @@ def markdown(results: dict) -> str:
     parts.append("\nThe exported model minus each baseline, test NDCG@10 per user (mean, paired "
                  "bootstrap 95% interval):\n")
     parts.append(markdown_table(headers, rows))
+    if all("seed_spread" in r for r in results["amazon"].values()):
+        rows = []
+        for method in ("exported", "two-tower + ranker", "two-tower"):
+            row = [method]
+            for result in results["amazon"].values():
+                values = [v["test"][method] for v in result["seed_spread"].values()]
+                row.append(f"{np.mean(values):.4f} ({min(values):.4f}-{max(values):.4f})")
+            rows.append(row)
+        seeds = ", ".join(next(iter(results["amazon"].values()))["seed_spread"])
+        parts.append(f"\nThe same fit from base seeds {seeds} (each: that seed onward for the "
+                     "towers and rankers), test NDCG@10 mean (lowest-highest); the tables above "
+                     "are base seed 0:\n")
+        parts.append(markdown_table(headers, rows))
     rows = []
     for method in ORDER:
         row = [method]

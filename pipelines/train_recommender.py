@@ -57,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int, default=3,
                         help="stop after this many epochs without a better dev Recall@k; "
                              "0 = never (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="two-tower models and rankers trained with successive seeds, their "
+                             "scores averaged: steadier than one on a few thousand interactions "
+                             "(default: %(default)s)")
     parser.add_argument("--ranker-epochs", type=int, default=30,
                         help="maximum epochs of the DCN ranker; dev NDCG@k picks one "
                              "(default: %(default)s)")
@@ -111,8 +115,11 @@ def plot_training(training: dict, path) -> None:
              ylabel="per interaction")
     middle.plot(epochs(tower["dev_recall_per_epoch"]), tower["dev_recall_per_epoch"], marker="o")
     middle.set(title="two-tower dev recall@k", xlabel="epoch")
-    right.plot(epochs(ranker[dev_key]), ranker[dev_key], marker="o")
+    for number, curve in enumerate(ranker.get(f"{dev_key}_per_seed", [ranker[dev_key]])):
+        right.plot(epochs(curve), curve, marker="o", label=f"seed {number + 1}")
     right.set(title=f"ranker {dev_key.replace('_', ' ')}", xlabel="epoch")
+    if len(ranker.get(f"{dev_key}_per_seed", [])) > 1:
+        right.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -125,7 +132,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
               "patience": args.patience, "k": args.k, "seed": args.seed,
               "temperatures": list(args.temperatures), "ranker_epochs": args.ranker_epochs,
               "ranker_splits": args.ranker_splits, "group_items": not args.no_group_items,
-              "max_top1_share": args.max_top1_share}
+              "max_top1_share": args.max_top1_share, "seeds": args.seeds}
     inputs = {"features": "stage:features"}
     if ws_lib.skip_if_fresh(args, ws, STAGE, params, inputs):
         return 0
@@ -156,7 +163,8 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         config = TrainConfig(epochs=args.epochs, embedding_dim=args.embedding_dim,
                              batch_size=args.batch_size, learning_rate=args.learning_rate,
                              seed=args.seed, patience=args.patience, k=args.k,
-                             ranker_epochs=args.ranker_epochs, ranker_splits=args.ranker_splits)
+                             ranker_epochs=args.ranker_epochs, ranker_splits=args.ranker_splits,
+                             seeds=args.seeds)
         result = fit_recommender(
             features, split, config, temperatures=tuple(args.temperatures),
             log_dir=stage_dir / "logs", progress=lambda step: log.info("%s: %s", STAGE, step),

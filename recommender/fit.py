@@ -16,7 +16,8 @@ Protocol (EVAL.md: fitted on train, dev chooses, test reports):
      praise an aspect the user writes about; dev picks both within 2% of the plain ranking's
      NDCG. Then the exposure cap (`rerank.choose_exposure_cap`): per-item offsets that leave no
      item top-1 for more than 20% of the lists, refused only when on train users' lists it would
-     drop dev NDCG below the best single signal's; the export fits it on every served list. The
+     drop dev NDCG below the best single signal's beyond the noise of the dev users (the rule of
+     step 4); the export fits it on every served list. The
      `exported` row is what is served.
   6. Test figures use the train-fitted signals; the export refits towers and signals on every
      interaction with the chosen epochs and strengths, and keeps the ranker.
@@ -40,10 +41,11 @@ from recommender.data import FeatureSet
 from recommender.profiles import profiles_from
 from recommender.rerank import (MAX_TOP1_SHARE, Rerank, choose_exposure_cap, choose_rerank,
                                 rerank, reranked_scorer, train_evidence)
-from recommender.ranking import (DCNRanker, RankingLists, inner_split, ranker_scorer,
-                                 ranking_lists, train_ranker)
+from recommender.ranking import (RankerEnsemble, RankingLists, inner_split, ranker_scorer,
+                                 ranking_lists, train_rankers)
 from recommender.signals import FEATURES, Signals, fit_signals
-from recommender.train import TrainConfig, TrainResult, tower_vectors, train_retrieval
+from recommender.train import (TrainConfig, TrainResult, ensemble_vectors, train_retrieval,
+                              train_towers)
 
 log = logging.getLogger("opinionrec")
 
@@ -62,7 +64,7 @@ class FitResult:
     config: TrainConfig  # the chosen two-tower configuration
     ease_l2: float
     choice: str  # "ranker" or the name of the single signal exported instead
-    ranker: DCNRanker
+    ranker: RankerEnsemble  # the rankers of `config.seeds` seeds, their logits averaged
     exported: Signals  # signals refitted on every interaction (what serving uses)
     train_signals: Signals  # signals fitted on train (what the dev and test figures score)
     dev: dict[str, dict] = field(default_factory=dict)
@@ -131,9 +133,9 @@ def choose_export(dev_ranks: dict[str, np.ndarray], k: int = 10) -> tuple[str, d
     return "ranker", info
 
 
-def _signals(features: FeatureSet, frame: pd.DataFrame, tower: TrainResult, ease_l2: float
-             ) -> Signals:
-    users, items = tower_vectors(tower.model, features)
+def _signals(features: FeatureSet, frame: pd.DataFrame, towers: list[TrainResult],
+             ease_l2: float) -> Signals:
+    users, items = ensemble_vectors(towers, features)
     return fit_signals(
         frame, len(features.users), len(features.items), user_vectors=users, item_vectors=items,
         user_text=features.users.embedding, item_text=features.items.embedding,
@@ -201,7 +203,17 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
     progress("two-tower retrieval (temperature grid on dev)")
     tuned, tower, tower_info = _tune_towers(features, split, config, temperatures, log_dir)
     ease_l2, ease_grid = _choose_ease(split, num_users, num_items, k)
-    train_signals = _signals(features, split.train, tower, ease_l2)
+    if tuned.seeds > 1:
+        progress(f"{tuned.seeds} two-tower models (seeds {tuned.seed}-"
+                 f"{tuned.seed + tuned.seeds - 1}), their cosines averaged")
+    towers = train_towers(features, split, replace(tuned, epochs=config.epochs,
+                                                   patience=config.patience), first=tower)
+    tower_info["dev_recall_per_tower"] = [max(t.dev_recall) if t.dev_recall else 0.0
+                                          for t in towers]
+    tower_info["epochs_per_tower"] = [t.best_epoch + 1 for t in towers]
+    # The towers refitted later (inner splits, export) train for the towers' median epoch.
+    tuned = replace(tuned, epochs=int(np.median(tower_info["epochs_per_tower"])))
+    train_signals = _signals(features, split.train, towers, ease_l2)
 
     progress(f"ranker training lists ({config.ranker_splits} inner splits of train)")
     parts, rest = [], split.train
@@ -211,18 +223,21 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
             break
         inner_features = (profiles_from(full, full.reviews, rest)
                           if full.reviews is not None else features)
-        inner_tower = train_retrieval(inner_features, _only(rest), tuned)
-        parts.append(ranking_lists(_signals(inner_features, rest, inner_tower, ease_l2),
+        inner_towers = train_towers(inner_features, _only(rest), tuned)
+        parts.append(ranking_lists(_signals(inner_features, rest, inner_towers, ease_l2),
                                    inner_targets, seed=config.seed + depth))
     lists = RankingLists.concatenate(parts)
 
-    def dev_ndcg(ranker: DCNRanker) -> float:
+    def dev_ndcg(ranker) -> float:
         scorer = ranker_scorer(ranker, train_signals)
         return evaluation.evaluate(scorer, split, num_items, "dev", k)["all"][ndcg]
 
-    progress("DCN ranker (dev NDCG picks the epoch)")
-    ranker, ranker_dev = train_ranker(lists, dev_ndcg, epochs=config.ranker_epochs,
-                                      patience=config.ranker_patience, seed=config.seed)
+    progress("DCN ranker (dev NDCG picks the epoch)" if config.seeds <= 1 else
+             f"{config.seeds} DCN rankers (dev NDCG picks each one's epoch; logits averaged)")
+    ranker, ranker_devs = train_rankers(lists, dev_ndcg, seeds=config.seeds, seed=config.seed,
+                                        epochs=config.ranker_epochs,
+                                        patience=config.ranker_patience)
+    ranker_dev = ranker_devs[0]
 
     scorers = {RANKER: ranker_scorer(ranker, train_signals)}
     scorers.update({name: signal_scorer(train_signals, signal)
@@ -252,24 +267,26 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
     progress(f"exposure cap: no item top-1 for more than {max_top1_share:.0%} of the users")
     standardised = lambda users: rerank(  # noqa: E731  (the re-ranked scores, always standardised)
         base(users), evidence[users], train_signals.popularity, setting)
-    floor = max(dev[name]["all"][ndcg] for name in SINGLE_SIGNALS)
-    offsets, cap_info = choose_exposure_cap(standardised, split, num_items, floor, k,
-                                            max_top1_share)
+    best_signal = max(SINGLE_SIGNALS, key=lambda name: dev[name]["all"][ndcg])
+    offsets, cap_info = choose_exposure_cap(standardised, split, num_items,
+                                            dev[best_signal]["all"][ndcg], k, max_top1_share,
+                                            floor_ranks=dev_ranks[best_signal])
     _log_exposure_cap(cap_info, k)
     served = reranked_scorer(base, evidence, train_signals.popularity, setting, offsets)
     dev[EXPORTED] = evaluation.evaluate(served, split, num_items, "dev", k)
     test[EXPORTED] = evaluation.evaluate(served, split, num_items, "test", k)
 
     progress("refit on every interaction for export")
-    final_tower = train_retrieval(full, _only(everything), tuned)
-    exported = _signals(full, everything, final_tower, ease_l2)
+    exported = _signals(full, everything, train_towers(full, _only(everything), tuned), ease_l2)
     training = {"two_tower": {**tower_info, "config": tuned.as_dict()},
                 "ease_l2_grid": ease_grid, "ease_l2": ease_l2,
                 "ranker": {"features": list(FEATURES), "lists": int(len(lists.label)),
                            "inner_splits": len(parts),
                            "list_size": int(lists.label.shape[1]) if len(lists.label) else 0,
                            f"dev_{ndcg}_per_epoch": ranker_dev,
-                           "best_epoch": int(np.argmax(ranker_dev)) + 1 if ranker_dev else 0},
+                           "best_epoch": int(np.argmax(ranker_dev)) + 1 if ranker_dev else 0,
+                           f"dev_{ndcg}_per_epoch_per_seed": ranker_devs,
+                           f"dev_{ndcg}_ensemble": dev_ndcg(ranker)},
                 "choice": choice_info, "rerank": rerank_info, "exposure_cap": cap_info,
                 "refit_interactions": int(len(everything))}
     return FitResult(config=tuned, ease_l2=ease_l2, choice=choice, ranker=ranker,
@@ -288,6 +305,14 @@ def _log_exposure_cap(info: dict, k: int) -> None:
         log.info("train-recommender: exposure cap not needed on train users' lists (largest "
                  "top-1 share %.0f%%, cap %.0f%%); the export applies it to every served list",
                  100 * before, 100 * share)
+    elif not info["refused"] and "floor_gap_over_capped" in info:
+        low, high = info["floor_gap_over_capped"]["ci95"]
+        log.warning("train-recommender: exposure cap on %d item(s) kept although it puts dev "
+                    "NDCG@%d at %.4f, below the best single signal's %.4f, by less than the noise "
+                    "(gap 95%% interval [%+.4f, %+.4f]); largest top-1 share of train users' "
+                    "lists %.0f%% -> %.0f%%", info["capped_items"], k, info[f"dev_{key}_after"],
+                    info[f"dev_{key}_floor"], low, high, 100 * before,
+                    100 * info["largest_top1_share_after"])
     elif not info["refused"]:
         log.info("train-recommender: exposure cap on %d item(s): largest top-1 share of train "
                  "users' lists %.0f%% -> %.0f%%, dev NDCG@%d %.4f -> %.4f",

@@ -57,6 +57,18 @@ class DCNRanker(tfrs.Model):
         return self.task(labels=inputs["label"], predictions=logits)
 
 
+class RankerEnsemble(tf.keras.Model):
+    """[B, L, F] -> [B, L]: the mean of its rankers' logits (rankers of several seeds: the
+    ranking of one swings with its seed on a few hundred dev users)."""
+
+    def __init__(self, rankers: list[DCNRanker]):
+        super().__init__()
+        self.rankers = list(rankers)
+
+    def call(self, features: tf.Tensor) -> tf.Tensor:
+        return tf.add_n([ranker(features) for ranker in self.rankers]) / len(self.rankers)
+
+
 @dataclass
 class RankingLists:
     """Training lists: features [B, L, F], one-hot labels [B, L], valid-entry mask [B, L]."""
@@ -120,7 +132,7 @@ def ranking_lists(signals: Signals, targets: pd.DataFrame, seed: int = 0,
     return RankingLists(features, label, mask)
 
 
-def ranker_scorer(ranker: DCNRanker, signals: Signals, chunk: int = 256
+def ranker_scorer(ranker: DCNRanker | RankerEnsemble, signals: Signals, chunk: int = 256
                   ) -> Callable[[np.ndarray], np.ndarray]:
     """Scores of users (rows) against the whole catalogue, as `evaluate.Scorer`."""
 
@@ -159,3 +171,16 @@ def train_ranker(lists: RankingLists, dev_metric: Callable[[DCNRanker], float], 
     if best_weights is not None:
         ranker.set_weights(best_weights)
     return ranker, history
+
+
+def train_rankers(lists: RankingLists, dev_metric: Callable[[DCNRanker], float], *,
+                  seeds: int = 1, seed: int = 0, **options
+                  ) -> tuple[RankerEnsemble, list[list[float]]]:
+    """`train_ranker` with seeds `seed` .. `seed + seeds - 1` (dev picks each one's epoch), as one
+    ensemble; with each ranker's dev metric per epoch."""
+    rankers, histories = [], []
+    for offset in range(max(seeds, 1)):
+        ranker, history = train_ranker(lists, dev_metric, seed=seed + offset, **options)
+        rankers.append(ranker)
+        histories.append(history)
+    return RankerEnsemble(rankers), histories

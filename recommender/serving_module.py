@@ -37,7 +37,7 @@ import tensorflow as tf
 
 from recommender.data import FeatureSet, padded_rows
 from recommender.explain import ExplanationTables, GraphExplainer
-from recommender.ranking import DCNRanker
+from recommender.ranking import DCNRanker, RankerEnsemble
 from recommender.rerank import Rerank, candidates_of, exposure_offsets, standardised
 from recommender.signals import FEATURES, PER_USER, Signals
 
@@ -68,7 +68,7 @@ class RecommenderModule(tf.Module):
         set by `cap_exposure`) subtracted.
     """
 
-    def __init__(self, signals: Signals, ranker: DCNRanker, features: FeatureSet,
+    def __init__(self, signals: Signals, ranker: DCNRanker | RankerEnsemble, features: FeatureSet,
                  popularity: np.ndarray, k: int = 10, choice: str = "ranker",
                  rerank: Rerank | None = None, capped: bool = False):
         super().__init__(name="recommender")
@@ -234,9 +234,10 @@ class RecommenderModule(tf.Module):
         return self._recommend(user_id, k)
 
 
-def build_serving_module(signals: Signals, ranker: DCNRanker, features: FeatureSet, k: int = 10,
-                         choice: str = "ranker", rerank: Rerank | None = None,
-                         max_top1_share: float | None = None) -> RecommenderModule:
+def build_serving_module(signals: Signals, ranker: DCNRanker | RankerEnsemble,
+                         features: FeatureSet, k: int = 10, choice: str = "ranker",
+                         rerank: Rerank | None = None, max_top1_share: float | None = None
+                         ) -> RecommenderModule:
     """Serving module of a fitted recommender; popularity = share of all interactions (what a
     cold-start user is served). With `max_top1_share`, the exposure cap is fitted on every known
     user's served list."""

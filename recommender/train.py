@@ -9,7 +9,7 @@ we select on.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,11 @@ class TrainConfig:
     # Inner leave-last-out splits the ranker's training lists come from (each one peels another
     # item off the end of every train history): more lists, a ranker that generalises better.
     ranker_splits: int = 3
+    # Two-tower models and rankers trained with seeds seed, seed+1, ...: the towers' cosines are
+    # averaged (the served vectors are theirs concatenated, over sqrt(n)), and so are the
+    # rankers' logits. On a few thousand interactions one seed's test NDCG@10 swings by 0.02
+    # (Magazine_Subscriptions: 0.103-0.123 over 4 seeds).
+    seeds: int = 1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -105,6 +110,28 @@ def tower_vectors(model: RetrievalModel, features: FeatureSet) -> tuple[np.ndarr
     items = embed(model.candidate_tower, item_inputs(features, np.arange(len(features.items))))
     users = embed(model.query_tower, user_inputs(features, np.arange(len(features.users))))
     return users, items
+
+
+def ensemble_vectors(results: list[TrainResult], features: FeatureSet
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Users' [U, n*E] and items' [N, n*E] vectors of n trained two-tower models: each model's
+    unit vectors concatenated, over sqrt(n), so a dot product is the mean of the n cosines and
+    the vectors stay unit length."""
+    parts = [tower_vectors(result.model, features) for result in results]
+    scale = np.float32(1.0 / np.sqrt(len(parts)))
+    return (np.concatenate([users for users, _ in parts], axis=1) * scale,
+            np.concatenate([items for _, items in parts], axis=1) * scale)
+
+
+def train_towers(features: FeatureSet, split: evaluation.Split, config: TrainConfig,
+                 first: TrainResult | None = None) -> list[TrainResult]:
+    """`config.seeds` two-tower models, seeds `config.seed` onward (`first`: the first one,
+    already trained); dev, where `split` has it, picks each one's epoch."""
+    results = [first] if first is not None else []
+    for offset in range(len(results), max(config.seeds, 1)):
+        results.append(train_retrieval(features, split,
+                                       replace(config, seed=config.seed + offset)))
+    return results
 
 
 def model_scorer(model: RetrievalModel, features: FeatureSet) -> evaluation.Scorer:

@@ -33,8 +33,9 @@ def exported(tmp_path_factory):
     make_features(root / "features", num_users=120, num_items=40, per_user=8)
     features = load_features(root / "features")
     split = evaluation.split_interactions(features.interactions)
-    result = fit_recommender(features, split, TrainConfig(epochs=2, patience=0, ranker_epochs=3),
-                             temperatures=(0.1,))
+    # Two seeds: the export holds an ensemble (concatenated tower vectors, two rankers).
+    result = fit_recommender(features, split, TrainConfig(epochs=2, patience=0, ranker_epochs=3,
+                                                          seeds=2), temperatures=(0.1,))
     module = build_serving_module(result.exported, result.ranker, features, k=10)
     path = export_recommender(module, root / "recommender")
     return {"features": features, "result": result, "module": module, "path": path}
@@ -263,7 +264,7 @@ def test_cli_trains_evaluates_and_exports(tmp_path, capsys):
     make_features(ws.features, num_users=150, num_items=40, per_user=8)
     argv = ["train-recommender", "--workspace", str(ws.root), "--epochs", "2",
             "--embedding-dim", "16", "--batch-size", "64", "--k", "5", "--seed", "1",
-            "--temperatures", "0.1", "--ranker-epochs", "2"]
+            "--temperatures", "0.1", "--ranker-epochs", "2", "--seeds", "2"]
     assert cli.main(argv) == 0
     metrics = json.loads((ws.stage_dir("train-recommender") / "metrics.json").read_text())
     assert set(metrics["test"]) == {"two-tower + ranker", "two-tower", "ease", "item-knn",
@@ -281,6 +282,9 @@ def test_cli_trains_evaluates_and_exports(tmp_path, capsys):
         assert parts["all"]["users"] == 150
         assert parts["cold_start"]["users"] == len(range(3, 150, 20))
     assert metrics["training"]["two_tower"]["config"]["embedding_dim"] == 16
+    assert metrics["training"]["two_tower"]["config"]["seeds"] == 2
+    assert len(metrics["training"]["two_tower"]["dev_recall_per_tower"]) == 2
+    assert len(metrics["training"]["ranker"]["dev_ndcg@5_per_epoch_per_seed"]) == 2
     assert (ws.stage_dir("train-recommender") / "training.png").stat().st_size > 1000
     assert (ws.recommender_model / "saved_model.pb").exists()
     assert "two-tower + ranker" in capsys.readouterr().out

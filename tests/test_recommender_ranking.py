@@ -162,6 +162,7 @@ def test_a_ranker_worse_than_a_single_signal_falls_back_loudly(planted, monkeypa
     """A ranker that learnt nothing (random weights, zero epochs) loses to item-kNN on dev: the
     fit must export the best single signal and say so."""
     from recommender import fit as fit_lib
+    from recommender import ranking
     from recommender.ranking import DCNRanker
     from recommender.train import TrainConfig
 
@@ -170,7 +171,7 @@ def test_a_ranker_worse_than_a_single_signal_falls_back_loudly(planted, monkeypa
         ranker(np.zeros((1, 2, lists.features.shape[-1]), "float32"))
         return ranker, [dev_metric(ranker)]
 
-    monkeypatch.setattr(fit_lib, "train_ranker", untrained)
+    monkeypatch.setattr(ranking, "train_ranker", untrained)
     with caplog.at_level(logging.WARNING, logger="opinionrec"):
         result = fit_lib.fit_recommender(planted["features"], planted["split"],
                                          TrainConfig(epochs=1, patience=0), temperatures=(0.1,))
@@ -297,7 +298,8 @@ def test_exposure_offsets_hold_every_item_to_the_cap_and_keep_its_widest_margins
 
 def test_exposure_cap_is_refused_when_it_would_drop_dev_ndcg_below_the_floor(planted):
     """`choose_exposure_cap` fits the offsets on train users' lists; a floor above the capped dev
-    NDCG refuses them (and says what they would cost), a floor of 0 keeps them."""
+    NDCG refuses them (and says what they would cost), unless the floor signal's dev ranks show
+    the gap is inside the noise; a floor of 0 keeps them."""
     from recommender import rerank as rerank_lib
     from recommender.signals import history_matrix
 
@@ -312,6 +314,19 @@ def test_exposure_cap_is_refused_when_it_would_drop_dev_ndcg_below_the_floor(pla
     assert info["largest_top1_share_before"] > 0.2 >= info["largest_top1_share_after"]
     refused, info = rerank_lib.choose_exposure_cap(scorer, split, num_items,
                                                    floor=info["dev_ndcg@10_after"] + 1e-6)
+    assert refused is None and info["refused"]
+    # With the floor signal's dev ranks, a gap inside the noise keeps the cap (the signal ranks
+    # like the capped model), a gap beyond it refuses (the signal puts every dev item first).
+    from recommender import evaluate as evaluation
+    capped_ranks = evaluation.part_ranks(lambda rows: scorer(rows) - offsets[None, :], split,
+                                         num_items, "dev")
+    floor = info["dev_ndcg@10_after"] + 1e-6
+    kept, info = rerank_lib.choose_exposure_cap(scorer, split, num_items, floor=floor,
+                                                floor_ranks=capped_ranks)
+    assert kept is not None and not info["refused"]
+    assert info["floor_gap_over_capped"]["ci95"][0] <= 0
+    refused, info = rerank_lib.choose_exposure_cap(scorer, split, num_items, floor=floor,
+                                                   floor_ranks=np.ones_like(capped_ranks))
     assert refused is None and info["refused"]
     none, info = rerank_lib.choose_exposure_cap(scorer, split, num_items, floor=0.0,
                                                 max_share=1.0)
@@ -329,3 +344,32 @@ def test_top_candidates_are_the_stable_sort_of_the_unseen_items():
     expected = np.argsort(-np.where(seen, -np.inf, scores), axis=1, kind="stable")[:, :10]
     np.testing.assert_array_equal(items, expected)
     np.testing.assert_array_equal(values, np.take_along_axis(scores, expected, axis=1))
+
+
+
+def test_an_ensemble_averages_its_members_scores(planted):
+    """Towers of several seeds: their unit vectors concatenated over sqrt(n) dot to the mean
+    cosine and stay unit length; rankers: the ensemble's logits are the mean of its members'."""
+    from recommender import evaluate as evaluation
+    from recommender.ranking import DCNRanker, RankerEnsemble
+    from recommender.train import TrainConfig, ensemble_vectors, tower_vectors, train_towers
+
+    features, split = planted["features"], planted["split"]
+    only_train = evaluation.Split(train=split.train, dev=split.dev.iloc[:0],
+                                  test=split.test.iloc[:0])
+    towers = train_towers(features, only_train, TrainConfig(epochs=1, patience=0, seeds=2))
+    parts = [tower_vectors(t.model, features) for t in towers]
+    assert not np.allclose(parts[0][0], parts[1][0])  # two seeds, two models
+    users, items = ensemble_vectors(towers, features)
+    assert users.shape[1] == 2 * parts[0][0].shape[1]
+    np.testing.assert_allclose(np.linalg.norm(users, axis=1), 1.0, rtol=1e-4)
+    np.testing.assert_allclose(users @ items.T, np.mean([u @ i.T for u, i in parts], axis=0),
+                               rtol=1e-4, atol=1e-5)
+
+    rng = np.random.default_rng(0)
+    lists = rng.normal(size=(2, 6, 8)).astype("float32")
+    members = [DCNRanker(seed=seed) for seed in (1, 2)]
+    ensemble = RankerEnsemble(members)
+    np.testing.assert_allclose(ensemble(lists).numpy(),
+                               np.mean([m(lists).numpy() for m in members], axis=0),
+                               rtol=1e-5, atol=1e-6)
