@@ -43,6 +43,7 @@ expensive overpriced pricey fragile faulty defective unreliable mediocre meh awk
 ugly tight loose sticky greasy itchy dry burning irritated irritation smelly stinks stinky
 fake flimsy garbage junk waste wasted refund returned return problem problems dies
 died dead drains drained fails failed failing failure lousy subpar inferior rough scratchy short
+worried worry worries stolen
 """.split())
 
 OPINION_WORDS = POSITIVE_WORDS | NEGATIVE_WORDS
@@ -181,7 +182,9 @@ def _praising_words(words: list[str], terms: set[str]) -> list[str]:
 
 # Positive words that are no praise of some aspects: "a strong smell" is not a compliment.
 NOT_PRAISE_OF = {"strong": frozenset("smell smells scent scents fragrance odor odour perfume "
-                                     "taste flavor flavour chemical".split())}
+                                     "taste flavor flavour chemical".split()),
+                 # "grab a quick meal": a kind of meal, not a compliment
+                 "quick": frozenset("meal meals lunch dinner breakfast bite snack".split())}
 
 
 # Openers of a "for" phrase that names who or what an item suits, not what is praised.
@@ -214,8 +217,10 @@ def _not_the_subject(terms: tuple[str, ...]) -> re.Pattern | None:
         rf"|\b(?:{names})\s+(?:gift\s+)?(?:cards?|certificates?)\b"
         # a verb or part of a compound: "it seems to set-up the beard"
         rf"|\bto (?:{names})\b|\b(?:{names})-\w"
-        # a setting: "the lingering scent after my shower"
-        rf"|\b(?:after|before|during)\s+(?:{determiners})\s+(?:\w+\s+)?(?:{names})\b")
+        # a setting: "the lingering scent after my shower", "easy to use on my body"
+        rf"|\b(?:after|before|during)\s+(?:{determiners})\s+(?:\w+\s+)?(?:{names})\b"
+        rf"|\b(?:use|used|apply|applied|put|rub|spread)\s+(?:it\s+|them\s+)?(?:on|to|in|into)\s+"
+        rf"(?:{determiners})\s+(?:\w+\s+)?(?:{names})\b")
 
 
 _NOT_NAME_WORDS = STOP_WORDS | OPINION_WORDS  # capitalised, they start a title-case phrase

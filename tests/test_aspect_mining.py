@@ -166,6 +166,12 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     ("She loves the food at Subway.", ["food"], True),
     ("Good selection of restaurant gift cards to choose from.", ["restaurant"], False),
     ("Great sound card.", ["sound"], False),
+    # Where it is used, a kind of meal, a worry (real served quotes).
+    ("The soap is shaped so it is easy to hold and easy to use on my body.", ["body"], False),
+    ("It leaves my body soft.", ["body"], True),
+    ("Grandson loves having them to grab a quick meal since he is on the go.", ["meal"], False),
+    ("Quick delivery and a great meal.", ["meal"], True),
+    ("Good for traveling or if you're worried about getting your cash stolen.", ["cash"], False),
     # A question states nothing (a real served quote).
     ("Do you love collecting quality photos of nature and wildlife?", ["photos"], False),
     ("Who needs a great sound?  The bass is great.", ["bass"], True),
