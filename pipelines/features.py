@@ -443,16 +443,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _item_titles(items_dir: Path) -> dict[str, str]:
+    return _item_column(items_dir, "title")
+
+
+def _item_column(items_dir: Path, column: str) -> dict[str, str]:
     from pipelines.corpus import read_parquet_dir
 
     try:
-        items = read_parquet_dir(items_dir, ["item", "title"])
-    except FileNotFoundError:
+        items = read_parquet_dir(items_dir, ["item", column])
+    except (FileNotFoundError, KeyError):
         return {}
     # A missing title reads back as NaN (Magazine_Subscriptions' metadata: 2,163 of 2,320 titles
     # were HTML fragments that cleaning emptied); the items table wants a string.
-    return {i: t if isinstance(t, str) else "" for i, t in zip(items["item"], items["title"])
+    return {i: t if isinstance(t, str) else "" for i, t in zip(items["item"], items[column])
             if i}
+
+
+def _item_names(ws: ws_lib.Workspace) -> dict[str, str]:
+    """Every reviewed item's display name (`item_names.display_names`): its title, else what its
+    reviews call it, else its brand, each with the id after it; logged by source."""
+    import pyarrow.parquet as pq
+
+    from pipelines.item_names import display_names
+
+    def reviews():
+        for path in sorted(ws.docs.glob("*.parquet")):
+            table = pq.read_table(path, columns=["item", "text"])
+            yield from zip(table.column("item").to_pylist(), table.column("text").to_pylist())
+
+    names, sources = display_names(_item_titles(ws.items), _item_column(ws.items, "brand"),
+                                   reviews())
+    if sources.get("reviews") or sources.get("brand"):
+        log.info("features: item names: %d titles, %d named by their reviews, %d by their brand, "
+                 "%d by id only", sources.get("title", 0), sources.get("reviews", 0),
+                 sources.get("brand", 0), sources.get("none", 0))
+    return names
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -495,7 +520,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         started = time.perf_counter()
         pipeline = beam.Pipeline(options=options)
         build_pipeline(pipeline, str(ws.docs / "*.parquet"), str(model_dir), out_dir,
-                       aspects, _item_titles(ws.items), args.batch_size, _aspect_terms(ws))
+                       aspects, _item_names(ws), args.batch_size, _aspect_terms(ws))
         result = pipeline.run()
         result.wait_until_finish()
         beam_seconds = time.perf_counter() - started
