@@ -173,11 +173,12 @@ _ACTIVITY = frozenset("to that being having getting going".split())
 
 def _praising_words(words: list[str], terms: set[str]) -> list[str]:
     """The positive words of a clause that praise the aspect named by `terms` (see
-    `NOT_PRAISE_OF`, `_LIKE_SUBJECTS` and `_ACTIVITY`)."""
+    `NOT_PRAISE_OF`, `_LIKE_SUBJECTS` and `_ACTIVITY`; "light on content" lacks it)."""
     return [w for i, w in enumerate(words)
             if w in POSITIVE_WORDS and not (NOT_PRAISE_OF.get(w, frozenset()) & terms)
             and (w != "like" or (i > 0 and words[i - 1] in _LIKE_SUBJECTS))
-            and not (w in _LOVE and i + 1 < len(words) and words[i + 1] in _ACTIVITY)]
+            and not (w in _LOVE and i + 1 < len(words) and words[i + 1] in _ACTIVITY)
+            and not (w == "light" and i + 1 < len(words) and words[i + 1] == "on")]
 
 
 # Positive words that are no praise of some aspects: "a strong smell" is not a compliment.
@@ -186,6 +187,14 @@ NOT_PRAISE_OF = {"strong": frozenset("smell smells scent scents fragrance odor o
                  # "grab a quick meal": a kind of meal, not a compliment
                  "quick": frozenset("meal meals lunch dinner breakfast bite snack".split())}
 
+
+# Products an aspect's word may name the kind of: "this body lotion", "a hair spray".
+PRODUCT_NOUNS = ("lotion|lotions|wash|washes|gel|gels|cream|creams|soap|soaps|spray|sprays|oil|oils|"
+                 "mask|masks|scrub|scrubs|butter|bomb|bombs|salt|salts|mist|serum|balm|cleanser|"
+                 "brush|brushes|dryer|dryers|kit|kits")
+
+# Places a product is used in: "works great in the shower" is no praise of the shower.
+PLACES = "shower|showers|bath|baths|bathtub|tub|sink|kitchen|car|mail|mailbox|office|gym|pool|sun"
 
 # Openers of a "for" phrase that names who or what an item suits, not what is praised.
 _AUDIENCE = ("people|person|anyone|anybody|everyone|everybody|someone|somebody|those|any|every|"
@@ -213,12 +222,16 @@ def _not_the_subject(terms: tuple[str, ...]) -> re.Pattern | None:
         # for last minute meal", "a nice base for applying color" ("great for the price" stays)
         rf"|\bfor (?:{_AUDIENCE}|(?!(?:any|every|some|no)thing\b)\w+ing)\b(?:\W+[\w']+){{0,4}}?\W+(?:{names})\b"
         rf"|\b(?:{names})\s+(?:lovers?|fans?|enthusiasts?|buffs?|goers?)\b"
-        # a kind of card, not the aspect: "she loves food gift cards", "restaurant gift cards"
+        # a kind of card or product, not the aspect: "restaurant gift cards", "body lotion"
         rf"|\b(?:{names})\s+(?:gift\s+)?(?:cards?|certificates?)\b"
+        rf"|\b(?:{names})\s+(?:{PRODUCT_NOUNS})\b"
         # a verb or part of a compound: "it seems to set-up the beard"
         rf"|\bto (?:{names})\b|\b(?:{names})-\w"
-        # a setting: "the lingering scent after my shower", "easy to use on my body"
+        # a setting: "the lingering scent after my shower", "washes away well in the shower",
+        # "easy to use on my body"
         rf"|\b(?:after|before|during)\s+(?:{determiners})\s+(?:\w+\s+)?(?:{names})\b"
+        # a place it is used in ("in the articles" or "in a beautiful box" name no place)
+        rf"|\b(?:in|into)\s+(?:{determiners})\s+(?:\w+\s+)?(?=(?:{PLACES})\b)(?:{names})\b"
         rf"|\b(?:use|used|apply|applied|put|rub|spread)\s+(?:it\s+|them\s+)?(?:on|to|in|into)\s+"
         rf"(?:{determiners})\s+(?:\w+\s+)?(?:{names})\b")
 

@@ -138,7 +138,8 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     ("Nice features and a great price.", ["feature", "features"], True),
     ("I also use it to freshen things like the bathroom rug and the shower curtain.",
      ["shower"], False),  # "like" as a preposition
-    ("We really like the shower gel.", ["shower"], True),
+    ("We really like the scent.", ["scent"], True),
+    ("We really like the shower gel.", ["shower"], False),  # a kind of gel: the gel is liked
     ("If my dentist offered this kit at a good price I'd snap it up!", ["price"], False),
     ("It is better than using cash, great.", ["cash"], False),
     ("Gift card is as good as cash!", ["cash"], False),
@@ -172,6 +173,11 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     ("Grandson loves having them to grab a quick meal since he is on the go.", ["meal"], False),
     ("Quick delivery and a great meal.", ["meal"], True),
     ("Good for traveling or if you're worried about getting your cash stolen.", ["cash"], False),
+    ("This conditioner is so light and washes away well in the shower.", ["shower"], False),
+    ("This body lotion is lightweight and absorbs quickly.", ["body"], False),
+    ("It seems very light on decorator content.", ["content"], False),
+    ("The content is light and fun.", ["content"], True),
+    ("Love the color in this one.", ["color"], True),
     # A question states nothing (a real served quote).
     ("Do you love collecting quality photos of nature and wildlife?", ["photos"], False),
     ("Who needs a great sound?  The bass is great.", ["bass"], True),
