@@ -3,10 +3,12 @@
 Protocol (EVAL.md: fitted on train, dev chooses, test reports):
   1. The two-tower model is trained on train for each temperature in the grid; dev Recall@k picks
      the epoch and the temperature. A loss that grows or turns non-finite is reported as divergence.
+     With `config.seeds` > 1, that many towers (seeds `config.seed` onward, dev picking each one's
+     epoch) are averaged: their unit vectors concatenated over sqrt(n), a mean of cosines.
   2. EASE's L2 strength is chosen on dev.
   3. The ranker learns from inner leave-last-out splits of train (`ranker_splits` of them, each
      peeling one more item off the end of every history; towers and signals refitted on what is
-     left before each), and dev NDCG@k picks its epoch.
+     left before each), and dev NDCG@k picks its epoch; `config.seeds` rankers, logits averaged.
   4. Every method is measured on dev; the exported scorer is the ranker unless a single signal
      (most-popular, EASE, item-kNN, the two-tower) beats it on dev beyond the noise of the dev
      users (`choose_export`): a fallback, logged as a warning and recorded (`fallback`) in the
@@ -14,11 +16,11 @@ Protocol (EVAL.md: fitted on train, dev chooses, test reports):
   5. Re-ranking (`recommender.rerank`): the served ranking standardises the chosen scores per
      user, subtracts a popularity penalty and adds a personal boost where the item's reviews
      praise an aspect the user writes about; dev picks both within 2% of the plain ranking's
-     NDCG. Then the exposure cap (`rerank.choose_exposure_cap`): per-item offsets that leave no
-     item top-1 for more than 20% of the lists, refused only when on train users' lists it would
-     drop dev NDCG below the best single signal's beyond the noise of the dev users (the rule of
-     step 4); the export fits it on every served list. The
-     `exported` row is what is served.
+     NDCG, on all dev users and on each half of them. Then the exposure cap
+     (`rerank.choose_exposure_cap`): per-item offsets that leave no item top-1 for more than 20%
+     of the lists, refused only when on train users' lists it would drop dev NDCG below the best
+     single signal's beyond the noise of the dev users (the rule of step 4); the export fits it
+     on every served list. The `exported` row is what is served.
   6. Test figures use the train-fitted signals; the export refits towers and signals on every
      interaction with the chosen epochs and strengths, and keeps the ranker.
 User and item profiles (text embeddings, aspect weights and scores) are rebuilt from the reviews
