@@ -213,6 +213,11 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
     tower_info["dev_recall_per_tower"] = [max(t.dev_recall) if t.dev_recall else 0.0
                                           for t in towers]
     tower_info["epochs_per_tower"] = [t.best_epoch + 1 for t in towers]
+    for number, extra in enumerate(towers[1:], start=1):
+        if diverged(extra.history.get("loss", [])):
+            log.warning("train-recommender: two-tower model %d of %d (seed %d) DIVERGED (loss per "
+                        "epoch %s)", number + 1, len(towers), tuned.seed + number,
+                        [round(x, 2) for x in extra.history["loss"]])
     # The towers refitted later (inner splits, export) train for the towers' median epoch.
     tuned = replace(tuned, epochs=int(np.median(tower_info["epochs_per_tower"])))
     train_signals = _signals(features, split.train, towers, ease_l2)
