@@ -123,8 +123,10 @@ _CLAUSE = re.compile(r"\b(?:but|however|although|though|whereas|while|yet|except
 NEGATIONS = frozenset("not no never nothing hardly barely neither nor without".split())
 # "I would have liked it in a tin", "I wish it were bigger": a wish is no praise.
 # An inverted condition is one too: "were I picking the perfect bath mitt".
+# An expectation is none either: "thinking she'd enjoy it", "I thought it would be great".
 _COUNTERFACTUAL = re.compile(r"\b(?:would|could|should)(?: have|'ve)\b|\bwish(?:ed|es)?\b|\bhoped\b"
-                             r"|\b(?:were|had) (?:i|we)\b")
+                             r"|\b(?:were|had) (?:i|we)\b"
+                             r"|\b(?:thinking|thought|hoping|expecting|expected)\b")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -191,7 +193,7 @@ NOT_PRAISE_OF = {"strong": frozenset("smell smells scent scents fragrance odor o
 # Products an aspect's word may name the kind of: "this body lotion", "a hair spray".
 PRODUCT_NOUNS = ("lotion|lotions|wash|washes|gel|gels|cream|creams|soap|soaps|spray|sprays|oil|oils|"
                  "mask|masks|scrub|scrubs|butter|bomb|bombs|salt|salts|mist|serum|balm|cleanser|"
-                 "brush|brushes|dryer|dryers|kit|kits")
+                 "brush|brushes|dryer|dryers|kit|kits|bar|bars")
 
 # Places a product is used in: "works great in the shower" is no praise of the shower.
 PLACES = "shower|showers|bath|baths|bathtub|tub|sink|kitchen|car|mail|mailbox|office|gym|pool|sun"
@@ -213,7 +215,8 @@ def _not_the_subject(terms: tuple[str, ...]) -> re.Pattern | None:
     determiners = "|".join(sorted(DETERMINERS - {"no"}))
     return re.compile(
         rf"\b(?:besides|beyond|apart from|aside from|other than|except for)\b(?:\W+\w+){{0,2}}"
-        rf"\W+(?:{names})\b|\b(?:{names})\s+(?:{determiners})\b"
+        rf"\W+(?:{names})\b|\b(?:{names})\s+(?:{determiners}|all kinds|all sorts|many|several"
+        rf"|lots of|plenty of)\b"
         # the standard of a comparison: "better than using cash", "as good as cash"
         rf"|\b(?:than|as \w+ as)\b(?:\W+\w+){{0,1}}\W+(?:{names})\b"
         # an idiom, not the product: "you're all set"

@@ -178,6 +178,9 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     ("It seems very light on decorator content.", ["content"], False),
     ("The content is light and fun.", ["content"], True),
     ("Love the color in this one.", ["color"], True),
+    ("I think it is better used as a body bar than a facial cleanser.", ["body"], False),
+    ("It features all kinds of rooms in bright colors.", ["feature", "features"], False),
+    ("I gifted her a subscription thinking she'd enjoy it.", ["subscription"], False),
     # A question states nothing (a real served quote).
     ("Do you love collecting quality photos of nature and wildlife?", ["photos"], False),
     ("Who needs a great sound?  The bass is great.", ["bass"], True),
