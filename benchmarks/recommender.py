@@ -20,7 +20,7 @@ test); the two-tower needs the features stage run on MIND and is not measured th
 Each category needs a workspace that went through the chain up to `features`; missing ones are
 made with `opinionrec run --minutes 20` (about 20 minutes each on 2 cores):
 
-    python benchmarks/recommender.py --root /tmp/bench      # ~8 min with the workspaces made
+    python benchmarks/recommender.py --root /tmp/bench      # ~6 min with the workspaces made
 
 The exported model is fitted from base seed 0 for every table, and refitted from base seeds 10 and
 20 for the seed-spread table (test NDCG@10 of one fit moves by ~0.01-0.02 with its seeds alone).
