@@ -193,7 +193,8 @@ NOT_PRAISE_OF = {"strong": frozenset("smell smells scent scents fragrance odor o
 # Products an aspect's word may name the kind of: "this body lotion", "a hair spray".
 PRODUCT_NOUNS = ("lotion|lotions|wash|washes|gel|gels|cream|creams|soap|soaps|spray|sprays|oil|oils|"
                  "mask|masks|scrub|scrubs|butter|bomb|bombs|salt|salts|mist|serum|balm|cleanser|"
-                 "brush|brushes|dryer|dryers|kit|kits|bar|bars")
+                 "brush|brushes|dryer|dryers|kit|kits|bar|bars|conditioner|conditioners|"
+                 "shampoo|shampoos|cap|caps|head|heads")
 
 # Places a product is used in: "works great in the shower" is no praise of the shower.
 PLACES = "shower|showers|bath|baths|bathtub|tub|sink|kitchen|car|mail|mailbox|office|gym|pool|sun"
@@ -228,14 +229,15 @@ def _not_the_subject(terms: tuple[str, ...]) -> re.Pattern | None:
         # a kind of card or product, not the aspect: "restaurant gift cards", "body lotion"
         rf"|\b(?:{names})\s+(?:gift\s+)?(?:cards?|certificates?)\b"
         rf"|\b(?:{names})\s+(?:{PRODUCT_NOUNS})\b"
-        # a verb or part of a compound: "it seems to set-up the beard"
-        rf"|\bto (?:{names})\b|\b(?:{names})-\w"
+        # a verb or part of a compound: "it seems to set-up the beard", "I shower twice a day"
+        rf"|\bto (?:{names})\b|\b(?:{names})-\w|\b(?:i|we|you|they|he|she)\s+(?:{names})\b"
         # a setting: "the lingering scent after my shower", "washes away well in the shower",
         # "easy to use on my body"
         rf"|\b(?:after|before|during)\s+(?:{determiners})\s+(?:\w+\s+)?(?:{names})\b"
         # a place it is used in ("in the articles" or "in a beautiful box" name no place)
         rf"|\b(?:in|into)\s+(?:{determiners})\s+(?:\w+\s+)?(?=(?:{PLACES})\b)(?:{names})\b"
-        rf"|\b(?:use|used|apply|applied|put|rub|spread)\s+(?:it\s+|them\s+)?(?:on|to|in|into)\s+"
+        rf"|\b(?:use|used|apply|applied|put|rub|spread)\s+(?:(?:it|them|this|these|that)\s+)?"
+        rf"(?:on|to|in|into)\s+"
         rf"(?:{determiners})\s+(?:\w+\s+)?(?:{names})\b")
 
 

@@ -181,6 +181,9 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     ("I think it is better used as a body bar than a facial cleanser.", ["body"], False),
     ("It features all kinds of rooms in bright colors.", ["feature", "features"], False),
     ("I gifted her a subscription thinking she'd enjoy it.", ["subscription"], False),
+    ("It worked very well if I used this on my skin before shaving.", ["skin"], False),
+    ("I shower usually 2 times a day so one bar tends to go fast.", ["shower"], False),
+    ("This is a sink/shower conditioner that works its way into your hair.", ["shower"], False),
     # A question states nothing (a real served quote).
     ("Do you love collecting quality photos of nature and wildlife?", ["photos"], False),
     ("Who needs a great sound?  The bass is great.", ["bass"], True),
