@@ -173,14 +173,21 @@ _LOVE = frozenset("love loves loved like likes liked enjoy enjoys enjoyed".split
 _ACTIVITY = frozenset("to that being having getting going".split())
 
 
+# "one bar tends to go fast", "it runs out quick": a consumable used up, no praise.
+_SPEED = frozenset("fast quick".split())
+_USED_UP = frozenset("go goes went going gone run runs ran out up".split())
+
+
 def _praising_words(words: list[str], terms: set[str]) -> list[str]:
     """The positive words of a clause that praise the aspect named by `terms` (see
-    `NOT_PRAISE_OF`, `_LIKE_SUBJECTS` and `_ACTIVITY`; "light on content" lacks it)."""
+    `NOT_PRAISE_OF`, `_LIKE_SUBJECTS` and `_ACTIVITY`; "light on content" lacks it, and a bar
+    that goes fast is used up)."""
     return [w for i, w in enumerate(words)
             if w in POSITIVE_WORDS and not (NOT_PRAISE_OF.get(w, frozenset()) & terms)
             and (w != "like" or (i > 0 and words[i - 1] in _LIKE_SUBJECTS))
             and not (w in _LOVE and i + 1 < len(words) and words[i + 1] in _ACTIVITY)
-            and not (w == "light" and i + 1 < len(words) and words[i + 1] == "on")]
+            and not (w == "light" and i + 1 < len(words) and words[i + 1] == "on")
+            and not (w in _SPEED and i > 0 and words[i - 1] in _USED_UP)]
 
 
 # Positive words that are no praise of some aspects: "a strong smell" is not a compliment.

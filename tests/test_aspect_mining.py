@@ -184,6 +184,10 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
     ("It worked very well if I used this on my skin before shaving.", ["skin"], False),
     ("I shower usually 2 times a day so one bar tends to go fast.", ["shower"], False),
     ("This is a sink/shower conditioner that works its way into your hair.", ["shower"], False),
+    ("I shower twice a day so one bar tends to go fast since I love to lather up.", ["bar"],
+     False),
+    ("The bar runs out fast.", ["bar"], False),
+    ("Fast shipping and a great bar.", ["bar"], True),
     # A question states nothing (a real served quote).
     ("Do you love collecting quality photos of nature and wildlife?", ["photos"], False),
     ("Who needs a great sound?  The bass is great.", ["bass"], True),
