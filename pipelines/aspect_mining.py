@@ -227,8 +227,9 @@ def _not_the_subject(terms: tuple[str, ...]) -> re.Pattern | None:
         rf"|lots of|plenty of)\b"
         # the standard of a comparison: "better than using cash", "as good as cash"
         rf"|\b(?:than|as \w+ as)\b(?:\W+\w+){{0,1}}\W+(?:{names})\b"
-        # an idiom, not the product: "you're all set"
+        # an idiom, not the product: "you're all set", "takes better care of his teeth"
         rf"|\ball (?:{names})\b(?!\s+of)"
+        rf"|\b(?:take|takes|took|taking|taken)\s+(?:\w+\s+)?care\s+of\s+(?:\w+\s+){{0,2}}(?:{names})\b"
         # an audience or a purpose: "for people who enjoy their food", "for any cook", "useful
         # for last minute meal", "a nice base for applying color" ("great for the price" stays)
         rf"|\bfor (?:{_AUDIENCE}|(?!(?:any|every|some|no)thing\b)\w+ing)\b(?:\W+[\w']+){{0,4}}?\W+(?:{names})\b"

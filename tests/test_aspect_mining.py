@@ -188,6 +188,8 @@ def test_real_amazon_lexicons_hold_attributes_and_no_people_or_generic_nouns(cat
      False),
     ("The bar runs out fast.", ["bar"], False),
     ("Fast shipping and a great bar.", ["bar"], True),
+    ("We want to make sure he takes better care of his teeth.", ["teeth"], False),
+    ("My teeth feel super clean.", ["teeth"], True),
     # A question states nothing (a real served quote).
     ("Do you love collecting quality photos of nature and wildlife?", ["photos"], False),
     ("Who needs a great sound?  The bass is great.", ["bass"], True),
