@@ -70,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--max-top1-share", type=float, default=0.2,
                         help="exposure cap: no item is top-1 for more than this share of the "
-                             "served lists (per-item offsets fitted at export; kept only when "
-                             "dev NDCG stays at or above the best single signal's); 1 turns it "
+                             "served lists (per-item offsets fitted at export; refused only when "
+                             "the best single signal beats it on dev beyond the noise); 1 turns it "
                              "off (default: %(default)s)")
     parser.add_argument("--k", type=int, default=10,
                         help="cut-off of the metrics and default number of recommendations "
