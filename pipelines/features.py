@@ -443,36 +443,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _item_titles(items_dir: Path) -> dict[str, str]:
-    return _item_column(items_dir, "title")
+    return _item_columns(items_dir, ["title"])["title"]
 
 
-def _item_column(items_dir: Path, column: str) -> dict[str, str]:
+def _item_columns(items_dir: Path, columns: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Each of `columns` of the ingest items table as item -> string, read in one pass (no
+    table: empty)."""
     from pipelines.corpus import read_parquet_dir
 
     try:
-        items = read_parquet_dir(items_dir, ["item", column])
+        items = read_parquet_dir(items_dir, ["item", *columns])
     except (FileNotFoundError, KeyError):
-        return {}
+        return {column: {} for column in columns}
     # A missing title reads back as NaN (Magazine_Subscriptions' metadata: 2,163 of 2,320 titles
     # were HTML fragments that cleaning emptied); the items table wants a string.
-    return {i: t if isinstance(t, str) else "" for i, t in zip(items["item"], items[column])
-            if i}
+    return {column: {i: t if isinstance(t, str) else "" for i, t in zip(items["item"],
+                                                                       items[column]) if i}
+            for column in columns}
 
 
 def _item_names(ws: ws_lib.Workspace) -> dict[str, str]:
     """Every reviewed item's display name (`item_names.display_names`): its title, else what its
-    reviews call it, else its brand, each with the id after it; logged by source."""
+    reviews call it, else its brand, each with the id after it; logged by source. The review
+    texts are read only when some reviewed item has no title."""
     import pyarrow.parquet as pq
 
     from pipelines.item_names import display_names
 
+    paths = sorted(ws.docs.glob("*.parquet"))
+    items = _item_columns(ws.items, ["title", "brand"])
+    titles, brands = items["title"], items["brand"]
+    reviewed = {item for path in paths
+                for item in pq.read_table(path, columns=["item"]).column("item").to_pylist()}
+
     def reviews():
-        for path in sorted(ws.docs.glob("*.parquet")):
+        for path in paths:
             table = pq.read_table(path, columns=["item", "text"])
             yield from zip(table.column("item").to_pylist(), table.column("text").to_pylist())
 
-    names, sources = display_names(_item_titles(ws.items), _item_column(ws.items, "brand"),
-                                   reviews())
+    untitled = any(not titles.get(item, "").strip() for item in reviewed)
+    names, sources = display_names(titles, brands, reviews() if untitled else ())
     if sources.get("reviews") or sources.get("brand"):
         log.info("features: item names: %d titles, %d named by their reviews, %d by their brand, "
                  "%d by id only", sources.get("title", 0), sources.get("reviews", 0),

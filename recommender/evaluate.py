@@ -134,8 +134,13 @@ def ndcg_difference(ranks_a: np.ndarray, ranks_b: np.ndarray, k: int = 10, sampl
 def evaluate(scorer: Scorer, split: Split, num_items: int, part: str = "test", k: int = 10
              ) -> dict[str, dict[str, float]]:
     """Metrics of a scorer on `part` ("dev" or "test"): all users and the cold-start slice."""
+    return part_metrics(part_ranks(scorer, split, num_items, part), split, part, k)
+
+
+def part_metrics(ranks: np.ndarray, split: Split, part: str = "test", k: int = 10
+                 ) -> dict[str, dict[str, float]]:
+    """`evaluate`'s metrics from `part_ranks` already computed."""
     held_out = split.test if part == "test" else split.dev
-    ranks = part_ranks(scorer, split, num_items, part)
     cold = ~held_out["item_row"].isin(set(split.train["item_row"])).to_numpy()
     return {"all": ranking_metrics(ranks, k), "cold_start": ranking_metrics(ranks[cold], k)}
 

@@ -249,11 +249,12 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
     scorers = {RANKER: ranker_scorer(ranker, train_signals)}
     scorers.update({name: signal_scorer(train_signals, signal)
                     for name, signal in SINGLE_SIGNALS.items()})
-    dev = {name: evaluation.evaluate(s, split, num_items, "dev", k) for name, s in scorers.items()}
-    test = {name: evaluation.evaluate(s, split, num_items, "test", k)
-            for name, s in scorers.items()}
     dev_ranks = {name: evaluation.part_ranks(s, split, num_items, "dev")
                  for name, s in scorers.items()}
+    dev = {name: evaluation.part_metrics(ranks, split, "dev", k)
+           for name, ranks in dev_ranks.items()}
+    test = {name: evaluation.evaluate(s, split, num_items, "test", k)
+            for name, s in scorers.items()}
     choice, choice_info = choose_export(dev_ranks, k)
 
     progress("re-ranking: popularity penalty and personal boost (dev NDCG within 2% of none)")
@@ -293,7 +294,7 @@ def fit_recommender(features: FeatureSet, split: evaluation.Split, config: Train
                            f"dev_{ndcg}_per_epoch": ranker_dev,
                            "best_epoch": int(np.argmax(ranker_dev)) + 1 if ranker_dev else 0,
                            f"dev_{ndcg}_per_epoch_per_seed": ranker_devs,
-                           f"dev_{ndcg}_ensemble": dev_ndcg(ranker)},
+                           f"dev_{ndcg}_ensemble": dev[RANKER]["all"][ndcg]},
                 "choice": choice_info, "rerank": rerank_info, "exposure_cap": cap_info,
                 "refit_interactions": int(len(everything))}
     return FitResult(config=tuned, ease_l2=ease_l2, choice=choice, ranker=ranker,

@@ -261,11 +261,11 @@ def choose_exposure_cap(scorer: evaluation.Scorer, split: evaluation.Split, num_
         f"dev_{key}_floor": float(floor)})
     if not np.any(offsets):
         return None, info
-    info[f"dev_{key}_after"] = evaluation.evaluate(capped, split, num_items, "dev", k)["all"][key]
+    capped_ranks = evaluation.part_ranks(capped, split, num_items, "dev")
+    info[f"dev_{key}_after"] = evaluation.ranking_metrics(capped_ranks, k)[key]
     info["refused"] = info[f"dev_{key}_after"] < floor
     if info["refused"] and floor_ranks is not None:
-        gap = evaluation.ndcg_difference(
-            floor_ranks, evaluation.part_ranks(capped, split, num_items, "dev"), k)
+        gap = evaluation.ndcg_difference(floor_ranks, capped_ranks, k)
         info["floor_gap_over_capped"] = gap
         info["refused"] = gap["ci95"][0] > 0
     if info["refused"]:
