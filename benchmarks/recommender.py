@@ -24,6 +24,7 @@ made with `opinionrec run --minutes 20` (about 20 minutes each on 2 cores):
 
 The exported model is fitted from base seed 0 for every table, and refitted from base seeds 10 and
 20 for the seed-spread table (test NDCG@10 of one fit moves by ~0.01-0.02 with its seeds alone).
+The blend table (`blend_bound`) bounds what any re-weighting of the signals could reach on test.
 
 Writes benchmarks/results/recommender.{json,md,png}.
 """
@@ -231,6 +232,41 @@ def description_metrics(ws: Path, features, sentences: pd.DataFrame) -> dict:
             "examples": [d.as_dict() for d in described[:3]]}
 
 
+BLEND_WEIGHTS = (0, 1, 2)
+
+
+def blend_bound(scorers: dict, split, num_items: int) -> dict:
+    """How far a weighting of the signals can go: every weighting (0, 1 or 2 each) of the
+    per-user standardised scores in `scorers`, test NDCG@10 of the best on dev (a method a user
+    could run) and of the best on test itself (an upper bound on re-weighting these signals, not a
+    method). Issue 14's 1.1x the ID-only two-tower on Gift_Cards lies above the bound there."""
+    import itertools
+
+    from recommender import evaluate as evaluation
+
+    users = np.arange(int(max(split.train["user_row"].max(), split.dev["user_row"].max(),
+                              split.test["user_row"].max())) + 1)
+    names = list(scorers)
+    standardised = []
+    for name in names:
+        scores = np.asarray(scorers[name](users), dtype="float64")
+        standardised.append((scores - scores.mean(axis=1, keepdims=True))
+                            / (scores.std(axis=1, keepdims=True) + 1e-6))
+    rows = []
+    for weights in itertools.product(BLEND_WEIGHTS, repeat=len(names)):
+        if not any(weights):
+            continue
+        blended = sum(w * m for w, m in zip(weights, standardised) if w)
+        scorer = lambda rows_, b=blended: b[rows_]  # noqa: E731
+        rows.append({"weights": dict(zip(names, weights)), **{
+            part: evaluation.evaluate(scorer, split, num_items, part, K)["all"][f"ndcg@{K}"]
+            for part in ("dev", "test")}})
+    by_dev = max(rows, key=lambda row: row["dev"])
+    by_test = max(rows, key=lambda row: row["test"])
+    return {"signals": names, "weights_tried": list(BLEND_WEIGHTS), "best_on_dev": by_dev,
+            "best_on_test": by_test}
+
+
 def seed_spread(features, split, config, base_seeds, temperatures) -> dict:
     """Dev and test NDCG@10 of the exported model, the ranker and the two-tower signal refitted
     from other base seeds: how far one fit's figures move with its seeds alone."""
@@ -299,12 +335,17 @@ def amazon_category(ws: Path, temperatures=(0.05, 0.2), spread_seeds=(10, 20)) -
         ("ease", "item-knn", "most-popular")}
     versus["two-tower (ID only)"] = evaluation.ndcg_difference(
         exported_ranks, test_ranks(scorers["two-tower (ID only)"]))
+    bound = blend_bound({"ranker": ranker_scorer(fit.ranker, train_signals),
+                         **{name: signal_scorer(train_signals, SINGLE_SIGNALS[name])
+                            for name in ("two-tower", "ease", "item-knn")},
+                         "two-tower (ID only)": scorers["two-tower (ID only)"]}, split, num_items)
     spread = {"0": {part: {name: getattr(fit, part)[name]["all"][f"ndcg@{K}"]
                            for name in ("exported", "two-tower + ranker", "two-tower")}
                     for part in ("dev", "test")}}
     spread.update(seed_spread(features, split, config, spread_seeds, temperatures))
     return {
         "seed_spread": spread,
+        "blend_bound": bound,
         "merged_listings": features.groups or {},
         "counts": {"users": len(features.users), "items": num_items, "train": len(split.train),
                    "dev": len(split.dev), "test": len(split.test),
@@ -520,6 +561,21 @@ def markdown(results: dict) -> str:
                      "towers and rankers), test NDCG@10 mean (lowest-highest); the tables above "
                      "are base seed 0:\n")
         parts.append(markdown_table(headers, rows))
+    if all("blend_bound" in r for r in results["amazon"].values()):
+        bounds = [r["blend_bound"] for r in results["amazon"].values()]
+        weights = lambda best: ", ".join(  # noqa: E731
+            f"{name} {w}" for name, w in best["weights"].items() if w)
+        rows = [[f"best on {by}"] + [
+            f"{b[f'best_on_{by}']['test']:.4f} ({weights(b[f'best_on_{by}'])})" for b in bounds]
+            for by in ("dev", "test")]
+        rows.append(["best on test / ID-only two-tower"] + [
+            f"{b['best_on_test']['test'] / r['test']['two-tower (ID only)']['all']['ndcg@10']:.3f}x"
+            for b, r in zip(bounds, results["amazon"].values())])
+        parts.append("\nWhat re-weighting the signals can reach: every weighting (0, 1 or 2 each) "
+                     "of the per-user standardised scores of the ranker, two-tower, ID-only "
+                     "two-tower, EASE and item-kNN; test NDCG@10 of the weighting best on dev, "
+                     "and of the one best on test itself (an upper bound, not a method):\n")
+        parts.append(markdown_table(["weighting"] + list(results["amazon"]), rows))
     rows = []
     for method in ORDER:
         row = [method]
