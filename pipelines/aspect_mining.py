@@ -105,6 +105,7 @@ SYNONYMS = {"cost": "price", "costs": "price", "value": "price", "pricing": "pri
             "prices": "price", "colour": "color", "colours": "color", "colors": "color",
             "sizing": "size", "sizes": "size", "smells": "smell",
             "scent": "smell", "scents": "smell", "fragrance": "smell", "smelling": "smell",
+            "aroma": "smell", "aromas": "smell",
             "shipping": "delivery", "mag": "magazine", "photos": "pictures",
             "penny": "price",  # "worth every penny"
             "photographs": "pictures"}

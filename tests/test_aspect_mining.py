@@ -92,6 +92,14 @@ def test_products_pointed_at_adjectives_and_verbs_are_no_aspects():
     assert {"soap", "shampoo", "mild", "lathers"} <= unfiltered, unfiltered
 
 
+def test_smell_scent_fragrance_and_aroma_are_one_aspect():
+    sentences = (["The smell is great."] * 6 + ["The scent is lovely."] * 4
+                 + ["The fragrance is great."] * 4 + ["The aroma is great."] * 4)
+    lexicon = mine_aspects(sentences, min_count=3)
+    assert lexicon.names == ["smell"], lexicon.names
+    assert {"scent", "fragrance", "aroma"} <= set(lexicon.aspects[0]["terms"])
+
+
 def test_product_type_words_ignore_markup_and_fall_back_to_review_frequency():
     from pipelines.aspect_mining import frequent_words, product_type_words
 
