@@ -110,7 +110,6 @@ SYNONYMS = {"cost": "price", "costs": "price", "value": "price", "pricing": "pri
             "penny": "price",  # "worth every penny"
             "photographs": "pictures"}
 
-# Words that introduce a noun phrase: nouns follow them, verbs rarely do.
 # A noun written after "this"/"these" (within two words) in at least this share of at least this
 # many occurrences is a product reviewers point at ("this shampoo", "this set", "this Dove bar"),
 # not an aspect of one: in All_Beauty, whose items have no titles to name the product type, 17-34%
@@ -130,6 +129,7 @@ feels feel felt seems seem seemed looks look looked smells smelled tastes tasted
 """.split())
 _SUBJECTS = frozenset("i it they we you he she".split())
 
+# Words that introduce a noun phrase: nouns follow them, verbs rarely do.
 DETERMINERS = frozenset("""
 the a an this that these those my your his her its our their some any no every each
 """.split())
@@ -473,9 +473,10 @@ def mine_aspects(
     unigram must follow a determiner within two words in `min_determiner_ratio` of its
     occurrences: nouns do ("the price", "my hair"), verbs rarely do ("it smells great").
     With `filter_non_aspects`, `NON_ASPECTS`, `product_words` (see `product_type_words`), the
-    products reviewers point at with "this"/"these" (`DEICTIC_SHARE`) and names (words mostly
-    capitalised inside a sentence, `NAME_SHARE`) are no aspects, alone or as a bigram's first word
-    (a product word not as its second either), and `SYNONYMS` are merged.
+    products reviewers point at with "this"/"these" (`DEICTIC_SHARE`), adjectives and verbs told
+    by the word before them (`ADJECTIVE_SHARE`, `VERB_SHARE`) and names (words mostly capitalised
+    inside a sentence, `NAME_SHARE`) are no aspects, alone or as a bigram's first word (a product
+    word not as its second either), and `SYNONYMS` are merged.
     """
     excluded = frozenset(w.lower() for w in product_words) if filter_non_aspects else frozenset()
     synonyms = SYNONYMS if filter_non_aspects else {}
@@ -522,8 +523,9 @@ def mine_aspects(
     if filter_non_aspects:  # the products reviewers point at ("this soap") join the product words
         excluded |= {w for w, n in pointed_at.items()
                      if total[w] >= MIN_DEICTIC_EVIDENCE and n >= DEICTIC_SHARE * total[w]}
-        excluded |= {w for w, n in total.items() if n >= MIN_WORD_CLASS_EVIDENCE and (
-            adjective_cued[w] >= ADJECTIVE_SHARE * n or after_subject[w] >= VERB_SHARE * n)}
+        excluded |= {w for w, n in total.items() if " " not in w and n >= MIN_WORD_CLASS_EVIDENCE
+                     and (adjective_cued[w] >= ADJECTIVE_SHARE * n
+                          or after_subject[w] >= VERB_SHARE * n)}
 
     def allowed(word: str) -> bool:
         return not filter_non_aspects or (_is_aspect_word(word, excluded) and word not in names)
