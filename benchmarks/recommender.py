@@ -243,15 +243,13 @@ def blend_bound(scorers: dict, split, num_items: int) -> dict:
     import itertools
 
     from recommender import evaluate as evaluation
+    from recommender.signals import standardised_per_user
 
     users = np.arange(int(max(split.train["user_row"].max(), split.dev["user_row"].max(),
                               split.test["user_row"].max())) + 1)
     names = list(scorers)
-    standardised = []
-    for name in names:
-        scores = np.asarray(scorers[name](users), dtype="float64")
-        standardised.append((scores - scores.mean(axis=1, keepdims=True))
-                            / (scores.std(axis=1, keepdims=True) + 1e-6))
+    standardised = [standardised_per_user(np.asarray(scorers[name](users), dtype="float64"))
+                    for name in names]
     rows = []
     for weights in itertools.product(BLEND_WEIGHTS, repeat=len(names)):
         if not any(weights):

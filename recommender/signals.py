@@ -63,6 +63,13 @@ def knn_weights(history: np.ndarray, neighbours: int = 50) -> np.ndarray:
     return similarity.T.astype("float32")
 
 
+def standardised_per_user(values: np.ndarray) -> np.ndarray:
+    """[U, N] scores minus each row's mean over its standard deviation: "how much more than this
+    user's average", comparable across users (the ranker's input, the re-ranking's scale)."""
+    return (values - values.mean(axis=1, keepdims=True)) / (
+        values.std(axis=1, keepdims=True) + 1e-6)
+
+
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return (matrix / np.maximum(norms, 1e-12)).astype("float32")
@@ -108,8 +115,7 @@ class Signals:
         for name in FEATURES:
             value = np.asarray(raw[name], dtype="float32")
             if name in PER_USER:
-                value = (value - value.mean(axis=1, keepdims=True)) / (
-                    value.std(axis=1, keepdims=True) + 1e-6)
+                value = standardised_per_user(value)
             columns.append(value)
         return np.stack(columns, axis=-1)
 
