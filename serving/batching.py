@@ -52,6 +52,11 @@ class BatchScheduler:
 
     def submit(self, inputs: Arrays) -> dict[str, np.ndarray]:
         """Run `inputs` (rows along axis 0) in a batch; blocks until its outputs are back."""
+        return self.submit_async(inputs).result()
+
+    def submit_async(self, inputs: Arrays) -> Future:
+        """Queue `inputs` for a batch; a future of its own rows of the outputs. Raises
+        UNAVAILABLE at once when the queue is full or the scheduler closed."""
         rows = int(next(iter(inputs.values())).shape[0])
         capacity = self.options.max_enqueued_batches * self.options.max_batch_size
         with self._ready:
@@ -64,7 +69,7 @@ class BatchScheduler:
             self._queue.append(task)
             self._queued_rows += rows
             self._ready.notify()
-        return task.future.result()
+        return task.future
 
     def close(self) -> None:
         with self._ready:
@@ -99,6 +104,10 @@ class BatchScheduler:
 
     def _loop(self) -> None:
         while (batch := self._take_batch()) is not None:
+            # A request whose caller gave up (its deadline passed) while queued is dropped.
+            batch = [task for task in batch if task.future.set_running_or_notify_cancel()]
+            if not batch:
+                continue
             try:
                 outputs = self._run_batch(batch)
             except BaseException as error:  # every request of the batch gets the error

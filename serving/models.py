@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -56,6 +57,8 @@ DOCKER_MODELS_PREFIX = "/models"
 _SERVING_METHODS = ("tensorflow/serving/predict", "tensorflow/serving/classify",
                     "tensorflow/serving/regress")
 _MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many warm-up records
+# A signature whose calls average under this may run on an otherwise idle event loop.
+QUICK_CALL_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,7 @@ class Servable:
         self._output_names = {sig: frozenset(signature_def.outputs)
                               for sig, signature_def in self.signature_defs.items()}
         # One batch scheduler per signature that batches, when batching is on.
+        self._call_seconds: dict[str, float] = {}  # moving average of each signature's calls
         self.schedulers: dict[str, BatchScheduler] = {}
         for sig, signature_def in self.signature_defs.items():
             if batching is not None and sig in self._functions and batchable(
@@ -195,8 +199,18 @@ class Servable:
                     functools.partial(self._call, sig), batching, f"{name}-{version}-{sig}")
 
     def _call(self, signature_name: str, tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
         outputs = self._functions[signature_name](**tensors)
-        return {alias: value.numpy() for alias, value in outputs.items()}
+        outputs = {alias: value.numpy() for alias, value in outputs.items()}
+        seconds = time.perf_counter() - start
+        last = self._call_seconds.get(signature_name)
+        self._call_seconds[signature_name] = seconds if last is None else 0.8 * last + 0.2 * seconds
+        return outputs
+
+    def is_quick(self, signature_name: str) -> bool:
+        """Whether the signature's recent calls (moving average) took under QUICK_CALL_SECONDS:
+        short enough to run on a caller that should not be held up long."""
+        return self._call_seconds.get(signature_name or DEFAULT_SIGNATURE, 1.0) < QUICK_CALL_SECONDS
 
     def close(self) -> None:
         """Stop the batch threads (requests still queued get UNAVAILABLE)."""
@@ -217,6 +231,15 @@ class Servable:
         output_filter: Sequence[str] = (),
     ) -> dict[str, np.ndarray]:
         """Run a signature on numpy inputs; outputs by alias (all, or those in `output_filter`)."""
+        return self.submit(self.prepare(signature_name, inputs, output_filter)).result()
+
+    def prepare(
+        self,
+        signature_name: str,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str] = (),
+    ) -> "PreparedCall":
+        """Check a request against its signature and build its tensors (no model call yet)."""
         import tensorflow as tf
 
         name = signature_name or DEFAULT_SIGNATURE
@@ -248,14 +271,44 @@ class Servable:
                 raise invalid_argument(f"Input {input_name} has dtype {tensor.dtype.name}, but "
                                        f"signature {name} expects {dtype.name}")
             tensors[input_name] = tensor
-        try:
-            scheduler = self.schedulers.get(name)
-            outputs = scheduler.submit(tensors) if scheduler else self._call(name, tensors)
-        except tf.errors.OpError as error:
-            raise from_tf_error(error) from None
-        except (TypeError, ValueError) as error:
-            raise invalid_argument(str(error)) from None
-        return {alias: outputs[alias] for alias in (outputs_wanted or outputs)}
+        return PreparedCall(name, tensors, outputs_wanted)
+
+    def submit(self, call: "PreparedCall", executor: Executor | None = None,
+               now: bool = False) -> Future:
+        """Start a prepared call; a future of its outputs (errors as `ServingStatus`).
+
+        A signature that batches joins its batch queue; any other runs on `executor`, or at once
+        on this thread without one (or with `now`, which skips the batch queue too). Either way the caller may wait for the future, or (an event
+        loop) be called back when it is done instead of holding a thread.
+        """
+        scheduler = None if now else self.schedulers.get(call.signature)
+        if scheduler is not None:
+            raw = scheduler.submit_async(call.tensors)
+        elif executor is not None and not now:
+            raw = executor.submit(self._call, call.signature, call.tensors)
+        else:
+            raw = Future()
+            try:
+                raw.set_result(self._call(call.signature, call.tensors))
+            except BaseException as error:  # noqa: BLE001  handed to the future, as a pool does
+                raw.set_exception(error)
+        done: Future = Future()
+
+        def finish(future: Future) -> None:
+            if future.cancelled():
+                done.cancel()
+                return
+            error = future.exception()
+            if error is None:
+                outputs = future.result()
+                done.set_result({alias: outputs[alias]
+                                 for alias in (call.outputs_wanted or outputs)})
+            else:
+                done.set_exception(_status_of(error))
+
+        raw.add_done_callback(finish)
+        done.add_done_callback(lambda f: f.cancelled() and raw.cancel())  # not started: dropped
+        return done
 
     def warm_up(self) -> int:
         """Replay the version's warm-up requests (a failure fails the load, as in TF Serving)."""
@@ -273,6 +326,26 @@ class Servable:
             self.predict(request.model_spec.signature_name, inputs, request.output_filter)
             count += 1
         return count
+
+
+@dataclass
+class PreparedCall:
+    """A request checked against its signature: the tensors to call it with."""
+
+    signature: str
+    tensors: dict[str, Any]
+    outputs_wanted: list[str]
+
+
+def _status_of(error: BaseException) -> BaseException:
+    """A model call's error as the status a client gets (a TensorFlow error keeps its code)."""
+    import tensorflow as tf
+
+    if isinstance(error, tf.errors.OpError):
+        return from_tf_error(error)
+    if isinstance(error, (TypeError, ValueError)) and not isinstance(error, ServingStatus):
+        return invalid_argument(str(error))
+    return error
 
 
 def _direct_call(signature: Any, input_specs: Mapping[str, Any]) -> Callable[..., Any]:

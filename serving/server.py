@@ -29,13 +29,8 @@ from typing import Any, Callable
 
 from serving.metrics import ServingMetrics
 from serving.models import ModelRegistry
-from serving.rest import (
-    DEFAULT_TIMEOUT_SECONDS,
-    DEFAULT_WORKERS,
-    RestApi,
-    RestServer,
-    make_http_server,
-)
+from serving.http_server import RestServer, make_http_server
+from serving.rest import DEFAULT_TIMEOUT_SECONDS, DEFAULT_WORKERS, RestApi
 
 log = logging.getLogger("opinionrec.serving")
 

@@ -346,7 +346,7 @@ def _raw_http(server: ModelServer, request: bytes) -> tuple[int, dict, bytes]:
 
 
 def test_oversized_bodies_and_odd_methods_get_json_errors_without_being_read(server):
-    from serving.rest import MAX_BODY_BYTES
+    from serving.http_server import MAX_BODY_BYTES
 
     # A declared body of a terabyte, never sent: answered at once, the connection closed.
     status, headers, body = _raw_http(server, (
