@@ -322,6 +322,40 @@ def plot(results: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+_SUMMED = ("p50_ms", "p95_ms", "p99_ms", "requests_per_second", "texts_per_second",
+           "client_cpu_ms_per_request", "server_cpu_ms_per_request")
+
+
+def summarise_rounds(rounds: list[dict]) -> list[dict]:
+    """One row per (workload, variant, clients): the median of each figure over the rounds,
+    the failures summed, and p50 latency and requests/s as ratios to the in-process call of
+    the same round (then their median)."""
+    import statistics
+
+    in_process = {(r["workload"], r["clients"], r["round"]): r for r in rounds
+                  if r["variant"] == "in-process"}
+    cells: dict[tuple, list[dict]] = {}
+    for row in rounds:
+        cells.setdefault((row["workload"], row["variant"], row["clients"]), []).append(row)
+    summary = []
+    for (workload, variant, clients), rows in cells.items():
+        row = {"workload": workload, "variant": variant, "clients": clients,
+               "rounds": len(rows), "requests": sum(r["requests"] for r in rows),
+               "failed": sum(r["failed"] for r in rows)}
+        for name in _SUMMED:
+            values = [r[name] for r in rows if r[name] is not None]
+            row[name] = statistics.median(values) if values else None
+        pairs = [(r, in_process.get((workload, clients, r["round"]))) for r in rows]
+        pairs = [(r, base) for r, base in pairs if base is not None]
+        row["p50_vs_in_process"] = (statistics.median(r["p50_ms"] / b["p50_ms"]
+                                                      for r, b in pairs) if pairs else None)
+        row["throughput_vs_in_process"] = (statistics.median(
+            r["requests_per_second"] / b["requests_per_second"] for r, b in pairs)
+            if pairs else None)
+        summary.append(row)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -329,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a workspace after `export` (WS/export/models)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--seconds", type=float, default=4.0, help="measured time per cell")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every cell this many times, the variants interleaved; "
+                        "the table gives medians (default 1)")
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS,
                         metavar="VARIANT", help=f"which to run (default: all of {VARIANTS})")
     parser.add_argument("--server-args", default="",
@@ -351,61 +388,79 @@ def main(argv: list[str] | None = None) -> int:
     users = sorted({u for u in docs["user"].dropna().tolist() if u})[:500]
     workloads = {name: workload for name, workload in _requests(texts, users).items()
                  if name in args.workloads}
-    results: list[dict] = []
     burst: dict = {}
 
     def measure(variant: str, make_call, clients: int, name: str, workload: dict,
-                server_pid: int | None = None) -> None:
+                server_pid: int | None = None) -> dict:
         row = run_clients(make_call(clients), workload, clients, args.seconds, server_pid)
         row.update(variant=variant, workload=name, clients=clients)
-        results.append(row)
         print(f"{name:26s} {variant:22s} {clients:3d} clients: p50 {row['p50_ms']:7.2f} ms, "
               f"{row['requests_per_second']:7.1f} req/s, {row['texts_per_second']:7.1f} texts/s"
               f", CPU ms/request client {row['client_cpu_ms_per_request']:.2f}"
               + ("" if row['server_cpu_ms_per_request'] is None
                  else f" server {row['server_cpu_ms_per_request']:.2f}")
               + (f", {row['failed']} failed" if row['failed'] else ""), flush=True)
+        return row
 
-    variants = set(args.variants)
-    for variant, make_caller in IN_PROCESS_CALLERS.items():
-        if variant not in variants:
-            continue
-        for name, workload in workloads.items():
-            call = make_caller(models_root, workload["model"], workload["input"])
-            for clients in args.clients:
-                measure(variant, lambda n, c=call: c, clients, name, workload)
+    variants = [v for v in VARIANTS if v in set(args.variants)]
+    in_process_calls: dict[tuple[str, str], object] = {}  # (variant, workload) -> call
+    servers: dict[bool, tuple[subprocess.Popen, dict]] = {}  # batching -> (process, ports)
+    rounds: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for batching in (False, True):
-            suffix = ", batching" if batching else ""
-            if not any(protocol + suffix in variants for protocol in SERVER_CALLERS):
-                continue
-            process, ports = start_server(models_root, batching, Path(tmp),
-                                          shlex.split(args.server_args))
-            try:
-                if not batching:
-                    burst = connect_burst(ports["rest_url"])
-                    print(f"connect burst: {burst}", flush=True)
+        try:
+            # Both servers run throughout, idle while the other variants are measured, so that
+            # each round measures every variant of a cell back to back: this machine's speed
+            # drifts by tens of percent within minutes, and a ratio of two cells measured
+            # minutes apart would carry that drift.
+            for batching in (False, True):
+                suffix = ", batching" if batching else ""
+                if any(protocol + suffix in variants for protocol in SERVER_CALLERS):
+                    servers[batching] = start_server(models_root, batching, Path(tmp),
+                                                     shlex.split(args.server_args))
+            if False in servers:
+                burst = connect_burst(servers[False][1]["rest_url"])
+                print(f"connect burst: {burst}", flush=True)
+            for round_index in range(args.rounds):
                 for name, workload in workloads.items():
                     model, input_name = workload["model"], workload["input"]
                     for clients in args.clients:
-                        for protocol, (caller, address) in SERVER_CALLERS.items():
-                            if protocol + suffix not in variants:
-                                continue
-                            measure(protocol + suffix, lambda n, c=caller, a=address: c(
-                                ports[a], model, input_name, n), clients, name, workload,
-                                process.pid)
-            finally:
+                        for variant in variants:
+                            if variant in IN_PROCESS_CALLERS:
+                                key = (variant, name)
+                                if key not in in_process_calls:
+                                    in_process_calls[key] = IN_PROCESS_CALLERS[variant](
+                                        models_root, model, input_name)
+                                make_call, pid = (lambda n, c=in_process_calls[key]: c), None
+                            else:
+                                protocol = variant.removesuffix(", batching")
+                                process, ports = servers[variant.endswith(", batching")]
+                                caller, address = SERVER_CALLERS[protocol]
+                                make_call = (lambda n, c=caller, a=ports[address]: c(
+                                    a, model, input_name, n))
+                                pid = process.pid
+                            row = measure(variant, make_call, clients, name, workload, pid)
+                            rounds.append({**row, "round": round_index})
+        finally:
+            for process, _ in servers.values():
                 process.terminate()
                 process.wait(30)
+    results = summarise_rounds(rounds)
 
     rows = [[r["workload"], r["variant"], r["clients"], f"{r['p50_ms']:.2f}",
+             "" if r.get("p50_vs_in_process") is None else f"{r['p50_vs_in_process']:.2f}x",
              f"{r['p95_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['requests_per_second']:.1f}",
+             "" if r.get("throughput_vs_in_process") is None
+             else f"{r['throughput_vs_in_process']:.0%}",
              f"{r['texts_per_second']:.1f}", f"{r['client_cpu_ms_per_request']:.2f}",
              "" if r["server_cpu_ms_per_request"] is None
              else f"{r['server_cpu_ms_per_request']:.2f}", r["failed"]] for r in results]
-    table = markdown_table(["workload", "variant", "clients", "p50 ms", "p95 ms", "p99 ms",
-                            "requests/s", "texts/s", "client CPU ms/request",
+    table = markdown_table(["workload", "variant", "clients", "p50 ms", "p50 / in-process",
+                            "p95 ms", "p99 ms", "requests/s", "requests/s / in-process",
+                            "texts/s", "client CPU ms/request",
                             "server CPU ms/request", "failed"], rows)
+    table += (f"\n\nMedians over {args.rounds} round(s), each measuring every variant of a cell "
+              "back to back; the ratios to the in-process call (the signature called in this "
+              "process, same clients) are taken within each round, then their median.")
     table += ("\n\nCPU ms/request: CPU time of the benchmark's process (its clients; the model "
               "too, in process) and of the server's, per request answered, on the 2 shared cores.")
     if burst:
@@ -416,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(results, RESULTS / f"{args.output}.png")
     write_results(args.output, {"workspace": str(args.workspace), "seconds": args.seconds,
-                              "connect_burst": burst, "results": results},
+                              "rounds": args.rounds, "connect_burst": burst, "results": results,
+                              "per_round": rounds},
                   table + f"\n\n![latency]({args.output}.png)")
     return 0
 

@@ -98,7 +98,8 @@ class RestApi:
             status, reply, code = 200, self._dispatch(method, path, body, served), "OK"
         except Exception as error:  # noqa: BLE001  every failure is an answer
             status, reply, code = self._error(method, path, error)
-        self._observe(method, path, code, time.perf_counter() - start, served)
+        route = _PREDICTION_PATH.fullmatch(path) if method == "POST" else None
+        self._observe(route, code, time.perf_counter() - start, served)
         return status, reply
 
     # === One request on the event loop ===
@@ -112,9 +113,9 @@ class RestApi:
         if route is None or route.group(4) != "predict":
             return (*self.handle(method, path, body), False)  # status, metadata, errors: cheap
         start, served = time.perf_counter(), {}
+        request_format = None  # until the request is parsed here
         if len(body) > INLINE_BODY_BYTES:
             call = self._pool.submit(self.handle, method, path, body)
-            finish = None
         else:
             try:
                 servable, prepared, request_format = self._prepare(route, body, served)
@@ -125,33 +126,27 @@ class RestApi:
                 call = servable.submit(prepared, self._pool, now=now)
             except Exception as error:  # noqa: BLE001
                 status, reply, code = self._error(method, path, error)
-                self._observe(method, path, code, time.perf_counter() - start, served)
+                self._observe(route, code, time.perf_counter() - start, served)
                 return status, reply, False
-
-            def finish(outputs: dict) -> str:
-                return predict_response_json(outputs, request_format)
         try:
-            if call.done():  # ran right here: no need to go through the loop
-                result = call.result()
-            else:
-                result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(call)),
-                                                self.timeout_seconds)
-        except asyncio.TimeoutError:
-            call.cancel()  # dropped if it has not started
-            self._observe(method, path, "DEADLINE_EXCEEDED", self.timeout_seconds, served)
-            return 504, _error_body(f"Deadline exceeded: no answer within "
-                                    f"{self.timeout_seconds * 1000:g} ms"), True
+            if not call.done():  # else it ran right here: no need to go through the loop
+                if not await _finished_within(call, self.timeout_seconds):
+                    call.cancel()  # dropped if it has not started
+                    self._observe(route, "DEADLINE_EXCEEDED", self.timeout_seconds, served)
+                    return 504, _error_body(f"Deadline exceeded: no answer within "
+                                            f"{self.timeout_seconds * 1000:g} ms"), True
+            result = call.result()
         except Exception as error:  # noqa: BLE001
             status, reply, code = self._error(method, path, error)
-            self._observe(method, path, code, time.perf_counter() - start, served)
+            self._observe(route, code, time.perf_counter() - start, served)
             return status, reply, False
-        if finish is None:
+        if request_format is None:
             return (*result, False)  # handled (and counted) whole on a worker
         try:
-            status, reply, code = 200, finish(result), "OK"
+            status, reply, code = 200, predict_response_json(result, request_format), "OK"
         except Exception as error:  # noqa: BLE001
             status, reply, code = self._error(method, path, error)
-        self._observe(method, path, code, time.perf_counter() - start, served)
+        self._observe(route, code, time.perf_counter() - start, served)
         return status, reply, False
 
     # === Routing ===
@@ -165,9 +160,9 @@ class RestApi:
                   "".join(traceback.format_exception(error)))
         return 500, _error_body(f"Internal error: {type(error).__name__}: {error}"), "INTERNAL"
 
-    def _observe(self, method: str, path: str, code: str, seconds: float, served: dict) -> None:
-        """Count a request to a model's :predict, :classify or :regress in `metrics`."""
-        route = _PREDICTION_PATH.fullmatch(path) if method == "POST" else None
+    def _observe(self, route: re.Match | None, code: str, seconds: float, served: dict) -> None:
+        """Count a request to a model's :predict, :classify or :regress (its `route`, None for
+        other requests) in `metrics`."""
         if route:
             self.metrics.observe(unquote(route.group(1)), route.group(4).lower(), "REST", code,
                                  seconds, **served)
@@ -220,6 +215,31 @@ class RestApi:
         inputs, request_format = predict_inputs_from_json(
             doc, servable.input_dtypes(signature_name))
         return servable, servable.prepare(signature_name, inputs), request_format
+
+
+async def _finished_within(call: futures.Future, seconds: float | None) -> bool:
+    """Wait on the event loop for a future another thread completes: True once it is done,
+    False if `seconds` pass first (lighter than asyncio.wait_for over wrap_future)."""
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def settle(done: bool) -> None:
+        if not waiter.done():
+            waiter.set_result(done)
+
+    def wake(_: futures.Future) -> None:  # on the thread that completed `call`
+        try:
+            loop.call_soon_threadsafe(settle, True)
+        except RuntimeError:
+            pass  # the loop has stopped: the server was drained and shut down meanwhile
+
+    call.add_done_callback(wake)
+    timer = loop.call_later(seconds, settle, False) if seconds is not None else None
+    try:
+        return await waiter
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 def _model_spec(name: str, version: str | None, label: str | None
