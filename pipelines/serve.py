@@ -76,7 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a REST request not answered in this time gets a 504; 0 = no "
                         "deadline (default: 30000, as TF Serving)")
     parser.add_argument("--rest-workers", type=int, default=8,
-                        help="threads answering REST requests at once (default: 8)")
+                        help="threads running REST model calls at once, for signatures that do not "
+                        "batch (default: 8)")
     parser.add_argument("--drain-seconds", type=float, default=10.0,
                         help="on SIGTERM or SIGINT, stop accepting and give the requests already "
                         "received this long to be answered (default: 10; TF Serving has no "

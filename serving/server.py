@@ -4,7 +4,7 @@ Stock `tensorflow_model_server` cannot run on every machine (no pip or Debian pa
 Docker may be missing), so this server loads the same model folder and answers the same API:
 clients written against it work unchanged against real TF Serving. It holds one `ModelRegistry`
 (the models of a `models.config`, or one `--model_name`/`--model_base_path` pair), answers REST
-on a thread per connection and gRPC on a thread pool, polls the model folders for new versions
+on one event loop thread (model calls on workers or in batches) and gRPC on a thread pool, polls the model folders for new versions
 (and, if asked, its models.config for a changed model list), and stops gracefully on SIGINT or
 SIGTERM: the listeners close at once, and the requests already received, REST and gRPC, get up to
 `drain_seconds` to be answered.
@@ -56,8 +56,9 @@ class ModelServer:
         grpc_port: gRPC port; 0 picks a free one; None disables gRPC.
         poll_seconds: how often to look for new versions on disk; 0 disables polling.
         grpc_workers: threads answering gRPC calls.
-        rest_workers: REST requests answered at once (on their connection's own thread when
-            one is free, else by a pool of as many worker threads).
+        rest_workers: threads running the model calls of REST requests whose signature does not
+            batch (the others wait their turn); every connection is read and answered by one
+            event loop thread.
         rest_timeout_seconds: a REST request not answered in this time gets a 504; None: no
             deadline.
         drain_seconds: how long `stop()` waits for the requests already received (REST and gRPC
