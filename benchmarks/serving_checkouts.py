@@ -7,7 +7,7 @@ raw-socket client), so that the machine's drifting speed cancels out of the rati
 
     git worktree add /tmp/before <commit>
     python benchmarks/serving_checkouts.py --workspace WS before=/tmp/before after=. \\
-        [--server-args "--enable-batching"] [--rounds 4] [--seconds 1.5]
+        [--server-args=--enable-batching] [--rounds 4] [--seconds 1.5]
 
 Writes benchmarks/results/serving_checkouts.{json,md} (or `--output`'s name).
 """

@@ -23,7 +23,7 @@ import numpy as np
 from serving.layout import BatchingOptions
 from serving.status import ServingStatus
 
-Arrays = Mapping[str, "tf.Tensor"]  # noqa: F821  inputs: validated tensors, rows on axis 0
+Arrays = Mapping[str, np.ndarray]  # inputs: validated arrays, rows on axis 0
 
 
 class _Task:
@@ -120,18 +120,16 @@ class BatchScheduler:
                 start += task.rows
 
     def _run_batch(self, batch: list[_Task]) -> dict[str, np.ndarray]:
-        import tensorflow as tf
-
         if len(batch) == 1 and not self.options.allowed_batch_sizes:
             self.batch_sizes.append(batch[0].rows)
             return self._run(batch[0].inputs)
-        merged = {name: tf.concat([t.inputs[name] for t in batch], axis=0)
+        merged = {name: np.concatenate([t.inputs[name] for t in batch], axis=0)
                   for name in batch[0].inputs}
         rows = sum(t.rows for t in batch)
         padded = next((size for size in sorted(self.options.allowed_batch_sizes) if size >= rows),
                       rows)
         if padded > rows:  # repeat the last row up to an allowed size, as TF Serving pads
-            merged = {name: tf.concat([value, tf.repeat(value[-1:], padded - rows, axis=0)], 0)
+            merged = {name: np.concatenate([value, np.repeat(value[-1:], padded - rows, axis=0)])
                       for name, value in merged.items()}
         self.batch_sizes.append(padded)
         return self._run(merged)

@@ -266,11 +266,14 @@ class Servable:
                     f"Input {input_name} has shape {_shape_text(tf.TensorShape(shape))}, but "
                     f"signature {name} expects {_shape_text(spec.shape)}"
                 )
-            tensor = tf.convert_to_tensor(inputs[input_name])
-            if tensor.dtype != dtype:
-                raise invalid_argument(f"Input {input_name} has dtype {tensor.dtype.name}, but "
+            # Checked on the array too: the tensor is made on the thread that runs the call
+            # (once per batch when batching), not on the event loop that answers requests.
+            array = np.asarray(inputs[input_name])
+            sent = _tf_dtype_of(array)
+            if sent != dtype:
+                raise invalid_argument(f"Input {input_name} has dtype {sent.name}, but "
                                        f"signature {name} expects {dtype.name}")
-            tensors[input_name] = tensor
+            tensors[input_name] = array
         return PreparedCall(name, tensors, outputs_wanted)
 
     def submit(self, call: "PreparedCall", executor: Executor | None = None,
@@ -330,11 +333,20 @@ class Servable:
 
 @dataclass
 class PreparedCall:
-    """A request checked against its signature: the tensors to call it with."""
+    """A request checked against its signature: the arrays to call it with."""
 
     signature: str
-    tensors: dict[str, Any]
+    tensors: dict[str, np.ndarray]
     outputs_wanted: list[str]
+
+
+def _tf_dtype_of(array: np.ndarray) -> Any:
+    """The TensorFlow dtype `tf.convert_to_tensor(array)` gives (object and bytes: string)."""
+    import tensorflow as tf
+
+    if array.dtype.kind in "OSU":
+        return tf.string
+    return tf.dtypes.as_dtype(array.dtype)
 
 
 def _status_of(error: BaseException) -> BaseException:

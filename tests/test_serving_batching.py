@@ -16,10 +16,11 @@ from serving.status import ServingStatus
 
 
 def _lengths(inputs):
-    """A model: the length of each text, and the text back."""
+    """A model: the length of each text, and the text back (merged rows come as arrays)."""
     import tensorflow as tf
 
-    return {"length": tf.strings.length(inputs["text"]).numpy(), "echo": inputs["text"].numpy()}
+    text = tf.convert_to_tensor(inputs["text"])
+    return {"length": tf.strings.length(text).numpy(), "echo": text.numpy()}
 
 
 def _submit_all(scheduler, texts):
