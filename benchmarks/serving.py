@@ -278,9 +278,12 @@ def connect_burst(url: str, clients: int = 200) -> dict:
             "slowest_connect_s": max(connect_seconds, default=float("nan"))}
 
 
-def start_server(models_root: Path, batching: bool, work: Path, extra: list[str] = ()
-                 ) -> tuple[subprocess.Popen, dict]:
-    port_file = work / f"ports-{int(batching)}.json"
+def start_server(models_root: Path, batching: bool, work: Path, extra: list[str] = (),
+                 checkout: Path = REPO, name: str = "") -> tuple[subprocess.Popen, dict]:
+    """`opinionrec serve` from `checkout` (its code on PYTHONPATH) in its own process, once it
+    listens: the process and its ports."""
+    name = name or f"server-{int(batching)}"
+    port_file = work / f"{name}.json"
     port_file.unlink(missing_ok=True)
     command = [sys.executable, "-m", "pipelines.cli", "serve",
                "--models-config", str(models_root / "models.config"),
@@ -289,13 +292,13 @@ def start_server(models_root: Path, batching: bool, work: Path, extra: list[str]
     if batching:
         command.append("--enable-batching")
     command += extra
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=open(work / f"server-{int(batching)}.log", "w"),
-                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    process = subprocess.Popen(command, cwd=checkout, stdout=subprocess.DEVNULL,
+                               stderr=open(work / f"{name}.log", "w"),
+                               env={**os.environ, "PYTHONPATH": str(checkout)})
     deadline = time.monotonic() + 180
     while not port_file.exists():
         if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the server did not start; see {work}/server-{int(batching)}.log")
+            raise RuntimeError(f"the server did not start; see {work}/{name}.log")
         time.sleep(0.5)
     return process, json.loads(port_file.read_text())
 

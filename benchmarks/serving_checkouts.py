@@ -15,13 +15,10 @@ Writes benchmarks/results/serving_checkouts.{json,md} (or `--output`'s name).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,28 +28,11 @@ from benchmarks.serving import (  # noqa: E402
     in_process_caller,
     raw_rest_caller,
     run_clients,
+    start_server,
     summarise_rounds,
 )
 
 WORKLOAD = "recommender, 1 user"
-
-
-def start(checkout: Path, models_root: Path, work: Path, name: str, extra: list[str]
-          ) -> tuple[subprocess.Popen, str]:
-    """`opinionrec serve` from `checkout` (its own code on PYTHONPATH); the process and URL."""
-    port_file = work / f"{name}.json"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "serve", "--models-config",
-         str(models_root / "models.config"), "--rest-port", "auto", "--grpc-port", "auto",
-         "--poll-seconds", "0", "--port-file", str(port_file), *extra],
-        cwd=checkout, stdout=subprocess.DEVNULL, stderr=open(work / f"{name}.log", "w"),
-        env={**os.environ, "PYTHONPATH": str(checkout)})
-    deadline = time.monotonic() + 180
-    while not port_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{name} did not start; see {work}/{name}.log")
-        time.sleep(0.5)
-    return process, json.loads(port_file.read_text())["rest_url"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             for name, path in checkouts.items():
-                servers[name] = start(Path(path).resolve(), models_root, Path(tmp), name,
-                                      shlex.split(args.server_args))
+                process, ports = start_server(models_root, False, Path(tmp),
+                                              shlex.split(args.server_args),
+                                              checkout=Path(path).resolve(), name=name)
+                servers[name] = process, ports["rest_url"]
             for round_index in range(args.rounds):
                 for clients in args.clients:
                     cells = [("in-process", lambda n: in_process, None)] + [

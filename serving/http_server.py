@@ -245,12 +245,18 @@ class _Connection(asyncio.Protocol):
         head = request.method == "HEAD"
         method = "GET" if head else request.method
         close = not request.keep_alive
-        if method == "GET" and request.path == METRICS_PATH:
-            status, payload, content_type = 200, self.server.api.metrics.exposition(), CONTENT_TYPE
-        else:
-            status, payload, must_close = await self.server.api.answer(
-                method, request.path, body, alone=self.server.answering == 1)
-            content_type, close = "application/json", close or must_close
+        try:
+            if method == "GET" and request.path == METRICS_PATH:
+                status, payload = 200, self.server.api.metrics.exposition()
+                content_type = CONTENT_TYPE
+            else:
+                status, payload, must_close = await self.server.api.answer(
+                    method, request.path, body, alone=self.server.answering == 1)
+                content_type, close = "application/json", close or must_close
+        except Exception as error:  # noqa: BLE001  a server fault: answer it, keep serving
+            log.exception("error while answering %s %s", request.method, request.path)
+            status, content_type, close = 500, "application/json", True
+            payload = _error_body(f"Internal error: {type(error).__name__}: {error}")
         self._write(status, payload, content_type, head, close or self.server.draining)
         log.info("%s %s %d %.1f ms", request.method, request.path, status,
                  (time.perf_counter() - start) * 1000)

@@ -203,14 +203,17 @@ class Servable:
         outputs = self._functions[signature_name](**tensors)
         outputs = {alias: value.numpy() for alias, value in outputs.items()}
         seconds = time.perf_counter() - start
-        last = self._call_seconds.get(signature_name)
-        self._call_seconds[signature_name] = seconds if last is None else 0.8 * last + 0.2 * seconds
+        # Rises at once with a slow call, decays over a few dozen quick ones.
+        last = self._call_seconds.get(signature_name, 0.0)
+        self._call_seconds[signature_name] = max(seconds, 0.8 * last + 0.2 * seconds)
         return outputs
 
     def is_quick(self, signature_name: str) -> bool:
-        """Whether the signature's recent calls (moving average) took under QUICK_CALL_SECONDS:
-        short enough to run on a caller that should not be held up long."""
-        return self._call_seconds.get(signature_name or DEFAULT_SIGNATURE, 1.0) < QUICK_CALL_SECONDS
+        """Whether the signature's recent calls all took about QUICK_CALL_SECONDS or less (a
+        moving average that a slow call raises at once): short enough to run on a caller that
+        should not be held up long. Unknown until the signature has been called."""
+        seconds = self._call_seconds.get(signature_name or DEFAULT_SIGNATURE)
+        return seconds is not None and seconds < QUICK_CALL_SECONDS
 
     def close(self) -> None:
         """Stop the batch threads (requests still queued get UNAVAILABLE)."""

@@ -62,6 +62,10 @@ DEFAULT_WORKERS = 8
 # A predict body up to this size is parsed and checked on the event loop (microseconds); a
 # bigger one is handled whole on a worker thread, so one huge request cannot stall the loop.
 INLINE_BODY_BYTES = 64 * 1024
+# A request this small to a quick signature (`Servable.is_quick`) that finds no other request
+# being answered has its model call made on the event loop itself. A call far slower than its
+# signature's recent ones holds the loop once; the signature is then no longer quick.
+QUICK_BODY_BYTES = 4 * 1024
 
 
 class RestApi:
@@ -122,7 +126,8 @@ class RestApi:
                 # Alone, a quick call runs right here: handing it to another thread and back
                 # costs two thread wake-ups, a sixth of a recommender call on 2 cores. Under
                 # load, calls must not take turns on the event loop.
-                now = alone and servable.is_quick(prepared.signature)
+                now = (alone and len(body) <= QUICK_BODY_BYTES
+                       and servable.is_quick(prepared.signature))
                 call = servable.submit(prepared, self._pool, now=now)
             except Exception as error:  # noqa: BLE001
                 status, reply, code = self._error(method, path, error)

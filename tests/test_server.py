@@ -396,6 +396,87 @@ def test_accepted_connections_send_small_replies_at_once(server):
         assert accepted[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
+def _read_replies(connection: socket.socket, count: int) -> list[tuple[int, dict]]:
+    """`count` (status, JSON body) replies read in order from a keep-alive connection."""
+    buffer, replies = b"", []
+    while len(replies) < count:
+        while b"\r\n\r\n" not in buffer:
+            chunk = connection.recv(65536)
+            assert chunk, replies
+            buffer += chunk
+        head, _, buffer = buffer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = next(int(line.split(":")[1]) for line in lines
+                      if line.lower().startswith("content-length:"))
+        while len(buffer) < length:
+            buffer += connection.recv(65536)
+        replies.append((int(lines[0].split()[1]), json.loads(buffer[:length])))
+        buffer = buffer[length:]
+    return replies
+
+
+def test_pipelined_requests_are_answered_in_order(server, direct):
+    """Several requests sent at once on one connection (HTTP/1.1 pipelining, or a client that
+    writes its next request early) are answered one after the other, in the order sent."""
+    texts = ["ab", "abcd efgh", "x"]
+    requests = b""
+    for text in texts:
+        body = json.dumps({"instances": [text]}).encode()
+        requests += (b"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        requests += b"GET /v1/models/nope HTTP/1.1\r\nHost: x\r\n\r\n"
+    host, port = server.rest_url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(requests)
+        replies = _read_replies(connection, 2 * len(texts))
+    expected = direct(2, "serving_default", text=texts)["scores"]
+    for i in range(len(texts)):
+        (status, reply), (missing, error) = replies[2 * i], replies[2 * i + 1]
+        assert status == 200
+        np.testing.assert_array_equal(np.float32(reply["predictions"][0]["scores"]), expected[i])
+        assert missing == 404 and "nope" in error["error"]
+
+
+def test_a_slow_model_call_does_not_hold_up_other_requests(tmp_path):
+    """Model calls run off the event loop: while one takes seconds, status requests and quick
+    predictions on other connections are answered at once."""
+    root = tmp_path / "models"
+    layout.export_model(save_slow_model(tmp_path / "src"), root, "slow")
+    registry = ModelRegistry.from_base_path("slow", root / "slow")
+    with ModelServer(registry, rest_port=0, grpc_port=None, poll_seconds=0) as running:
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(http, running, "POST", "/v1/models/slow:predict",
+                               {"inputs": {"x": [1.0], "steps": 3000}})  # about 2 s
+            deadline = time.monotonic() + 30
+            while running.in_flight() == 0:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            start = time.monotonic()
+            assert http(running, "GET", "/v1/models/slow")[0] == 200
+            quick = http(running, "POST", "/v1/models/slow:predict",
+                         {"inputs": {"x": [1.0], "steps": 1}})
+            waited = time.monotonic() - start
+            assert not slow.done(), "the slow call ended first: the test proves nothing"
+            assert quick[0] == 200 and quick[1]["outputs"]["y"] == [3.0]
+            assert waited < 1.0, waited
+            assert slow.result(timeout=120)[1]["outputs"]["y"] == [3002.0]
+
+
+def test_a_signature_is_quick_until_a_call_of_it_is_slow(tmp_path):
+    """What lets a call run on the event loop: only a signature whose recent calls were all
+    quick; one slow call is enough to stop that at once."""
+    from serving.models import Servable
+
+    servable = Servable("slow", 1, save_slow_model(tmp_path / "slow"))
+    assert not servable.is_quick("")  # never called: unknown
+    inputs = {"x": np.float32([1.0]), "steps": np.int32(1)}
+    for _ in range(60):  # the first call (with its set-up) is slow: it takes a few dozen
+        servable.predict("", inputs)
+    assert servable.is_quick("")
+    servable.predict("", {**inputs, "steps": np.int32(400)})  # tens of milliseconds
+    assert not servable.is_quick("")
+
+
 def test_concurrent_requests_all_get_their_own_answer(server, direct):
     texts = [f"{'word ' * n}end" for n in range(24)]
     expected = direct(2, "serving_default", text=texts)
