@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, InvalidStateError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -188,8 +188,8 @@ class Servable:
                              for sig, signature_def in self.signature_defs.items()}
         self._output_names = {sig: frozenset(signature_def.outputs)
                               for sig, signature_def in self.signature_defs.items()}
-        # One batch scheduler per signature that batches, when batching is on.
         self._call_seconds: dict[str, float] = {}  # moving average of each signature's calls
+        # One batch scheduler per signature that batches, when batching is on.
         self.schedulers: dict[str, BatchScheduler] = {}
         for sig, signature_def in self.signature_defs.items():
             if batching is not None and sig in self._functions and batchable(
@@ -242,7 +242,7 @@ class Servable:
         inputs: Mapping[str, np.ndarray],
         output_filter: Sequence[str] = (),
     ) -> "PreparedCall":
-        """Check a request against its signature and build its tensors (no model call yet)."""
+        """Check a request against its signature (no model call yet): its arrays, checked."""
         import tensorflow as tf
 
         name = signature_name or DEFAULT_SIGNATURE
@@ -284,8 +284,9 @@ class Servable:
         """Start a prepared call; a future of its outputs (errors as `ServingStatus`).
 
         A signature that batches joins its batch queue; any other runs on `executor`, or at once
-        on this thread without one (or with `now`, which skips the batch queue too). Either way the caller may wait for the future, or (an event
-        loop) be called back when it is done instead of holding a thread.
+        on this thread without one (or with `now`, which skips the batch queue too). The caller
+        may wait for the future, or (an event loop) be called back when it is done instead of
+        holding a thread; cancelling it drops a call that has not started.
         """
         scheduler = None if now else self.schedulers.get(call.signature)
         if scheduler is not None:
@@ -301,16 +302,19 @@ class Servable:
         done: Future = Future()
 
         def finish(future: Future) -> None:
-            if future.cancelled():
+            if future.cancelled() or done.cancelled():
                 done.cancel()
                 return
             error = future.exception()
-            if error is None:
-                outputs = future.result()
-                done.set_result({alias: outputs[alias]
-                                 for alias in (call.outputs_wanted or outputs)})
-            else:
-                done.set_exception(_status_of(error))
+            try:
+                if error is None:
+                    outputs = future.result()
+                    done.set_result({alias: outputs[alias]
+                                     for alias in (call.outputs_wanted or outputs)})
+                else:
+                    done.set_exception(_status_of(error))
+            except InvalidStateError:
+                pass  # cancelled by its caller meanwhile (a deadline): nobody waits for it
 
         raw.add_done_callback(finish)
         done.add_done_callback(lambda f: f.cancelled() and raw.cancel())  # not started: dropped

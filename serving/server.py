@@ -4,10 +4,10 @@ Stock `tensorflow_model_server` cannot run on every machine (no pip or Debian pa
 Docker may be missing), so this server loads the same model folder and answers the same API:
 clients written against it work unchanged against real TF Serving. It holds one `ModelRegistry`
 (the models of a `models.config`, or one `--model_name`/`--model_base_path` pair), answers REST
-on one event loop thread (model calls on workers or in batches) and gRPC on a thread pool, polls the model folders for new versions
-(and, if asked, its models.config for a changed model list), and stops gracefully on SIGINT or
-SIGTERM: the listeners close at once, and the requests already received, REST and gRPC, get up to
-`drain_seconds` to be answered.
+on one event loop thread (model calls on workers or in batches) and gRPC on a thread pool,
+polls the model folders for new versions (and, if asked, its models.config for a changed model
+list), and stops gracefully on SIGINT or SIGTERM: the listeners close at once, and the requests
+already received, REST and gRPC, get up to `drain_seconds` to be answered.
 
 Example:
     registry = ModelRegistry.from_config_file("workspace/export/models/models.config")
