@@ -40,8 +40,21 @@ REPO = Path(__file__).resolve().parents[1]
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
 
 
+def workspace_workloads(workspace_dir: Path) -> tuple[Path, dict[str, dict]]:
+    """The workspace's exported models folder, and what each workload sends from its ingested
+    documents: the model, its input, the items sent (users or texts) and the rows per request."""
+    from pipelines.corpus import read_docs
+    from pipelines.workspace import Workspace
+
+    workspace = Workspace(Path(workspace_dir))
+    docs = read_docs(workspace.docs, kinds=["review", "news"], columns=["text", "user"])
+    texts = [t for t in docs["text"].tolist() if isinstance(t, str) and t.strip()][:2000]
+    users = sorted({u for u in docs["user"].dropna().tolist() if u})[:500]
+    return workspace.models_root, _requests(texts, users)
+
+
 def _requests(docs_texts: list[str], users: list[str]) -> dict[str, dict]:
-    """What each workload sends: (model, JSON body maker, gRPC inputs maker, texts/request)."""
+    """What each workload sends (model, input name, items, rows per request)."""
     return {
         "recommender, 1 user": {"model": "recommender", "rows": 1,
                                 "items": users, "input": "user_id"},
@@ -381,15 +394,8 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="WORKLOAD", help=f"which to run (default: all of {WORKLOADS})")
     args = parser.parse_args(argv)
 
-    from pipelines.corpus import read_docs
-    from pipelines.workspace import Workspace
-
-    workspace = Workspace(args.workspace)
-    models_root = workspace.models_root
-    docs = read_docs(workspace.docs, kinds=["review", "news"], columns=["text", "user"])
-    texts = [t for t in docs["text"].tolist() if isinstance(t, str) and t.strip()][:2000]
-    users = sorted({u for u in docs["user"].dropna().tolist() if u})[:500]
-    workloads = {name: workload for name, workload in _requests(texts, users).items()
+    models_root, all_workloads = workspace_workloads(args.workspace)
+    workloads = {name: workload for name, workload in all_workloads.items()
                  if name in args.workloads}
     burst: dict = {}
 

@@ -30,6 +30,7 @@ from benchmarks.serving import (  # noqa: E402
     run_clients,
     start_server,
     summarise_rounds,
+    workspace_workloads,
 )
 
 WORKLOAD = "recommender, 1 user"
@@ -49,14 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="serving_checkouts")
     args = parser.parse_args(argv)
 
-    from pipelines.corpus import read_docs
-    from pipelines.workspace import Workspace
-
-    workspace = Workspace(args.workspace)
-    models_root = workspace.models_root
-    docs = read_docs(workspace.docs, kinds=["review"], columns=["user"])
-    users = sorted({u for u in docs["user"].dropna().tolist() if u})[:500]
-    workload = {"model": "recommender", "rows": 1, "items": users, "input": "user_id"}
+    models_root, workloads = workspace_workloads(args.workspace)
+    workload = workloads[WORKLOAD]
     checkouts = dict(item.split("=", 1) for item in args.checkouts)
     in_process = in_process_caller(models_root, "recommender", "user_id")
     rounds: list[dict] = []

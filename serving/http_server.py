@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import http
-import json
 import logging
 import socket
 import threading
@@ -28,6 +27,7 @@ import time
 from typing import Any
 
 from serving.metrics import CONTENT_TYPE, METRICS_PATH
+from serving.status import error_json
 
 log = logging.getLogger("opinionrec.serving")
 
@@ -135,10 +135,6 @@ def _check_body_size(size: int) -> None:
     if size > MAX_BODY_BYTES:
         raise BodyTooLarge(f"Request body of {size} bytes is larger than the {MAX_BODY_BYTES} "
                            "bytes this server reads")
-
-
-def _error_body(message: str) -> str:
-    return json.dumps({"error": message}, ensure_ascii=False)
 
 
 class _Date:
@@ -256,7 +252,7 @@ class _Connection(asyncio.Protocol):
         except Exception as error:  # noqa: BLE001  a server fault: answer it, keep serving
             log.exception("error while answering %s %s", request.method, request.path)
             status, content_type, close = 500, "application/json", True
-            payload = _error_body(f"Internal error: {type(error).__name__}: {error}")
+            payload = error_json(f"Internal error: {type(error).__name__}: {error}")
         self._write(status, payload, content_type, head, close or self.server.draining)
         log.info("%s %s %d %.1f ms", request.method, request.path, status,
                  (time.perf_counter() - start) * 1000)
@@ -292,7 +288,7 @@ class _Connection(asyncio.Protocol):
         """Answer a request that could not be read, then close: what follows it is unknown."""
         log.info("bad request: %d %s", status, message)
         self.busy = True  # read nothing more
-        self._write(status, _error_body(message), "application/json", False, True)
+        self._write(status, error_json(message), "application/json", False, True)
 
     def close(self) -> None:
         if not self.closing:

@@ -13,7 +13,7 @@ URL-decoded; `{"error": "..."}` with the HTTP status of the canonical error code
 Any other method is a 400 "Malformed request"; a body over `MAX_BODY_BYTES` a 413.
 
 `RestApi.handle` is a pure function of (method, path, body), so it is tested without sockets.
-`make_http_server` puts `RestApi.answer` behind one event loop thread (`serving.http`), which
+`make_http_server` puts `RestApi.answer` behind one event loop thread (`serving.http_server`), which
 reads, parses and answers every connection (HTTP/1.1 keep-alive) and hands only model calls to
 other threads: a signature that batches joins its batch queue, any other runs on a pool of
 `workers` threads; the loop is called back when the outputs are ready, so no thread waits per
@@ -23,7 +23,6 @@ request, and a request not answered within the deadline gets a 504.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -41,7 +40,7 @@ from serving.metrics import ServingMetrics
 from serving.models import ModelRegistry, PreparedCall, Servable
 from serving.responses import model_metadata_json, model_status_json
 from serving.signatures import DEFAULT_SIGNATURE
-from serving.status import ServingStatus, invalid_argument
+from serving.status import ServingStatus, error_json, invalid_argument
 
 log = logging.getLogger("opinionrec.serving")
 
@@ -98,11 +97,11 @@ class RestApi:
         """HTTP status and JSON body for one request; never raises. Requests to a model's
         :predict, :classify or :regress are counted in `metrics`."""
         start, served = time.perf_counter(), {}
+        route = _PREDICTION_PATH.fullmatch(path) if method == "POST" else None
         try:
-            status, reply, code = 200, self._dispatch(method, path, body, served), "OK"
+            status, reply, code = 200, self._dispatch(method, path, body, route, served), "OK"
         except Exception as error:  # noqa: BLE001  every failure is an answer
             status, reply, code = self._error(method, path, error)
-        route = _PREDICTION_PATH.fullmatch(path) if method == "POST" else None
         self._observe(route, code, time.perf_counter() - start, served)
         return status, reply
 
@@ -130,40 +129,40 @@ class RestApi:
                        and servable.is_quick(prepared.signature))
                 call = servable.submit(prepared, self._pool, now=now)
             except Exception as error:  # noqa: BLE001
-                status, reply, code = self._error(method, path, error)
-                self._observe(route, code, time.perf_counter() - start, served)
-                return status, reply, False
+                return self._failed(method, path, error, route, start, served)
         try:
             if not call.done():  # else it ran right here: no need to go through the loop
                 if not await _finished_within(call, self.timeout_seconds):
                     call.cancel()  # dropped if it has not started
                     self._observe(route, "DEADLINE_EXCEEDED", self.timeout_seconds, served)
-                    return 504, _error_body(f"Deadline exceeded: no answer within "
-                                            f"{self.timeout_seconds * 1000:g} ms"), True
+                    return 504, error_json(f"Deadline exceeded: no answer within "
+                                           f"{self.timeout_seconds * 1000:g} ms"), True
             result = call.result()
+            if request_format is None:
+                return (*result, False)  # handled (and counted) whole on a worker
+            reply = predict_response_json(result, request_format)
         except Exception as error:  # noqa: BLE001
-            status, reply, code = self._error(method, path, error)
-            self._observe(route, code, time.perf_counter() - start, served)
-            return status, reply, False
-        if request_format is None:
-            return (*result, False)  # handled (and counted) whole on a worker
-        try:
-            status, reply, code = 200, predict_response_json(result, request_format), "OK"
-        except Exception as error:  # noqa: BLE001
-            status, reply, code = self._error(method, path, error)
-        self._observe(route, code, time.perf_counter() - start, served)
-        return status, reply, False
+            return self._failed(method, path, error, route, start, served)
+        self._observe(route, "OK", time.perf_counter() - start, served)
+        return 200, reply, False
 
     # === Routing ===
 
     def _error(self, method: str, path: str, error: Exception) -> tuple[int, str, str]:
         """(HTTP status, JSON body, canonical code) of a failed request."""
         if isinstance(error, ServingStatus):
-            return error.http_status, _error_body(error.message), error.code
+            return error.http_status, error_json(error.message), error.code
         # A server fault: answer 500 and keep serving.
         log.error("internal error on %s %s:\n%s", method, path,
                   "".join(traceback.format_exception(error)))
-        return 500, _error_body(f"Internal error: {type(error).__name__}: {error}"), "INTERNAL"
+        return 500, error_json(f"Internal error: {type(error).__name__}: {error}"), "INTERNAL"
+
+    def _failed(self, method: str, path: str, error: Exception, route: re.Match, start: float,
+                served: dict) -> tuple[int, str, bool]:
+        """`answer`'s reply to a predict request that failed, counted in `metrics`."""
+        status, reply, code = self._error(method, path, error)
+        self._observe(route, code, time.perf_counter() - start, served)
+        return status, reply, False
 
     def _observe(self, route: re.Match | None, code: str, seconds: float, served: dict) -> None:
         """Count a request to a model's :predict, :classify or :regress (its `route`, None for
@@ -172,18 +171,19 @@ class RestApi:
             self.metrics.observe(unquote(route.group(1)), route.group(4).lower(), "REST", code,
                                  seconds, **served)
 
-    def _dispatch(self, method: str, path: str, body: bytes, served: dict) -> str:
+    def _dispatch(self, method: str, path: str, body: bytes, route: re.Match | None,
+                  served: dict) -> str:
+        """The JSON reply to a request (`route`: its match of a POST prediction path)."""
         if not _API_PATH.fullmatch(path):
             raise ServingStatus("NOT_FOUND", f"Not found: {method} {path} (the API is under /v1/)")
         malformed = invalid_argument(f"Malformed request: {method} {path}")
         if method == "POST":
-            match = _PREDICTION_PATH.fullmatch(path)
-            if not match:
+            if not route:
                 raise malformed
-            name, version, label, verb = match.groups()
+            name, version, label, verb = route.groups()
             spec = _model_spec(name, version, label)
             if verb == "predict":
-                servable, prepared, request_format = self._prepare(match, body, served)
+                servable, prepared, request_format = self._prepare(route, body, served)
                 return predict_response_json(servable.submit(prepared).result(), request_format)
             if verb in ("classify", "regress"):
                 # As TF Serving: an unknown model is 404 and a malformed body 400 first.
@@ -256,7 +256,3 @@ def _model_spec(name: str, version: str | None, label: str | None
         if number > _INT64_MAX:
             raise invalid_argument(f"Failed to convert version: {version} to numeric.")
     return unquote(name), number, unquote(label) if label else None
-
-
-def _error_body(message: str) -> str:
-    return json.dumps({"error": message}, ensure_ascii=False)

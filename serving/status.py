@@ -8,6 +8,8 @@ the gRPC code of the same name. Keeping the code, not the HTTP number, lets both
 
 from __future__ import annotations
 
+import json
+
 # TensorFlow canonical code -> HTTP status, exactly as TF Serving's ToHTTPStatusCode.
 HTTP_STATUS: dict[str, int] = {
     "OK": 200,
@@ -74,3 +76,8 @@ def from_tf_error(error: Exception) -> ServingStatus:
 
 
 _CODE_NAME = {number: name for name, number in CODE_NUMBER.items()}
+
+
+def error_json(message: str) -> str:
+    """A REST error body, as TF Serving writes it: `{"error": "..."}`."""
+    return json.dumps({"error": message}, ensure_ascii=False)
