@@ -182,6 +182,7 @@ class ModelServer:
         in_flight = self.in_flight()
         if in_flight:
             log.info("draining %d in-flight requests (at most %g s)", in_flight, grace)
+        unanswered = 0
         if self._http is not None:
             unanswered = self._http.drain(_left(deadline))
             if unanswered:
@@ -194,6 +195,8 @@ class ModelServer:
             grpc_stopped.wait(_left(deadline) + 1)
             self._grpc = None
         for thread in self._threads:
+            if unanswered and thread.name == "serving-rest":
+                continue  # a daemon: it answers the requests still running, then ends
             thread.join(timeout=_left(deadline) + 1)
         self._threads.clear()
         log.info("stopped")
